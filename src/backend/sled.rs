@@ -1,0 +1,426 @@
+//! The embedded default backend: a sled database plus the header file, in one directory.
+//!
+//! ```text
+//! <dir>/                    0700
+//! <dir>/tokenvault.lock     0600  tokenvault's own lock (flock), taken before sled opens
+//! <dir>/tokenvault.header   0600  the header file, replaced atomically
+//! <dir>/data/               sled's directory (its files inherit the umask inside <dir>)
+//! ```
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write as _};
+use std::ops::Bound;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use super::{Backend, BackendError, Batch};
+use crate::header::MAX_HEADER_LEN;
+
+/// The lock file's name inside the vault directory.
+pub(crate) const LOCK_FILE: &str = "tokenvault.lock";
+/// The header file's name inside the vault directory.
+pub(crate) const HEADER_FILE: &str = "tokenvault.header";
+const HEADER_TMP_FILE: &str = "tokenvault.header.tmp";
+/// sled's directory inside the vault directory.
+pub(crate) const DATA_DIR: &str = "data";
+/// sled's main data file, which it locks and which a durable flush `fdatasync`s.
+const SLED_DATA_FILE: &str = "db";
+const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
+/// How long `close` waits for sled's threads to release the directory.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A [`Backend`] on a directory: sled for records, a separate file for the header.
+///
+/// Open it through [`Vault::create`](crate::Vault::create) and
+/// [`Vault::open`](crate::Vault::open); it is public so that its contract can be read and so
+/// that tests can reach stored bytes.
+pub struct SledBackend {
+    dir: PathBuf,
+    lock: Mutex<Option<File>>,
+    db: RwLock<Option<Open>>,
+}
+
+struct Open {
+    db: sled::Db,
+    data_file: File,
+    trees: Mutex<HashMap<Vec<u8>, sled::Tree>>,
+}
+
+impl SledBackend {
+    /// Opens (with `create`, creates) the directory, takes tokenvault's lock file (waiting up
+    /// to `lock_timeout` for another holder), then opens sled inside it.
+    pub(crate) fn open(
+        dir: &Path,
+        create: bool,
+        lock_timeout: Duration,
+    ) -> Result<Self, BackendError> {
+        if create {
+            create_private_dir(dir)?;
+        }
+        let lock = acquire_lock(dir, lock_timeout)?;
+        let data_dir = dir.join(DATA_DIR);
+        let fresh = !data_dir.exists();
+        if fresh && !create {
+            return Err(BackendError::Other(format!(
+                "{} is missing its data directory",
+                dir.display()
+            )));
+        }
+        let config = sled::Config::new()
+            .path(&data_dir)
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(Some(500));
+        let db = catch_unwind(AssertUnwindSafe(|| config.open()))
+            .map_err(|_| BackendError::Other("sled panicked while opening its files".into()))?
+            .map_err(sled_err)?;
+        let data_file = File::open(data_dir.join(SLED_DATA_FILE))?;
+        if fresh {
+            db.flush().map_err(sled_err)?;
+            data_file.sync_all()?;
+            sync_dir(&data_dir)?;
+            sync_dir(dir)?;
+        }
+        // A header write interrupted by a crash leaves only the temporary file behind.
+        match fs::remove_file(dir.join(HEADER_TMP_FILE)) {
+            Ok(()) => sync_dir(dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            lock: Mutex::new(Some(lock)),
+            db: RwLock::new(Some(Open {
+                db,
+                data_file,
+                trees: Mutex::new(HashMap::new()),
+            })),
+        })
+    }
+
+    /// The vault directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn with_open<T>(
+        &self,
+        f: impl FnOnce(&Open) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        let guard = self
+            .db
+            .read()
+            .map_err(|_| BackendError::Other("backend lock poisoned".into()))?;
+        match guard.as_ref() {
+            Some(open) => f(open),
+            None => Err(BackendError::Other("the backend is closed".into())),
+        }
+    }
+
+    fn release(&self) -> Result<(), BackendError> {
+        let open = self
+            .db
+            .write()
+            .map_err(|_| BackendError::Other("backend lock poisoned".into()))?
+            .take();
+        if let Some(open) = open {
+            let flushed = open.flush();
+            drop(open);
+            wait_for_release(&self.dir.join(DATA_DIR).join(SLED_DATA_FILE))?;
+            flushed?;
+        }
+        let lock = self
+            .lock
+            .lock()
+            .map_err(|_| BackendError::Other("backend lock poisoned".into()))?
+            .take();
+        if let Some(lock) = lock {
+            lock.unlock()?;
+        }
+        Ok(())
+    }
+}
+
+impl Open {
+    fn tree(&self, name: &[u8]) -> Result<sled::Tree, BackendError> {
+        let mut trees = self
+            .trees
+            .lock()
+            .map_err(|_| BackendError::Other("backend lock poisoned".into()))?;
+        if let Some(t) = trees.get(name) {
+            return Ok(t.clone());
+        }
+        let tree = self.db.open_tree(name).map_err(sled_err)?;
+        trees.insert(name.to_vec(), tree.clone());
+        Ok(tree)
+    }
+
+    fn existing_tree(&self, name: &[u8]) -> Result<Option<sled::Tree>, BackendError> {
+        let cached = self
+            .trees
+            .lock()
+            .map_err(|_| BackendError::Other("backend lock poisoned".into()))?
+            .get(name)
+            .cloned();
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let exists = self.db.tree_names().iter().any(|n| n.as_ref() == name);
+        if exists {
+            self.tree(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn flush(&self) -> Result<(), BackendError> {
+        // sled's flush ends in sync_file_range, which survives a killed process but not a
+        // power loss; fdatasync the data file as well.
+        self.db.flush().map_err(sled_err)?;
+        self.data_file.sync_data()?;
+        Ok(())
+    }
+}
+
+impl Backend for SledBackend {
+    fn read_header(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        read_header_file(&self.dir.join(HEADER_FILE))
+    }
+
+    fn write_header(&self, bytes: &[u8]) -> Result<(), BackendError> {
+        let tmp = self.dir.join(HEADER_TMP_FILE);
+        let mut file = private_file(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, self.dir.join(HEADER_FILE))?;
+        sync_dir(&self.dir)
+    }
+
+    fn get(&self, tree: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        self.with_open(|o| match o.existing_tree(tree)? {
+            Some(t) => Ok(t.get(key).map_err(sled_err)?.map(|v| v.to_vec())),
+            None => Ok(None),
+        })
+    }
+
+    fn scan(
+        &self,
+        tree: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError> {
+        self.with_open(|o| {
+            let Some(t) = o.existing_tree(tree)? else {
+                return Ok(Vec::new());
+            };
+            let start = match after {
+                Some(k) => Bound::Excluded(k),
+                None => Bound::Unbounded,
+            };
+            t.range::<&[u8], _>((start, Bound::Unbounded))
+                .take(limit)
+                .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_err))
+                .collect()
+        })
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<bool, BackendError> {
+        self.with_open(|o| {
+            let mut names: Vec<&[u8]> = batch
+                .conditions
+                .iter()
+                .map(|c| c.tree.as_slice())
+                .chain(batch.writes.iter().map(|w| w.tree.as_slice()))
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            let trees = names
+                .iter()
+                .map(|n| o.tree(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            let refs: Vec<&sled::Tree> = trees.iter().collect();
+            let index = |name: &[u8]| names.binary_search(&name).unwrap_or(0);
+            let result = refs.as_slice().transaction(|tx| {
+                for c in &batch.conditions {
+                    let current = tx[index(&c.tree)].get(&c.key)?;
+                    if current.as_deref() != c.expected.as_deref() {
+                        return Err(ConflictableTransactionError::Abort(()));
+                    }
+                }
+                for w in &batch.writes {
+                    let t = &tx[index(&w.tree)];
+                    match &w.value {
+                        Some(v) => {
+                            t.insert(w.key.as_slice(), v.as_slice())?;
+                        }
+                        None => {
+                            t.remove(w.key.as_slice())?;
+                        }
+                    }
+                }
+                Ok(())
+            });
+            match result {
+                Ok(()) => Ok(true),
+                Err(TransactionError::Abort(())) => Ok(false),
+                Err(TransactionError::Storage(e)) => Err(sled_err(e)),
+            }
+        })
+    }
+
+    fn drop_tree(&self, tree: &[u8]) -> Result<(), BackendError> {
+        self.with_open(|o| {
+            o.trees
+                .lock()
+                .map_err(|_| BackendError::Other("backend lock poisoned".into()))?
+                .remove(tree);
+            o.db.drop_tree(tree).map_err(sled_err)?;
+            Ok(())
+        })
+    }
+
+    fn trees(&self) -> Result<Vec<Vec<u8>>, BackendError> {
+        self.with_open(|o| {
+            Ok(o.db
+                .tree_names()
+                .into_iter()
+                .filter(|n| n.as_ref() != SLED_DEFAULT_TREE)
+                .map(|n| n.to_vec())
+                .collect())
+        })
+    }
+
+    fn flush(&self) -> Result<(), BackendError> {
+        self.with_open(Open::flush)
+    }
+
+    fn close(&self) -> Result<(), BackendError> {
+        self.release()
+    }
+}
+
+impl std::fmt::Debug for SledBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledBackend")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SledBackend {
+    fn drop(&mut self) {
+        // Best effort: an error here has nowhere to go. `Vault::close` reports it instead.
+        let _ = catch_unwind(AssertUnwindSafe(|| self.release()));
+    }
+}
+
+fn sled_err(e: sled::Error) -> BackendError {
+    BackendError::Other(format!("sled: {e}"))
+}
+
+/// Creates `dir` with mode 0700 (or tightens an existing one to 0700).
+fn create_private_dir(dir: &Path) -> Result<(), BackendError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Opens `path` for writing (created 0600, truncated).
+fn private_file(path: &Path) -> Result<File, BackendError> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    Ok(options.open(path)?)
+}
+
+fn acquire_lock(dir: &Path, timeout: Duration) -> Result<File, BackendError> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(dir.join(LOCK_FILE))?;
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) => {
+                if Instant::now() >= deadline {
+                    return Err(BackendError::Locked(dir.to_path_buf()));
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits until sled's lock on its data file is gone (sled's threads may outlive `Db`'s drop).
+fn wait_for_release(data_file: &Path) -> Result<(), BackendError> {
+    let file = match File::open(data_file) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let deadline = Instant::now() + RELEASE_TIMEOUT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => {
+                file.unlock()?;
+                return Ok(());
+            }
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(BackendError::Other(
+                    "sled did not release its files within 30 s".into(),
+                ))
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), BackendError> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+fn read_header_file(path: &Path) -> Result<Option<Vec<u8>>, BackendError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut buf = Vec::new();
+    file.take(MAX_HEADER_LEN as u64 + 1).read_to_end(&mut buf)?;
+    Ok(Some(buf))
+}

@@ -1,0 +1,242 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::record::RecordType;
+
+/// A `Result` whose error is this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the vault.
+///
+/// No variant ever carries secret material: messages name paths, namespaces, record keys and
+/// slot ids, never token values, passphrases or keys.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A vault already exists at this path; [`Vault::create`](crate::Vault::create) never
+    /// overwrites one. Open it instead, or choose another path.
+    AlreadyExists {
+        /// The vault directory.
+        path: PathBuf,
+    },
+    /// The storage backend failed (an I/O error, or an error or panic inside sled).
+    ///
+    /// What was already stored is unaffected; the operation that failed may or may not have
+    /// taken effect and is safe to retry.
+    Backend {
+        /// What the backend reported.
+        message: String,
+    },
+    /// The vault handle was closed with [`Vault::close`](crate::Vault::close); open the vault
+    /// again to keep using it.
+    Closed,
+    /// Stored bytes failed authentication or did not parse: the vault has been damaged or
+    /// tampered with. [`Damage`] says what is affected.
+    Damaged(Damage),
+    /// A vault holds at most [`MAX_KEYSLOTS`](crate::MAX_KEYSLOTS) keyslots.
+    KeyslotLimit,
+    /// The key source could not supply a key: an unreadable, malformed or badly protected key
+    /// file, or an empty passphrase. The vault never falls back to another source.
+    KeySource {
+        /// Why the key could not be obtained (never the key itself).
+        reason: String,
+    },
+    /// Argon2 parameters were refused: below the creation floor (OWASP: 19 MiB, t = 2) or
+    /// above the bounds this library will run.
+    KdfParams {
+        /// Which bound was violated.
+        reason: String,
+    },
+    /// The last keyslot cannot be removed: nothing could unlock the vault afterwards.
+    LastKeyslot,
+    /// A namespace or record key name was rejected (empty or too long).
+    InvalidName {
+        /// Why the name is invalid.
+        reason: &'static str,
+    },
+    /// Another process (or another handle in this process) holds the vault, and did not let
+    /// go within the configured lock timeout.
+    Locked {
+        /// The vault directory.
+        path: PathBuf,
+    },
+    /// The vault has no keyslot with this id (removed, or never there).
+    NoSuchKeyslot {
+        /// The slot id that was asked for.
+        slot: u32,
+    },
+    /// The master key cannot be rotated while some keyslots' secrets are unknown to this
+    /// handle; pass them to [`Vault::rotate_master_key_with`](crate::Vault::rotate_master_key_with).
+    SlotSecretsMissing {
+        /// The slots this handle cannot re-wrap.
+        slots: Vec<u32>,
+    },
+    /// No vault exists at this path.
+    NotFound {
+        /// The vault directory.
+        path: PathBuf,
+    },
+    /// A record or name is larger than the format allows.
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The vault was written by a newer version of tokenvault (or a different program);
+    /// upgrade tokenvault to open it.
+    UnsupportedVersion {
+        /// The format version found on disk.
+        found: u16,
+        /// The newest version this library reads.
+        supported: u16,
+    },
+    /// The record exists but holds another type of secret (for example a [`Secret`](crate::Secret)
+    /// read as a [`Token`](crate::Token)).
+    WrongRecordType {
+        /// The type the caller asked for.
+        expected: RecordType,
+        /// The type stored.
+        found: RecordType,
+    },
+    /// No keyslot accepts this key or passphrase.
+    WrongKey,
+}
+
+/// What a [`Error::Damaged`] error found damaged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Damage {
+    /// The header file: the keyslots and wrapped keys.
+    Header {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A namespace's wrapped keys or its manifest.
+    Namespace {
+        /// The namespace name (not a secret).
+        namespace: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// One stored record.
+    Record {
+        /// The namespace name.
+        namespace: String,
+        /// The record key, when known (a damaged record found by a scan has only its hashed id).
+        key: Option<String>,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlreadyExists { path } => write!(
+                f,
+                "a vault already exists at {}; open it instead of creating it",
+                path.display()
+            ),
+            Self::Backend { message } => write!(f, "storage backend error: {message}"),
+            Self::Closed => f.write_str("the vault was closed; open it again"),
+            Self::Damaged(damage) => write!(f, "{damage}"),
+            Self::KeyslotLimit => write!(
+                f,
+                "the vault already has {} keyslots; remove one first",
+                crate::MAX_KEYSLOTS
+            ),
+            Self::KeySource { reason } => write!(f, "the key source is unusable: {reason}"),
+            Self::KdfParams { reason } => write!(f, "Argon2 parameters refused: {reason}"),
+            Self::LastKeyslot => {
+                f.write_str("refusing to remove the last keyslot; add another keyslot first")
+            }
+            Self::InvalidName { reason } => write!(f, "invalid name: {reason}"),
+            Self::Locked { path } => write!(
+                f,
+                "the vault at {} is in use by another process or handle; close it there and retry",
+                path.display()
+            ),
+            Self::NoSuchKeyslot { slot } => write!(f, "the vault has no keyslot {slot}"),
+            Self::SlotSecretsMissing { slots } => write!(
+                f,
+                "cannot rotate the master key: the secrets of keyslots {slots:?} are not known \
+                 to this handle; pass them to rotate_master_key_with or remove those slots"
+            ),
+            Self::NotFound { path } => write!(
+                f,
+                "no vault at {}; create one with Vault::create",
+                path.display()
+            ),
+            Self::TooLarge { what, limit } => {
+                write!(f, "{what} exceeds the limit of {limit} bytes")
+            }
+            Self::UnsupportedVersion { found, supported } => write!(
+                f,
+                "vault format version {found} is newer than the newest this library reads \
+                 ({supported}); upgrade tokenvault"
+            ),
+            Self::WrongRecordType { expected, found } => write!(
+                f,
+                "the record holds a {found}, not a {expected}; read it with the matching type"
+            ),
+            Self::WrongKey => f.write_str("wrong key or passphrase: no keyslot accepts it"),
+        }
+    }
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Header { reason } => write!(
+                f,
+                "the vault header is damaged or was tampered with ({reason}); restore the \
+                 vault directory from a backup"
+            ),
+            Self::Namespace { namespace, reason } => write!(
+                f,
+                "namespace {namespace:?} is damaged ({reason}); run verify and restore from a \
+                 backup"
+            ),
+            Self::Record {
+                namespace,
+                key: Some(key),
+                reason,
+            } => write!(
+                f,
+                "record {key:?} in namespace {namespace:?} is damaged ({reason}); remove it \
+                 and store it again"
+            ),
+            Self::Record {
+                namespace,
+                key: None,
+                reason,
+            } => write!(
+                f,
+                "a record in namespace {namespace:?} is damaged ({reason}); run verify"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Damage> for Error {
+    fn from(damage: Damage) -> Self {
+        Self::Damaged(damage)
+    }
+}
+
+impl Error {
+    pub(crate) fn backend(message: impl Into<String>) -> Self {
+        Self::Backend {
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn header(reason: &'static str) -> Self {
+        Self::Damaged(Damage::Header { reason })
+    }
+}

@@ -1,0 +1,574 @@
+//! The header file: keyslots and wrapped keys, checksummed and MAC'd. Byte layout in
+//! `docs/format.md`; all integers little-endian.
+//!
+//! ```text
+//! magic [8] | format_version u16 | body_len u32 | body | mac [32] | checksum [32]
+//! ```
+//!
+//! `checksum = SHA-256(everything before it)` tells damage from a wrong key without any key;
+//! `mac = HMAC-SHA-256(K_mac, magic .. body)` with `K_mac = HKDF(VMK, "header-mac")` detects
+//! tampering once the vault master key is unwrapped.
+
+use zeroize::Zeroizing;
+
+use crate::crypto::{sha256, Aad, Cipher, Key, Prf, KEY_LEN, NONCE_LEN, TAG_LEN, WRAPPED_KEY_LEN};
+use crate::error::{Error, Result};
+use crate::keys::{KdfParams, SlotKind};
+use crate::record::FORMAT_VERSION;
+
+/// The header file's first eight bytes.
+pub(crate) const MAGIC: [u8; 8] = [0x89, b'T', b'V', b'A', b'U', b'L', b'T', b'\n'];
+/// Bytes in the vault id.
+pub(crate) const VAULT_ID_LEN: usize = 16;
+/// Bytes in a namespace id (the HMAC of its name).
+pub(crate) const NS_ID_LEN: usize = 32;
+/// Most keyslots a vault holds.
+pub const MAX_KEYSLOTS: usize = 32;
+/// Largest header file read.
+pub(crate) const MAX_HEADER_LEN: usize = 256 * 1024 * 1024;
+/// Largest slot parameter block.
+const MAX_PARAMS_LEN: usize = 1024;
+/// Largest sealed namespace entry.
+const MAX_NS_BLOB_LEN: usize = 64 * 1024;
+/// Namespace entry plaintexts are zero-padded to a multiple of this.
+const NS_PAD: usize = 64;
+/// Most keys one namespace holds at once (the active one and those being rotated away).
+const MAX_NS_KEYS: usize = 64;
+
+const FIXED_LEN: usize = 8 + 2 + 4;
+const TRAILER_LEN: usize = 32 + 32;
+
+const KIND_PASSPHRASE: u8 = 1;
+const KIND_RAW_KEY: u8 = 2;
+const ARGON2_VERSION: u32 = 0x13;
+/// Salt bytes for new slots.
+pub(crate) const SLOT_SALT_LEN: usize = 32;
+
+const SLOT_AAD_LABEL: &[u8] = b"tokenvault/v1/keyslot";
+const INDEX_KEY_AAD_LABEL: &[u8] = b"tokenvault/v1/index-key";
+const NAMESPACE_AAD_LABEL: &[u8] = b"tokenvault/v1/namespace";
+const HEADER_MAC_LABEL: &[u8] = b"tokenvault/v1/header-mac";
+const WRAP_LABEL: &[u8] = b"tokenvault/v1/wrap";
+
+/// The parsed header, everything except the VMK-dependent checks.
+#[derive(Clone)]
+pub(crate) struct Header {
+    pub(crate) vault_id: [u8; VAULT_ID_LEN],
+    pub(crate) seqid: u64,
+    pub(crate) next_slot_id: u32,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) wrapped_index_key: [u8; WRAPPED_KEY_LEN],
+    pub(crate) namespaces: Vec<NsEntry>,
+}
+
+/// One keyslot as stored.
+#[derive(Clone)]
+pub(crate) struct Slot {
+    pub(crate) id: u32,
+    pub(crate) kind_code: u8,
+    pub(crate) params: Vec<u8>,
+    pub(crate) wrapped_vmk: [u8; WRAPPED_KEY_LEN],
+}
+
+/// A keyslot's parsed parameters.
+pub(crate) enum SlotParams<'a> {
+    Passphrase { kdf: KdfParams, salt: &'a [u8] },
+    RawKey { salt: &'a [u8] },
+    Unknown,
+}
+
+/// One namespace as stored: its id and its sealed entry.
+#[derive(Clone)]
+pub(crate) struct NsEntry {
+    pub(crate) id: [u8; NS_ID_LEN],
+    pub(crate) blob: Vec<u8>,
+}
+
+/// A namespace entry's plaintext: its name and its data keys.
+pub(crate) struct NsKeys {
+    pub(crate) name: String,
+    pub(crate) active: u32,
+    pub(crate) keys: Vec<(u32, Key)>,
+}
+
+impl Slot {
+    pub(crate) fn kind(&self) -> SlotKind {
+        match self.kind_code {
+            KIND_PASSPHRASE => SlotKind::Passphrase,
+            KIND_RAW_KEY => SlotKind::RawKey,
+            other => SlotKind::Unknown(other),
+        }
+    }
+
+    /// The slot's parameters; `Err` if they are malformed or out of bounds (checked before
+    /// any derivation runs).
+    pub(crate) fn parse_params(&self) -> Result<SlotParams<'_>> {
+        let mut r = Reader::new(&self.params);
+        let parsed = match self.kind_code {
+            KIND_PASSPHRASE => {
+                let version = r.u32()?;
+                let (m, t, p) = (r.u32()?, r.u32()?, r.u32()?);
+                let salt = r.short_bytes()?;
+                if version != ARGON2_VERSION {
+                    return Err(Error::header("unknown Argon2 version in a keyslot"));
+                }
+                let kdf = KdfParams::from_disk(m, t, p)
+                    .ok_or_else(|| Error::header("keyslot Argon2 parameters out of bounds"))?;
+                check_salt(salt)?;
+                SlotParams::Passphrase { kdf, salt }
+            }
+            KIND_RAW_KEY => {
+                let salt = r.short_bytes()?;
+                check_salt(salt)?;
+                SlotParams::RawKey { salt }
+            }
+            _ => return Ok(SlotParams::Unknown),
+        };
+        r.finish()?;
+        Ok(parsed)
+    }
+
+    /// Associated data binding a wrapped VMK to its vault, slot id, kind and parameters.
+    pub(crate) fn aad(vault_id: &[u8], id: u32, kind_code: u8, params: &[u8]) -> Vec<u8> {
+        Aad::new(SLOT_AAD_LABEL)
+            .bytes(vault_id)
+            .u32(id)
+            .u8(kind_code)
+            .bytes(params)
+            .finish()
+    }
+
+    pub(crate) fn passphrase_params(kdf: &KdfParams, salt: &[u8]) -> (u8, Vec<u8>) {
+        let mut v = Vec::with_capacity(17 + salt.len());
+        v.extend_from_slice(&ARGON2_VERSION.to_le_bytes());
+        v.extend_from_slice(&kdf.m_kib().to_le_bytes());
+        v.extend_from_slice(&kdf.t().to_le_bytes());
+        v.extend_from_slice(&kdf.p().to_le_bytes());
+        push_short(&mut v, salt);
+        (KIND_PASSPHRASE, v)
+    }
+
+    pub(crate) fn raw_key_params(salt: &[u8]) -> (u8, Vec<u8>) {
+        let mut v = Vec::with_capacity(1 + salt.len());
+        push_short(&mut v, salt);
+        (KIND_RAW_KEY, v)
+    }
+}
+
+fn check_salt(salt: &[u8]) -> Result<()> {
+    if (KdfParams::MIN_SALT_LEN..=KdfParams::MAX_SALT_LEN).contains(&salt.len()) {
+        Ok(())
+    } else {
+        Err(Error::header("keyslot salt length out of bounds"))
+    }
+}
+
+fn push_short(v: &mut Vec<u8>, bytes: &[u8]) {
+    // Salts are at most 64 bytes (checked by the callers), so the length fits in a byte.
+    v.push(u8::try_from(bytes.len()).unwrap_or(u8::MAX));
+    v.extend_from_slice(bytes);
+}
+
+/// The keys derived from the vault master key.
+pub(crate) struct VmkKeys {
+    pub(crate) mac: Prf,
+    pub(crate) wrap: Cipher,
+}
+
+impl VmkKeys {
+    pub(crate) fn new(vmk: &Key, vault_id: &[u8]) -> Self {
+        Self {
+            mac: Prf::new(&vmk.derive(vault_id, HEADER_MAC_LABEL)),
+            wrap: vmk.derive(vault_id, WRAP_LABEL).cipher(),
+        }
+    }
+}
+
+impl Header {
+    /// Parses a header file. Checks the length, magic, version and checksum, and bounds every
+    /// count and length; the MAC is checked later with [`Header::verify_mac`].
+    pub(crate) fn parse(file: &[u8]) -> Result<Self> {
+        if file.len() > MAX_HEADER_LEN {
+            return Err(Error::header("header file too large"));
+        }
+        if file.len() < FIXED_LEN + TRAILER_LEN {
+            return Err(Error::header("header file truncated"));
+        }
+        if file[..8] != MAGIC {
+            return Err(Error::header("not a tokenvault header (bad magic)"));
+        }
+        let version = u16::from_le_bytes([file[8], file[9]]);
+        if version != u16::from(FORMAT_VERSION) {
+            return Err(if version > u16::from(FORMAT_VERSION) {
+                Error::UnsupportedVersion {
+                    found: version,
+                    supported: u16::from(FORMAT_VERSION),
+                }
+            } else {
+                Error::header("unknown format version")
+            });
+        }
+        let body_len = u32::from_le_bytes([file[10], file[11], file[12], file[13]]) as usize;
+        if FIXED_LEN + body_len + TRAILER_LEN != file.len() {
+            return Err(Error::header("header length does not match its contents"));
+        }
+        let checked = &file[..file.len() - 32];
+        if sha256(checked) != file[file.len() - 32..] {
+            return Err(Error::header("checksum mismatch"));
+        }
+        let mut r = Reader::new(&file[FIXED_LEN..FIXED_LEN + body_len]);
+        let vault_id = r.array::<VAULT_ID_LEN>()?;
+        let seqid = r.u64()?;
+        let next_slot_id = r.u32()?;
+        let slot_count = usize::from(r.u16()?);
+        if slot_count == 0 || slot_count > MAX_KEYSLOTS {
+            return Err(Error::header("keyslot count out of bounds"));
+        }
+        let mut slots = Vec::with_capacity(slot_count);
+        for _ in 0..slot_count {
+            let id = r.u32()?;
+            let kind_code = r.u8()?;
+            let params_len = usize::from(r.u16()?);
+            if params_len > MAX_PARAMS_LEN {
+                return Err(Error::header("keyslot parameters too long"));
+            }
+            let params = r.take(params_len)?.to_vec();
+            let wrapped_vmk = r.array::<WRAPPED_KEY_LEN>()?;
+            if id >= next_slot_id || slots.iter().any(|s: &Slot| s.id == id) {
+                return Err(Error::header("keyslot ids are inconsistent"));
+            }
+            slots.push(Slot {
+                id,
+                kind_code,
+                params,
+                wrapped_vmk,
+            });
+        }
+        let wrapped_index_key = r.array::<WRAPPED_KEY_LEN>()?;
+        let ns_count = r.u32()? as usize;
+        // Each entry takes at least its id, a length and a sealed minimum; bound the count
+        // by what the remaining bytes can hold before allocating.
+        let min_entry = NS_ID_LEN + 4 + NONCE_LEN + NS_PAD + TAG_LEN;
+        if ns_count > r.remaining() / min_entry {
+            return Err(Error::header("namespace count exceeds the header's size"));
+        }
+        let mut namespaces = Vec::with_capacity(ns_count);
+        for _ in 0..ns_count {
+            let id = r.array::<NS_ID_LEN>()?;
+            let blob_len = r.u32()? as usize;
+            if !(NONCE_LEN + NS_PAD + TAG_LEN..=MAX_NS_BLOB_LEN).contains(&blob_len) {
+                return Err(Error::header("namespace entry length out of bounds"));
+            }
+            let blob = r.take(blob_len)?.to_vec();
+            namespaces.push(NsEntry { id, blob });
+        }
+        r.finish()?;
+        let mut ids: Vec<&[u8; NS_ID_LEN]> = namespaces.iter().map(|n| &n.id).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Error::header("duplicate namespace entries"));
+        }
+        Ok(Self {
+            vault_id,
+            seqid,
+            next_slot_id,
+            slots,
+            wrapped_index_key,
+            namespaces,
+        })
+    }
+
+    /// Checks the header MAC over `file` (constant time).
+    pub(crate) fn verify_mac(file: &[u8], keys: &VmkKeys) -> Result<()> {
+        let macd_len = file.len() - TRAILER_LEN;
+        if keys
+            .mac
+            .verify_raw(&file[..macd_len], &file[macd_len..macd_len + 32])
+        {
+            Ok(())
+        } else {
+            Err(Error::header(
+                "header authentication failed: it was modified by something other than tokenvault",
+            ))
+        }
+    }
+
+    /// Encodes the header file, MAC and checksum included.
+    pub(crate) fn encode(&self, keys: &VmkKeys) -> Result<Vec<u8>> {
+        let mut body = Vec::with_capacity(
+            128 + self.slots.len() * 128
+                + self
+                    .namespaces
+                    .iter()
+                    .map(|n| NS_ID_LEN + 4 + n.blob.len())
+                    .sum::<usize>(),
+        );
+        body.extend_from_slice(&self.vault_id);
+        body.extend_from_slice(&self.seqid.to_le_bytes());
+        body.extend_from_slice(&self.next_slot_id.to_le_bytes());
+        let slot_count = u16::try_from(self.slots.len()).map_err(|_| Error::KeyslotLimit)?;
+        body.extend_from_slice(&slot_count.to_le_bytes());
+        for slot in &self.slots {
+            body.extend_from_slice(&slot.id.to_le_bytes());
+            body.push(slot.kind_code);
+            let params_len = u16::try_from(slot.params.len())
+                .map_err(|_| Error::backend("internal: keyslot parameters too long"))?;
+            body.extend_from_slice(&params_len.to_le_bytes());
+            body.extend_from_slice(&slot.params);
+            body.extend_from_slice(&slot.wrapped_vmk);
+        }
+        body.extend_from_slice(&self.wrapped_index_key);
+        let ns_count = u32::try_from(self.namespaces.len()).map_err(|_| Error::TooLarge {
+            what: "the namespace table",
+            limit: MAX_HEADER_LEN,
+        })?;
+        body.extend_from_slice(&ns_count.to_le_bytes());
+        for ns in &self.namespaces {
+            body.extend_from_slice(&ns.id);
+            body.extend_from_slice(&crate::crypto::len32(ns.blob.len()));
+            body.extend_from_slice(&ns.blob);
+        }
+        if FIXED_LEN + body.len() + TRAILER_LEN > MAX_HEADER_LEN {
+            return Err(Error::TooLarge {
+                what: "the header",
+                limit: MAX_HEADER_LEN,
+            });
+        }
+        let mut file = Vec::with_capacity(FIXED_LEN + body.len() + TRAILER_LEN);
+        file.extend_from_slice(&MAGIC);
+        file.extend_from_slice(&u16::from(FORMAT_VERSION).to_le_bytes());
+        file.extend_from_slice(&crate::crypto::len32(body.len()));
+        file.extend_from_slice(&body);
+        let mac = keys.mac.mac_raw(&file);
+        file.extend_from_slice(&mac);
+        let checksum = sha256(&file);
+        file.extend_from_slice(&checksum);
+        Ok(file)
+    }
+
+    pub(crate) fn index_key_aad(&self) -> Vec<u8> {
+        Aad::new(INDEX_KEY_AAD_LABEL).bytes(&self.vault_id).finish()
+    }
+}
+
+/// Seals a namespace entry: `name_len u16 | name | active u32 | key_count u16 |
+/// (key_id u32 | key [32])* | zero padding to a multiple of 64`.
+pub(crate) fn seal_ns(
+    wrap: &Cipher,
+    vault_id: &[u8],
+    id: &[u8; NS_ID_LEN],
+    keys: &NsKeys,
+) -> Result<Vec<u8>> {
+    let name = keys.name.as_bytes();
+    let name_len = u16::try_from(name.len()).map_err(|_| Error::TooLarge {
+        what: "the namespace name",
+        limit: usize::from(u16::MAX),
+    })?;
+    let key_count = u16::try_from(keys.keys.len())
+        .map_err(|_| Error::backend("internal: too many namespace keys"))?;
+    let plain_len =
+        (2 + name.len() + 4 + 2 + keys.keys.len() * (4 + KEY_LEN)).div_ceil(NS_PAD) * NS_PAD;
+    let mut buf = Zeroizing::new(Vec::with_capacity(NONCE_LEN + plain_len + TAG_LEN));
+    buf.resize(NONCE_LEN, 0);
+    buf.extend_from_slice(&name_len.to_le_bytes());
+    buf.extend_from_slice(name);
+    buf.extend_from_slice(&keys.active.to_le_bytes());
+    buf.extend_from_slice(&key_count.to_le_bytes());
+    for (kid, key) in &keys.keys {
+        buf.extend_from_slice(&kid.to_le_bytes());
+        buf.extend_from_slice(key.bytes());
+    }
+    buf.resize(NONCE_LEN + plain_len, 0);
+    let nonce = wrap.seal_in_place(&ns_aad(vault_id, id), &mut buf, NONCE_LEN)?;
+    buf[..NONCE_LEN].copy_from_slice(&nonce);
+    Ok(std::mem::take(&mut *buf))
+}
+
+/// Opens a namespace entry sealed by [`seal_ns`].
+pub(crate) fn open_ns(
+    wrap: &Cipher,
+    vault_id: &[u8],
+    entry: &NsEntry,
+) -> Result<NsKeys, &'static str> {
+    let blob = &entry.blob;
+    if blob.len() < NONCE_LEN + TAG_LEN {
+        return Err("namespace entry truncated");
+    }
+    let plain = wrap
+        .open(
+            &blob[..NONCE_LEN],
+            &ns_aad(vault_id, &entry.id),
+            &blob[NONCE_LEN..],
+        )
+        .ok_or("namespace entry failed authentication")?;
+    let mut r = Reader::new(&plain);
+    let bad = |_| "namespace entry malformed";
+    let name_len = usize::from(r.u16().map_err(bad)?);
+    let name = std::str::from_utf8(r.take(name_len).map_err(bad)?)
+        .map_err(|_| "namespace name is not UTF-8")?
+        .to_owned();
+    let active = r.u32().map_err(bad)?;
+    let key_count = usize::from(r.u16().map_err(bad)?);
+    if key_count == 0 || key_count > MAX_NS_KEYS {
+        return Err("namespace key count out of bounds");
+    }
+    let mut keys = Vec::with_capacity(key_count);
+    for _ in 0..key_count {
+        let kid = r.u32().map_err(bad)?;
+        let key =
+            Key::from_slice(r.take(KEY_LEN).map_err(bad)?).ok_or("namespace key malformed")?;
+        keys.push((kid, key));
+    }
+    if r.rest().iter().any(|&b| b != 0) {
+        return Err("namespace entry padding is not zero");
+    }
+    if !keys.iter().any(|(kid, _)| *kid == active) {
+        return Err("namespace active key missing");
+    }
+    Ok(NsKeys { name, active, keys })
+}
+
+fn ns_aad(vault_id: &[u8], id: &[u8]) -> Vec<u8> {
+    Aad::new(NAMESPACE_AAD_LABEL)
+        .bytes(vault_id)
+        .bytes(id)
+        .finish()
+}
+
+/// A bounds-checked reader over header bytes; every read past the end is a header error.
+struct Reader<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Self { data }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if n > self.data.len() {
+            return Err(Error::header("header truncated inside a field"));
+        }
+        let (head, tail) = self.data.split_at(n);
+        self.data = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    /// `len u8 | bytes`.
+    fn short_bytes(&mut self) -> Result<&'a [u8]> {
+        let n = usize::from(self.u8()?);
+        self.take(n)
+    }
+
+    fn remaining(&self) -> usize {
+        self.data.len()
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        self.data
+    }
+
+    fn finish(&self) -> Result<()> {
+        if self.data.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::header("trailing bytes in a header field"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (Header, VmkKeys) {
+        let vmk = Key::random().unwrap();
+        let keys = VmkKeys::new(&vmk, &[1u8; 16]);
+        let (kind_code, params) = Slot::raw_key_params(&[3u8; 32]);
+        let ns = NsKeys {
+            name: "tenant".into(),
+            active: 1,
+            keys: vec![(1, Key::random().unwrap())],
+        };
+        let blob = seal_ns(&keys.wrap, &[1u8; 16], &[5u8; 32], &ns).unwrap();
+        let header = Header {
+            vault_id: [1u8; 16],
+            seqid: 4,
+            next_slot_id: 1,
+            slots: vec![Slot {
+                id: 0,
+                kind_code,
+                params,
+                wrapped_vmk: [7u8; WRAPPED_KEY_LEN],
+            }],
+            wrapped_index_key: [8u8; WRAPPED_KEY_LEN],
+            namespaces: vec![NsEntry {
+                id: [5u8; 32],
+                blob,
+            }],
+        };
+        (header, keys)
+    }
+
+    #[test]
+    fn encode_parse_round_trip() {
+        let (header, keys) = sample();
+        let file = header.encode(&keys).unwrap();
+        let back = Header::parse(&file).unwrap();
+        Header::verify_mac(&file, &keys).unwrap();
+        assert_eq!(back.seqid, 4);
+        assert_eq!(back.slots.len(), 1);
+        assert_eq!(back.encode(&keys).unwrap(), file);
+        let ns = open_ns(&keys.wrap, &back.vault_id, &back.namespaces[0]).unwrap();
+        assert_eq!(ns.name, "tenant");
+    }
+
+    #[test]
+    fn every_truncation_and_flip_is_an_error() {
+        let (header, keys) = sample();
+        let file = header.encode(&keys).unwrap();
+        for len in 0..file.len() {
+            assert!(Header::parse(&file[..len]).is_err());
+        }
+        for i in 0..file.len() * 8 {
+            let mut bad = file.clone();
+            bad[i / 8] ^= 1 << (i % 8);
+            let ok = Header::parse(&bad).is_ok() && Header::verify_mac(&bad, &keys).is_ok();
+            assert!(!ok, "flip of bit {i} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn recomputed_checksum_still_fails_the_mac() {
+        let (header, keys) = sample();
+        let mut file = header.encode(&keys).unwrap();
+        file[FIXED_LEN + 16] ^= 1; // seqid
+        let n = file.len();
+        let sum = sha256(&file[..n - 32]);
+        file[n - 32..].copy_from_slice(&sum);
+        assert!(Header::parse(&file).is_ok());
+        assert!(Header::verify_mac(&file, &keys).is_err());
+    }
+}

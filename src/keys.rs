@@ -1,0 +1,435 @@
+//! Key sources (passphrase, raw key, key file) and the Argon2id policy.
+
+use std::cell::Cell;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use zeroize::Zeroizing;
+
+use crate::crypto::{derive_key, Key, KEY_LEN};
+use crate::error::{Error, Result};
+
+/// A secret that unlocks a vault: a passphrase, a raw 32-byte key, or a key file.
+///
+/// Each kind unlocks only keyslots of its own kind: a passphrase is stretched with Argon2id,
+/// a raw key (or the key in a key file) goes through HKDF-SHA-256. A key source that cannot
+/// supply its key (an unreadable or badly protected key file) is an error; the vault never
+/// falls back to another source.
+///
+/// ```
+/// use tokenvault::KeySource;
+/// use tokenvault::secrecy::{SecretBox, SecretString};
+///
+/// let from_passphrase = KeySource::passphrase(SecretString::from("correct horse battery staple"));
+/// let from_kms = KeySource::raw_key(SecretBox::new(Box::new([7u8; 32])));
+/// let from_file = KeySource::key_file("/run/credentials/app.service/vault-key");
+/// # let _ = (from_passphrase, from_kms, from_file);
+/// ```
+pub struct KeySource(Source);
+
+enum Source {
+    Passphrase(SecretString),
+    RawKey(SecretBox<[u8; KEY_LEN]>),
+    KeyFile(PathBuf),
+}
+
+/// The kind of secret a keyslot accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SlotKind {
+    /// A passphrase, stretched with Argon2id.
+    Passphrase,
+    /// A 32-byte key (given directly or read from a key file), through HKDF-SHA-256.
+    RawKey,
+    /// A kind written by a newer tokenvault; kept intact, but this version cannot use it.
+    Unknown(u8),
+}
+
+impl KeySource {
+    /// A passphrase. It is stretched with Argon2id using the vault's [`KdfParams`].
+    ///
+    /// The passphrase's UTF-8 bytes are used as given (no Unicode normalisation).
+    pub fn passphrase(passphrase: SecretString) -> Self {
+        Self(Source::Passphrase(passphrase))
+    }
+
+    /// A raw 256-bit key, for keys that come from a KMS, the OS, or systemd credentials.
+    /// It must be uniformly random: it goes through HKDF, not through a password hash.
+    pub fn raw_key(key: SecretBox<[u8; KEY_LEN]>) -> Self {
+        Self(Source::RawKey(key))
+    }
+
+    /// A key file: exactly 32 raw bytes, or 64 hexadecimal characters optionally followed by
+    /// one newline. The file is read when the vault uses the key, and refused (with
+    /// [`Error::KeySource`]) if it is readable or writable by group or others.
+    pub fn key_file(path: impl Into<PathBuf>) -> Self {
+        Self(Source::KeyFile(path.into()))
+    }
+
+    /// The kind of keyslot this source unlocks.
+    pub fn kind(&self) -> SlotKind {
+        match self.0 {
+            Source::Passphrase(_) => SlotKind::Passphrase,
+            Source::RawKey(_) | Source::KeyFile(_) => SlotKind::RawKey,
+        }
+    }
+
+    /// Resolves the source to the secret input of its keyslot's derivation.
+    pub(crate) fn material(&self) -> Result<Material<'_>> {
+        match &self.0 {
+            Source::Passphrase(p) => {
+                if p.expose_secret().is_empty() {
+                    return Err(Error::KeySource {
+                        reason: "the passphrase is empty".into(),
+                    });
+                }
+                Ok(Material::Passphrase(p.expose_secret().as_bytes()))
+            }
+            Source::RawKey(k) => Ok(Material::Raw(
+                Key::from_slice(&k.expose_secret()[..]).unwrap_or_else(Key::zero),
+            )),
+            Source::KeyFile(path) => read_key_file(path).map(Material::Raw),
+        }
+    }
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Source::Passphrase(_) => f.write_str("KeySource::Passphrase([REDACTED])"),
+            Source::RawKey(_) => f.write_str("KeySource::RawKey([REDACTED])"),
+            Source::KeyFile(p) => write!(f, "KeySource::KeyFile({})", p.display()),
+        }
+    }
+}
+
+/// The secret input of a keyslot derivation.
+pub(crate) enum Material<'a> {
+    Passphrase(&'a [u8]),
+    Raw(Key),
+}
+
+/// Largest key file read; anything longer is not a valid key file.
+const MAX_KEY_FILE_LEN: u64 = 66;
+
+fn read_key_file(path: &Path) -> Result<Key> {
+    let fail = |what: String| Error::KeySource {
+        reason: format!("key file {}: {what}", path.display()),
+    };
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot stat: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail("not a regular file".into()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(fail(format!(
+                "mode {:o} lets group or others access it; chmod 600 it",
+                mode & 0o777
+            )));
+        }
+    }
+    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_LEN as usize + 1));
+    file.take(MAX_KEY_FILE_LEN + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
+    parse_key_file(&buf).ok_or_else(|| {
+        fail("must hold exactly 32 raw bytes or 64 hex characters (and at most one newline)".into())
+    })
+}
+
+/// Parses key-file contents: 32 raw bytes, or 64 hex digits with an optional `\n` or `\r\n`.
+pub(crate) fn parse_key_file(data: &[u8]) -> Option<Key> {
+    if data.len() == KEY_LEN {
+        return Key::from_slice(data);
+    }
+    let hex = data
+        .strip_suffix(b"\r\n")
+        .or_else(|| data.strip_suffix(b"\n"))
+        .unwrap_or(data);
+    if hex.len() != 2 * KEY_LEN {
+        return None;
+    }
+    let mut key = Key::zero();
+    for (out, pair) in key.bytes_mut().iter_mut().zip(hex.chunks_exact(2)) {
+        *out = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+    }
+    Some(key)
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Argon2id cost parameters for passphrase keyslots.
+///
+/// The default is RFC 9106's second recommended option (64 MiB, t = 3, p = 4). New keyslots
+/// are never created below OWASP's floor (19 MiB with t = 2) unless the parameters come from
+/// [`KdfParams::insecure_for_tests`], whose name says what it is. Parameters read from a vault
+/// are bounded (m ≤ 4 GiB, t ≤ 64, p ≤ 16, salt 16–64 bytes) before any derivation runs, so a
+/// tampered header cannot make an unlock take hours or exhaust memory.
+///
+/// ```
+/// use tokenvault::KdfParams;
+///
+/// assert_eq!(KdfParams::default(), KdfParams::RFC9106_SECOND);
+/// let strong = KdfParams::new(256 * 1024, 4, 4)?; // 256 MiB, t = 4, p = 4
+/// assert!(KdfParams::new(8 * 1024, 1, 1).is_err()); // below the OWASP floor
+/// # Ok::<(), tokenvault::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    m_kib: u32,
+    t: u32,
+    p: u32,
+    insecure: bool,
+}
+
+impl KdfParams {
+    /// RFC 9106 section 4, second recommended option: m = 64 MiB, t = 3, p = 4. The default.
+    pub const RFC9106_SECOND: Self = Self {
+        m_kib: 64 * 1024,
+        t: 3,
+        p: 4,
+        insecure: false,
+    };
+    /// A stronger preset for machines that can afford it: m = 256 MiB, t = 4, p = 4.
+    pub const STRONG: Self = Self {
+        m_kib: 256 * 1024,
+        t: 4,
+        p: 4,
+        insecure: false,
+    };
+    /// OWASP's minimum for Argon2id (m = 19 MiB, t = 2, p = 1): the floor for new keyslots.
+    pub const OWASP_MINIMUM: Self = Self {
+        m_kib: 19 * 1024,
+        t: 2,
+        p: 1,
+        insecure: false,
+    };
+
+    /// Largest memory cost read from disk, in KiB (4 GiB).
+    pub const MAX_M_KIB: u32 = 4 * 1024 * 1024;
+    /// Largest time cost read from disk.
+    pub const MAX_T: u32 = 64;
+    /// Largest parallelism read from disk.
+    pub const MAX_P: u32 = 16;
+    /// Shortest salt accepted from disk, in bytes.
+    pub const MIN_SALT_LEN: usize = 16;
+    /// Longest salt accepted from disk, in bytes.
+    pub const MAX_SALT_LEN: usize = 64;
+
+    /// Custom parameters: memory in KiB, passes, lanes. Refused below the OWASP floor
+    /// (m < 19 MiB or t < 2) or above the bounds this library will run.
+    ///
+    /// # Errors
+    /// [`Error::KdfParams`] naming the violated bound.
+    pub fn new(m_kib: u32, t: u32, p: u32) -> Result<Self> {
+        let params = Self {
+            m_kib,
+            t,
+            p,
+            insecure: false,
+        };
+        params.check_bounds()?;
+        if m_kib < Self::OWASP_MINIMUM.m_kib || t < Self::OWASP_MINIMUM.t {
+            return Err(Error::KdfParams {
+                reason: format!(
+                    "m = {m_kib} KiB, t = {t} is below the OWASP floor (m >= 19456 KiB, t >= 2)"
+                ),
+            });
+        }
+        Ok(params)
+    }
+
+    /// **Insecure**: tiny parameters (m = 64 KiB, t = 1, p = 1) that make tests fast.
+    ///
+    /// # Security
+    /// A passphrase protected with these parameters can be guessed at millions of tries per
+    /// second. Use them only in tests; every other constructor enforces the OWASP floor.
+    pub const fn insecure_for_tests() -> Self {
+        Self {
+            m_kib: 64,
+            t: 1,
+            p: 1,
+            insecure: true,
+        }
+    }
+
+    /// Memory cost in KiB.
+    pub fn m_kib(&self) -> u32 {
+        self.m_kib
+    }
+
+    /// Time cost (passes over memory).
+    pub fn t(&self) -> u32 {
+        self.t
+    }
+
+    /// Parallelism (lanes).
+    pub fn p(&self) -> u32 {
+        self.p
+    }
+
+    /// Whether these are the [`insecure_for_tests`](Self::insecure_for_tests) parameters.
+    pub fn is_insecure(&self) -> bool {
+        self.insecure
+    }
+
+    /// Parameters as read from disk: bounded, but not held to the creation floor.
+    pub(crate) fn from_disk(m_kib: u32, t: u32, p: u32) -> Option<Self> {
+        let params = Self {
+            m_kib,
+            t,
+            p,
+            insecure: false,
+        };
+        params.check_bounds().ok().map(|()| params)
+    }
+
+    /// Whether `self` is weaker than `policy` in memory or time.
+    pub(crate) fn weaker_than(&self, policy: &Self) -> bool {
+        self.m_kib < policy.m_kib || self.t < policy.t
+    }
+
+    fn check_bounds(&self) -> Result<()> {
+        let fail = |reason: String| Err(Error::KdfParams { reason });
+        if self.t == 0 || self.t > Self::MAX_T {
+            return fail(format!("t = {} is outside 1..={}", self.t, Self::MAX_T));
+        }
+        if self.p == 0 || self.p > Self::MAX_P {
+            return fail(format!("p = {} is outside 1..={}", self.p, Self::MAX_P));
+        }
+        if self.m_kib < 8 * self.p || self.m_kib > Self::MAX_M_KIB {
+            return fail(format!(
+                "m = {} KiB is outside {}..={} KiB",
+                self.m_kib,
+                8 * self.p,
+                Self::MAX_M_KIB
+            ));
+        }
+        Ok(())
+    }
+
+    /// `Argon2id(v = 0x13, m, t, p, password, salt) -> 32 bytes`, with working memory that is
+    /// allocated fallibly and wiped afterwards.
+    pub(crate) fn derive(&self, password: &[u8], salt: &[u8]) -> Result<Key> {
+        count_kdf_run();
+        let params = Params::new(self.m_kib, self.t, self.p, Some(KEY_LEN)).map_err(|e| {
+            Error::KdfParams {
+                reason: e.to_string(),
+            }
+        })?;
+        let blocks = params.block_count();
+        let mut memory: Zeroizing<Vec<Block>> = Zeroizing::new(Vec::new());
+        memory
+            .try_reserve_exact(blocks)
+            .map_err(|_| Error::KdfParams {
+                reason: format!("cannot allocate {} KiB for Argon2", self.m_kib),
+            })?;
+        memory.resize(blocks, Block::default());
+        let mut key = Key::zero();
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password_into_with_memory(password, salt, key.bytes_mut(), &mut memory[..])
+            .map_err(|e| Error::KdfParams {
+                reason: e.to_string(),
+            })?;
+        Ok(key)
+    }
+}
+
+impl Default for KdfParams {
+    fn default() -> Self {
+        Self::RFC9106_SECOND
+    }
+}
+
+impl fmt::Debug for KdfParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KdfParams")
+            .field("m_kib", &self.m_kib)
+            .field("t", &self.t)
+            .field("p", &self.p)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+/// The KEK of a raw-key slot: `HKDF-SHA-256(salt = slot salt, ikm = key, info = label)`.
+pub(crate) fn raw_key_kek(key: &Key, salt: &[u8]) -> Key {
+    derive_key(salt, key.bytes(), RAW_KEY_KEK_LABEL)
+}
+
+const RAW_KEY_KEK_LABEL: &[u8] = b"tokenvault/v1/keyslot/raw-key";
+
+thread_local! {
+    static KDF_RUNS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_kdf_run() {
+    KDF_RUNS.with(|c| c.set(c.get() + 1));
+}
+
+/// How many Argon2 derivations this thread has run (for tests of the one-KDF-per-slot rule).
+pub(crate) fn kdf_runs_on_this_thread() -> u64 {
+    KDF_RUNS.with(Cell::get)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_formats() {
+        let raw = [9u8; 32];
+        assert_eq!(parse_key_file(&raw).unwrap().bytes(), &raw);
+        let hex = "09".repeat(32);
+        assert_eq!(parse_key_file(hex.as_bytes()).unwrap().bytes(), &raw);
+        assert!(parse_key_file(format!("{hex}\n").as_bytes()).is_some());
+        assert!(parse_key_file(format!("{hex}\r\n").as_bytes()).is_some());
+        assert!(parse_key_file(format!("{hex}\n\n").as_bytes()).is_none());
+        assert!(parse_key_file(&hex.as_bytes()[..63]).is_none());
+        assert!(parse_key_file("zz".repeat(32).as_bytes()).is_none());
+        assert!(parse_key_file(&[1u8; 31]).is_none());
+        assert!(parse_key_file(b"").is_none());
+    }
+
+    #[test]
+    fn argon2id_matches_rfc9106_shape() {
+        // Deterministic for fixed inputs, sensitive to every input.
+        let p = KdfParams::insecure_for_tests();
+        let a = p.derive(b"password", &[1u8; 16]).unwrap();
+        let b = p.derive(b"password", &[1u8; 16]).unwrap();
+        let c = p.derive(b"passwore", &[1u8; 16]).unwrap();
+        let d = p.derive(b"password", &[2u8; 16]).unwrap();
+        assert_eq!(a.bytes(), b.bytes());
+        assert_ne!(a.bytes(), c.bytes());
+        assert_ne!(a.bytes(), d.bytes());
+    }
+
+    #[test]
+    fn bounds() {
+        assert!(KdfParams::from_disk(KdfParams::MAX_M_KIB + 1, 1, 1).is_none());
+        assert!(KdfParams::from_disk(64, 65, 1).is_none());
+        assert!(KdfParams::from_disk(64, 1, 17).is_none());
+        assert!(KdfParams::from_disk(64, 0, 1).is_none());
+        assert!(KdfParams::from_disk(7, 1, 1).is_none());
+        assert!(KdfParams::from_disk(64, 1, 1).is_some());
+        assert!(KdfParams::new(19 * 1024, 2, 1).is_ok());
+        assert!(KdfParams::new(19 * 1024 - 1, 2, 1).is_err());
+        assert!(KdfParams::new(64 * 1024, 1, 1).is_err());
+    }
+}

@@ -1,0 +1,537 @@
+//! Namespaces: the records of one tenant, under their own data key.
+
+use std::fmt;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::backend::Batch;
+use crate::crypto::random_u64;
+use crate::crypto::Key;
+use crate::error::{Damage, Error, Result};
+use crate::header::{NsKeys, NS_ID_LEN};
+use crate::record::{
+    decode_manifest, decode_value, encode_manifest, open_record, parse_prefix, seal_record,
+    Manifest, OpenError, Record, RecordContext, RecordPrefix, RecordType,
+};
+use crate::vault::{NsState, Vault};
+
+/// Longest namespace name or record key, in bytes.
+pub const MAX_NAME_LEN: usize = 1024;
+/// The storage key of a namespace's manifest (record ids are 32 bytes, so never equal).
+pub(crate) const MANIFEST_ID: &[u8] = &[0];
+const RECORD_ID_LABEL: &[u8] = b"tokenvault/v1/record-id";
+/// How often a write retries when a concurrent rotation step changed the record under it.
+const WRITE_RETRIES: usize = 64;
+
+/// A handle on one namespace of a [`Vault`]: get, put, compare-and-swap, remove, list.
+///
+/// Cheap to clone; two handles on the same namespace see each other's writes at once.
+///
+/// ```
+/// use tokenvault::{KeySource, Token, Vault};
+/// use tokenvault::secrecy::SecretBox;
+///
+/// # let dir = tempfile::tempdir()?;
+/// let vault = Vault::create(dir.path().join("v"), &KeySource::raw_key(SecretBox::new(Box::new([1; 32]))))?;
+/// let ns = vault.namespace("tenant-42")?;
+/// let v1 = ns.put("rs.example.org", &Token::new("first".into()))?;
+/// // Replace only if nobody else did since we read version v1:
+/// let swapped = ns.compare_and_swap("rs.example.org", Some(v1), &Token::new("second".into()))?;
+/// assert!(swapped.is_ok());
+/// let stale = ns.compare_and_swap("rs.example.org", Some(v1), &Token::new("third".into()))?;
+/// assert!(stale.is_err());
+/// assert_eq!(ns.keys()?, ["rs.example.org"]);
+/// assert!(ns.remove("rs.example.org")?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Namespace {
+    vault: Vault,
+    name: Arc<str>,
+    pub(crate) id: [u8; NS_ID_LEN],
+}
+
+/// The version of a stored record, returned by writes and by
+/// [`Namespace::get_versioned`]; compare-and-swap takes the version it expects.
+///
+/// Versions are the namespace's write generation at the time of the write: each write in a
+/// namespace gets a new, larger one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(u64);
+
+impl Version {
+    /// The version as a number (for logs and diagnostics).
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+/// A compare-and-swap that did not apply: the record's current version differs from the
+/// expected one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// The record's current version (`None`: it is absent).
+    pub current: Option<Version>,
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.current {
+            Some(v) => write!(f, "the record changed: it is now at {v}"),
+            None => f.write_str("the record changed: it is now absent"),
+        }
+    }
+}
+
+impl std::error::Error for Conflict {}
+
+/// What a write did: the new version (`None` for a removal) and whether a record was there.
+struct Written {
+    version: Option<Version>,
+    existed: bool,
+}
+
+/// What a write expects of the record's current state.
+#[derive(Clone, Copy)]
+enum Expect {
+    Anything,
+    Exactly(Option<Version>),
+}
+
+impl Namespace {
+    pub(crate) fn new(vault: Vault, name: &str, id: [u8; NS_ID_LEN]) -> Self {
+        Self {
+            vault,
+            name: name.into(),
+            id,
+        }
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads the record `key` as `R` ([`Token`](crate::Token) or [`Secret`](crate::Secret)).
+    ///
+    /// # Errors
+    /// [`Error::WrongRecordType`] if the record holds the other type; [`Error::Damaged`] if
+    /// it fails authentication (damaged, tampered with, or moved from elsewhere).
+    pub fn get<R: Record>(&self, key: &str) -> Result<Option<R>> {
+        Ok(self.get_versioned(key)?.map(|(r, _)| r))
+    }
+
+    /// Reads the record `key` with its [`Version`], for a later
+    /// [`compare_and_swap`](Self::compare_and_swap).
+    ///
+    /// # Errors
+    /// As [`Namespace::get`].
+    pub fn get_versioned<R: Record>(&self, key: &str) -> Result<Option<(R, Version)>> {
+        validate_key(key)?;
+        let Some(ns) = self.state()? else {
+            return Ok(None);
+        };
+        let rid = self.record_id(key)?;
+        let Some(stored) = self.vault.call(|b| b.get(&self.id, &rid))? else {
+            return Ok(None);
+        };
+        let (prefix, plain, range) = self.open(&ns, &rid, &stored, Some(key))?;
+        if prefix.record_type != R::TYPE {
+            return Err(Error::WrongRecordType {
+                expected: R::TYPE,
+                found: prefix.record_type,
+            });
+        }
+        let (stored_key, value) =
+            decode_value::<R>(&plain[range]).map_err(|e| self.damage(Some(key), e.reason()))?;
+        if stored_key != key {
+            return Err(self.damage(Some(key), "the record holds another key's value"));
+        }
+        Ok(Some((value, Version(prefix.generation))))
+    }
+
+    /// Stores `value` under `key`, replacing what was there. Durable when it returns (unless
+    /// the vault is [buffered](crate::Durability::Buffered)). Returns the new version.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] over [`MAX_RECORD_LEN`](crate::MAX_RECORD_LEN); backend errors.
+    pub fn put<R: Record>(&self, key: &str, value: &R) -> Result<Version> {
+        match self.write(key, Some(value), Expect::Anything)? {
+            Ok(Written {
+                version: Some(v), ..
+            }) => Ok(v),
+            _ => Err(Error::backend(
+                "internal: unconditional write did not apply",
+            )),
+        }
+    }
+
+    /// Stores `value` under `key` only if the record is still at version `expected`
+    /// (`None`: only if there is no record). Atomic, and durable when it returns `Ok(Ok(_))`.
+    ///
+    /// # Errors
+    /// The outer `Result` is an error as for [`put`](Self::put) (a damaged current record is
+    /// [`Error::Damaged`]); the inner one is the [`Conflict`] when the record changed.
+    pub fn compare_and_swap<R: Record>(
+        &self,
+        key: &str,
+        expected: Option<Version>,
+        value: &R,
+    ) -> Result<Result<Version, Conflict>> {
+        Ok(self
+            .write(key, Some(value), Expect::Exactly(expected))?
+            .and_then(|w| w.version.ok_or(Conflict { current: None })))
+    }
+
+    /// Removes `key` only if it is still at version `expected`.
+    ///
+    /// # Errors
+    /// As [`compare_and_swap`](Self::compare_and_swap).
+    pub fn compare_and_remove(&self, key: &str, expected: Version) -> Result<Result<(), Conflict>> {
+        Ok(self
+            .write::<crate::Token>(key, None, Expect::Exactly(Some(expected)))?
+            .map(|_| ()))
+    }
+
+    /// Removes `key`; returns whether it was there. Durable when it returns.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn remove(&self, key: &str) -> Result<bool> {
+        // An unconditional removal cannot conflict.
+        Ok(self
+            .write::<crate::Token>(key, None, Expect::Anything)?
+            .is_ok_and(|w| w.existed))
+    }
+
+    /// The keys of all records in the namespace, sorted. Opens every record (the names are
+    /// stored only inside them).
+    ///
+    /// # Errors
+    /// [`Error::Damaged`] if a record fails authentication.
+    pub fn keys(&self) -> Result<Vec<String>> {
+        let Some(ns) = self.state()? else {
+            return Ok(Vec::new());
+        };
+        let mut keys = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .vault
+                .call(|b| b.scan(&self.id, after.as_deref(), 256))?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (rid, stored) in &page {
+                if rid.as_slice() == MANIFEST_ID {
+                    continue;
+                }
+                keys.push(self.open_name(&ns, rid, stored)?);
+            }
+        }
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
+    /// The vault this namespace belongs to.
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    // ---- internals ----
+
+    fn state(&self) -> Result<Option<Arc<NsState>>> {
+        Ok(self.vault.read_state()?.namespaces.get(&self.id).cloned())
+    }
+
+    pub(crate) fn record_id(&self, key: &str) -> Result<[u8; 32]> {
+        Ok(self.vault.read_state()?.index().mac(&[
+            RECORD_ID_LABEL,
+            self.name.as_bytes(),
+            key.as_bytes(),
+        ]))
+    }
+
+    fn vault_id(&self) -> Result<Vec<u8>> {
+        Ok(self.vault.read_state()?.vault_id().to_vec())
+    }
+
+    pub(crate) fn damage(&self, key: Option<&str>, reason: &'static str) -> Error {
+        Error::Damaged(Damage::Record {
+            namespace: self.name.to_string(),
+            key: key.map(str::to_owned),
+            reason,
+        })
+    }
+
+    fn namespace_damage(&self, reason: &'static str) -> Error {
+        Error::Damaged(Damage::Namespace {
+            namespace: self.name.to_string(),
+            reason,
+        })
+    }
+
+    /// Authenticates a stored record; returns its prefix and plaintext.
+    pub(crate) fn open(
+        &self,
+        ns: &NsState,
+        rid: &[u8],
+        stored: &[u8],
+        key: Option<&str>,
+    ) -> Result<(RecordPrefix, Zeroizing<Vec<u8>>, std::ops::Range<usize>)> {
+        let fail = |e: OpenError| match e {
+            OpenError::Version(v) => Error::UnsupportedVersion {
+                found: u16::from(v),
+                supported: u16::from(crate::record::FORMAT_VERSION),
+            },
+            other => self.damage(key, other.reason()),
+        };
+        let prefix = parse_prefix(stored).map_err(fail)?;
+        let cipher = ns
+            .cipher(prefix.key_id)
+            .ok_or_else(|| fail(OpenError::UnknownKey))?;
+        let vault_id = self.vault_id()?;
+        let ctx = RecordContext {
+            vault_id: &vault_id,
+            namespace: &self.name,
+            record_id: rid,
+        };
+        let (plain, range) = open_record(cipher, &ctx, &prefix, stored).map_err(fail)?;
+        Ok((prefix, plain, range))
+    }
+
+    /// Opens a scanned record and returns its key, checking that it belongs at `rid`.
+    pub(crate) fn open_name(&self, ns: &NsState, rid: &[u8], stored: &[u8]) -> Result<String> {
+        let (prefix, plain, range) = self.open(ns, rid, stored, None)?;
+        let body = &plain[range];
+        let key = match prefix.record_type {
+            RecordType::Token => decode_value::<crate::Token>(body).map(|(k, _)| k),
+            RecordType::Secret => decode_value::<crate::Secret>(body).map(|(k, _)| k),
+            RecordType::Manifest => Err(OpenError::Format("a manifest stored as a record")),
+        }
+        .map_err(|e| self.damage(None, e.reason()))?;
+        if self.record_id(&key)?.as_slice() != rid {
+            return Err(self.damage(Some(&key), "the record is stored under another key's id"));
+        }
+        Ok(key)
+    }
+
+    fn read_manifest(&self, ns: &NsState) -> Result<(Option<Vec<u8>>, Manifest)> {
+        match self.vault.call(|b| b.get(&self.id, MANIFEST_ID))? {
+            Some(stored) => {
+                let (prefix, plain, range) = self
+                    .open(ns, MANIFEST_ID, &stored, None)
+                    .map_err(|_| self.namespace_damage("the manifest fails authentication"))?;
+                if prefix.record_type != RecordType::Manifest {
+                    return Err(self.namespace_damage("the manifest has the wrong type"));
+                }
+                let manifest = decode_manifest(&plain[range])
+                    .map_err(|_| self.namespace_damage("the manifest does not decode"))?;
+                if manifest.generation != prefix.generation {
+                    return Err(self.namespace_damage("the manifest generation is inconsistent"));
+                }
+                Ok((Some(stored), manifest))
+            }
+            None => {
+                let any = self.vault.call(|b| b.scan(&self.id, None, 1))?;
+                if !any.is_empty() {
+                    return Err(self.namespace_damage(
+                        "the manifest is missing but records exist; run verify",
+                    ));
+                }
+                // A fresh namespace: start the generation at a random point so that versions
+                // of a removed and re-created namespace do not repeat.
+                Ok((
+                    None,
+                    Manifest {
+                        count: 0,
+                        generation: random_u64()? >> 16,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// The namespace's state, creating the namespace (new random data key, header write)
+    /// if it does not exist. Called with the namespace lock held.
+    fn ensure(&self) -> Result<Arc<NsState>> {
+        if let Some(ns) = self.state()? {
+            return Ok(ns);
+        }
+        let id = self.id;
+        let name = self.name.to_string();
+        self.vault.update_state(|s| {
+            if !s.namespaces.contains_key(&id) {
+                let keys = NsKeys {
+                    name,
+                    active: 1,
+                    keys: vec![(1, Key::random()?)],
+                };
+                s.set_namespace(id, keys)?;
+            }
+            Ok(())
+        })?;
+        // Whatever a removed namespace of the same name left behind is undecryptable now.
+        self.vault.call(|b| b.drop_tree(&id))?;
+        self.state()?
+            .ok_or_else(|| Error::backend("internal: namespace vanished after creation"))
+    }
+
+    /// The one write path: seal the new record and the new manifest and apply both in one
+    /// conditional batch. Returns `Ok(Err(conflict))` when `expect` does not hold.
+    fn write<R: Record>(
+        &self,
+        key: &str,
+        value: Option<&R>,
+        expect: Expect,
+    ) -> Result<Result<Written, Conflict>> {
+        validate_key(key)?;
+        let body = value.map(|v| v.encode_body(key)).transpose()?;
+        let rid = self.record_id(key)?;
+        let guard = self.vault.inner.lock_ns(&self.id);
+        let ns = match value {
+            Some(_) => self.ensure()?,
+            None => match self.state()? {
+                Some(ns) => ns,
+                None => {
+                    return Ok(match expect {
+                        Expect::Exactly(Some(_)) => Err(Conflict { current: None }),
+                        _ => Ok(Written {
+                            version: None,
+                            existed: false,
+                        }),
+                    })
+                }
+            },
+        };
+        let vault_id = self.vault_id()?;
+        let mut body = body;
+        for _ in 0..WRITE_RETRIES {
+            let (manifest_bytes, manifest) = self.read_manifest(&ns)?;
+            let current = self.vault.call(|b| b.get(&self.id, &rid))?;
+            let current_version = match &current {
+                Some(stored) => Some(match expect {
+                    // A conditional write authenticates what it compares against.
+                    Expect::Exactly(_) => {
+                        Version(self.open(&ns, &rid, stored, Some(key))?.0.generation)
+                    }
+                    Expect::Anything => Version(
+                        parse_prefix(stored)
+                            .map(|p| p.generation)
+                            .unwrap_or_default(),
+                    ),
+                }),
+                None => None,
+            };
+            if let Expect::Exactly(expected) = expect {
+                if expected != current_version {
+                    return Ok(Err(Conflict {
+                        current: current_version,
+                    }));
+                }
+            }
+            if value.is_none() && current.is_none() {
+                return Ok(Ok(Written {
+                    version: None,
+                    existed: false,
+                }));
+            }
+            let generation = manifest
+                .generation
+                .checked_add(1)
+                .ok_or_else(|| self.namespace_damage("write generation exhausted"))?;
+            let count = match (current.is_some(), value.is_some()) {
+                (false, true) => manifest.count + 1,
+                (true, false) => manifest.count.saturating_sub(1),
+                _ => manifest.count,
+            };
+            let cipher = ns
+                .active_cipher()
+                .ok_or_else(|| self.namespace_damage("the active key is missing"))?;
+            let ctx = |record_id| RecordContext {
+                vault_id: &vault_id,
+                namespace: &self.name,
+                record_id,
+            };
+            let new_record = match body.take() {
+                Some(b) => {
+                    let prefix = RecordPrefix {
+                        record_type: R::TYPE,
+                        key_id: ns.active,
+                        generation,
+                    };
+                    // Keep a copy of the body in case the batch must be retried, with the
+                    // same capacity so that sealing it later never reallocates.
+                    let mut keep = Zeroizing::new(Vec::with_capacity(b.capacity()));
+                    keep.extend_from_slice(&b);
+                    let sealed = seal_record(cipher, &ctx(&rid), &prefix, b)?;
+                    body = Some(keep);
+                    Some(sealed)
+                }
+                None => None,
+            };
+            let new_manifest = seal_record(
+                cipher,
+                &ctx(MANIFEST_ID),
+                &RecordPrefix {
+                    record_type: RecordType::Manifest,
+                    key_id: ns.active,
+                    generation,
+                },
+                encode_manifest(&Manifest { count, generation })?,
+            )?;
+            let batch = Batch::new()
+                .expect(&self.id, &rid, current.as_deref())
+                .expect(&self.id, MANIFEST_ID, manifest_bytes.as_deref())
+                .write(&self.id, &rid, new_record)
+                .write(&self.id, MANIFEST_ID, Some(new_manifest));
+            if self.vault.call(|b| b.apply(&batch))? {
+                let ticket = self.vault.committed();
+                drop(guard);
+                self.vault.sync(ticket)?;
+                return Ok(Ok(Written {
+                    version: value.map(|_| Version(generation)),
+                    existed: current.is_some(),
+                }));
+            }
+            // A rotation step re-sealed the record or the manifest under us: read again.
+        }
+        Err(Error::backend(
+            "the record kept changing under a write; retry the operation",
+        ))
+    }
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Namespace")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn validate_namespace(name: &str) -> Result<()> {
+    validate_name(name, "a namespace name must not be empty")
+}
+
+fn validate_key(key: &str) -> Result<()> {
+    validate_name(key, "a record key must not be empty")
+}
+
+fn validate_name(name: &str, empty: &'static str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::InvalidName { reason: empty });
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::InvalidName {
+            reason: "names are at most 1024 bytes",
+        });
+    }
+    Ok(())
+}

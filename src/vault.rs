@@ -1,0 +1,1038 @@
+//! The vault: unlocking, the key state, header updates, keyslots, durability.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use subtle::ConstantTimeEq;
+
+use crate::backend::{Backend, BackendError, SledBackend};
+use crate::crypto::{fill_random, Cipher, Key, Prf};
+use crate::error::{Damage, Error, Result};
+use crate::header::{
+    open_ns, seal_ns, Header, NsEntry, NsKeys, Slot, SlotParams, VmkKeys, MAX_KEYSLOTS, NS_ID_LEN,
+    SLOT_SALT_LEN, VAULT_ID_LEN,
+};
+use crate::keys::{raw_key_kek, KdfParams, KeySource, Material, SlotKind};
+use crate::namespace::{validate_namespace, Namespace};
+
+/// Default time to wait for another holder of the vault directory to let go.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+const NS_LOCK_SHARDS: usize = 64;
+const NS_ID_LABEL: &[u8] = b"tokenvault/v1/namespace-id";
+
+/// An open vault: tokens and secrets for many namespaces, sealed on disk.
+///
+/// `Vault` is `Send + Sync` and cheap to clone (clones share one open vault); share it across
+/// threads freely. Every mutating call returns only once its change is durable, unless the
+/// vault was opened with [`Durability::Buffered`].
+///
+/// ```
+/// use tokenvault::{KeySource, Token, Vault};
+/// use tokenvault::secrecy::{ExposeSecret, SecretBox};
+///
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("vault");
+/// let key = KeySource::raw_key(SecretBox::new(Box::new([42u8; 32])));
+/// let vault = Vault::create(&path, &key)?;
+/// vault.namespace("tenant-42")?.put("api.example.org", &Token::new("at-1".into()))?;
+/// vault.close()?;
+///
+/// let vault = Vault::open(&path, &key)?;
+/// let token: Token = vault.namespace("tenant-42")?.get("api.example.org")?.unwrap();
+/// assert_eq!(token.access_token().expose_secret(), "at-1");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Vault {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// How durable a mutating call is when it returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Every mutating call returns only after its change is on stable storage (sled flush
+    /// plus `fdatasync`). Concurrent writers share one flush. The default.
+    #[default]
+    Durable,
+    /// Mutating calls return once the change is applied in memory; it reaches disk within
+    /// about half a second, on [`Vault::flush`], or on [`Vault::close`]. A crash or power loss
+    /// can lose the last writes (never half of one). Header changes (keyslots, rotation,
+    /// namespace creation and removal) stay durable.
+    Buffered,
+}
+
+/// How to create or open a vault: Argon2 policy, lock timeout, durability, keyslot choice.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenvault::{Durability, KdfParams, VaultOptions};
+///
+/// let options = VaultOptions::new()
+///     .kdf(KdfParams::STRONG)
+///     .lock_timeout(Duration::from_secs(10))
+///     .durability(Durability::Durable);
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug)]
+pub struct VaultOptions {
+    kdf: KdfParams,
+    lock_timeout: Duration,
+    durability: Durability,
+    slot: Option<u32>,
+    upgrade_weak_slots: bool,
+}
+
+/// A keyslot as [`Vault::keyslots`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyslotInfo {
+    /// The slot id, stable for the slot's life and never reused.
+    pub id: u32,
+    /// What kind of secret unlocks it.
+    pub kind: SlotKind,
+    /// Its Argon2 parameters, for a passphrase slot.
+    pub kdf: Option<KdfParams>,
+}
+
+pub(crate) struct Inner {
+    backend: RwLock<Option<Box<dyn Backend>>>,
+    path: Option<PathBuf>,
+    state: RwLock<KeyState>,
+    header_write: Mutex<()>,
+    ns_locks: Vec<Mutex<()>>,
+    commit: GroupCommit,
+    pub(crate) options: VaultOptions,
+}
+
+/// Everything unlocked: the current header and the keys it wraps.
+pub(crate) struct KeyState {
+    pub(crate) header: Header,
+    vmk: Key,
+    vmk_keys: VmkKeys,
+    index_key: Key,
+    index: Prf,
+    /// Key-encryption keys of the slots this handle knows the secret of.
+    keks: HashMap<u32, Key>,
+    pub(crate) namespaces: HashMap<[u8; NS_ID_LEN], Arc<NsState>>,
+}
+
+/// One namespace's unwrapped keys.
+pub(crate) struct NsState {
+    pub(crate) name: String,
+    pub(crate) active: u32,
+    pub(crate) ciphers: Vec<(u32, Cipher)>,
+    keys: Vec<(u32, Key)>,
+}
+
+impl NsState {
+    fn new(keys: NsKeys) -> Self {
+        Self {
+            ciphers: keys.keys.iter().map(|(id, k)| (*id, k.cipher())).collect(),
+            name: keys.name,
+            active: keys.active,
+            keys: keys.keys,
+        }
+    }
+
+    pub(crate) fn cipher(&self, key_id: u32) -> Option<&Cipher> {
+        self.ciphers
+            .iter()
+            .find_map(|(id, c)| (*id == key_id).then_some(c))
+    }
+
+    pub(crate) fn active_cipher(&self) -> Option<&Cipher> {
+        self.cipher(self.active)
+    }
+
+    pub(crate) fn rotation_pending(&self) -> bool {
+        self.keys.len() > 1
+    }
+
+    fn to_keys(&self) -> NsKeys {
+        NsKeys {
+            name: self.name.clone(),
+            active: self.active,
+            keys: self
+                .keys
+                .iter()
+                .map(|(id, k)| (*id, k.duplicate()))
+                .collect(),
+        }
+    }
+}
+
+impl KeyState {
+    fn duplicate(&self) -> Self {
+        Self {
+            header: self.header.clone(),
+            vmk: self.vmk.duplicate(),
+            vmk_keys: VmkKeys::new(&self.vmk, &self.header.vault_id),
+            index_key: self.index_key.duplicate(),
+            index: self.index.clone(),
+            keks: self
+                .keks
+                .iter()
+                .map(|(id, k)| (*id, k.duplicate()))
+                .collect(),
+            namespaces: self.namespaces.clone(),
+        }
+    }
+
+    pub(crate) fn vault_id(&self) -> &[u8] {
+        &self.header.vault_id
+    }
+
+    pub(crate) fn index(&self) -> &Prf {
+        &self.index
+    }
+
+    /// Seals `keys` as the namespace entry `id` and puts it into the header and the state.
+    pub(crate) fn set_namespace(&mut self, id: [u8; NS_ID_LEN], keys: NsKeys) -> Result<()> {
+        let blob = seal_ns(&self.vmk_keys.wrap, &self.header.vault_id, &id, &keys)?;
+        match self.header.namespaces.iter_mut().find(|e| e.id == id) {
+            Some(entry) => entry.blob = blob,
+            None => self.header.namespaces.push(NsEntry { id, blob }),
+        }
+        self.namespaces.insert(id, Arc::new(NsState::new(keys)));
+        Ok(())
+    }
+
+    pub(crate) fn drop_namespace(&mut self, id: &[u8; NS_ID_LEN]) -> bool {
+        self.header.namespaces.retain(|e| &e.id != id);
+        self.namespaces.remove(id).is_some()
+    }
+
+    /// A namespace's current keys, for building a changed entry.
+    pub(crate) fn namespace_keys(&self, id: &[u8; NS_ID_LEN]) -> Option<NsKeys> {
+        self.namespaces.get(id).map(|ns| ns.to_keys())
+    }
+
+    /// Which slot `source` opens, and its KEK: one derivation per slot of the source's kind
+    /// tried, exactly one when `only` names the slot.
+    fn find_slot(&self, source: &KeySource, only: Option<u32>) -> Result<(u32, Key)> {
+        let (id, kek, vmk) = unlock_slot(&self.header, source, only)?;
+        if bool::from(vmk.bytes().ct_eq(self.vmk.bytes())) {
+            Ok((id, kek))
+        } else {
+            Err(Error::header("a keyslot wraps a different master key"))
+        }
+    }
+
+    /// Builds a slot for `source`, wrapping the current VMK, with a fresh salt.
+    fn new_slot(&self, id: u32, source: &KeySource, kdf: &KdfParams) -> Result<(Slot, Key)> {
+        new_slot(&self.header.vault_id, id, source, kdf, &self.vmk)
+    }
+}
+
+impl Vault {
+    /// Creates a new vault in directory `path` (made with mode 0700 if missing), with one
+    /// keyslot for `key` and the default options.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if a vault is there; [`Error::Locked`] if another process
+    /// holds the directory; [`Error::KeySource`] if the key cannot be read; I/O errors as
+    /// [`Error::Backend`].
+    pub fn create(path: impl AsRef<Path>, key: &KeySource) -> Result<Self> {
+        VaultOptions::new().create(path, key)
+    }
+
+    /// Opens the vault in directory `path` with the default options.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if there is no vault; [`Error::WrongKey`] if no keyslot accepts
+    /// `key`; [`Error::Damaged`] if the header is damaged or was tampered with;
+    /// [`Error::Locked`] if another process holds it past the lock timeout;
+    /// [`Error::UnsupportedVersion`] if a newer tokenvault wrote it.
+    pub fn open(path: impl AsRef<Path>, key: &KeySource) -> Result<Self> {
+        VaultOptions::new().open(path, key)
+    }
+
+    /// Creates a vault on any [`Backend`], for example a [`MemoryBackend`](crate::MemoryBackend).
+    ///
+    /// # Errors
+    /// As [`Vault::create`].
+    pub fn create_with_backend(backend: impl Backend, key: &KeySource) -> Result<Self> {
+        VaultOptions::new().create_with_backend(backend, key)
+    }
+
+    /// Opens a vault on any [`Backend`].
+    ///
+    /// # Errors
+    /// As [`Vault::open`].
+    pub fn open_with_backend(backend: impl Backend, key: &KeySource) -> Result<Self> {
+        VaultOptions::new().open_with_backend(backend, key)
+    }
+
+    /// A handle on the namespace `name`: any non-empty UTF-8 name of at most
+    /// [`MAX_NAME_LEN`](crate::MAX_NAME_LEN) bytes, validated here once. The namespace is
+    /// created (with its own random data key) by its first write; reading a namespace that
+    /// does not exist finds nothing.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for an empty or too long name.
+    pub fn namespace(&self, name: &str) -> Result<Namespace> {
+        validate_namespace(name)?;
+        let id = self
+            .read_state()?
+            .index
+            .mac(&[NS_ID_LABEL, name.as_bytes()]);
+        Ok(Namespace::new(self.clone(), name, id))
+    }
+
+    /// The names of all namespaces, sorted. A namespace exists from its first write until
+    /// [`Vault::remove_namespace`], even while it holds no records.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after [`Vault::close`].
+    pub fn namespaces(&self) -> Result<Vec<String>> {
+        let state = self.read_state()?;
+        let mut names: Vec<String> = state.namespaces.values().map(|n| n.name.clone()).collect();
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    /// Removes a namespace and every record in it. Its data key is destroyed first (the
+    /// header is rewritten without it), so whatever sled's log still holds of the records is
+    /// undecryptable. Returns whether the namespace existed.
+    ///
+    /// # Errors
+    /// Backend errors; [`Error::InvalidName`].
+    pub fn remove_namespace(&self, name: &str) -> Result<bool> {
+        let ns = self.namespace(name)?;
+        let _guard = self.inner.lock_ns(&ns.id);
+        let existed = self.update_state(|s| Ok(s.drop_namespace(&ns.id)))?;
+        self.call(|b| b.drop_tree(&ns.id))?;
+        self.sync_now()?;
+        Ok(existed)
+    }
+
+    /// Adds a keyslot for `key`, wrapping the vault master key under it. Rewrites only the
+    /// header file. A passphrase slot uses the options' [`KdfParams`].
+    ///
+    /// # Errors
+    /// [`Error::KeyslotLimit`] past [`MAX_KEYSLOTS`](crate::MAX_KEYSLOTS) slots;
+    /// [`Error::KeySource`] if the key cannot be read.
+    pub fn add_keyslot(&self, key: &KeySource) -> Result<u32> {
+        let kdf = self.inner.options.kdf;
+        self.update_state(|s| {
+            if s.header.slots.len() >= MAX_KEYSLOTS {
+                return Err(Error::KeyslotLimit);
+            }
+            let id = s.header.next_slot_id;
+            let (slot, kek) = s.new_slot(id, key, &kdf)?;
+            s.header.next_slot_id = id.checked_add(1).ok_or(Error::KeyslotLimit)?;
+            s.header.slots.push(slot);
+            s.keks.insert(id, kek);
+            Ok(id)
+        })
+    }
+
+    /// Removes keyslot `id`. Rewrites only the header file: afterwards the slot's secret gives
+    /// [`Error::WrongKey`], on this directory and on any copy made later.
+    ///
+    /// # Errors
+    /// [`Error::LastKeyslot`] for the only slot; [`Error::NoSuchKeyslot`].
+    pub fn remove_keyslot(&self, id: u32) -> Result<()> {
+        self.update_state(|s| {
+            if !s.header.slots.iter().any(|slot| slot.id == id) {
+                return Err(Error::NoSuchKeyslot { slot: id });
+            }
+            if s.header.slots.len() == 1 {
+                return Err(Error::LastKeyslot);
+            }
+            s.header.slots.retain(|slot| slot.id != id);
+            s.keks.remove(&id);
+            Ok(())
+        })
+    }
+
+    /// Replaces the secret of the slot that `old` unlocks with `new` (same slot id; a new
+    /// salt; the options' [`KdfParams`] for a passphrase). Works for any kind of key source.
+    /// Rewrites only the header file; afterwards `old` gives [`Error::WrongKey`].
+    ///
+    /// # Errors
+    /// [`Error::WrongKey`] if `old` unlocks no slot.
+    pub fn change_passphrase(&self, old: &KeySource, new: &KeySource) -> Result<()> {
+        let kdf = self.inner.options.kdf;
+        self.update_state(|s| {
+            let (id, _) = s.find_slot(old, None)?;
+            let (slot, kek) = s.new_slot(id, new, &kdf)?;
+            if let Some(existing) = s.header.slots.iter_mut().find(|slot| slot.id == id) {
+                *existing = slot;
+            }
+            s.keks.insert(id, kek);
+            Ok(())
+        })
+    }
+
+    /// The keyslots, in order.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after [`Vault::close`].
+    pub fn keyslots(&self) -> Result<Vec<KeyslotInfo>> {
+        let state = self.read_state()?;
+        Ok(state
+            .header
+            .slots
+            .iter()
+            .map(|slot| KeyslotInfo {
+                id: slot.id,
+                kind: slot.kind(),
+                kdf: match slot.parse_params() {
+                    Ok(SlotParams::Passphrase { kdf, .. }) => Some(kdf),
+                    _ => None,
+                },
+            })
+            .collect())
+    }
+
+    /// Replaces the vault master key with a fresh one and re-wraps everything under it:
+    /// every keyslot, the name-index key and each namespace's keys (O(namespaces); no record
+    /// is rewritten and no name changes).
+    ///
+    /// Re-wrapping a keyslot needs its secret. This handle knows the secrets of the slot it
+    /// was opened with and of the slots it added or changed; if the vault has others, pass
+    /// them to [`rotate_master_key_with`](Self::rotate_master_key_with).
+    ///
+    /// # Errors
+    /// [`Error::SlotSecretsMissing`] naming the slots whose secrets are unknown (nothing is
+    /// changed then).
+    pub fn rotate_master_key(&self) -> Result<()> {
+        self.rotate_master_key_with(&[])
+    }
+
+    /// [`rotate_master_key`](Self::rotate_master_key), with the secrets of other keyslots.
+    /// Each source is tried against the slots whose secret this handle does not know.
+    ///
+    /// # Errors
+    /// [`Error::SlotSecretsMissing`]; [`Error::WrongKey`] if a given source opens no slot.
+    pub fn rotate_master_key_with(&self, others: &[&KeySource]) -> Result<()> {
+        self.update_state(|s| {
+            for source in others {
+                let (id, kek) = s.find_slot(source, None)?;
+                s.keks.insert(id, kek);
+            }
+            let missing: Vec<u32> = s
+                .header
+                .slots
+                .iter()
+                .map(|slot| slot.id)
+                .filter(|id| !s.keks.contains_key(id))
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::SlotSecretsMissing { slots: missing });
+            }
+            let vmk = Key::random()?;
+            let vault_id = s.header.vault_id;
+            for slot in &mut s.header.slots {
+                let kek = s.keks.get(&slot.id).ok_or(Error::SlotSecretsMissing {
+                    slots: vec![slot.id],
+                })?;
+                let aad = Slot::aad(&vault_id, slot.id, slot.kind_code, &slot.params);
+                slot.wrapped_vmk = kek.cipher().wrap_key(&aad, &vmk)?;
+            }
+            s.vmk_keys = VmkKeys::new(&vmk, &vault_id);
+            s.vmk = vmk;
+            s.header.wrapped_index_key = s
+                .vmk_keys
+                .wrap
+                .wrap_key(&s.header.index_key_aad(), &s.index_key)?;
+            let ids: Vec<[u8; NS_ID_LEN]> = s.namespaces.keys().copied().collect();
+            for id in ids {
+                if let Some(keys) = s.namespace_keys(&id) {
+                    s.set_namespace(id, keys)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Makes every change so far durable (useful with [`Durability::Buffered`]).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn flush(&self) -> Result<()> {
+        self.sync_now()
+    }
+
+    /// Flushes and closes the vault, releasing the directory: when this returns, the vault can
+    /// be opened again, by this process or another. Other clones of this handle get
+    /// [`Error::Closed`] afterwards. Dropping the last clone closes too, but cannot report
+    /// errors.
+    ///
+    /// # Errors
+    /// A failed final flush or release.
+    pub fn close(self) -> Result<()> {
+        self.inner.shutdown()
+    }
+
+    /// The vault directory, for a vault on disk.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// The header's sequence number: incremented by exactly one on every header change.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after [`Vault::close`].
+    pub fn header_seqid(&self) -> Result<u64> {
+        Ok(self.read_state()?.header.seqid)
+    }
+
+    // Internal plumbing shared with the namespace and maintenance modules.
+
+    pub(crate) fn read_state(&self) -> Result<RwLockReadGuard<'_, KeyState>> {
+        if self.inner.is_closed() {
+            return Err(Error::Closed);
+        }
+        self.inner
+            .state
+            .read()
+            .map_err(|_| Error::backend("vault state lock poisoned"))
+    }
+
+    /// Applies a change to a copy of the key state, writes the resulting header (seqid + 1)
+    /// durably, then installs the copy. Nothing changes if any step fails.
+    pub(crate) fn update_state<T>(&self, f: impl FnOnce(&mut KeyState) -> Result<T>) -> Result<T> {
+        let _guard = lock(&self.inner.header_write);
+        let mut draft = self.read_state()?.duplicate();
+        let out = f(&mut draft)?;
+        draft.header.seqid = draft.header.seqid.wrapping_add(1);
+        let bytes = draft.header.encode(&draft.vmk_keys)?;
+        self.call(|b| b.write_header(&bytes))?;
+        *self
+            .inner
+            .state
+            .write()
+            .map_err(|_| Error::backend("vault state lock poisoned"))? = draft;
+        Ok(out)
+    }
+
+    /// Runs a backend call, turning a closed vault, backend errors and panics into errors.
+    pub(crate) fn call<T>(
+        &self,
+        f: impl FnOnce(&dyn Backend) -> Result<T, BackendError>,
+    ) -> Result<T> {
+        let guard = self
+            .inner
+            .backend
+            .read()
+            .map_err(|_| Error::backend("backend lock poisoned"))?;
+        let backend = guard.as_deref().ok_or(Error::Closed)?;
+        guarded(backend, f)
+    }
+
+    /// Waits until the write committed as `ticket` is durable (no wait when buffered).
+    pub(crate) fn sync(&self, ticket: u64) -> Result<()> {
+        if self.inner.options.durability == Durability::Buffered {
+            return Ok(());
+        }
+        self.inner
+            .commit
+            .wait_durable(ticket, || self.call(|b| b.flush()))
+    }
+
+    /// Takes a commit ticket for a write that has just been applied.
+    pub(crate) fn committed(&self) -> u64 {
+        self.inner.commit.ticket()
+    }
+
+    /// Flushes now, whatever the durability mode.
+    pub(crate) fn sync_now(&self) -> Result<()> {
+        let ticket = self.committed();
+        self.inner
+            .commit
+            .wait_durable(ticket, || self.call(|b| b.flush()))
+    }
+}
+
+impl fmt::Debug for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vault")
+            .field("path", &self.inner.path)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for VaultOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VaultOptions {
+    /// The defaults: [`KdfParams::RFC9106_SECOND`], a 2-second lock timeout,
+    /// [`Durability::Durable`], any keyslot, no automatic KDF upgrade.
+    pub fn new() -> Self {
+        Self {
+            kdf: KdfParams::default(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            durability: Durability::Durable,
+            slot: None,
+            upgrade_weak_slots: false,
+        }
+    }
+
+    /// The Argon2 parameters for passphrase keyslots this handle creates (at create, on
+    /// [`Vault::add_keyslot`] and [`Vault::change_passphrase`]).
+    #[must_use]
+    pub fn kdf(mut self, kdf: KdfParams) -> Self {
+        self.kdf = kdf;
+        self
+    }
+
+    /// How long to wait for another holder of the vault directory before
+    /// [`Error::Locked`].
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// When mutating calls return; see [`Durability`].
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Try only keyslot `id` at open: exactly one key derivation, wrong key or not.
+    #[must_use]
+    pub fn slot(mut self, id: u32) -> Self {
+        self.slot = Some(id);
+        self
+    }
+
+    /// At open, if the passphrase slot used is weaker than [`VaultOptions::kdf`], re-wrap it
+    /// with those parameters and a new salt (one more derivation, one header write).
+    #[must_use]
+    pub fn upgrade_weak_slots(mut self, upgrade: bool) -> Self {
+        self.upgrade_weak_slots = upgrade;
+        self
+    }
+
+    /// Creates a vault in directory `path`; see [`Vault::create`].
+    ///
+    /// # Errors
+    /// As [`Vault::create`].
+    pub fn create(self, path: impl AsRef<Path>, key: &KeySource) -> Result<Vault> {
+        let path = path.as_ref();
+        // Resolve the key first: a bad key source must not leave a half-made vault behind.
+        let material = key.material()?;
+        let backend = SledBackend::open(path, true, self.lock_timeout)
+            .map_err(|e| backend_error(e, Some(path)))?;
+        if guarded(&backend, |b| b.read_header())?.is_some() {
+            return Err(Error::AlreadyExists {
+                path: path.to_path_buf(),
+            });
+        }
+        self.create_inner(Box::new(backend), key, material, Some(path.to_path_buf()))
+    }
+
+    /// Opens the vault in directory `path`; see [`Vault::open`].
+    ///
+    /// # Errors
+    /// As [`Vault::open`].
+    pub fn open(self, path: impl AsRef<Path>, key: &KeySource) -> Result<Vault> {
+        let path = path.as_ref();
+        if !path.join(crate::backend::HEADER_FILE).is_file() {
+            return Err(Error::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        let backend = SledBackend::open(path, false, self.lock_timeout)
+            .map_err(|e| backend_error(e, Some(path)))?;
+        self.open_inner(Box::new(backend), key, Some(path.to_path_buf()))
+    }
+
+    /// Creates a vault on any [`Backend`].
+    ///
+    /// # Errors
+    /// As [`Vault::create`].
+    pub fn create_with_backend(self, backend: impl Backend, key: &KeySource) -> Result<Vault> {
+        let material = key.material()?;
+        if guarded(&backend, |b| b.read_header())?.is_some() {
+            return Err(Error::AlreadyExists {
+                path: PathBuf::from("<backend>"),
+            });
+        }
+        self.create_inner(Box::new(backend), key, material, None)
+    }
+
+    /// Opens a vault on any [`Backend`].
+    ///
+    /// # Errors
+    /// As [`Vault::open`].
+    pub fn open_with_backend(self, backend: impl Backend, key: &KeySource) -> Result<Vault> {
+        self.open_inner(Box::new(backend), key, None)
+    }
+
+    fn create_inner(
+        self,
+        backend: Box<dyn Backend>,
+        key: &KeySource,
+        material: Material<'_>,
+        path: Option<PathBuf>,
+    ) -> Result<Vault> {
+        // Leftovers of a create that crashed before its header was written hold nothing
+        // decryptable (their keys were never stored); clear them.
+        for tree in guarded(backend.as_ref(), |b| b.trees())? {
+            guarded(backend.as_ref(), |b| b.drop_tree(&tree))?;
+        }
+        drop(material);
+        let mut vault_id = [0u8; VAULT_ID_LEN];
+        fill_random(&mut vault_id)?;
+        let vmk = Key::random()?;
+        let index_key = Key::random()?;
+        let (slot, kek) = new_slot(&vault_id, 0, key, &self.kdf, &vmk)?;
+        let vmk_keys = VmkKeys::new(&vmk, &vault_id);
+        let mut header = Header {
+            vault_id,
+            seqid: 1,
+            next_slot_id: 1,
+            slots: vec![slot],
+            wrapped_index_key: [0u8; crate::crypto::WRAPPED_KEY_LEN],
+            namespaces: Vec::new(),
+        };
+        header.wrapped_index_key = vmk_keys
+            .wrap
+            .wrap_key(&header.index_key_aad(), &index_key)?;
+        let bytes = header.encode(&vmk_keys)?;
+        guarded(backend.as_ref(), |b| {
+            b.flush()?;
+            b.write_header(&bytes)
+        })?;
+        let state = KeyState {
+            header,
+            vmk,
+            vmk_keys,
+            index: Prf::new(&index_key),
+            index_key,
+            keks: HashMap::from([(0, kek)]),
+            namespaces: HashMap::new(),
+        };
+        Ok(Vault::from_parts(backend, state, self, path))
+    }
+
+    fn open_inner(
+        self,
+        backend: Box<dyn Backend>,
+        key: &KeySource,
+        path: Option<PathBuf>,
+    ) -> Result<Vault> {
+        let bytes =
+            guarded(backend.as_ref(), |b| b.read_header())?.ok_or_else(|| Error::NotFound {
+                path: path.clone().unwrap_or_else(|| PathBuf::from("<backend>")),
+            })?;
+        let header = Header::parse(&bytes)?;
+        let (slot_id, kek, vmk) = unlock_slot(&header, key, self.slot)?;
+        let vmk_keys = VmkKeys::new(&vmk, &header.vault_id);
+        Header::verify_mac(&bytes, &vmk_keys)?;
+        let index_key = vmk_keys
+            .wrap
+            .unwrap_key(&header.index_key_aad(), &header.wrapped_index_key)
+            .ok_or_else(|| Error::header("the name-index key does not unwrap"))?;
+        let mut namespaces = HashMap::with_capacity(header.namespaces.len());
+        for entry in &header.namespaces {
+            let keys = open_ns(&vmk_keys.wrap, &header.vault_id, entry)
+                .map_err(|reason| Error::Damaged(Damage::Header { reason }))?;
+            namespaces.insert(entry.id, Arc::new(NsState::new(keys)));
+        }
+        let state = KeyState {
+            header,
+            vmk,
+            vmk_keys,
+            index: Prf::new(&index_key),
+            index_key,
+            keks: HashMap::from([(slot_id, kek)]),
+            namespaces,
+        };
+        let upgrade = self.upgrade_weak_slots;
+        let policy = self.kdf;
+        let vault = Vault::from_parts(backend, state, self, path);
+        if upgrade {
+            vault.upgrade_slot(slot_id, key, &policy)?;
+        }
+        vault.resume_rotations();
+        Ok(vault)
+    }
+}
+
+impl Vault {
+    fn from_parts(
+        backend: Box<dyn Backend>,
+        state: KeyState,
+        options: VaultOptions,
+        path: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                backend: RwLock::new(Some(backend)),
+                path,
+                state: RwLock::new(state),
+                header_write: Mutex::new(()),
+                ns_locks: (0..NS_LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
+                commit: GroupCommit::default(),
+                options,
+            }),
+        }
+    }
+
+    fn upgrade_slot(&self, id: u32, key: &KeySource, policy: &KdfParams) -> Result<()> {
+        let weak = {
+            let state = self.read_state()?;
+            state.header.slots.iter().any(|slot| {
+                slot.id == id
+                    && matches!(
+                        slot.parse_params(),
+                        Ok(SlotParams::Passphrase { kdf, .. }) if kdf.weaker_than(policy)
+                    )
+            })
+        };
+        if !weak {
+            return Ok(());
+        }
+        self.update_state(|s| {
+            let (slot, kek) = s.new_slot(id, key, policy)?;
+            if let Some(existing) = s.header.slots.iter_mut().find(|slot| slot.id == id) {
+                *existing = slot;
+            }
+            s.keks.insert(id, kek);
+            Ok(())
+        })
+    }
+}
+
+impl Inner {
+    pub(crate) fn lock_ns(&self, id: &[u8; NS_ID_LEN]) -> MutexGuard<'_, ()> {
+        let shard = usize::from(id[0]) % self.ns_locks.len();
+        lock(&self.ns_locks[shard])
+    }
+
+    fn is_closed(&self) -> bool {
+        self.backend.read().map(|b| b.is_none()).unwrap_or(true)
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        let backend = self
+            .backend
+            .write()
+            .map_err(|_| Error::backend("backend lock poisoned"))?
+            .take();
+        match backend {
+            Some(backend) => {
+                let flushed = guarded(backend.as_ref(), |b| b.flush());
+                let closed = guarded(backend.as_ref(), |b| b.close());
+                flushed.and(closed)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Best effort; `Vault::close` is the way to see errors.
+        let _ = self.shutdown();
+    }
+}
+
+/// Unwraps the VMK with `source`: tries each slot of the source's kind (only `only`, if
+/// given), checking its stored parameters' bounds before deriving anything.
+fn unlock_slot(header: &Header, source: &KeySource, only: Option<u32>) -> Result<(u32, Key, Key)> {
+    let kind = source.kind();
+    let candidates: Vec<&Slot> = header
+        .slots
+        .iter()
+        .filter(|s| s.kind() == kind && only.is_none_or(|id| id == s.id))
+        .collect();
+    if candidates.is_empty() {
+        return Err(match only {
+            Some(id) if !header.slots.iter().any(|s| s.id == id) => {
+                Error::NoSuchKeyslot { slot: id }
+            }
+            _ => Error::WrongKey,
+        });
+    }
+    let material = source.material()?;
+    for slot in candidates {
+        let kek = match (slot.parse_params()?, &material) {
+            (SlotParams::Passphrase { kdf, salt }, Material::Passphrase(p)) => {
+                kdf.derive(p, salt)?
+            }
+            (SlotParams::RawKey { salt }, Material::Raw(k)) => raw_key_kek(k, salt),
+            _ => continue,
+        };
+        let aad = Slot::aad(&header.vault_id, slot.id, slot.kind_code, &slot.params);
+        if let Some(vmk) = kek.cipher().unwrap_key(&aad, &slot.wrapped_vmk) {
+            return Ok((slot.id, kek, vmk));
+        }
+    }
+    Err(Error::WrongKey)
+}
+
+/// A new keyslot `id` for `source`, wrapping `vmk`.
+fn new_slot(
+    vault_id: &[u8],
+    id: u32,
+    source: &KeySource,
+    kdf: &KdfParams,
+    vmk: &Key,
+) -> Result<(Slot, Key)> {
+    let mut salt = [0u8; SLOT_SALT_LEN];
+    fill_random(&mut salt)?;
+    let material = source.material()?;
+    let ((kind_code, params), kek) = match &material {
+        Material::Passphrase(p) => (Slot::passphrase_params(kdf, &salt), kdf.derive(p, &salt)?),
+        Material::Raw(k) => (Slot::raw_key_params(&salt), raw_key_kek(k, &salt)),
+    };
+    let aad = Slot::aad(vault_id, id, kind_code, &params);
+    let wrapped_vmk = kek.cipher().wrap_key(&aad, vmk)?;
+    Ok((
+        Slot {
+            id,
+            kind_code,
+            params,
+            wrapped_vmk,
+        },
+        kek,
+    ))
+}
+
+/// Runs a backend call with panics caught.
+fn guarded<T>(
+    backend: &dyn Backend,
+    f: impl FnOnce(&dyn Backend) -> Result<T, BackendError>,
+) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(|| f(backend))) {
+        Ok(result) => result.map_err(|e| backend_error(e, None)),
+        Err(_) => Err(Error::backend(
+            "the storage backend panicked (its files may be damaged); run verify",
+        )),
+    }
+}
+
+fn backend_error(e: BackendError, path: Option<&Path>) -> Error {
+    match e {
+        BackendError::Locked(p) => Error::Locked { path: p },
+        BackendError::Other(message) => match path {
+            Some(p) => Error::backend(format!("{}: {message}", p.display())),
+            None => Error::backend(message),
+        },
+    }
+}
+
+fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+    // The mutexes guard no data, so a poisoned one is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Group commit: writers take a ticket after applying; one of them flushes for all tickets
+/// issued before its flush started, the others wait for it.
+#[derive(Default)]
+struct GroupCommit {
+    state: Mutex<CommitState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct CommitState {
+    issued: u64,
+    durable: u64,
+    flushing: bool,
+}
+
+impl GroupCommit {
+    fn ticket(&self) -> u64 {
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.issued += 1;
+        s.issued
+    }
+
+    fn wait_durable(&self, ticket: u64, flush: impl Fn() -> Result<()>) -> Result<()> {
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            if s.durable >= ticket {
+                return Ok(());
+            }
+            if !s.flushing {
+                s.flushing = true;
+                let target = s.issued;
+                drop(s);
+                let result = flush();
+                s = self
+                    .state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                s.flushing = false;
+                if result.is_ok() {
+                    s.durable = s.durable.max(target);
+                }
+                self.done.notify_all();
+                result?;
+                continue;
+            }
+            s = self
+                .done
+                .wait(s)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn group_commit_shares_flushes() {
+        let gc = Arc::new(GroupCommit::default());
+        let flushes = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let gc = gc.clone();
+                let flushes = flushes.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        let t = gc.ticket();
+                        gc.wait_durable(t, || {
+                            flushes.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(2));
+                            Ok(())
+                        })
+                        .unwrap();
+                        assert!(gc.state.lock().unwrap().durable >= t);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let n = flushes.load(Ordering::SeqCst);
+        assert!(n < 400, "{n} flushes for 400 writes");
+    }
+
+    #[test]
+    fn failed_flush_is_reported_and_retried() {
+        let gc = GroupCommit::default();
+        let t = gc.ticket();
+        assert!(gc
+            .wait_durable(t, || Err(Error::backend("disk on fire")))
+            .is_err());
+        gc.wait_durable(t, || Ok(())).unwrap();
+    }
+}
