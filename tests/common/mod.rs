@@ -1,0 +1,153 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokenvault::secrecy::{SecretBox, SecretString};
+use tokenvault::{
+    Backend, BackendError, Batch, KdfParams, KeySource, MemoryBackend, Token, VaultOptions,
+};
+
+/// A raw key source made of `byte` repeated.
+pub fn raw_key(byte: u8) -> KeySource {
+    KeySource::raw_key(SecretBox::new(Box::new([byte; 32])))
+}
+
+/// A passphrase key source.
+pub fn passphrase(p: &str) -> KeySource {
+    KeySource::passphrase(SecretString::from(p))
+}
+
+/// Options with the insecure test KDF, so passphrase slots are fast.
+pub fn fast() -> VaultOptions {
+    VaultOptions::new().kdf(KdfParams::insecure_for_tests())
+}
+
+/// A token with every field set, distinguishable by `n`.
+pub fn full_token(n: u32) -> Token {
+    Token::new(format!("access-token-{n:08}-ZQXJ").into())
+        .with_refresh_token(format!("refresh-token-{n:08}-WVKP").into())
+        .with_token_type("Bearer")
+        .with_expires_at(UNIX_EPOCH + Duration::from_secs(1_800_000_000 + u64::from(n)))
+        .with_scopes([
+            "openid",
+            "email",
+            "urn:globus:auth:scope:transfer.api.globus.org:all",
+        ])
+        .with_identity(format!("identity-{n}"))
+        .with_resource_server(format!("rs-{n}.example.org"))
+        .with_extra_json(format!(r#"{{"id_token":"id-token-{n:08}-MMRT"}}"#).into())
+}
+
+/// A small token.
+pub fn small_token(access: &str) -> Token {
+    Token::new(access.to_owned().into())
+}
+
+pub fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+/// A backend wrapper that counts flushes, can slow them down, and can fail every `apply`
+/// after a countdown (a stand-in for a crash: the process "dies" when an apply fails).
+#[derive(Debug, Clone)]
+pub struct FaultyBackend {
+    pub inner: MemoryBackend,
+    pub flushes: Arc<AtomicUsize>,
+    pub applies: Arc<AtomicUsize>,
+    /// Applies left before every further apply fails; negative: never fail.
+    pub fail_after: Arc<AtomicI64>,
+    pub flush_delay: Duration,
+}
+
+impl FaultyBackend {
+    pub fn new(inner: MemoryBackend) -> Self {
+        Self {
+            inner,
+            flushes: Arc::new(AtomicUsize::new(0)),
+            applies: Arc::new(AtomicUsize::new(0)),
+            fail_after: Arc::new(AtomicI64::new(-1)),
+            flush_delay: Duration::ZERO,
+        }
+    }
+
+    pub fn fail_after(&self, applies: i64) {
+        self.fail_after.store(applies, Ordering::SeqCst);
+    }
+
+    pub fn flush_count(&self) -> usize {
+        self.flushes.load(Ordering::SeqCst)
+    }
+}
+
+impl Backend for FaultyBackend {
+    fn read_header(&self) -> Result<Option<Vec<u8>>, BackendError> {
+        self.inner.read_header()
+    }
+    fn write_header(&self, bytes: &[u8]) -> Result<(), BackendError> {
+        self.inner.write_header(bytes)
+    }
+    fn get(&self, tree: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        self.inner.get(tree, key)
+    }
+    fn scan(
+        &self,
+        tree: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError> {
+        self.inner.scan(tree, after, limit)
+    }
+    fn apply(&self, batch: &Batch) -> Result<bool, BackendError> {
+        let left = self.fail_after.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(BackendError::Other("injected failure".into()));
+        }
+        if left > 0 {
+            self.fail_after.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.applies.fetch_add(1, Ordering::SeqCst);
+        self.inner.apply(batch)
+    }
+    fn drop_tree(&self, tree: &[u8]) -> Result<(), BackendError> {
+        self.inner.drop_tree(tree)
+    }
+    fn trees(&self) -> Result<Vec<Vec<u8>>, BackendError> {
+        self.inner.trees()
+    }
+    fn flush(&self) -> Result<(), BackendError> {
+        self.flushes.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(self.flush_delay);
+        self.inner.flush()
+    }
+    fn close(&self) -> Result<(), BackendError> {
+        self.inner.close()
+    }
+}
+
+/// Every (tree, key, value) in a backend.
+pub fn dump(backend: &dyn Backend) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    for tree in backend.trees().unwrap() {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = backend.scan(&tree, after.as_deref(), 100).unwrap();
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (k, v) in page {
+                out.push((tree.clone(), k, v));
+            }
+        }
+    }
+    out
+}
+
+/// The stored records (not manifests) of a backend.
+pub fn records(backend: &dyn Backend) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    dump(backend)
+        .into_iter()
+        .filter(|(_, k, _)| k.len() == 32)
+        .collect()
+}

@@ -1,0 +1,555 @@
+//! Keyslots and key sources: wrong keys, the Argon2 policy and its bounds, key files,
+//! passphrase changes that rewrite only the header, master-key rotation.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{fast, passphrase, raw_key, small_token};
+use sha2::{Digest, Sha256};
+use tokenvault::__private::kdf_runs_on_this_thread;
+use tokenvault::secrecy::ExposeSecret;
+use tokenvault::{
+    Backend, Damage, Error, KdfParams, KeySource, MemoryBackend, SlotKind, Token, Vault,
+    VaultOptions,
+};
+
+/// Offset of the first keyslot's Argon2 `m` field in a header whose first slot is a
+/// passphrase slot: magic 8, version 2, body_len 4, vault_id 16, seqid 8, next_slot_id 4,
+/// slot_count 2, slot id 4, kind 1, params_len 2, argon2 version 4.
+const FIRST_SLOT_M: usize = 8 + 2 + 4 + 16 + 8 + 4 + 2 + 4 + 1 + 2 + 4;
+
+fn fix_checksum(header: &mut [u8]) {
+    let n = header.len();
+    let sum: [u8; 32] = Sha256::digest(&header[..n - 32]).into();
+    header[n - 32..].copy_from_slice(&sum);
+}
+
+#[test]
+fn wrong_passphrase_costs_one_kdf_per_passphrase_slot() {
+    let storage = MemoryBackend::new();
+    let vault = fast()
+        .create_with_backend(storage.clone(), &passphrase("one"))
+        .unwrap();
+    vault.add_keyslot(&passphrase("two")).unwrap();
+    vault.add_keyslot(&raw_key(1)).unwrap();
+    vault.add_keyslot(&passphrase("three")).unwrap();
+    vault.close().unwrap();
+
+    let before = kdf_runs_on_this_thread();
+    let err = fast()
+        .open_with_backend(storage.clone(), &passphrase("wrong"))
+        .unwrap_err();
+    assert!(matches!(err, Error::WrongKey), "{err}");
+    assert_eq!(
+        kdf_runs_on_this_thread() - before,
+        3,
+        "one run per passphrase slot"
+    );
+
+    // Naming the slot: exactly one derivation.
+    let before = kdf_runs_on_this_thread();
+    let err = fast()
+        .slot(0)
+        .open_with_backend(storage.clone(), &passphrase("three"))
+        .unwrap_err();
+    assert!(matches!(err, Error::WrongKey));
+    assert_eq!(kdf_runs_on_this_thread() - before, 1);
+    let before = kdf_runs_on_this_thread();
+    fast()
+        .slot(3)
+        .open_with_backend(storage.clone(), &passphrase("three"))
+        .unwrap()
+        .close()
+        .unwrap();
+    assert_eq!(kdf_runs_on_this_thread() - before, 1);
+
+    // A raw key never runs Argon2; a wrong one is WrongKey too.
+    let before = kdf_runs_on_this_thread();
+    assert!(matches!(
+        fast().open_with_backend(storage.clone(), &raw_key(2)),
+        Err(Error::WrongKey)
+    ));
+    assert_eq!(kdf_runs_on_this_thread(), before);
+    fast()
+        .open_with_backend(storage.clone(), &raw_key(1))
+        .unwrap()
+        .close()
+        .unwrap();
+    assert!(matches!(
+        fast().slot(99).open_with_backend(storage, &raw_key(1)),
+        Err(Error::NoSuchKeyslot { slot: 99 })
+    ));
+}
+
+#[test]
+fn wrong_key_is_told_apart_from_damage() {
+    let storage = MemoryBackend::new();
+    fast()
+        .create_with_backend(storage.clone(), &passphrase("pw"))
+        .unwrap()
+        .close()
+        .unwrap();
+    let good = storage.read_header().unwrap().unwrap();
+    for i in [0, 9, 20, good.len() / 2, good.len() - 40, good.len() - 1] {
+        let mut bad = good.clone();
+        bad[i] ^= 0x40;
+        storage.write_header(&bad).unwrap();
+        let err = fast()
+            .open_with_backend(storage.clone(), &passphrase("pw"))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Damaged(Damage::Header { .. }) | Error::UnsupportedVersion { .. }
+            ),
+            "byte {i}: {err}"
+        );
+        let err = fast()
+            .open_with_backend(storage.clone(), &passphrase("wrong"))
+            .unwrap_err();
+        assert!(
+            !matches!(err, Error::WrongKey),
+            "byte {i}: damage reported as a wrong key"
+        );
+    }
+    // Tampering that also fixes the checksum (here: the seqid) is caught by the MAC.
+    let mut tampered = good.clone();
+    tampered[8 + 2 + 4 + 16] ^= 1;
+    fix_checksum(&mut tampered);
+    storage.write_header(&tampered).unwrap();
+    let err = fast()
+        .open_with_backend(storage.clone(), &passphrase("pw"))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Damaged(Damage::Header { .. })),
+        "{err}"
+    );
+    storage.write_header(&good).unwrap();
+    fast()
+        .open_with_backend(storage, &passphrase("pw"))
+        .unwrap()
+        .close()
+        .unwrap();
+}
+
+#[test]
+fn kdf_parameters_from_disk_are_bounded_before_any_derivation() {
+    let storage = MemoryBackend::new();
+    fast()
+        .create_with_backend(storage.clone(), &passphrase("pw"))
+        .unwrap()
+        .close()
+        .unwrap();
+    let good = storage.read_header().unwrap().unwrap();
+    // (field offset from m, value): m = 4 GiB + 1 KiB, t = 65, p = 17, p = 0.
+    for (delta, value) in [
+        (0usize, 4 * 1024 * 1024 + 1u32),
+        (4, 65),
+        (8, 17),
+        (8, 0),
+        (4, 0),
+    ] {
+        let mut bad = good.clone();
+        bad[FIRST_SLOT_M + delta..FIRST_SLOT_M + delta + 4].copy_from_slice(&value.to_le_bytes());
+        fix_checksum(&mut bad);
+        storage.write_header(&bad).unwrap();
+        let before = kdf_runs_on_this_thread();
+        let started = std::time::Instant::now();
+        let err = fast()
+            .open_with_backend(storage.clone(), &passphrase("pw"))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Damaged(Damage::Header { .. })),
+            "{err}"
+        );
+        assert_eq!(kdf_runs_on_this_thread(), before, "no derivation may run");
+        // Informational only (timing is asserted in benchmarks, not tests).
+        let _ = started.elapsed();
+    }
+}
+
+#[test]
+fn creation_floor_and_presets() {
+    assert_eq!(KdfParams::default(), KdfParams::RFC9106_SECOND);
+    assert_eq!(
+        (
+            KdfParams::RFC9106_SECOND.m_kib(),
+            KdfParams::RFC9106_SECOND.t(),
+            KdfParams::RFC9106_SECOND.p()
+        ),
+        (65536, 3, 4)
+    );
+    assert!(matches!(
+        KdfParams::new(19 * 1024 - 1, 2, 1),
+        Err(Error::KdfParams { .. })
+    ));
+    assert!(matches!(
+        KdfParams::new(64 * 1024, 1, 4),
+        Err(Error::KdfParams { .. })
+    ));
+    assert!(matches!(
+        KdfParams::new(64 * 1024, 3, 17),
+        Err(Error::KdfParams { .. })
+    ));
+    assert!(KdfParams::new(19 * 1024, 2, 1).is_ok());
+    assert!(KdfParams::insecure_for_tests().is_insecure());
+    assert!(!KdfParams::STRONG.is_insecure());
+
+    // The default options really use the RFC preset.
+    let storage = MemoryBackend::new();
+    let vault = Vault::create_with_backend(storage, &passphrase("pw")).unwrap();
+    let slots = vault.keyslots().unwrap();
+    assert_eq!(slots[0].kind, SlotKind::Passphrase);
+    assert_eq!(slots[0].kdf, Some(KdfParams::RFC9106_SECOND));
+}
+
+#[test]
+fn weak_slots_can_be_upgraded_on_open() {
+    let storage = MemoryBackend::new();
+    fast()
+        .create_with_backend(storage.clone(), &passphrase("pw"))
+        .unwrap()
+        .close()
+        .unwrap();
+    let policy = KdfParams::new(19 * 1024, 2, 1).unwrap();
+    // Without the option nothing changes.
+    let vault = VaultOptions::new()
+        .kdf(policy)
+        .open_with_backend(storage.clone(), &passphrase("pw"))
+        .unwrap();
+    assert_eq!(vault.keyslots().unwrap()[0].kdf.unwrap().m_kib(), 64);
+    vault.close().unwrap();
+    let vault = VaultOptions::new()
+        .kdf(policy)
+        .upgrade_weak_slots(true)
+        .open_with_backend(storage.clone(), &passphrase("pw"))
+        .unwrap();
+    let seq = vault.header_seqid().unwrap();
+    assert_eq!(vault.keyslots().unwrap()[0].kdf, Some(policy));
+    vault.close().unwrap();
+    let vault = VaultOptions::new()
+        .kdf(policy)
+        .upgrade_weak_slots(true)
+        .open_with_backend(storage, &passphrase("pw"))
+        .unwrap();
+    assert_eq!(
+        vault.header_seqid().unwrap(),
+        seq,
+        "a strong slot is not rewritten"
+    );
+}
+
+fn hash_tree(dir: &Path) -> Vec<(String, [u8; 32])> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(hash_tree(&path));
+        } else {
+            let bytes = fs::read(&path).unwrap();
+            out.push((path.display().to_string(), Sha256::digest(&bytes).into()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn changing_the_passphrase_rewrites_only_the_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    let vault = fast().create(&path, &passphrase("old")).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    for i in 0..300 {
+        ns.put(&format!("k{i}"), &small_token(&format!("t{i}")))
+            .unwrap();
+    }
+    let header_len = fs::metadata(path.join("tokenvault.header")).unwrap().len();
+    let data_before = hash_tree(&path.join("data"));
+    let seq = vault.header_seqid().unwrap();
+
+    vault
+        .change_passphrase(&passphrase("old"), &passphrase("new"))
+        .unwrap();
+    assert_eq!(vault.header_seqid().unwrap(), seq + 1);
+    assert_eq!(
+        hash_tree(&path.join("data")),
+        data_before,
+        "records must not be rewritten"
+    );
+    assert_eq!(
+        fs::metadata(path.join("tokenvault.header")).unwrap().len(),
+        header_len,
+        "the header does not grow with records"
+    );
+    assert!(matches!(
+        vault.change_passphrase(&passphrase("old"), &passphrase("x")),
+        Err(Error::WrongKey)
+    ));
+    vault.close().unwrap();
+
+    // The old secret fails on the directory and on any copy made from now on.
+    let copy = dir.path().join("copy");
+    copy_dir(&path, &copy);
+    for p in [&path, &copy] {
+        assert!(matches!(
+            fast().open(p, &passphrase("old")),
+            Err(Error::WrongKey)
+        ));
+        let vault = fast().open(p, &passphrase("new")).unwrap();
+        let t: Token = vault.namespace("n").unwrap().get("k299").unwrap().unwrap();
+        assert_eq!(t.access_token().expose_secret(), "t299");
+        vault.close().unwrap();
+    }
+}
+
+#[test]
+fn header_size_is_independent_of_record_count() {
+    let sizes: Vec<usize> = [0usize, 1, 500]
+        .iter()
+        .map(|&n| {
+            let storage = MemoryBackend::new();
+            let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+            let ns = vault.namespace("n").unwrap();
+            ns.put("first", &small_token("a")).unwrap();
+            for i in 0..n {
+                ns.put(&format!("k{i}"), &small_token("b")).unwrap();
+            }
+            vault.add_keyslot(&raw_key(2)).unwrap();
+            let len = storage.read_header().unwrap().unwrap().len();
+            vault.close().unwrap();
+            len
+        })
+        .collect();
+    assert!(sizes.windows(2).all(|w| w[0] == w[1]), "{sizes:?}");
+}
+
+#[test]
+fn adding_and_removing_keyslots() {
+    let storage = MemoryBackend::new();
+    let vault = fast()
+        .create_with_backend(storage.clone(), &passphrase("a"))
+        .unwrap();
+    vault
+        .namespace("n")
+        .unwrap()
+        .put("k", &small_token("v"))
+        .unwrap();
+    let b = vault.add_keyslot(&passphrase("b")).unwrap();
+    let c = vault.add_keyslot(&raw_key(7)).unwrap();
+    assert_eq!((b, c), (1, 2));
+    assert_eq!(vault.keyslots().unwrap().len(), 3);
+    assert!(matches!(
+        vault.remove_keyslot(42),
+        Err(Error::NoSuchKeyslot { slot: 42 })
+    ));
+    vault.remove_keyslot(0).unwrap();
+    vault.remove_keyslot(c).unwrap();
+    assert!(matches!(vault.remove_keyslot(b), Err(Error::LastKeyslot)));
+    vault.close().unwrap();
+
+    assert!(matches!(
+        fast().open_with_backend(storage.clone(), &passphrase("a")),
+        Err(Error::WrongKey)
+    ));
+    assert!(matches!(
+        fast().open_with_backend(storage.clone(), &raw_key(7)),
+        Err(Error::WrongKey)
+    ));
+    let vault = fast().open_with_backend(storage, &passphrase("b")).unwrap();
+    // Slot ids are never reused.
+    assert_eq!(vault.add_keyslot(&raw_key(8)).unwrap(), 3);
+    let t: Token = vault.namespace("n").unwrap().get("k").unwrap().unwrap();
+    assert_eq!(t.access_token().expose_secret(), "v");
+}
+
+#[test]
+fn key_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, contents: &[u8], mode: u32| {
+        let p = dir.path().join(name);
+        fs::write(&p, contents).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        }
+        p
+    };
+    let raw = write("raw.key", &[5u8; 32], 0o600);
+    let hex = write(
+        "hex.key",
+        format!("{}\n", "05".repeat(32)).as_bytes(),
+        0o400,
+    );
+    let storage = MemoryBackend::new();
+    Vault::create_with_backend(storage.clone(), &KeySource::key_file(&raw))
+        .unwrap()
+        .close()
+        .unwrap();
+    // The same 32 bytes, in hex, from a raw key: all three are the same key.
+    for key in [
+        KeySource::key_file(&hex),
+        raw_key(5),
+        KeySource::key_file(&raw),
+    ] {
+        Vault::open_with_backend(storage.clone(), &key)
+            .unwrap()
+            .close()
+            .unwrap();
+    }
+
+    let bad = [
+        write("open.key", &[5u8; 32], 0o644),
+        write("group.key", &[5u8; 32], 0o640),
+        write("short.key", &[5u8; 31], 0o600),
+        write("long.key", &[5u8; 33], 0o600),
+        write("badhex.key", "zz".repeat(32).as_bytes(), 0o600),
+        dir.path().join("missing.key"),
+        dir.path().to_path_buf(),
+    ];
+    for path in bad {
+        let err =
+            Vault::open_with_backend(storage.clone(), &KeySource::key_file(&path)).unwrap_err();
+        assert!(
+            matches!(err, Error::KeySource { .. }),
+            "{}: {err}",
+            path.display()
+        );
+        assert!(
+            !err.to_string().contains("0505"),
+            "no key bytes in messages"
+        );
+    }
+    // A bad key source at create leaves nothing behind.
+    let path = dir.path().join("v");
+    let err =
+        Vault::create(&path, &KeySource::key_file(dir.path().join("missing.key"))).unwrap_err();
+    assert!(matches!(err, Error::KeySource { .. }));
+    assert!(!path.exists());
+    assert!(matches!(
+        Vault::create_with_backend(MemoryBackend::new(), &passphrase("")),
+        Err(Error::KeySource { .. })
+    ));
+}
+
+#[test]
+fn master_key_rotation_rewraps_everything() {
+    let storage = MemoryBackend::new();
+    let vault = fast()
+        .create_with_backend(storage.clone(), &passphrase("a"))
+        .unwrap();
+    for ns in ["x", "y", "z"] {
+        vault
+            .namespace(ns)
+            .unwrap()
+            .put("k", &small_token(ns))
+            .unwrap();
+    }
+    let records_before = common::dump(&storage);
+    vault.close().unwrap();
+
+    // Opened with "a": slot 1 (added by another handle) is unknown to this one.
+    let other = fast()
+        .open_with_backend(storage.clone(), &passphrase("a"))
+        .unwrap();
+    other.add_keyslot(&raw_key(9)).unwrap();
+    other.close().unwrap();
+    let vault = fast()
+        .open_with_backend(storage.clone(), &passphrase("a"))
+        .unwrap();
+    let seq = vault.header_seqid().unwrap();
+    let err = vault.rotate_master_key().unwrap_err();
+    assert!(
+        matches!(&err, Error::SlotSecretsMissing { slots } if slots == &[1]),
+        "{err}"
+    );
+    assert_eq!(vault.header_seqid().unwrap(), seq, "nothing written");
+    assert!(matches!(
+        vault.rotate_master_key_with(&[&raw_key(3)]),
+        Err(Error::WrongKey)
+    ));
+    let header_before = storage.read_header().unwrap().unwrap();
+    vault.rotate_master_key_with(&[&raw_key(9)]).unwrap();
+    let header_after = storage.read_header().unwrap().unwrap();
+    assert_ne!(header_before, header_after);
+    // Every slot was re-wrapped: the wrapped keys differ, the salts and parameters do not.
+    assert_eq!(
+        common::dump(&storage),
+        records_before,
+        "no record is rewritten"
+    );
+    vault.rotate_master_key().unwrap(); // now it knows both secrets
+    vault.close().unwrap();
+    for key in [passphrase("a"), raw_key(9)] {
+        let vault = fast().open_with_backend(storage.clone(), &key).unwrap();
+        for ns in ["x", "y", "z"] {
+            let t: Token = vault.namespace(ns).unwrap().get("k").unwrap().unwrap();
+            assert_eq!(t.access_token().expose_secret(), ns);
+        }
+        assert!(vault.verify(|_| {}).unwrap().is_clean());
+        vault.close().unwrap();
+    }
+}
+
+#[test]
+fn newer_format_versions_are_refused_clearly() {
+    let storage = MemoryBackend::new();
+    Vault::create_with_backend(storage.clone(), &raw_key(1))
+        .unwrap()
+        .close()
+        .unwrap();
+    let mut header = storage.read_header().unwrap().unwrap();
+    header[8] = 2;
+    fix_checksum(&mut header);
+    storage.write_header(&header).unwrap();
+    let err = Vault::open_with_backend(storage, &raw_key(1)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("upgrade"));
+}
+
+#[test]
+fn seqid_counts_header_writes() {
+    let vault = Vault::create_with_backend(MemoryBackend::new(), &raw_key(1)).unwrap();
+    let s0 = vault.header_seqid().unwrap();
+    vault
+        .namespace("a")
+        .unwrap()
+        .put("k", &small_token("v"))
+        .unwrap(); // creates "a"
+    assert_eq!(vault.header_seqid().unwrap(), s0 + 1);
+    vault
+        .namespace("a")
+        .unwrap()
+        .put("k2", &small_token("v"))
+        .unwrap(); // no header change
+    assert_eq!(vault.header_seqid().unwrap(), s0 + 1);
+    let id = vault.add_keyslot(&raw_key(2)).unwrap();
+    vault.remove_keyslot(id).unwrap();
+    assert_eq!(vault.header_seqid().unwrap(), s0 + 3);
+}

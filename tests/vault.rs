@@ -1,0 +1,363 @@
+//! The vault's behaviour through the public API: create/open, namespaces, records, CAS,
+//! record types, errors, threads.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use common::{fast, full_token, passphrase, raw_key, small_token};
+use tokenvault::secrecy::ExposeSecret;
+use tokenvault::{Error, MemoryBackend, RecordType, Secret, Token, Vault};
+
+#[test]
+fn create_refuses_existing_and_open_refuses_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    let err = Vault::open(&path, &raw_key(1)).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { path: p } if p == &path),
+        "{err}"
+    );
+    assert!(!path.exists(), "open must not create anything");
+
+    let vault = Vault::create(&path, &raw_key(1)).unwrap();
+    vault.close().unwrap();
+    let err = Vault::create(&path, &raw_key(2)).unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+    // The existing vault is untouched and still opens with its key.
+    Vault::open(&path, &raw_key(1)).unwrap().close().unwrap();
+}
+
+#[test]
+fn round_trip_every_field_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    let vault = fast().create(&path, &passphrase("pw")).unwrap();
+    let ns = vault.namespace("tenant-1").unwrap();
+    let tokens: Vec<Token> = (0..20).map(full_token).collect();
+    for (i, t) in tokens.iter().enumerate() {
+        ns.put(&format!("rs-{i}"), t).unwrap();
+    }
+    ns.put("minimal", &small_token("m")).unwrap();
+    vault.close().unwrap();
+
+    let vault = fast().open(&path, &passphrase("pw")).unwrap();
+    let ns = vault.namespace("tenant-1").unwrap();
+    for (i, t) in tokens.iter().enumerate() {
+        let got: Token = ns.get(&format!("rs-{i}")).unwrap().unwrap();
+        assert!(got.same_as(t), "record {i} differs: {got:?} vs {t:?}");
+    }
+    let m: Token = ns.get("minimal").unwrap().unwrap();
+    assert_eq!(m.access_token().expose_secret(), "m");
+    assert!(m.refresh_token().is_none() && m.expires_at().is_none() && m.scopes().is_empty());
+    assert_eq!(m.token_type(), "Bearer");
+    assert_eq!(ns.keys().unwrap().len(), 21);
+}
+
+#[test]
+fn namespaces_are_separate_and_listable() {
+    let vault = Vault::create_with_backend(MemoryBackend::new(), &raw_key(3)).unwrap();
+    let a = vault.namespace("tenant-a").unwrap();
+    let b = vault.namespace("tenant-b").unwrap();
+    a.put("rs", &small_token("for-a")).unwrap();
+    b.put("rs", &small_token("for-b")).unwrap();
+    let got_a: Token = a.get("rs").unwrap().unwrap();
+    let got_b: Token = b.get("rs").unwrap().unwrap();
+    assert_eq!(got_a.access_token().expose_secret(), "for-a");
+    assert_eq!(got_b.access_token().expose_secret(), "for-b");
+    assert_eq!(vault.namespaces().unwrap(), ["tenant-a", "tenant-b"]);
+
+    // Reading a namespace that was never written neither fails nor creates it.
+    let ghost = vault.namespace("ghost").unwrap();
+    assert!(ghost.get::<Token>("rs").unwrap().is_none());
+    assert!(ghost.keys().unwrap().is_empty());
+    assert!(!ghost.remove("rs").unwrap());
+    assert_eq!(vault.namespaces().unwrap().len(), 2);
+
+    // An emptied namespace still exists until removed.
+    assert!(a.remove("rs").unwrap());
+    assert!(!a.remove("rs").unwrap());
+    assert_eq!(vault.namespaces().unwrap().len(), 2);
+    assert!(vault.remove_namespace("tenant-a").unwrap());
+    assert!(!vault.remove_namespace("tenant-a").unwrap());
+    assert_eq!(vault.namespaces().unwrap(), ["tenant-b"]);
+    // Writing again re-creates it, empty apart from the new record.
+    a.put("other", &small_token("x")).unwrap();
+    assert_eq!(a.keys().unwrap(), ["other"]);
+}
+
+#[test]
+fn any_utf8_name_works_and_bad_names_are_refused() {
+    let vault = Vault::create_with_backend(MemoryBackend::new(), &raw_key(3)).unwrap();
+    for name in [
+        "tenant/42",
+        "ünïcødé ✓",
+        " spaces ",
+        "a\u{0}b",
+        "\n",
+        &"x".repeat(1024),
+    ] {
+        let ns = vault.namespace(name).unwrap();
+        ns.put(name, &small_token(name)).unwrap();
+        let t: Token = ns.get(name).unwrap().unwrap();
+        assert_eq!(t.access_token().expose_secret(), name);
+        assert_eq!(ns.keys().unwrap(), [name]);
+    }
+    assert!(matches!(
+        vault.namespace(""),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(
+        vault.namespace(&"x".repeat(1025)),
+        Err(Error::InvalidName { .. })
+    ));
+    let ns = vault.namespace("n").unwrap();
+    assert!(matches!(
+        ns.put("", &small_token("a")),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(
+        ns.get::<Token>(&"k".repeat(1025)),
+        Err(Error::InvalidName { .. })
+    ));
+}
+
+#[test]
+fn compare_and_swap_semantics() {
+    let vault = Vault::create_with_backend(MemoryBackend::new(), &raw_key(4)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    // None = must be absent.
+    let v1 = ns
+        .compare_and_swap("k", None, &small_token("one"))
+        .unwrap()
+        .unwrap();
+    let conflict = ns
+        .compare_and_swap("k", None, &small_token("again"))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(conflict.current, Some(v1));
+    let (_, read_v) = ns.get_versioned::<Token>("k").unwrap().unwrap();
+    assert_eq!(read_v, v1);
+    let v2 = ns
+        .compare_and_swap("k", Some(v1), &small_token("two"))
+        .unwrap()
+        .unwrap();
+    assert!(v2 > v1);
+    let stale = ns
+        .compare_and_swap("k", Some(v1), &small_token("three"))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(stale.current, Some(v2));
+    let t: Token = ns.get("k").unwrap().unwrap();
+    assert_eq!(t.access_token().expose_secret(), "two");
+    // A put moves the version on too.
+    let v3 = ns.put("k", &small_token("four")).unwrap();
+    assert!(v3 > v2);
+    assert!(ns.compare_and_remove("k", v2).unwrap().is_err());
+    ns.compare_and_remove("k", v3).unwrap().unwrap();
+    assert!(ns.get::<Token>("k").unwrap().is_none());
+    let gone = ns
+        .compare_and_swap("k", Some(v3), &small_token("x"))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(gone.current, None);
+}
+
+#[test]
+fn concurrent_cas_loses_no_update() {
+    let vault = Vault::create_with_backend(MemoryBackend::new(), &raw_key(5)).unwrap();
+    let ns = vault.namespace("counter").unwrap();
+    ns.put("c", &small_token("0")).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let ns = ns.clone();
+            std::thread::spawn(move || {
+                let mut wins = 0u32;
+                while wins < 25 {
+                    let (t, v) = ns.get_versioned::<Token>("c").unwrap().unwrap();
+                    let n: u32 = t.access_token().expose_secret().parse().unwrap();
+                    if ns
+                        .compare_and_swap("c", Some(v), &small_token(&(n + 1).to_string()))
+                        .unwrap()
+                        .is_ok()
+                    {
+                        wins += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let t: Token = ns.get("c").unwrap().unwrap();
+    assert_eq!(t.access_token().expose_secret(), "200");
+}
+
+#[test]
+fn secrets_and_tokens_are_distinct_types() {
+    let vault = Vault::create_with_backend(MemoryBackend::new(), &raw_key(6)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    ns.put("client-secret", &Secret::from_text("hunter2".into()))
+        .unwrap();
+    ns.put("token", &small_token("at")).unwrap();
+    let s: Secret = ns.get("client-secret").unwrap().unwrap();
+    assert_eq!(s.expose_text(), Some("hunter2"));
+    let err = ns.get::<Token>("client-secret").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::WrongRecordType {
+                expected: RecordType::Token,
+                found: RecordType::Secret
+            }
+        ),
+        "{err}"
+    );
+    assert!(matches!(
+        ns.get::<Secret>("token"),
+        Err(Error::WrongRecordType { .. })
+    ));
+    let binary = Secret::from_bytes(vec![0u8, 255, 1, 2].into());
+    ns.put("bin", &binary).unwrap();
+    assert_eq!(
+        ns.get::<Secret>("bin").unwrap().unwrap().expose_bytes(),
+        [0, 255, 1, 2]
+    );
+    assert_eq!(ns.keys().unwrap(), ["bin", "client-secret", "token"]);
+}
+
+#[test]
+fn records_over_the_limit_are_refused_and_nothing_changes() {
+    let vault = Vault::create_with_backend(MemoryBackend::new(), &raw_key(6)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    ns.put("k", &small_token("keep")).unwrap();
+    let huge = small_token(&"x".repeat(tokenvault::MAX_RECORD_LEN));
+    assert!(matches!(ns.put("k", &huge), Err(Error::TooLarge { .. })));
+    let t: Token = ns.get("k").unwrap().unwrap();
+    assert_eq!(t.access_token().expose_secret(), "keep");
+    // Just under the limit fits.
+    let big = small_token(&"y".repeat(tokenvault::MAX_RECORD_LEN - 200));
+    ns.put("big", &big).unwrap();
+    assert!(ns.get::<Token>("big").unwrap().unwrap().same_as(&big));
+}
+
+#[test]
+fn vault_is_send_sync_and_survives_eight_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Vault>();
+    assert_send_sync::<tokenvault::Namespace>();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    let vault = Vault::create(&path, &raw_key(8)).unwrap();
+    let threads: Vec<_> = (0..8u32)
+        .map(|t| {
+            let vault = vault.clone();
+            std::thread::spawn(move || {
+                let mine = vault.namespace(&format!("thread-{t}")).unwrap();
+                let shared = vault.namespace("shared").unwrap();
+                let mut written = HashMap::new();
+                for i in 0..40u32 {
+                    let n = t * 1000 + i;
+                    let key = format!("k{}", i % 10);
+                    mine.put(&key, &full_token(n)).unwrap();
+                    written.insert(key, n);
+                    shared.put(&format!("t{t}-{i}"), &full_token(n)).unwrap();
+                    // Shared keys every thread writes: whatever is read must be intact.
+                    shared.put("hot", &full_token(n)).unwrap();
+                    let hot: Token = shared.get("hot").unwrap().unwrap();
+                    assert!(hot
+                        .access_token()
+                        .expose_secret()
+                        .starts_with("access-token-"));
+                }
+                for (key, n) in written {
+                    let got: Token = mine.get(&key).unwrap().unwrap();
+                    assert!(got.same_as(&full_token(n)));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    vault.close().unwrap();
+    let vault = Vault::open(&path, &raw_key(8)).unwrap();
+    let shared = vault.namespace("shared").unwrap();
+    assert_eq!(shared.keys().unwrap().len(), 8 * 40 + 1);
+    for t in 0..8u32 {
+        for i in 0..40u32 {
+            let got: Token = shared.get(&format!("t{t}-{i}")).unwrap().unwrap();
+            assert!(got.same_as(&full_token(t * 1000 + i)));
+        }
+    }
+    assert!(vault.verify(|_| {}).unwrap().is_clean());
+}
+
+#[test]
+fn closed_handles_report_closed() {
+    let vault = Vault::create_with_backend(MemoryBackend::new(), &raw_key(9)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    let other = vault.clone();
+    vault.close().unwrap();
+    assert!(matches!(ns.put("k", &small_token("a")), Err(Error::Closed)));
+    assert!(matches!(other.namespaces(), Err(Error::Closed)));
+    assert!(matches!(other.namespace("n"), Err(Error::Closed)));
+}
+
+#[test]
+fn debug_and_errors_never_show_secrets() {
+    let token = full_token(77);
+    let key = passphrase("my-passphrase-ABCD");
+    let rendered = format!(
+        "{token:?} {token:#?} {key:?} {:?}",
+        Secret::from_text("secret-value-EFGH".into())
+    );
+    for needle in [
+        "access-token-00000077",
+        "refresh-token-00000077",
+        "id-token-00000077",
+        "my-passphrase-ABCD",
+        "secret-value-EFGH",
+    ] {
+        assert!(!rendered.contains(needle), "{needle} leaked: {rendered}");
+    }
+    let vault = Vault::create_with_backend(MemoryBackend::new(), &raw_key(1)).unwrap();
+    let rendered = format!("{vault:?} {:?}", vault.namespace("n").unwrap());
+    assert!(!rendered.contains("[1, 1, 1"));
+    let err = Vault::open_with_backend(MemoryBackend::new(), &key).unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("ABCD"));
+}
+
+#[test]
+fn every_error_message_says_what_to_do() {
+    // Display of the errors users meet most; each is one line with a hint.
+    let errors = vec![
+        Error::WrongKey,
+        Error::Closed,
+        Error::LastKeyslot,
+        Error::Locked {
+            path: "/tmp/x".into(),
+        },
+        Error::NotFound {
+            path: "/tmp/x".into(),
+        },
+    ];
+    for e in errors {
+        let s = e.to_string();
+        assert!(!s.contains('\n') && s.len() > 20, "{s}");
+    }
+}
+
+#[test]
+fn handles_share_writes_immediately() {
+    let vault = Vault::create_with_backend(MemoryBackend::new(), &raw_key(2)).unwrap();
+    let h1 = vault.namespace("n").unwrap();
+    let h2 = vault.clone().namespace("n").unwrap();
+    h1.put("k", &small_token("from-h1")).unwrap();
+    let t: Token = h2.get("k").unwrap().unwrap();
+    assert_eq!(t.access_token().expose_secret(), "from-h1");
+    let _ = Arc::new(vault);
+}
