@@ -1,0 +1,450 @@
+//! Storage: durability and group commit, manifests and verify, locking, damaged sled files,
+//! namespace-key rotation and its resumption.
+
+mod common;
+
+use std::fs;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::{fast, full_token, raw_key, records, small_token, FaultyBackend};
+use tokenvault::secrecy::ExposeSecret;
+use tokenvault::{Backend, Durability, Error, MemoryBackend, Progress, Token, Vault, VaultOptions};
+
+#[test]
+fn every_write_is_flushed_before_it_returns() {
+    let storage = FaultyBackend::new(MemoryBackend::new());
+    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    ns.put("warm-up", &small_token("x")).unwrap();
+    for i in 0..20 {
+        let before = storage.flush_count();
+        match i % 4 {
+            0 => {
+                ns.put("k", &small_token("v")).unwrap();
+            }
+            1 => {
+                let (_, v) = ns.get_versioned::<Token>("k").unwrap().unwrap();
+                ns.compare_and_swap("k", Some(v), &small_token("w"))
+                    .unwrap()
+                    .unwrap();
+            }
+            2 => assert!(ns.remove("k").unwrap()),
+            _ => {
+                ns.put("k", &small_token("again")).unwrap();
+            }
+        }
+        assert!(
+            storage.flush_count() > before,
+            "write {i} returned before a flush"
+        );
+    }
+    // Reads and failed compare-and-swaps do not flush.
+    let before = storage.flush_count();
+    let _: Option<Token> = ns.get("k").unwrap();
+    assert!(ns
+        .compare_and_swap("k", None, &small_token("no"))
+        .unwrap()
+        .is_err());
+    assert_eq!(storage.flush_count(), before);
+}
+
+#[test]
+fn buffered_mode_skips_per_write_flushes_but_close_flushes() {
+    let storage = FaultyBackend::new(MemoryBackend::new());
+    let vault = VaultOptions::new()
+        .durability(Durability::Buffered)
+        .create_with_backend(storage.clone(), &raw_key(1))
+        .unwrap();
+    let ns = vault.namespace("n").unwrap();
+    ns.put("first", &small_token("x")).unwrap(); // creates the namespace
+    let before = storage.flush_count();
+    for i in 0..50 {
+        ns.put(&format!("k{i}"), &small_token("v")).unwrap();
+    }
+    assert_eq!(
+        storage.flush_count(),
+        before,
+        "buffered writes do not flush"
+    );
+    vault.flush().unwrap();
+    assert_eq!(storage.flush_count(), before + 1);
+    vault.close().unwrap();
+    assert!(storage.flush_count() >= before + 2, "close flushes");
+}
+
+#[test]
+fn concurrent_writers_share_flushes() {
+    let mut storage = FaultyBackend::new(MemoryBackend::new());
+    storage.flush_delay = Duration::from_millis(5);
+    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    for t in 0..8 {
+        vault
+            .namespace(&format!("ns{t}"))
+            .unwrap()
+            .put("init", &small_token("x"))
+            .unwrap();
+    }
+    let before = storage.flush_count();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let ns = vault.namespace(&format!("ns{t}")).unwrap();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    ns.put(&format!("k{i}"), &small_token("v")).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let flushes = storage.flush_count() - before;
+    assert!(
+        flushes < 200,
+        "{flushes} flushes for 200 durable writes: no group commit"
+    );
+    assert!(flushes > 0);
+}
+
+#[test]
+fn verify_reports_damaged_and_lost_records() {
+    let storage = MemoryBackend::new();
+    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    for i in 0..10 {
+        ns.put(&format!("k{i}"), &full_token(i)).unwrap();
+    }
+    vault
+        .namespace("clean")
+        .unwrap()
+        .put("k", &small_token("x"))
+        .unwrap();
+    let mut progress = Vec::new();
+    let report = vault.verify(|p: Progress| progress.push(p)).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.namespaces[1].ok, 10);
+    assert!(!progress.is_empty());
+    assert_eq!(
+        progress.last().unwrap().done,
+        13,
+        "11 records and 2 manifests"
+    );
+
+    // Damage one record and lose two others (as a truncated log would).
+    let mut recs: Vec<_> = records(&storage)
+        .into_iter()
+        .filter(|(t, _, _)| storage.scan(t, None, 100).unwrap().len() == 11)
+        .collect();
+    let (tree, id, mut sealed) = recs.pop().unwrap();
+    sealed[100] ^= 1;
+    storage.put(&tree, &id, sealed).unwrap();
+    for (t, k, _) in recs.iter().take(2) {
+        storage.remove(t, k).unwrap();
+    }
+    let report = vault.verify(|_| {}).unwrap();
+    assert!(!report.is_clean());
+    let n = report
+        .namespaces
+        .iter()
+        .find(|r| r.namespace == "n")
+        .unwrap();
+    assert_eq!((n.ok, n.damaged.len(), n.missing), (7, 1, 2), "{report}");
+    assert!(n.damaged[0].reason.contains("authentication failed"));
+    assert_eq!(n.damaged[0].storage_id.len(), 64);
+    let clean = report
+        .namespaces
+        .iter()
+        .find(|r| r.namespace == "clean")
+        .unwrap();
+    assert_eq!((clean.ok, clean.missing), (1, 0));
+
+    // Writing to a namespace whose manifest is gone is refused, not papered over.
+    storage.remove(&tree, &[0]).unwrap();
+    assert!(matches!(
+        ns.put("new", &small_token("x")),
+        Err(Error::Damaged(tokenvault::Damage::Namespace { .. }))
+    ));
+    let report = vault.verify(|_| {}).unwrap();
+    let n = report
+        .namespaces
+        .iter()
+        .find(|r| r.namespace == "n")
+        .unwrap();
+    assert_eq!(n.manifest_damaged, Some("the manifest is missing"));
+}
+
+#[test]
+fn a_second_holder_waits_then_gets_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    let vault = Vault::create(&path, &raw_key(1)).unwrap();
+    let started = Instant::now();
+    let err = VaultOptions::new()
+        .lock_timeout(Duration::from_millis(300))
+        .open(&path, &raw_key(1))
+        .unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(
+        matches!(&err, Error::Locked { path: p } if p == &path),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&path.display().to_string()));
+
+    // A holder that lets go within the timeout is waited for.
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        vault.close().unwrap();
+    });
+    let vault = VaultOptions::new()
+        .lock_timeout(Duration::from_secs(10))
+        .open(&path, &raw_key(1))
+        .unwrap();
+    closer.join().unwrap();
+    vault.close().unwrap();
+}
+
+#[test]
+fn close_then_reopen_works_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    Vault::create(&path, &raw_key(1)).unwrap().close().unwrap();
+    for i in 0..50 {
+        let vault = VaultOptions::new()
+            .lock_timeout(Duration::ZERO)
+            .open(&path, &raw_key(1))
+            .unwrap_or_else(|e| panic!("reopen {i}: {e}"));
+        vault
+            .namespace("n")
+            .unwrap()
+            .put(&format!("k{i}"), &small_token("v"))
+            .unwrap();
+        vault.close().unwrap();
+    }
+    // Dropping the last handle releases the directory too.
+    {
+        let _vault = Vault::open(&path, &raw_key(1)).unwrap();
+    }
+    let vault = VaultOptions::new()
+        .lock_timeout(Duration::ZERO)
+        .open(&path, &raw_key(1))
+        .unwrap();
+    assert_eq!(vault.namespace("n").unwrap().keys().unwrap().len(), 50);
+}
+
+#[test]
+fn damaged_sled_files_give_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    let vault = Vault::create(&path, &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    for i in 0..200 {
+        ns.put(&format!("k{i}"), &full_token(i)).unwrap();
+    }
+    vault.close().unwrap();
+    let pristine = dir.path().join("pristine");
+    fs::create_dir(&pristine).unwrap();
+    let data = path.join("data").join("db");
+    let original = fs::read(&data).unwrap();
+    let mut outcomes = [0usize; 3]; // opened and read, error, read error after open
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    for _ in 0..60 {
+        let mut damaged = original.clone();
+        for _ in 0..8 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let at = (rng % damaged.len() as u64) as usize;
+            damaged[at] ^= 1 << (rng % 8);
+        }
+        fs::write(&data, &damaged).unwrap();
+        // Any outcome but a panic (or a wrong value) is acceptable.
+        let result = std::panic::catch_unwind(|| match Vault::open(&path, &raw_key(1)) {
+            Ok(vault) => {
+                let ns = vault.namespace("n").unwrap();
+                let mut read_error = false;
+                for i in 0..200 {
+                    match ns.get::<Token>(&format!("k{i}")) {
+                        Ok(Some(t)) => assert!(t.same_as(&full_token(i)), "k{i} changed"),
+                        Ok(None) | Err(_) => read_error = true,
+                    }
+                }
+                let _ = vault.verify(|_| {});
+                let _ = vault.close();
+                if read_error {
+                    2
+                } else {
+                    0
+                }
+            }
+            Err(_) => 1,
+        });
+        let outcome = result.expect("a damaged sled file made the vault panic");
+        outcomes[outcome] += 1;
+    }
+    eprintln!("opened clean / open error / read errors: {outcomes:?}");
+    fs::write(&data, &original).unwrap();
+    let vault = Vault::open(&path, &raw_key(1)).unwrap();
+    assert!(vault.verify(|_| {}).unwrap().is_clean());
+}
+
+#[test]
+fn rotating_a_namespace_reseals_only_its_records() {
+    let storage = MemoryBackend::new();
+    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    let (a, b) = (vault.namespace("a").unwrap(), vault.namespace("b").unwrap());
+    for i in 0..600 {
+        a.put(&format!("k{i}"), &full_token(i)).unwrap();
+    }
+    b.put("k", &small_token("untouched")).unwrap();
+    let b_before: Vec<_> = records(&storage)
+        .into_iter()
+        .filter(|(t, _, _)| storage.scan(t, None, 10).unwrap().len() == 2)
+        .collect();
+    let mut progress = Vec::new();
+    let report = vault
+        .rotate_namespace_key("a", |p| progress.push(p))
+        .unwrap();
+    assert_eq!(report.key_id, 2);
+    assert_eq!(report.resealed, 601, "600 records and the manifest");
+    assert_eq!(progress.last().unwrap().done, 601);
+    assert_eq!(progress.last().unwrap().total, Some(601));
+    for (tree, key, value) in records(&storage) {
+        let in_b = b_before.iter().any(|(t, _, _)| t == &tree);
+        if in_b {
+            assert!(b_before.contains(&(tree, key, value)), "b was rewritten");
+        } else {
+            assert_eq!(u32::from_le_bytes(value[2..6].try_into().unwrap()), 2);
+        }
+    }
+    for i in (0..600).step_by(37) {
+        assert!(a
+            .get::<Token>(&format!("k{i}"))
+            .unwrap()
+            .unwrap()
+            .same_as(&full_token(i)));
+    }
+    let again = vault.rotate_namespace_key("a", |_| {}).unwrap();
+    assert_eq!(again.key_id, 3);
+    assert!(vault.verify(|_| {}).unwrap().is_clean());
+    assert!(matches!(
+        vault.rotate_namespace_key("nope", |_| {}),
+        Err(Error::InvalidName { .. })
+    ));
+}
+
+#[test]
+fn writes_during_rotation_use_the_new_key_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Vault::create(dir.path().join("v"), &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    for i in 0..400 {
+        ns.put(&format!("k{i}"), &small_token(&format!("old-{i}")))
+            .unwrap();
+    }
+    let writer = {
+        let ns = ns.clone();
+        std::thread::spawn(move || {
+            for i in (0..400).step_by(3) {
+                ns.put(&format!("k{i}"), &small_token(&format!("new-{i}")))
+                    .unwrap();
+            }
+        })
+    };
+    vault.rotate_namespace_key("n", |_| {}).unwrap();
+    writer.join().unwrap();
+    for i in 0..400 {
+        let t: Token = ns.get(&format!("k{i}")).unwrap().unwrap();
+        let want = if i % 3 == 0 {
+            format!("new-{i}")
+        } else {
+            format!("old-{i}")
+        };
+        assert_eq!(t.access_token().expose_secret(), want);
+    }
+    let report = vault.verify(|_| {}).unwrap();
+    assert!(report.is_clean(), "{report}");
+}
+
+#[test]
+fn an_interrupted_rotation_resumes_on_open() {
+    let storage = FaultyBackend::new(MemoryBackend::new());
+    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    for i in 0..300 {
+        ns.put(&format!("k{i}"), &full_token(i)).unwrap();
+    }
+    // "Crash" part way: every apply fails from the 100th re-seal on.
+    storage.fail_after(100);
+    assert!(vault.rotate_namespace_key("n", |_| {}).is_err());
+    let report = vault.verify(|_| {}).unwrap();
+    assert!(report.namespaces[0].rotation_pending);
+    let key_ids = |s: &MemoryBackend| {
+        let mut ids: Vec<u32> = records(s)
+            .iter()
+            .map(|(_, _, v)| u32::from_le_bytes(v[2..6].try_into().unwrap()))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    assert_eq!(key_ids(&storage.inner), [1, 2], "half re-sealed");
+    drop(vault);
+
+    storage.fail_after(-1);
+    let vault = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    assert_eq!(
+        key_ids(&storage.inner),
+        [2],
+        "the open finished the rotation"
+    );
+    let report = vault.verify(|_| {}).unwrap();
+    assert!(report.is_clean(), "{report}");
+    let ns = vault.namespace("n").unwrap();
+    for i in 0..300 {
+        assert!(ns
+            .get::<Token>(&format!("k{i}"))
+            .unwrap()
+            .unwrap()
+            .same_as(&full_token(i)));
+    }
+    assert_eq!(storage.applies.load(Ordering::SeqCst) > 0, true);
+}
+
+#[test]
+fn a_rotation_blocked_by_damage_keeps_the_old_key() {
+    let storage = MemoryBackend::new();
+    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    for i in 0..5 {
+        ns.put(&format!("k{i}"), &small_token("v")).unwrap();
+    }
+    let (tree, id, mut sealed) = records(&storage).remove(0);
+    sealed[60] ^= 1;
+    storage.put(&tree, &id, sealed).unwrap();
+    let err = vault.rotate_namespace_key("n", |_| {}).unwrap_err();
+    assert!(matches!(err, Error::Damaged(_)), "{err}");
+    let report = vault.verify(|_| {}).unwrap();
+    assert!(report.namespaces[0].rotation_pending);
+    assert_eq!(
+        report.namespaces[0].ok, 4,
+        "the healthy records are re-sealed and readable"
+    );
+    // Remove the damaged record and the rotation completes.
+    let bad_key = (0..5)
+        .map(|i| format!("k{i}"))
+        .find(|k| ns.get::<Token>(k).is_err())
+        .unwrap();
+    assert!(ns.remove(&bad_key).unwrap());
+    vault.rotate_namespace_key("n", |_| {}).unwrap();
+    assert!(vault.verify(|_| {}).unwrap().is_clean());
+}
+
+#[test]
+fn fast_options_are_what_tests_use() {
+    // The quick preset is only reachable by name.
+    let vault = fast()
+        .create_with_backend(MemoryBackend::new(), &common::passphrase("p"))
+        .unwrap();
+    assert!(vault.keyslots().unwrap()[0].kdf.unwrap().m_kib() < 1024);
+}
