@@ -13,6 +13,9 @@ pub use self::memory::MemoryBackend;
 pub use self::sled::SledBackend;
 pub(crate) use self::sled::HEADER_FILE;
 
+/// One page of a [`Backend::scan`]: `(key, value)` pairs in key order.
+pub type ScanPage = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A failure inside a backend: an I/O error, a database error, a lost lock.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -135,7 +138,7 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         tree: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError>;
+    ) -> Result<ScanPage, BackendError>;
 
     /// Applies `batch` atomically if all its conditions hold. Returns whether it applied.
     fn apply(&self, batch: &Batch) -> Result<bool, BackendError>;

@@ -34,7 +34,7 @@ pub use crate::maintenance::{
 
 // Storage.
 pub use crate::backend::{
-    Backend, BackendError, Batch, Condition, MemoryBackend, SledBackend, Write,
+    Backend, BackendError, Batch, Condition, MemoryBackend, ScanPage, SledBackend, Write,
 };
 
 // Errors.

@@ -300,14 +300,17 @@ impl Vault {
             v
         };
         let known: HashSet<[u8; NS_ID_LEN]> = namespaces.iter().map(|(_, id)| *id).collect();
-        let mut report = VerifyReport::default();
-        report.orphan_trees = self
+        let orphan_trees = self
             .call(|b| b.trees())?
             .iter()
             .filter(|t| {
                 <[u8; NS_ID_LEN]>::try_from(t.as_slice()).is_ok_and(|id| !known.contains(&id))
             })
             .count();
+        let mut report = VerifyReport {
+            orphan_trees,
+            ..VerifyReport::default()
+        };
         let mut done = 0u64;
         let mut total = 0u64;
         let mut states = Vec::new();

@@ -333,7 +333,7 @@ pub(crate) fn open_record(
     stored: &[u8],
 ) -> Result<(Zeroizing<Vec<u8>>, std::ops::Range<usize>), OpenError> {
     let sealed = &stored[RECORD_HEADER_LEN..];
-    if (sealed.len() - TAG_LEN) % PAD_BUCKET != 0 {
+    if !(sealed.len() - TAG_LEN).is_multiple_of(PAD_BUCKET) {
         return Err(OpenError::Format("record length is not a whole bucket"));
     }
     let plain = cipher

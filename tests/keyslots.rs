@@ -1,6 +1,8 @@
 //! Keyslots and key sources: wrong keys, the Argon2 policy and its bounds, key files,
 //! passphrase changes that rewrite only the header, master-key rotation.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::fs;

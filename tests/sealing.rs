@@ -1,6 +1,8 @@
 //! Sealing: every record is bound to its vault, namespace, key, type, key id and generation;
 //! names and token bytes never reach the disk; files are created private.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashSet;

@@ -1,10 +1,11 @@
 //! Storage: durability and group commit, manifests and verify, locking, damaged sled files,
 //! namespace-key rotation and its resumption.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::fs;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{fast, full_token, raw_key, records, small_token, FaultyBackend};
@@ -408,7 +409,6 @@ fn an_interrupted_rotation_resumes_on_open() {
             .unwrap()
             .same_as(&full_token(i)));
     }
-    assert_eq!(storage.applies.load(Ordering::SeqCst) > 0, true);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The vault's behaviour through the public API: create/open, namespaces, records, CAS,
 //! record types, errors, threads.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Backend, BackendError, Batch};
+use super::{Backend, BackendError, Batch, ScanPage};
 
 type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -76,7 +76,7 @@ impl Backend for MemoryBackend {
         tree: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError> {
+    ) -> Result<ScanPage, BackendError> {
         let s = self.state();
         let Some(t) = s.trees.get(tree) else {
             return Ok(Vec::new());

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
-use super::{Backend, BackendError, Batch};
+use super::{Backend, BackendError, Batch, ScanPage};
 use crate::header::MAX_HEADER_LEN;
 
 /// The lock file's name inside the vault directory.
@@ -213,7 +213,7 @@ impl Backend for SledBackend {
         tree: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError> {
+    ) -> Result<ScanPage, BackendError> {
         self.with_open(|o| {
             let Some(t) = o.existing_tree(tree)? else {
                 return Ok(Vec::new());

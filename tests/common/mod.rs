@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokenvault::secrecy::{SecretBox, SecretString};
 use tokenvault::{
-    Backend, BackendError, Batch, KdfParams, KeySource, MemoryBackend, Token, VaultOptions,
+    Backend, BackendError, Batch, KdfParams, ScanPage, KeySource, MemoryBackend, Token, VaultOptions,
 };
 
 /// A raw key source made of `byte` repeated.
@@ -97,7 +97,7 @@ impl Backend for FaultyBackend {
         tree: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError> {
+    ) -> Result<ScanPage, BackendError> {
         self.inner.scan(tree, after, limit)
     }
     fn apply(&self, batch: &Batch) -> Result<bool, BackendError> {
