@@ -280,7 +280,9 @@ impl Header {
 
     /// Checks the header MAC over `file` (constant time).
     pub(crate) fn verify_mac(file: &[u8], keys: &VmkKeys) -> Result<()> {
-        let macd_len = file.len() - TRAILER_LEN;
+        let Some(macd_len) = file.len().checked_sub(TRAILER_LEN) else {
+            return Err(Error::header("header file truncated"));
+        };
         if keys
             .mac
             .verify_raw(&file[..macd_len], &file[macd_len..macd_len + 32])
@@ -543,6 +545,29 @@ mod tests {
         assert_eq!(back.encode(&keys).unwrap(), file);
         let ns = open_ns(&keys.wrap, &back.vault_id, &back.namespaces[0]).unwrap();
         assert_eq!(ns.name, "tenant");
+    }
+
+    #[test]
+    fn unknown_slot_kinds_are_kept_intact() {
+        // A newer tokenvault may add key sources (an OS keyring entry): an older one must
+        // keep such slots byte for byte when it rewrites the header.
+        let (mut header, keys) = sample();
+        header.slots.push(Slot {
+            id: 7,
+            kind_code: 42,
+            params: b"keyring:service=tokenvault;account=alice".to_vec(),
+            wrapped_vmk: [9u8; WRAPPED_KEY_LEN],
+        });
+        header.next_slot_id = 8;
+        let file = header.encode(&keys).unwrap();
+        let back = Header::parse(&file).unwrap();
+        assert_eq!(back.slots[1].kind(), SlotKind::Unknown(42));
+        assert!(matches!(
+            back.slots[1].parse_params(),
+            Ok(SlotParams::Unknown)
+        ));
+        assert_eq!(back.slots[1].params, header.slots[1].params);
+        assert_eq!(back.encode(&keys).unwrap(), file);
     }
 
     #[test]

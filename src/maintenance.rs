@@ -137,6 +137,7 @@ impl Vault {
         progress: impl FnMut(Progress),
     ) -> Result<RotationReport> {
         let ns = self.namespace(name)?;
+        let _maintenance = self.inner.lock_maintenance();
         let guard = self.inner.lock_ns(&ns.id);
         let key_id = self.update_state(|s| {
             let mut keys = s.namespace_keys(&ns.id).ok_or(Error::InvalidName {
@@ -172,6 +173,7 @@ impl Vault {
                 .collect(),
             Err(_) => return,
         };
+        let _maintenance = self.inner.lock_maintenance();
         for name in pending {
             if let Ok(ns) = self.namespace(&name) {
                 let _ = self.finish_rotation(&ns, |_| {});
@@ -180,7 +182,7 @@ impl Vault {
     }
 
     /// Re-seals every record of `ns` that is not under the active key, then drops the
-    /// other keys.
+    /// other keys. Called with the maintenance lock held.
     fn finish_rotation(&self, ns: &Namespace, mut progress: impl FnMut(Progress)) -> Result<u64> {
         let state =
             self.read_state()?

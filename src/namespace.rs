@@ -293,9 +293,18 @@ impl Namespace {
             other => self.damage(key, other.reason()),
         };
         let prefix = parse_prefix(stored).map_err(fail)?;
-        let cipher = ns
-            .cipher(prefix.key_id)
-            .ok_or_else(|| fail(OpenError::UnknownKey))?;
+        // A rotation may have re-sealed the record under a key newer than the caller's
+        // snapshot of the namespace: look at the current keys before calling it damage.
+        let current;
+        let cipher = match ns.cipher(prefix.key_id) {
+            Some(cipher) => cipher,
+            None => {
+                current = self.state()?.ok_or_else(|| fail(OpenError::UnknownKey))?;
+                current
+                    .cipher(prefix.key_id)
+                    .ok_or_else(|| fail(OpenError::UnknownKey))?
+            }
+        };
         let vault_id = self.vault_id()?;
         let ctx = RecordContext {
             vault_id: &vault_id,

@@ -104,6 +104,9 @@ pub(crate) struct Inner {
     path: Option<PathBuf>,
     state: RwLock<KeyState>,
     header_write: Mutex<()>,
+    /// Serializes key rotations and namespace removals: two rotations of one namespace at
+    /// once could each drop a key the other just re-sealed records under.
+    maintenance: Mutex<()>,
     ns_locks: Vec<Mutex<()>>,
     commit: GroupCommit,
     pub(crate) options: VaultOptions,
@@ -304,6 +307,7 @@ impl Vault {
     /// Backend errors; [`Error::InvalidName`].
     pub fn remove_namespace(&self, name: &str) -> Result<bool> {
         let ns = self.namespace(name)?;
+        let _maintenance = self.inner.lock_maintenance();
         let _guard = self.inner.lock_ns(&ns.id);
         let existed = self.update_state(|s| Ok(s.drop_namespace(&ns.id)))?;
         self.call(|b| b.drop_tree(&ns.id))?;
@@ -777,6 +781,7 @@ impl Vault {
                 path,
                 state: RwLock::new(state),
                 header_write: Mutex::new(()),
+                maintenance: Mutex::new(()),
                 ns_locks: (0..NS_LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
                 commit: GroupCommit::default(),
                 options,
@@ -810,6 +815,10 @@ impl Vault {
 }
 
 impl Inner {
+    pub(crate) fn lock_maintenance(&self) -> MutexGuard<'_, ()> {
+        lock(&self.maintenance)
+    }
+
     pub(crate) fn lock_ns(&self, id: &[u8; NS_ID_LEN]) -> MutexGuard<'_, ()> {
         let shard = usize::from(id[0]) % self.ns_locks.len();
         lock(&self.ns_locks[shard])
