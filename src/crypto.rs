@@ -218,7 +218,7 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
-/// Builds associated data (or HKDF info) as length-prefixed fields:
+/// Builds associated data as length-prefixed fields (HKDF `info` is always a bare label):
 /// `lp(label) || field || field ...` where byte fields are `u32 LE length || bytes`.
 pub(crate) struct Aad(Vec<u8>);
 

@@ -6,7 +6,8 @@
 //! ```
 //!
 //! `checksum = SHA-256(everything before it)` tells damage from a wrong key without any key;
-//! `mac = HMAC-SHA-256(K_mac, magic .. body)` with `K_mac = HKDF(VMK, "header-mac")` detects
+//! `mac = HMAC-SHA-256(K_mac, magic .. body)` with
+//! `K_mac = HKDF-SHA-256(salt = vault id, ikm = VMK, info = "tokenvault/v1/header-mac")` detects
 //! tampering once the vault master key is unwrapped.
 
 use zeroize::Zeroizing;
@@ -209,7 +210,7 @@ impl Header {
             });
         }
         let body_len = u32::from_le_bytes([file[10], file[11], file[12], file[13]]) as usize;
-        if FIXED_LEN + body_len + TRAILER_LEN != file.len() {
+        if body_len.checked_add(FIXED_LEN + TRAILER_LEN) != Some(file.len()) {
             return Err(Error::header("header length does not match its contents"));
         }
         let checked = &file[..file.len() - 32];
@@ -414,15 +415,18 @@ pub(crate) fn open_ns(
     if key_count == 0 || key_count > MAX_NS_KEYS {
         return Err("namespace key count out of bounds");
     }
-    let mut keys = Vec::with_capacity(key_count);
+    let mut keys: Vec<(u32, Key)> = Vec::with_capacity(key_count);
     for _ in 0..key_count {
         let kid = r.u32().map_err(bad)?;
+        if keys.iter().any(|(k, _)| *k == kid) {
+            return Err("duplicate namespace key ids");
+        }
         let key =
             Key::from_slice(r.take(KEY_LEN).map_err(bad)?).ok_or("namespace key malformed")?;
         keys.push((kid, key));
     }
-    if r.rest().iter().any(|&b| b != 0) {
-        return Err("namespace entry padding is not zero");
+    if !plain.len().is_multiple_of(NS_PAD) || r.rest().iter().any(|&b| b != 0) {
+        return Err("namespace entry padding is malformed");
     }
     if !keys.iter().any(|(kid, _)| *kid == active) {
         return Err("namespace active key missing");

@@ -331,6 +331,7 @@ impl Vault {
                 ..NamespaceReport::default()
             };
             let mut manifest = None;
+            let mut generations = Vec::new();
             let mut after: Option<Vec<u8>> = None;
             loop {
                 let page = self.call(|b| b.scan(&ns.id, after.as_deref(), PAGE))?;
@@ -350,7 +351,12 @@ impl Vault {
                         continue;
                     }
                     match ns.open_name(&state, rid, stored) {
-                        Ok(_) => r.ok += 1,
+                        Ok(_) => {
+                            r.ok += 1;
+                            if let Ok(prefix) = parse_prefix(stored) {
+                                generations.push((rid.clone(), prefix.generation));
+                            }
+                        }
                         Err(e) => r.damaged.push(DamagedRecord {
                             key: match &e {
                                 Error::Damaged(Damage::Record { key, .. }) => key.clone(),
@@ -368,7 +374,23 @@ impl Vault {
             }
             let found = r.ok + r.damaged.len() as u64;
             match manifest {
-                Some(Ok(m)) => r.missing = m.count.saturating_sub(found),
+                Some(Ok(m)) => {
+                    r.missing = m.count.saturating_sub(found);
+                    // Every write bumps the manifest in the same batch, so no record can be
+                    // newer than it, unless the manifest was replaced by an older copy.
+                    for (rid, generation) in generations {
+                        if generation > m.generation {
+                            r.ok -= 1;
+                            r.damaged.push(DamagedRecord {
+                                key: None,
+                                storage_id: hex(&rid),
+                                reason: "newer than the namespace manifest: the manifest was \
+                                         rolled back"
+                                    .into(),
+                            });
+                        }
+                    }
+                }
                 Some(Err(reason)) => r.manifest_damaged = Some(reason),
                 None if found > 0 => r.manifest_damaged = Some("the manifest is missing"),
                 None => {}

@@ -65,7 +65,8 @@ impl Token {
         self
     }
 
-    /// Sets the absolute expiry time. Stored with one-second precision (rounded down).
+    /// Sets the absolute expiry time. Stored with one-second precision (sub-second parts are
+    /// dropped, toward the Unix epoch).
     #[must_use]
     pub fn with_expires_at(mut self, expires_at: SystemTime) -> Self {
         self.expires_at = Some(truncate_to_seconds(expires_at));

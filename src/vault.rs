@@ -742,17 +742,23 @@ impl VaultOptions {
             .wrap
             .unwrap_key(&header.index_key_aad(), &header.wrapped_index_key)
             .ok_or_else(|| Error::header("the name-index key does not unwrap"))?;
+        let index = Prf::new(&index_key);
         let mut namespaces = HashMap::with_capacity(header.namespaces.len());
         for entry in &header.namespaces {
             let keys = open_ns(&vmk_keys.wrap, &header.vault_id, entry)
                 .map_err(|reason| Error::Damaged(Damage::Header { reason }))?;
+            if index.mac(&[NS_ID_LABEL, keys.name.as_bytes()]) != entry.id {
+                return Err(Error::header(
+                    "a namespace entry is filed under another name's id",
+                ));
+            }
             namespaces.insert(entry.id, Arc::new(NsState::new(keys)));
         }
         let state = KeyState {
             header,
             vmk,
             vmk_keys,
-            index: Prf::new(&index_key),
+            index,
             index_key,
             keks: HashMap::from([(slot_id, kek)]),
             namespaces,

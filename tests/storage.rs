@@ -489,3 +489,19 @@ fn readers_during_rotation_never_see_damage() {
     }
     assert!(vault.verify(|_| {}).unwrap().is_clean());
 }
+
+#[test]
+fn verify_notices_a_rolled_back_manifest() {
+    let storage = MemoryBackend::new();
+    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    ns.put("a", &small_token("1")).unwrap();
+    let tree = storage.trees().unwrap().remove(0);
+    let old_manifest = storage.get(&tree, &[0]).unwrap().unwrap();
+    ns.put("a", &small_token("2")).unwrap();
+    storage.put(&tree, &[0], old_manifest).unwrap();
+    let report = vault.verify(|_| {}).unwrap();
+    let n = &report.namespaces[0];
+    assert_eq!((n.ok, n.damaged.len()), (0, 1), "{report}");
+    assert!(n.damaged[0].reason.contains("rolled back"));
+}

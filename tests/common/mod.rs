@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokenvault::secrecy::{SecretBox, SecretString};
 use tokenvault::{
-    Backend, BackendError, Batch, KdfParams, ScanPage, KeySource, MemoryBackend, Token, VaultOptions,
+    Backend, BackendError, Batch, KdfParams, KeySource, MemoryBackend, ScanPage, Token,
+    VaultOptions,
 };
 
 /// A raw key source made of `byte` repeated.
