@@ -466,7 +466,7 @@ fn readers_during_rotation_never_see_damage() {
                 let mut reads = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) || reads == 0 {
                     // A listing holds one view of the namespace's keys for a whole scan.
-                    if reads % 10 == 0 {
+                    if reads.is_multiple_of(10) {
                         let keys = ns.keys().unwrap_or_else(|e| panic!("listing failed: {e}"));
                         assert_eq!(keys.len(), 300);
                     }
