@@ -629,7 +629,7 @@ impl VaultOptions {
         let path = path.as_ref();
         // Resolve the key first: a bad key source must not leave a half-made vault behind.
         let material = key.material()?;
-        let backend = SledBackend::open(path, true, self.lock_timeout)
+        let backend = SledBackend::create(path, self.lock_timeout)
             .map_err(|e| backend_error(e, Some(path)))?;
         if guarded(&backend, |b| b.read_header())?.is_some() {
             return Err(Error::AlreadyExists {
@@ -650,8 +650,8 @@ impl VaultOptions {
                 path: path.to_path_buf(),
             });
         }
-        let backend = SledBackend::open(path, false, self.lock_timeout)
-            .map_err(|e| backend_error(e, Some(path)))?;
+        let backend =
+            SledBackend::open(path, self.lock_timeout).map_err(|e| backend_error(e, Some(path)))?;
         self.open_inner(Box::new(backend), key, Some(path.to_path_buf()))
     }
 

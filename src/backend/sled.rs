@@ -36,9 +36,24 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A [`Backend`] on a directory: sled for records, a separate file for the header.
 ///
-/// Open it through [`Vault::create`](crate::Vault::create) and
-/// [`Vault::open`](crate::Vault::open); it is public so that its contract can be read and so
-/// that tests can reach stored bytes.
+/// [`Vault::create`](crate::Vault::create) and [`Vault::open`](crate::Vault::open) use it.
+/// Open it directly to wrap it in a backend of your own (instrumentation, fault injection)
+/// and pass that to [`Vault::open_with_backend`](crate::Vault::open_with_backend):
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenvault::secrecy::SecretBox;
+/// use tokenvault::{KeySource, SledBackend, Vault};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let key = KeySource::raw_key(SecretBox::new(Box::new([3u8; 32])));
+/// let backend = SledBackend::create(&dir.path().join("v"), Duration::from_secs(2))?;
+/// let vault = Vault::create_with_backend(backend, &key)?;
+/// vault.close()?;
+/// let backend = SledBackend::open(&dir.path().join("v"), Duration::from_secs(2))?;
+/// let vault = Vault::open_with_backend(backend, &key)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct SledBackend {
     dir: PathBuf,
     lock: Mutex<Option<File>>,
@@ -52,13 +67,26 @@ struct Open {
 }
 
 impl SledBackend {
-    /// Opens (with `create`, creates) the directory, takes tokenvault's lock file (waiting up
-    /// to `lock_timeout` for another holder), then opens sled inside it.
-    pub(crate) fn open(
-        dir: &Path,
-        create: bool,
-        lock_timeout: Duration,
-    ) -> Result<Self, BackendError> {
+    /// Creates the directory (mode 0700) if needed, takes tokenvault's lock file (waiting up
+    /// to `lock_timeout` for another holder), then creates or opens sled inside it.
+    ///
+    /// # Errors
+    /// [`BackendError::Locked`] past the timeout; I/O and sled errors.
+    pub fn create(dir: &Path, lock_timeout: Duration) -> Result<Self, BackendError> {
+        Self::open_dir(dir, true, lock_timeout)
+    }
+
+    /// Takes tokenvault's lock file in an existing vault directory (waiting up to
+    /// `lock_timeout`), then opens sled inside it.
+    ///
+    /// # Errors
+    /// [`BackendError::Locked`] past the timeout; an error if the directory has no sled
+    /// data; I/O and sled errors.
+    pub fn open(dir: &Path, lock_timeout: Duration) -> Result<Self, BackendError> {
+        Self::open_dir(dir, false, lock_timeout)
+    }
+
+    fn open_dir(dir: &Path, create: bool, lock_timeout: Duration) -> Result<Self, BackendError> {
         if create {
             create_private_dir(dir)?;
         }
