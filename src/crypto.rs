@@ -64,7 +64,7 @@ impl Key {
     }
 
     /// `HKDF-SHA-256(salt, ikm = self, info = label) -> 32 bytes`.
-    pub(crate) fn derive(&self, salt: &[u8], label: &[u8]) -> Self {
+    pub(crate) fn derive(&self, salt: &[u8], label: &[u8]) -> Result<Self> {
         derive_key(salt, &self.0[..], label)
     }
 
@@ -75,16 +75,14 @@ impl Key {
 }
 
 /// `HKDF-SHA-256(salt, ikm, info = label) -> 32 bytes`.
-pub(crate) fn derive_key(salt: &[u8], ikm: &[u8], label: &[u8]) -> Key {
+pub(crate) fn derive_key(salt: &[u8], ikm: &[u8], label: &[u8]) -> Result<Key> {
     let hk = Hkdf::<Sha256>::new(Some(salt), ikm);
     let mut out = Key::zero();
-    // 32 bytes is far below HKDF-SHA-256's 8160-byte output limit.
-    if hk.expand(label, &mut out.0[..]).is_err() {
-        // Unreachable for a 32-byte output; leave the key zeroed rather than panic. A zero
-        // key cannot open anything sealed under a real one, so this fails closed.
-        out.0.fill(0);
-    }
-    out
+    // 32 bytes is far below HKDF-SHA-256's 8160-byte output limit, so this cannot fail; if
+    // it ever did, no key must come out of it.
+    hk.expand(label, &mut out.0[..])
+        .map_err(|_| Error::backend("internal: HKDF expansion failed"))?;
+    Ok(out)
 }
 
 /// An XChaCha20-Poly1305 instance; the key inside is wiped on drop (crate feature `zeroize`).
@@ -180,12 +178,12 @@ pub(crate) fn random_u64() -> Result<u64> {
 pub(crate) struct Prf(Hmac<Sha256>);
 
 impl Prf {
-    pub(crate) fn new(key: &Key) -> Self {
-        // HMAC accepts keys of any length; a 32-byte key never fails.
-        match <Hmac<Sha256> as KeyInit>::new_from_slice(key.bytes()) {
-            Ok(mac) => Self(mac),
-            Err(_) => Self(<Hmac<Sha256> as KeyInit>::new(&Default::default())),
-        }
+    pub(crate) fn new(key: &Key) -> Result<Self> {
+        // HMAC accepts keys of any length, so this cannot fail; if it ever did, no MAC key
+        // must come out of it.
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key.bytes())
+            .map(Self)
+            .map_err(|_| Error::backend("internal: HMAC key setup failed"))
     }
 
     /// `HMAC(key, lp(part_1) || lp(part_2) || ...)`: every part length-prefixed.
@@ -322,7 +320,7 @@ mod tests {
         let ikm = [0x0bu8; 22];
         let salt: Vec<u8> = (0u8..=12).collect();
         let info: Vec<u8> = (0xf0u8..=0xf9).collect();
-        let okm = derive_key(&salt, &ikm, &info);
+        let okm = derive_key(&salt, &ikm, &info).unwrap();
         let expected = "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf";
         let hex: String = okm.bytes().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, expected);

@@ -177,11 +177,11 @@ pub(crate) struct VmkKeys {
 }
 
 impl VmkKeys {
-    pub(crate) fn new(vmk: &Key, vault_id: &[u8]) -> Self {
-        Self {
-            mac: Prf::new(&vmk.derive(vault_id, HEADER_MAC_LABEL)),
-            wrap: vmk.derive(vault_id, WRAP_LABEL).cipher(),
-        }
+    pub(crate) fn new(vmk: &Key, vault_id: &[u8]) -> Result<Self> {
+        Ok(Self {
+            mac: Prf::new(&vmk.derive(vault_id, HEADER_MAC_LABEL)?)?,
+            wrap: vmk.derive(vault_id, WRAP_LABEL)?.cipher(),
+        })
     }
 }
 
@@ -367,6 +367,11 @@ pub(crate) fn seal_ns(
         what: "the namespace name",
         limit: usize::from(u16::MAX),
     })?;
+    if keys.keys.is_empty() || keys.keys.len() > MAX_NS_KEYS {
+        return Err(Error::backend(
+            "internal: namespace key count out of bounds",
+        ));
+    }
     let key_count = u16::try_from(keys.keys.len())
         .map_err(|_| Error::backend("internal: too many namespace keys"))?;
     let plain_len =
@@ -511,7 +516,7 @@ mod tests {
 
     fn sample() -> (Header, VmkKeys) {
         let vmk = Key::random().unwrap();
-        let keys = VmkKeys::new(&vmk, &[1u8; 16]);
+        let keys = VmkKeys::new(&vmk, &[1u8; 16]).unwrap();
         let (kind_code, params) = Slot::raw_key_params(&[3u8; 32]);
         let ns = NsKeys {
             name: "tenant".into(),

@@ -284,18 +284,20 @@ impl KdfParams {
         self.p
     }
 
-    /// Whether these are the [`insecure_for_tests`](Self::insecure_for_tests) parameters.
+    /// Whether these parameters are below the OWASP floor: the
+    /// [`insecure_for_tests`](Self::insecure_for_tests) preset, or a slot written with it.
     pub fn is_insecure(&self) -> bool {
         self.insecure
     }
 
-    /// Parameters as read from disk: bounded, but not held to the creation floor.
+    /// Parameters as read from disk: bounded, but not held to the creation floor (parameters
+    /// below it are marked insecure).
     pub(crate) fn from_disk(m_kib: u32, t: u32, p: u32) -> Option<Self> {
         let params = Self {
             m_kib,
             t,
             p,
-            insecure: false,
+            insecure: m_kib < Self::OWASP_MINIMUM.m_kib || t < Self::OWASP_MINIMUM.t,
         };
         params.check_bounds().ok().map(|()| params)
     }
@@ -369,7 +371,7 @@ impl fmt::Debug for KdfParams {
 }
 
 /// The KEK of a raw-key slot: `HKDF-SHA-256(salt = slot salt, ikm = key, info = label)`.
-pub(crate) fn raw_key_kek(key: &Key, salt: &[u8]) -> Key {
+pub(crate) fn raw_key_kek(key: &Key, salt: &[u8]) -> Result<Key> {
     derive_key(salt, key.bytes(), RAW_KEY_KEK_LABEL)
 }
 

@@ -143,6 +143,11 @@ impl Vault {
             let mut keys = s.namespace_keys(&ns.id).ok_or(Error::InvalidName {
                 reason: "no such namespace",
             })?;
+            if keys.keys.len() > 1 {
+                // A rotation is already pending: finish it rather than stack another key
+                // on top (a namespace holds at most 64 keys).
+                return Ok(keys.active);
+            }
             let next = keys
                 .keys
                 .iter()

@@ -170,11 +170,11 @@ impl NsState {
 }
 
 impl KeyState {
-    fn duplicate(&self) -> Self {
-        Self {
+    fn duplicate(&self) -> Result<Self> {
+        Ok(Self {
             header: self.header.clone(),
             vmk: self.vmk.duplicate(),
-            vmk_keys: VmkKeys::new(&self.vmk, &self.header.vault_id),
+            vmk_keys: VmkKeys::new(&self.vmk, &self.header.vault_id)?,
             index_key: self.index_key.duplicate(),
             index: self.index.clone(),
             keks: self
@@ -183,7 +183,7 @@ impl KeyState {
                 .map(|(id, k)| (*id, k.duplicate()))
                 .collect(),
             namespaces: self.namespaces.clone(),
-        }
+        })
     }
 
     pub(crate) fn vault_id(&self) -> &[u8] {
@@ -440,7 +440,7 @@ impl Vault {
                 let aad = Slot::aad(&vault_id, slot.id, slot.kind_code, &slot.params);
                 slot.wrapped_vmk = kek.cipher().wrap_key(&aad, &vmk)?;
             }
-            s.vmk_keys = VmkKeys::new(&vmk, &vault_id);
+            s.vmk_keys = VmkKeys::new(&vmk, &vault_id)?;
             s.vmk = vmk;
             s.header.wrapped_index_key = s
                 .vmk_keys
@@ -504,7 +504,7 @@ impl Vault {
     /// durably, then installs the copy. Nothing changes if any step fails.
     pub(crate) fn update_state<T>(&self, f: impl FnOnce(&mut KeyState) -> Result<T>) -> Result<T> {
         let _guard = lock(&self.inner.header_write);
-        let mut draft = self.read_state()?.duplicate();
+        let mut draft = self.read_state()?.duplicate()?;
         let out = f(&mut draft)?;
         draft.header.seqid = draft.header.seqid.wrapping_add(1);
         let bytes = draft.header.encode(&draft.vmk_keys)?;
@@ -695,7 +695,7 @@ impl VaultOptions {
         let vmk = Key::random()?;
         let index_key = Key::random()?;
         let (slot, kek) = new_slot(&vault_id, 0, key, &self.kdf, &vmk)?;
-        let vmk_keys = VmkKeys::new(&vmk, &vault_id);
+        let vmk_keys = VmkKeys::new(&vmk, &vault_id)?;
         let mut header = Header {
             vault_id,
             seqid: 1,
@@ -716,7 +716,7 @@ impl VaultOptions {
             header,
             vmk,
             vmk_keys,
-            index: Prf::new(&index_key),
+            index: Prf::new(&index_key)?,
             index_key,
             keks: HashMap::from([(0, kek)]),
             namespaces: HashMap::new(),
@@ -736,13 +736,13 @@ impl VaultOptions {
             })?;
         let header = Header::parse(&bytes)?;
         let (slot_id, kek, vmk) = unlock_slot(&header, key, self.slot)?;
-        let vmk_keys = VmkKeys::new(&vmk, &header.vault_id);
+        let vmk_keys = VmkKeys::new(&vmk, &header.vault_id)?;
         Header::verify_mac(&bytes, &vmk_keys)?;
         let index_key = vmk_keys
             .wrap
             .unwrap_key(&header.index_key_aad(), &header.wrapped_index_key)
             .ok_or_else(|| Error::header("the name-index key does not unwrap"))?;
-        let index = Prf::new(&index_key);
+        let index = Prf::new(&index_key)?;
         let mut namespaces = HashMap::with_capacity(header.namespaces.len());
         for entry in &header.namespaces {
             let keys = open_ns(&vmk_keys.wrap, &header.vault_id, entry)
@@ -881,7 +881,7 @@ fn unlock_slot(header: &Header, source: &KeySource, only: Option<u32>) -> Result
             (SlotParams::Passphrase { kdf, salt }, Material::Passphrase(p)) => {
                 kdf.derive(p, salt)?
             }
-            (SlotParams::RawKey { salt }, Material::Raw(k)) => raw_key_kek(k, salt),
+            (SlotParams::RawKey { salt }, Material::Raw(k)) => raw_key_kek(k, salt)?,
             _ => continue,
         };
         let aad = Slot::aad(&header.vault_id, slot.id, slot.kind_code, &slot.params);
@@ -905,7 +905,7 @@ fn new_slot(
     let material = source.material()?;
     let ((kind_code, params), kek) = match &material {
         Material::Passphrase(p) => (Slot::passphrase_params(kdf, &salt), kdf.derive(p, &salt)?),
-        Material::Raw(k) => (Slot::raw_key_params(&salt), raw_key_kek(k, &salt)),
+        Material::Raw(k) => (Slot::raw_key_params(&salt), raw_key_kek(k, &salt)?),
     };
     let aad = Slot::aad(vault_id, id, kind_code, &params);
     let wrapped_vmk = kek.cipher().wrap_key(&aad, vmk)?;

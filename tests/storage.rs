@@ -505,3 +505,75 @@ fn verify_notices_a_rolled_back_manifest() {
     assert_eq!((n.ok, n.damaged.len()), (0, 1), "{report}");
     assert!(n.damaged[0].reason.contains("rolled back"));
 }
+
+#[test]
+fn repeated_failed_rotations_never_lock_the_vault() {
+    // Every rotation fails on a damaged record; the keys must not pile up (a namespace holds
+    // at most 64), or the header would be written but could never be opened again.
+    let storage = MemoryBackend::new();
+    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    ns.put("good", &small_token("v")).unwrap();
+    ns.put("bad", &small_token("v")).unwrap();
+    let header_before = storage.read_header().unwrap().unwrap().len();
+    let (tree, id, mut sealed) = records(&storage)
+        .into_iter()
+        .find(|(t, k, v)| {
+            let mut probe = v.clone();
+            probe[60] ^= 1;
+            storage.put(t, k, probe).unwrap();
+            let broken = ns.get::<Token>("bad").is_err();
+            storage.put(t, k, v.clone()).unwrap();
+            broken
+        })
+        .unwrap();
+    sealed[60] ^= 1;
+    storage.put(&tree, &id, sealed).unwrap();
+    for _ in 0..70 {
+        assert!(vault.rotate_namespace_key("n", |_| {}).is_err());
+    }
+    let header_after = storage.read_header().unwrap().unwrap().len();
+    assert!(
+        header_after <= header_before + 64,
+        "keys piled up: {header_before} -> {header_after}"
+    );
+    vault.close().unwrap();
+    let vault = Vault::open_with_backend(storage, &raw_key(1)).unwrap();
+    let t: Token = vault.namespace("n").unwrap().get("good").unwrap().unwrap();
+    assert_eq!(t.access_token().expose_secret(), "v");
+    assert!(vault.verify(|_| {}).unwrap().namespaces[0].rotation_pending);
+}
+
+#[test]
+fn large_records_round_trip_on_disk() {
+    // Records near the size limit make sled write nodes over its segment threshold to
+    // separate blob files, which a durable flush must sync as well.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    let vault = Vault::create(&path, &raw_key(1)).unwrap();
+    let ns = vault.namespace("big").unwrap();
+    let big = |i: usize| {
+        small_token(&format!(
+            "{i}-{}",
+            "x".repeat(tokenvault::MAX_RECORD_LEN - 300)
+        ))
+    };
+    for i in 0..12 {
+        ns.put(&format!("k{i}"), &big(i)).unwrap();
+    }
+    let blobs = fs::read_dir(path.join("data").join("blobs"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    eprintln!("sled blob files: {blobs}");
+    vault.close().unwrap();
+    let vault = Vault::open(&path, &raw_key(1)).unwrap();
+    let ns = vault.namespace("big").unwrap();
+    for i in 0..12 {
+        assert!(ns
+            .get::<Token>(&format!("k{i}"))
+            .unwrap()
+            .unwrap()
+            .same_as(&big(i)));
+    }
+    assert!(vault.verify(|_| {}).unwrap().is_clean());
+}

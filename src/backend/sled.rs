@@ -14,7 +14,7 @@ use std::ops::Bound;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
@@ -31,6 +31,8 @@ pub(crate) const DATA_DIR: &str = "data";
 /// sled's main data file, which it locks and which a durable flush `fdatasync`s.
 const SLED_DATA_FILE: &str = "db";
 const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
+/// Where sled puts log items too large for its segments.
+const SLED_BLOBS_DIR: &str = "blobs";
 /// How long `close` waits for sled's threads to release the directory.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -63,6 +65,9 @@ pub struct SledBackend {
 struct Open {
     db: sled::Db,
     data_file: File,
+    blobs_dir: PathBuf,
+    /// When the last durable flush started: blob files modified since then are synced.
+    last_flush: Mutex<SystemTime>,
     trees: Mutex<HashMap<Vec<u8>, sled::Tree>>,
 }
 
@@ -125,6 +130,8 @@ impl SledBackend {
             db: RwLock::new(Some(Open {
                 db,
                 data_file,
+                blobs_dir: data_dir.join(SLED_BLOBS_DIR),
+                last_flush: Mutex::new(SystemTime::UNIX_EPOCH),
                 trees: Mutex::new(HashMap::new()),
             })),
         })
@@ -206,10 +213,51 @@ impl Open {
     }
 
     fn flush(&self) -> Result<(), BackendError> {
+        let started = SystemTime::now();
+        let since = *self
+            .last_flush
+            .lock()
+            .map_err(|_| BackendError::Other("backend lock poisoned".into()))?;
         // sled's flush ends in sync_file_range, which survives a killed process but not a
         // power loss; fdatasync the data file as well.
         self.db.flush().map_err(sled_err)?;
         self.data_file.sync_data()?;
+        self.sync_new_blobs(since)?;
+        if let Ok(mut last) = self.last_flush.lock() {
+            *last = (*last).max(started);
+        }
+        Ok(())
+    }
+
+    /// sled writes log items over about 128 KiB (a node holding several large records) to
+    /// files under `blobs/` and never syncs them: sync those modified since `since` (with a
+    /// margin for coarse timestamps), and the directory that names them.
+    fn sync_new_blobs(&self, since: SystemTime) -> Result<(), BackendError> {
+        let entries = match fs::read_dir(&self.blobs_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let threshold = since
+            .checked_sub(Duration::from_secs(2))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut synced = false;
+        for entry in entries {
+            let entry = entry?;
+            let modified = entry.metadata()?.modified()?;
+            if modified >= threshold {
+                match File::open(entry.path()) {
+                    Ok(f) => f.sync_data()?,
+                    // sled removes blobs it no longer needs; a vanished one needs no sync.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                synced = true;
+            }
+        }
+        if synced {
+            sync_dir(&self.blobs_dir)?;
+        }
         Ok(())
     }
 }
