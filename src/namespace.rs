@@ -438,6 +438,14 @@ impl Namespace {
                 }),
                 None => None,
             };
+            // Every write updates the manifest in the same batch, so a record newer than the
+            // manifest means the manifest was rolled back: generations (and so versions)
+            // would repeat, and a compare-and-swap could match a different write.
+            if current_version.is_some_and(|v| v.0 > manifest.generation) {
+                return Err(self.namespace_damage(
+                    "a record is newer than the manifest (the manifest was rolled back); run verify",
+                ));
+            }
             if let Expect::Exactly(expected) = expect {
                 if expected != current_version {
                     return Ok(Err(Conflict {

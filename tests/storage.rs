@@ -504,6 +504,9 @@ fn verify_notices_a_rolled_back_manifest() {
     let n = &report.namespaces[0];
     assert_eq!((n.ok, n.damaged.len()), (0, 1), "{report}");
     assert!(n.damaged[0].reason.contains("rolled back"));
+    // Writes over the record refuse too, instead of reusing generations.
+    let err = ns.put("a", &small_token("3")).unwrap_err();
+    assert!(err.to_string().contains("rolled back"), "{err}");
 }
 
 #[test]
