@@ -1,7 +1,7 @@
 //! Storage: durability and group commit, manifests and verify, locking, damaged sled files,
 //! namespace-key rotation and its resumption.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 
@@ -579,4 +579,72 @@ fn large_records_round_trip_on_disk() {
             .same_as(&big(i)));
     }
     assert!(vault.verify(|_| {}).unwrap().is_clean());
+}
+
+/// A backend that panics on every record read and write, as sled does on some damaged files.
+#[derive(Debug, Clone)]
+struct PanickingBackend(MemoryBackend, std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Backend for PanickingBackend {
+    fn read_header(&self) -> Result<Option<Vec<u8>>, tokenvault::BackendError> {
+        self.0.read_header()
+    }
+    fn write_header(&self, bytes: &[u8]) -> Result<(), tokenvault::BackendError> {
+        self.0.write_header(bytes)
+    }
+    fn get(&self, tree: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, tokenvault::BackendError> {
+        if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("simulated sled panic in get");
+        }
+        self.0.get(tree, key)
+    }
+    fn scan(
+        &self,
+        tree: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<tokenvault::ScanPage, tokenvault::BackendError> {
+        if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("simulated sled panic in scan");
+        }
+        self.0.scan(tree, after, limit)
+    }
+    fn apply(&self, batch: &tokenvault::Batch) -> Result<bool, tokenvault::BackendError> {
+        if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("simulated sled panic in apply");
+        }
+        self.0.apply(batch)
+    }
+    fn drop_tree(&self, tree: &[u8]) -> Result<(), tokenvault::BackendError> {
+        self.0.drop_tree(tree)
+    }
+    fn trees(&self) -> Result<Vec<Vec<u8>>, tokenvault::BackendError> {
+        self.0.trees()
+    }
+    fn flush(&self) -> Result<(), tokenvault::BackendError> {
+        self.0.flush()
+    }
+    fn close(&self) -> Result<(), tokenvault::BackendError> {
+        self.0.close()
+    }
+}
+
+#[test]
+fn a_panicking_backend_gives_errors_and_keeps_what_is_stored() {
+    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storage = PanickingBackend(MemoryBackend::new(), armed.clone());
+    let vault = Vault::create_with_backend(storage, &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    ns.put("k", &small_token("kept")).unwrap();
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(ns.get::<Token>("k"), Err(Error::Backend { .. })));
+    assert!(matches!(
+        ns.put("k", &small_token("new")),
+        Err(Error::Backend { .. })
+    ));
+    assert!(matches!(ns.keys(), Err(Error::Backend { .. })));
+    assert!(matches!(vault.verify(|_| {}), Err(Error::Backend { .. })));
+    armed.store(false, std::sync::atomic::Ordering::SeqCst);
+    let t: Token = ns.get("k").unwrap().unwrap();
+    assert_eq!(t.access_token().expose_secret(), "kept");
 }
