@@ -23,7 +23,11 @@ pub(crate) const TAG_LEN: usize = 16;
 pub(crate) const WRAPPED_KEY_LEN: usize = NONCE_LEN + KEY_LEN + TAG_LEN;
 
 /// A 256-bit secret key, wiped on drop. No `Clone` on purpose: copies are explicit.
-pub(crate) struct Key(Zeroizing<[u8; KEY_LEN]>);
+///
+/// The bytes live in their own heap block, so moving a `Key` (into a `Vec` or `HashMap` that
+/// later grows and reallocates) moves a pointer, never key bytes that the old buffer would
+/// keep after it is freed.
+pub(crate) struct Key(Box<Zeroizing<[u8; KEY_LEN]>>);
 
 impl Key {
     /// A fresh key from the OS CSPRNG.
@@ -35,7 +39,7 @@ impl Key {
 
     /// An all-zero key to be filled in place.
     pub(crate) fn zero() -> Self {
-        Self(Zeroizing::new([0u8; KEY_LEN]))
+        Self(Box::new(Zeroizing::new([0u8; KEY_LEN])))
     }
 
     /// Copies key bytes from a slice that must be exactly [`KEY_LEN`] long.
@@ -70,7 +74,7 @@ impl Key {
 
     /// The AEAD keyed with this key.
     pub(crate) fn cipher(&self) -> Cipher {
-        Cipher(XChaCha20Poly1305::new(&Array::from(*self.0)))
+        Cipher(XChaCha20Poly1305::new(&Array::from(*self.bytes())))
     }
 }
 

@@ -44,11 +44,5 @@ pub use crate::error::{Damage, Error, Result};
 pub use secrecy;
 
 #[doc(hidden)]
-pub mod __private {
-    //! Test hooks. Not part of the stable interface.
-
-    /// How many Argon2 derivations the calling thread has run.
-    pub fn kdf_runs_on_this_thread() -> u64 {
-        crate::keys::kdf_runs_on_this_thread()
-    }
-}
+#[path = "private.rs"]
+pub mod __private;
