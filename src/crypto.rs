@@ -287,6 +287,37 @@ mod tests {
         assert!(cipher.open(&nonce, b"aad", &buf[4..10]).is_none());
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn seal_open_round_trips_and_binds_the_aad(
+                plain in proptest::collection::vec(any::<u8>(), 0..70_000),
+                aad in proptest::collection::vec(any::<u8>(), 0..300),
+                flip in any::<usize>(),
+            ) {
+                let cipher = Key::random().unwrap().cipher();
+                let mut buf = Vec::with_capacity(plain.len() + TAG_LEN);
+                buf.extend_from_slice(&plain);
+                let nonce = cipher.seal_in_place(&aad, &mut buf, 0).unwrap();
+                prop_assert_eq!(buf.len(), plain.len() + TAG_LEN);
+                let opened = cipher.open(&nonce, &aad, &buf).unwrap();
+                prop_assert_eq!(&opened[..], &plain[..]);
+                let mut other_aad = aad.clone();
+                other_aad.push(0);
+                prop_assert!(cipher.open(&nonce, &other_aad, &buf).is_none());
+                let mut bad = buf.clone();
+                let at = flip % bad.len();
+                bad[at] ^= 0x01;
+                prop_assert!(cipher.open(&nonce, &aad, &bad).is_none());
+            }
+        }
+    }
+
     #[test]
     fn nonces_are_fresh() {
         let cipher = Key::random().unwrap().cipher();

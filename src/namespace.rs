@@ -404,19 +404,19 @@ impl Namespace {
         let body = value.map(|v| v.encode_body(key)).transpose()?;
         let rid = self.record_id(key)?;
         let guard = self.vault.inner.lock_ns(&self.id);
-        let ns = match value {
-            Some(_) => self.ensure()?,
-            None => match self.state()? {
-                Some(ns) => ns,
-                None => {
-                    return Ok(match expect {
-                        Expect::Exactly(Some(_)) => Err(Conflict { current: None }),
-                        _ => Ok(Written {
-                            version: None,
-                            existed: false,
-                        }),
-                    })
+        let ns = match self.state()? {
+            Some(ns) => ns,
+            // No namespace, so no record: a write that expects one conflicts and creates
+            // nothing; a removal has nothing to do; anything else creates the namespace.
+            None => match (value, expect) {
+                (_, Expect::Exactly(Some(_))) => return Ok(Err(Conflict { current: None })),
+                (None, _) => {
+                    return Ok(Ok(Written {
+                        version: None,
+                        existed: false,
+                    }))
                 }
+                (Some(_), _) => self.ensure()?,
             },
         };
         let vault_id = self.vault_id()?;

@@ -469,6 +469,93 @@ mod tests {
         assert!(unframe(&[1, 0]).is_err());
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::time::{Duration, UNIX_EPOCH};
+
+        fn any_text(max: usize) -> impl Strategy<Value = String> {
+            proptest::collection::vec(any::<char>(), 0..max).prop_map(|c| c.into_iter().collect())
+        }
+
+        prop_compose! {
+            fn any_token()(
+                access in any_text(600),
+                refresh in proptest::option::of(any_text(300)),
+                token_type in any_text(12),
+                expires in proptest::option::of(-4_000_000_000i64..4_000_000_000),
+                scopes in proptest::collection::vec(any_text(40), 0..8),
+                identity in proptest::option::of(any_text(60)),
+                rs in proptest::option::of(any_text(60)),
+                extra in proptest::option::of(any_text(300)),
+            ) -> Token {
+                let mut t = Token::new(access.into()).with_token_type(token_type).with_scopes(scopes);
+                if let Some(r) = refresh { t = t.with_refresh_token(r.into()); }
+                if let Some(e) = expires {
+                    let at = if e >= 0 {
+                        UNIX_EPOCH + Duration::from_secs(e.unsigned_abs())
+                    } else {
+                        UNIX_EPOCH - Duration::from_secs(e.unsigned_abs())
+                    };
+                    t = t.with_expires_at(at);
+                }
+                if let Some(i) = identity { t = t.with_identity(i); }
+                if let Some(r) = rs { t = t.with_resource_server(r); }
+                if let Some(x) = extra { t = t.with_extra_json(x.into()); }
+                t
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_token_round_trips(token in any_token(), key in any_text(64), gen in any::<u64>(), kid in any::<u32>()) {
+                let cipher = Key::random().unwrap().cipher();
+                let prefix = RecordPrefix { record_type: RecordType::Token, key_id: kid, generation: gen };
+                let sealed = seal_record(&cipher, &ctx(), &prefix, token.encode_body(&key).unwrap()).unwrap();
+                prop_assert_eq!((sealed.len() - RECORD_HEADER_LEN - TAG_LEN) % PAD_BUCKET, 0);
+                let p = parse_prefix(&sealed).unwrap();
+                prop_assert_eq!(p, prefix);
+                let (plain, range) = open_record(&cipher, &ctx(), &p, &sealed).unwrap();
+                let (back_key, back) = decode_value::<Token>(&plain[range]).unwrap();
+                prop_assert_eq!(back_key, key);
+                prop_assert!(back.same_as(&token));
+            }
+
+            #[test]
+            fn any_secret_round_trips(value in proptest::collection::vec(any::<u8>(), 0..4096), key in any_text(64)) {
+                let cipher = Key::random().unwrap().cipher();
+                let mut prefix = prefix();
+                prefix.record_type = RecordType::Secret;
+                let secret = Secret::from_bytes(value.clone().into());
+                let sealed = seal_record(&cipher, &ctx(), &prefix, secret.encode_body(&key).unwrap()).unwrap();
+                let (plain, range) = open_record(&cipher, &ctx(), &parse_prefix(&sealed).unwrap(), &sealed).unwrap();
+                let (back_key, back) = decode_value::<Secret>(&plain[range]).unwrap();
+                prop_assert_eq!(back_key, key);
+                prop_assert_eq!(back.expose_bytes(), &value[..]);
+            }
+
+            #[test]
+            fn sizes_up_to_the_limit(len in 0usize..MAX_RECORD_LEN + 512) {
+                // Any size either seals and round-trips, or is refused as too large: never
+                // silently truncated.
+                let cipher = Key::random().unwrap().cipher();
+                let token = Token::new("a".repeat(len).into());
+                match token.encode_body("k").and_then(|b| seal_record(&cipher, &ctx(), &prefix(), b)) {
+                    Ok(sealed) => {
+                        prop_assert!(sealed.len() <= RECORD_HEADER_LEN + MAX_RECORD_LEN + TAG_LEN);
+                        let (plain, range) = open_record(&cipher, &ctx(), &prefix(), &sealed).unwrap();
+                        let (_, back) = decode_value::<Token>(&plain[range]).unwrap();
+                        prop_assert!(back.same_as(&token));
+                    }
+                    Err(Error::TooLarge { .. }) => prop_assert!(len > MAX_RECORD_LEN - 64),
+                    Err(e) => prop_assert!(false, "unexpected error {e}"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn body_must_be_consumed_exactly() {
         let body = Token::new("a".into()).encode_body("k").unwrap();
