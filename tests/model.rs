@@ -4,7 +4,7 @@
 //!
 //! 256 cases by default; `PROPTEST_CASES=5000 cargo test --test model` for a longer run.
 
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
