@@ -85,11 +85,14 @@ pub(crate) struct NsEntry {
     pub(crate) blob: Vec<u8>,
 }
 
-/// A namespace entry's plaintext: its name and its data keys.
+/// A namespace entry's plaintext: its name, its data keys, and its generation floor.
 pub(crate) struct NsKeys {
     pub(crate) name: String,
     pub(crate) active: u32,
     pub(crate) keys: Vec<(u32, Key)>,
+    /// The namespace's write generation when the header was last checkpointed: its
+    /// manifest can never be behind it, unless storage was rolled back.
+    pub(crate) floor: u64,
 }
 
 impl Slot {
@@ -355,7 +358,7 @@ impl Header {
 }
 
 /// Seals a namespace entry: `name_len u16 | name | active u32 | key_count u16 |
-/// (key_id u32 | key [32])* | zero padding to a multiple of 64`.
+/// (key_id u32 | key [32])* | floor u64 | zero padding to a multiple of 64`.
 pub(crate) fn seal_ns(
     wrap: &Cipher,
     vault_id: &[u8],
@@ -375,7 +378,7 @@ pub(crate) fn seal_ns(
     let key_count = u16::try_from(keys.keys.len())
         .map_err(|_| Error::backend("internal: too many namespace keys"))?;
     let plain_len =
-        (2 + name.len() + 4 + 2 + keys.keys.len() * (4 + KEY_LEN)).div_ceil(NS_PAD) * NS_PAD;
+        (2 + name.len() + 4 + 2 + keys.keys.len() * (4 + KEY_LEN) + 8).div_ceil(NS_PAD) * NS_PAD;
     let mut buf = Zeroizing::new(Vec::with_capacity(NONCE_LEN + plain_len + TAG_LEN));
     buf.resize(NONCE_LEN, 0);
     buf.extend_from_slice(&name_len.to_le_bytes());
@@ -386,6 +389,7 @@ pub(crate) fn seal_ns(
         buf.extend_from_slice(&kid.to_le_bytes());
         buf.extend_from_slice(key.bytes());
     }
+    buf.extend_from_slice(&keys.floor.to_le_bytes());
     buf.resize(NONCE_LEN + plain_len, 0);
     let nonce = wrap.seal_in_place(&ns_aad(vault_id, id), &mut buf, NONCE_LEN)?;
     buf[..NONCE_LEN].copy_from_slice(&nonce);
@@ -430,13 +434,19 @@ pub(crate) fn open_ns(
             Key::from_slice(r.take(KEY_LEN).map_err(bad)?).ok_or("namespace key malformed")?;
         keys.push((kid, key));
     }
+    let floor = r.u64().map_err(bad)?;
     if !plain.len().is_multiple_of(NS_PAD) || r.rest().iter().any(|&b| b != 0) {
         return Err("namespace entry padding is malformed");
     }
     if !keys.iter().any(|(kid, _)| *kid == active) {
         return Err("namespace active key missing");
     }
-    Ok(NsKeys { name, active, keys })
+    Ok(NsKeys {
+        name,
+        active,
+        keys,
+        floor,
+    })
 }
 
 fn ns_aad(vault_id: &[u8], id: &[u8]) -> Vec<u8> {
@@ -522,6 +532,7 @@ mod tests {
             name: "tenant".into(),
             active: 1,
             keys: vec![(1, Key::random().unwrap())],
+            floor: 77,
         };
         let blob = seal_ns(&keys.wrap, &[1u8; 16], &[5u8; 32], &ns).unwrap();
         let header = Header {
@@ -554,6 +565,7 @@ mod tests {
         assert_eq!(back.encode(&keys).unwrap(), file);
         let ns = open_ns(&keys.wrap, &back.vault_id, &back.namespaces[0]).unwrap();
         assert_eq!(ns.name, "tenant");
+        assert_eq!(ns.floor, 77);
     }
 
     #[test]

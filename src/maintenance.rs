@@ -44,8 +44,9 @@ pub struct RotationReport {
 pub struct VerifyReport {
     /// One entry per namespace, sorted by name.
     pub namespaces: Vec<NamespaceReport>,
-    /// Trees in storage that belong to no namespace: left by a namespace removal that was
-    /// interrupted. Their contents cannot be decrypted (their keys are gone).
+    /// Trees in storage that belong to no namespace: left by a namespace creation or removal
+    /// interrupted in this session (an open drops them). Their contents cannot be decrypted:
+    /// no header holds their keys.
     pub orphan_trees: usize,
 }
 
@@ -379,6 +380,12 @@ impl Vault {
             }
             let found = r.ok + r.damaged.len() as u64;
             match manifest {
+                Some(Ok(m)) if m.generation < state.floor => {
+                    r.manifest_damaged = Some(
+                        "the namespace is older than the header recorded: storage was rolled \
+                         back or lost the end of its log",
+                    );
+                }
                 Some(Ok(m)) => {
                     r.missing = m.count.saturating_sub(found);
                     // Every write bumps the manifest in the same batch, so no record can be
@@ -397,8 +404,7 @@ impl Vault {
                     }
                 }
                 Some(Err(reason)) => r.manifest_damaged = Some(reason),
-                None if found > 0 => r.manifest_damaged = Some("the manifest is missing"),
-                None => {}
+                None => r.manifest_damaged = Some("the manifest is missing"),
             }
             report.namespaces.push(r);
         }

@@ -1,6 +1,7 @@
 //! Namespaces: the records of one tenant, under their own data key.
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use zeroize::Zeroizing;
@@ -21,6 +22,8 @@ pub const MAX_NAME_LEN: usize = 1024;
 /// The storage key of a namespace's manifest (record ids are 32 bytes, so never equal).
 pub(crate) const MANIFEST_ID: &[u8] = &[0];
 const RECORD_ID_LABEL: &[u8] = b"tokenvault/v1/record-id";
+const ROLLED_BACK: &str = "storage holds an older state of the namespace than the header \
+                           recorded (rolled back, or a damaged log); restore from a backup";
 /// How often a write retries when a concurrent rotation step changed the record under it.
 const WRITE_RETRIES: usize = 64;
 
@@ -138,6 +141,7 @@ impl Namespace {
         let Some(ns) = self.state()? else {
             return Ok(None);
         };
+        self.check_fresh(&ns)?;
         let rid = self.record_id(key)?;
         let Some(stored) = self.vault.call(|b| b.get(&self.id, &rid))? else {
             return Ok(None);
@@ -220,6 +224,7 @@ impl Namespace {
         let Some(ns) = self.state()? else {
             return Ok(Vec::new());
         };
+        self.check_fresh(&ns)?;
         let mut keys = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
@@ -331,7 +336,8 @@ impl Namespace {
         Ok(key)
     }
 
-    fn read_manifest(&self, ns: &NsState) -> Result<(Option<Vec<u8>>, Manifest)> {
+    /// The namespace's manifest, authenticated and checked against the header's floor.
+    pub(crate) fn read_manifest(&self, ns: &NsState) -> Result<(Vec<u8>, Manifest)> {
         match self.vault.call(|b| b.get(&self.id, MANIFEST_ID))? {
             Some(stored) => {
                 let (prefix, plain, range) = self
@@ -345,26 +351,28 @@ impl Namespace {
                 if manifest.generation != prefix.generation {
                     return Err(self.namespace_damage("the manifest generation is inconsistent"));
                 }
-                Ok((Some(stored), manifest))
-            }
-            None => {
-                let any = self.vault.call(|b| b.scan(&self.id, None, 1))?;
-                if !any.is_empty() {
-                    return Err(self.namespace_damage(
-                        "the manifest is missing but records exist; run verify",
-                    ));
+                if manifest.generation < ns.floor {
+                    return Err(self.namespace_damage(ROLLED_BACK));
                 }
-                // A fresh namespace: start the generation at a random point so that versions
-                // of a removed and re-created namespace do not repeat.
-                Ok((
-                    None,
-                    Manifest {
-                        count: 0,
-                        generation: random_u64()? >> 16,
-                    },
-                ))
+                Ok((stored, manifest))
             }
+            // A namespace's manifest is written before its header entry, so a namespace the
+            // header lists always has one: a missing manifest is lost data.
+            None => Err(self.namespace_damage(
+                "the namespace's manifest is missing: storage lost data (run verify)",
+            )),
         }
+    }
+
+    /// Checks, once per handle and namespace, that storage holds the namespace at least as
+    /// new as the header's floor, before serving reads from it.
+    fn check_fresh(&self, ns: &NsState) -> Result<()> {
+        if ns.fresh.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.read_manifest(ns)?;
+        ns.fresh.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     /// The namespace's state, creating the namespace (new random data key, header write)
@@ -374,22 +382,54 @@ impl Namespace {
             return Ok(ns);
         }
         let id = self.id;
+        let key = Key::random()?;
+        // Start the generation at a random point so that versions of a removed and
+        // re-created namespace do not repeat.
+        let generation = random_u64()? >> 16;
+        // The manifest goes to storage (durably) before the header lists the namespace, so
+        // that a listed namespace without a manifest can only mean lost data. Whatever a
+        // removed namespace of the same name left behind is undecryptable: clear it first.
+        self.vault.call(|b| b.drop_tree(&id))?;
+        let vault_id = self.vault_id()?;
+        let manifest = seal_record(
+            &key.cipher(),
+            &RecordContext {
+                vault_id: &vault_id,
+                namespace: &self.name,
+                record_id: MANIFEST_ID,
+            },
+            &RecordPrefix {
+                record_type: RecordType::Manifest,
+                key_id: 1,
+                generation,
+            },
+            encode_manifest(&Manifest {
+                count: 0,
+                generation,
+            })?,
+        )?;
+        self.vault
+            .call(|b| b.apply(&Batch::new().write(&id, MANIFEST_ID, Some(manifest))))?;
+        self.vault.sync_now()?;
         let name = self.name.to_string();
         self.vault.update_state(|s| {
             if !s.namespaces.contains_key(&id) {
                 let keys = NsKeys {
                     name,
                     active: 1,
-                    keys: vec![(1, Key::random()?)],
+                    keys: vec![(1, key)],
+                    floor: generation,
                 };
                 s.set_namespace(id, keys)?;
             }
             Ok(())
         })?;
-        // Whatever a removed namespace of the same name left behind is undecryptable now.
-        self.vault.call(|b| b.drop_tree(&id))?;
-        self.state()?
-            .ok_or_else(|| Error::backend("internal: namespace vanished after creation"))
+        let ns = self
+            .state()?
+            .ok_or_else(|| Error::backend("internal: namespace vanished after creation"))?;
+        // This handle wrote the manifest itself.
+        ns.fresh.store(true, Ordering::SeqCst);
+        Ok(ns)
     }
 
     /// The one write path: seal the new record and the new manifest and apply both in one
@@ -505,10 +545,11 @@ impl Namespace {
             )?;
             let batch = Batch::new()
                 .expect(&self.id, &rid, current.as_deref())
-                .expect(&self.id, MANIFEST_ID, manifest_bytes.as_deref())
+                .expect(&self.id, MANIFEST_ID, Some(&manifest_bytes))
                 .write(&self.id, &rid, new_record)
                 .write(&self.id, MANIFEST_ID, Some(new_manifest));
             if self.vault.call(|b| b.apply(&batch))? {
+                ns.written.fetch_max(generation, Ordering::SeqCst);
                 let ticket = self.vault.committed();
                 drop(guard);
                 self.vault.sync(ticket)?;

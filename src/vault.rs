@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -124,12 +125,18 @@ pub(crate) struct KeyState {
     pub(crate) namespaces: HashMap<[u8; NS_ID_LEN], Arc<NsState>>,
 }
 
-/// One namespace's unwrapped keys.
+/// One namespace's unwrapped keys, and what this handle knows of its write generation.
 pub(crate) struct NsState {
     pub(crate) name: String,
     pub(crate) active: u32,
     pub(crate) ciphers: Vec<(u32, Cipher)>,
     keys: Vec<(u32, Key)>,
+    /// The generation recorded in the header: the manifest is never behind it.
+    pub(crate) floor: u64,
+    /// Whether this handle has checked the manifest against the floor.
+    pub(crate) fresh: AtomicBool,
+    /// The newest generation this handle has written.
+    pub(crate) written: AtomicU64,
 }
 
 impl NsState {
@@ -139,6 +146,9 @@ impl NsState {
             name: keys.name,
             active: keys.active,
             keys: keys.keys,
+            floor: keys.floor,
+            fresh: AtomicBool::new(false),
+            written: AtomicU64::new(keys.floor),
         }
     }
 
@@ -159,6 +169,7 @@ impl NsState {
     fn to_keys(&self) -> NsKeys {
         NsKeys {
             name: self.name.clone(),
+            floor: self.floor,
             active: self.active,
             keys: self
                 .keys
@@ -201,7 +212,15 @@ impl KeyState {
             Some(entry) => entry.blob = blob,
             None => self.header.namespaces.push(NsEntry { id, blob }),
         }
-        self.namespaces.insert(id, Arc::new(NsState::new(keys)));
+        let new = NsState::new(keys);
+        if let Some(old) = self.namespaces.get(&id) {
+            // What this handle learnt about the namespace survives re-sealing its entry.
+            new.written
+                .fetch_max(old.written.load(Ordering::SeqCst), Ordering::SeqCst);
+            new.fresh
+                .store(old.fresh.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
+        self.namespaces.insert(id, Arc::new(new));
         Ok(())
     }
 
@@ -464,15 +483,60 @@ impl Vault {
         self.sync_now()
     }
 
-    /// Flushes and closes the vault, releasing the directory: when this returns, the vault can
-    /// be opened again, by this process or another. Other clones of this handle get
-    /// [`Error::Closed`] afterwards. Dropping the last clone closes too, but cannot report
-    /// errors.
+    /// Flushes, [checkpoints](Self::checkpoint) and closes the vault, releasing the
+    /// directory: when this returns, the vault can be opened again, by this process or
+    /// another. Other clones of this handle get [`Error::Closed`] afterwards. Dropping the last
+    /// clone closes too, but skips the checkpoint and cannot report errors.
     ///
     /// # Errors
-    /// A failed final flush or release.
+    /// A failed final flush, checkpoint or release (the vault is closed in any case).
     pub fn close(self) -> Result<()> {
-        self.inner.shutdown()
+        let checkpointed = if self.inner.is_closed() {
+            Ok(())
+        } else {
+            self.checkpoint()
+        };
+        let closed = self.inner.shutdown();
+        checkpointed.and(closed)
+    }
+
+    /// Records each namespace's current write generation in the header (after a flush), so
+    /// that storage rolled back behind it is detected: sled, finding a damaged entry in the
+    /// middle of its log, silently opens at the state before it. Reads, writes and
+    /// [`verify`](Self::verify) then report [`Error::Damaged`] for such a namespace instead of
+    /// serving older data. [`close`](Self::close) checkpoints; a long-running service can call
+    /// this periodically. Writes nothing when no namespace changed since the last checkpoint.
+    ///
+    /// # Errors
+    /// A failed flush or header write.
+    pub fn checkpoint(&self) -> Result<()> {
+        let stale = {
+            let state = self.read_state()?;
+            state
+                .namespaces
+                .values()
+                .any(|ns| ns.written.load(Ordering::SeqCst) > ns.floor)
+        };
+        if !stale {
+            return Ok(());
+        }
+        // Only durable generations may become floors.
+        self.sync_now()?;
+        self.update_state(|s| {
+            let ids: Vec<[u8; NS_ID_LEN]> = s.namespaces.keys().copied().collect();
+            for id in ids {
+                let Some(ns) = s.namespaces.get(&id).cloned() else {
+                    continue;
+                };
+                let written = ns.written.load(Ordering::SeqCst);
+                if written > ns.floor {
+                    let mut keys = ns.to_keys();
+                    keys.floor = written;
+                    s.set_namespace(id, keys)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// The vault directory, for a vault on disk.
@@ -770,6 +834,7 @@ impl VaultOptions {
             vault.upgrade_slot(slot_id, key, &policy)?;
         }
         vault.resume_rotations();
+        vault.drop_orphan_trees();
         Ok(vault)
     }
 }
@@ -793,6 +858,36 @@ impl Vault {
                 options,
             }),
         }
+    }
+
+    /// Drops trees that belong to no namespace: left by a namespace creation or removal that
+    /// was interrupted. No header holds their keys, so nothing in them can be read. Best
+    /// effort: a failure leaves them for `verify` to report.
+    fn drop_orphan_trees(&self) {
+        let Ok(known) = self.read_state().map(|s| {
+            s.namespaces
+                .keys()
+                .copied()
+                .collect::<std::collections::HashSet<_>>()
+        }) else {
+            return;
+        };
+        let Ok(trees) = self.call(|b| b.trees()) else {
+            return;
+        };
+        let orphans: Vec<Vec<u8>> = trees
+            .into_iter()
+            .filter(|t| {
+                <[u8; NS_ID_LEN]>::try_from(t.as_slice()).is_ok_and(|id| !known.contains(&id))
+            })
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        for tree in &orphans {
+            let _ = self.call(|b| b.drop_tree(tree));
+        }
+        let _ = self.sync_now();
     }
 
     fn upgrade_slot(&self, id: u32, key: &KeySource, policy: &KdfParams) -> Result<()> {

@@ -648,3 +648,24 @@ fn a_panicking_backend_gives_errors_and_keeps_what_is_stored() {
     let t: Token = ns.get("k").unwrap().unwrap();
     assert_eq!(t.access_token().expose_secret(), "kept");
 }
+
+#[test]
+fn an_open_reclaims_trees_no_namespace_owns() {
+    let storage = MemoryBackend::new();
+    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    vault
+        .namespace("n")
+        .unwrap()
+        .put("k", &small_token("v"))
+        .unwrap();
+    vault.close().unwrap();
+    // What an interrupted namespace creation leaves: a tree the header does not list.
+    storage.put(&[9u8; 32], &[0], vec![1, 2, 3]).unwrap();
+    assert_eq!(storage.trees().unwrap().len(), 2);
+    let vault = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    assert_eq!(storage.trees().unwrap().len(), 1);
+    let report = vault.verify(|_| {}).unwrap();
+    assert!(report.is_clean(), "{report}");
+    let t: Token = vault.namespace("n").unwrap().get("k").unwrap().unwrap();
+    assert_eq!(t.access_token().expose_secret(), "v");
+}

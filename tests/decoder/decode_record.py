@@ -321,9 +321,12 @@ def open_namespace(h, k_wrap, ns_id, name):
     keys = {}
     for _ in range(key_count):
         kid = r.u32()
+        if kid in keys:
+            raise Fail("namespace entry: duplicate key ids")
         keys[kid] = r.take(32)
-    if any(plain[r.pos:]):
-        raise Fail("namespace entry: padding is not zero")
+    r.u64()  # floor: the namespace's generation at the last checkpoint (section 3.5)
+    if len(plain) % 64 != 0 or any(plain[r.pos:]):
+        raise Fail("namespace entry: padding is malformed")
     if active not in keys:
         raise Fail("namespace entry: active key missing")
     if stored_name != name:
