@@ -524,3 +524,35 @@ proptest! {
         }
     }
 }
+
+fn any_name() -> impl Strategy<Value = String> {
+    // Any UTF-8 up to the documented limit of 1024 bytes (in characters of 1 to 4 bytes).
+    proptest::collection::vec(any::<char>(), 1..=256)
+        .prop_map(|c| c.into_iter().collect::<String>())
+        .prop_filter("within the limit", |s| s.len() <= tokenvault::MAX_NAME_LEN)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    #[test]
+    fn any_names_round_trip(ns in any_name(), keys in proptest::collection::btree_set(any_name(), 1..6)) {
+        let storage = tokenvault::MemoryBackend::new();
+        let key = SlotSecret::Raw(1).source();
+        let vault = Vault::create_with_backend(storage.clone(), &key).unwrap();
+        let n = vault.namespace(&ns).unwrap();
+        for (i, k) in keys.iter().enumerate() {
+            n.put(k, &token(i as u16)).unwrap();
+        }
+        vault.close().unwrap();
+        let vault = Vault::open_with_backend(storage, &key).unwrap();
+        prop_assert_eq!(vault.namespaces().unwrap(), vec![ns.clone()]);
+        let n = vault.namespace(&ns).unwrap();
+        let listed = n.keys().unwrap();
+        prop_assert_eq!(listed, keys.iter().cloned().collect::<Vec<_>>());
+        for (i, k) in keys.iter().enumerate() {
+            let t = n.get::<Token>(k).unwrap().unwrap();
+            prop_assert!(check_token(&t, i as u16));
+        }
+    }
+}
