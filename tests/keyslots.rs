@@ -259,19 +259,6 @@ fn hash_tree(dir: &Path) -> Vec<(String, [u8; 32])> {
     out
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn changing_the_passphrase_rewrites_only_the_header() {
     let dir = tempfile::tempdir().unwrap();
@@ -308,7 +295,7 @@ fn changing_the_passphrase_rewrites_only_the_header() {
 
     // The old secret fails on the directory and on any copy made from now on.
     let copy = dir.path().join("copy");
-    copy_dir(&path, &copy);
+    common::copy_dir(&path, &copy);
     for p in [&path, &copy] {
         assert!(matches!(
             fast().open(p, &passphrase("old")),

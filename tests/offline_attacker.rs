@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -295,19 +297,6 @@ fn scan(dir: &Path, patterns: &[Pattern]) -> (Vec<Hit>, usize, u64) {
     (hits, files.len(), bytes)
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // The vault
 
@@ -387,7 +376,7 @@ fn written_vault() -> (tempfile::TempDir, PathBuf) {
 
     // What the attacker has: a copy.
     let copy = tmp.path().join("stolen");
-    copy_tree(&dir, &copy);
+    common::copy_dir(&dir, &copy);
     (tmp, copy)
 }
 
@@ -514,7 +503,7 @@ fn the_scan_finds_a_planted_needle() {
     ];
     for (i, (encoding, bytes)) in planted.iter().enumerate() {
         let victim = tmp.path().join(format!("planted-{i}"));
-        copy_tree(&copy, &victim);
+        common::copy_dir(&copy, &victim);
         // Into sled's data file, in the middle, as an attacker would find a leaked value.
         let db = victim.join("data").join("db");
         let mut data = fs::read(&db).unwrap();
@@ -536,7 +525,7 @@ fn the_scan_finds_a_planted_needle() {
     }
     // A whole new file holding the raw key's hex is found too.
     let victim = tmp.path().join("planted-file");
-    copy_tree(&copy, &victim);
+    common::copy_dir(&copy, &victim);
     fs::write(victim.join("notes.txt"), hex(&RAW_KEY, true)).unwrap();
     let (hits, _, _) = scan(&victim, &patterns);
     assert_eq!(

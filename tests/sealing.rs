@@ -183,19 +183,6 @@ fn every_bit_flip_of_a_record_is_detected() {
         .same_as(&full_token(1)));
 }
 
-fn all_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(all_files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn no_name_or_token_bytes_reach_the_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -241,7 +228,7 @@ fn no_name_or_token_bytes_reach_the_disk() {
             needles.push(w.to_vec());
         }
     }
-    let files = all_files(&path);
+    let files = common::all_files(&path);
     assert!(files.len() >= 3, "{files:?}");
     let mut scanned = 0;
     for file in files {

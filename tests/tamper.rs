@@ -18,7 +18,7 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{fast, full_token, passphrase, raw_key, records, small_token};
@@ -531,33 +531,6 @@ fn build_pristine(path: &Path) -> History {
     history
 }
 
-fn all_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(all_files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// One damage to a copy of the vault directory.
 #[derive(Debug)]
 enum Mutation {
@@ -832,7 +805,7 @@ fn random_damage_to_a_vault_directory() {
     let dir = tempfile::tempdir().unwrap();
     let pristine = dir.path().join("pristine");
     let history = build_pristine(&pristine);
-    let files: Files = all_files(&pristine)
+    let files: Files = common::all_files(&pristine)
         .into_iter()
         .map(|p| {
             let bytes = fs::read(&p).unwrap();
@@ -860,7 +833,7 @@ fn random_damage_to_a_vault_directory() {
             Mutation::ZeroPage(..) => totals.zeroed_pages += 1,
         }
         let target = dir.path().join(format!("trial-{seed}"));
-        copy_dir(&pristine, &target);
+        common::copy_dir(&pristine, &target);
         apply_mutation(&mutation, &files, &target);
         let trial = run_trial(&target, &history);
         let _ = fs::remove_dir_all(&target);
