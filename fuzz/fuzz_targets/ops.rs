@@ -1,0 +1,12 @@
+//! `ops`: operation sequences checked against a model; see tests/ops/interpreter.rs (shared
+//! with tests/fuzz_regressions.rs, which replays every crash input without the fuzzer).
+#![no_main]
+
+#[path = "../../tests/ops/interpreter.rs"]
+mod interpreter;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Err(divergence) = interpreter::run(data) {
+        panic!("the vault diverged from the model: {divergence}");
+    }
+});
