@@ -328,6 +328,9 @@ impl Vault {
         let ns = self.namespace(name)?;
         let _maintenance = self.inner.lock_maintenance();
         let _guard = self.inner.lock_ns(&ns.id);
+        if !self.read_state()?.namespaces.contains_key(&ns.id) {
+            return Ok(false);
+        }
         let existed = self.update_state(|s| Ok(s.drop_namespace(&ns.id)))?;
         self.call(|b| b.drop_tree(&ns.id))?;
         self.sync_now()?;
@@ -437,7 +440,23 @@ impl Vault {
     pub fn rotate_master_key_with(&self, others: &[&KeySource]) -> Result<()> {
         self.update_state(|s| {
             for source in others {
-                let (id, kek) = s.find_slot(source, None)?;
+                // Try the slots whose secret is still unknown, so that a secret shared by two
+                // slots unlocks the second one too.
+                let unknown: Vec<u32> = s
+                    .header
+                    .slots
+                    .iter()
+                    .filter(|slot| slot.kind() == source.kind() && !s.keks.contains_key(&slot.id))
+                    .map(|slot| slot.id)
+                    .collect();
+                let found = unknown
+                    .into_iter()
+                    .find_map(|id| s.find_slot(source, Some(id)).ok());
+                let (id, kek) = match found {
+                    Some(found) => found,
+                    // Nothing unknown matches: the source may still be a known slot's secret.
+                    None => s.find_slot(source, None)?,
+                };
                 s.keks.insert(id, kek);
             }
             let missing: Vec<u32> = s
@@ -811,6 +830,9 @@ impl VaultOptions {
         for entry in &header.namespaces {
             let keys = open_ns(&vmk_keys.wrap, &header.vault_id, entry)
                 .map_err(|reason| Error::Damaged(Damage::Header { reason }))?;
+            if validate_namespace(&keys.name).is_err() {
+                return Err(Error::header("a namespace entry holds an invalid name"));
+            }
             if index.mac(&[NS_ID_LABEL, keys.name.as_bytes()]) != entry.id {
                 return Err(Error::header(
                     "a namespace entry is filed under another name's id",

@@ -542,3 +542,30 @@ fn seqid_counts_header_writes() {
     vault.remove_keyslot(id).unwrap();
     assert_eq!(vault.header_seqid().unwrap(), s0 + 3);
 }
+
+#[test]
+fn a_secret_shared_by_two_slots_rotates_both() {
+    let storage = MemoryBackend::new();
+    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    vault.add_keyslot(&raw_key(2)).unwrap();
+    vault.add_keyslot(&raw_key(2)).unwrap();
+    vault.close().unwrap();
+    let vault = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    vault
+        .rotate_master_key_with(&[&raw_key(2), &raw_key(2)])
+        .unwrap();
+    vault.close().unwrap();
+    for id in [1, 2] {
+        VaultOptions::new()
+            .slot(id)
+            .open_with_backend(storage.clone(), &raw_key(2))
+            .unwrap()
+            .close()
+            .unwrap();
+    }
+    // Removing a namespace that does not exist writes nothing.
+    let vault = Vault::open_with_backend(storage, &raw_key(1)).unwrap();
+    let seq = vault.header_seqid().unwrap();
+    assert!(!vault.remove_namespace("never-there").unwrap());
+    assert_eq!(vault.header_seqid().unwrap(), seq);
+}

@@ -536,8 +536,10 @@ impl Harness {
                     .remove_namespace(ns)
                     .map_err(|e| format!("remove_namespace failed: {}", describe(&e)))?;
                 let existed = self.namespaces.remove(ns).is_some();
-                // The header is rewritten whether or not the namespace existed.
-                self.seqid += 1;
+                // The header is rewritten only when the namespace existed.
+                if existed {
+                    self.seqid += 1;
+                }
                 if got != existed {
                     return Err(format!(
                         "remove_namespace returned {got}, the model says {existed}"
@@ -642,7 +644,8 @@ impl Harness {
             }
             Op::RotateMasterKey => {
                 // arg & 1: pass the raw keys of the slots this handle does not know (each
-                // source unlocks the first slot, in stored order, that it opens).
+                // source unlocks the first slot, in stored order, that it opens and whose
+                // secret is not known yet).
                 let with_others = input.byte() & 1 != 0;
                 let mut known = self.known.clone();
                 let mut others: Vec<u8> = Vec::new();
@@ -653,8 +656,13 @@ impl Harness {
                         }
                     }
                     for k in &others {
-                        if let Some(s) = self.slots.iter().find(|s| s.1 == *k) {
-                            known.insert(s.0);
+                        let unknown = self
+                            .slots
+                            .iter()
+                            .find(|s| s.1 == *k && !known.contains(&s.0))
+                            .map(|s| s.0);
+                        if let Some(id) = unknown {
+                            known.insert(id);
                         }
                     }
                 }
