@@ -37,6 +37,15 @@ pub enum Error {
     Damaged(Damage),
     /// A vault holds at most [`MAX_KEYSLOTS`](crate::MAX_KEYSLOTS) keyslots.
     KeyslotLimit,
+    /// An import from a plaintext token file failed; nothing was written to the vault.
+    /// [`ImportError`](crate::ImportError) says which file and why.
+    Import(crate::import::ImportError),
+    /// A token response could not be read as an OAuth 2.0 token response (RFC 6749 section
+    /// 5.1). The reason names the field, never its value.
+    InvalidResponse {
+        /// What is wrong with the response.
+        reason: String,
+    },
     /// The key source could not supply a key: an unreadable, malformed or badly protected key
     /// file, or an empty passphrase. The vault never falls back to another source.
     KeySource {
@@ -93,6 +102,12 @@ pub enum Error {
         /// The newest version this library reads.
         supported: u16,
     },
+    /// An error from a user-written [`TokenStore`](crate::TokenStore) or
+    /// [`Validator`](crate::Validator), passed through unchanged. Its messages must not
+    /// carry secrets: that is up to the code that made it.
+    Store(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// A [`Validator`](crate::Validator) refused a token: nothing was written.
+    Validation(ValidationError),
     /// The record exists but holds another type of secret (for example a [`Secret`](crate::Secret)
     /// read as a [`Token`](crate::Token)).
     WrongRecordType {
@@ -148,6 +163,8 @@ impl fmt::Display for Error {
                 "the vault already has {} keyslots; remove one first",
                 crate::MAX_KEYSLOTS
             ),
+            Self::Import(e) => write!(f, "{e}"),
+            Self::InvalidResponse { reason } => write!(f, "invalid token response: {reason}"),
             Self::KeySource { reason } => write!(f, "the key source is unusable: {reason}"),
             Self::KdfParams { reason } => write!(f, "Argon2 parameters refused: {reason}"),
             Self::LastKeyslot => {
@@ -178,6 +195,8 @@ impl fmt::Display for Error {
                 "vault format version {found} is newer than the newest this library reads \
                  ({supported}); upgrade tokenvault"
             ),
+            Self::Store(e) => write!(f, "token store error: {e}"),
+            Self::Validation(e) => write!(f, "{e}"),
             Self::WrongRecordType { expected, found } => write!(
                 f,
                 "the record holds a {found}, not a {expected}; read it with the matching type"
@@ -221,7 +240,65 @@ impl fmt::Display for Damage {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Store(e) => Some(e.as_ref()),
+            Self::Import(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A token refused by a [`Validator`](crate::Validator): which validator, where, and why.
+///
+/// Never holds token values: the reason is written by the validator, and the built-in ones
+/// name fields and scopes, never secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ValidationError {
+    /// The validator's name (for example `not-expired`).
+    pub validator: String,
+    /// The namespace of the store, when the store has one.
+    pub namespace: Option<String>,
+    /// The record key.
+    pub key: String,
+    /// Why the token was refused.
+    pub reason: String,
+}
+
+impl ValidationError {
+    /// A refusal by `validator` of the token at `key` in `namespace`, for `reason`.
+    pub fn new(
+        validator: impl Into<String>,
+        namespace: Option<&str>,
+        key: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            validator: validator.into(),
+            namespace: namespace.map(str::to_owned),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "validator {} refused the token {:?}",
+            self.validator, self.key
+        )?;
+        if let Some(ns) = &self.namespace {
+            write!(f, " in namespace {ns:?}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+impl std::error::Error for ValidationError {}
 
 impl From<Damage> for Error {
     fn from(damage: Damage) -> Self {
@@ -233,6 +310,17 @@ impl Error {
     pub(crate) fn backend(message: impl Into<String>) -> Self {
         Self::Backend {
             message: message.into(),
+        }
+    }
+
+    /// Wraps an error from a user-written store or validator as [`Error::Store`].
+    pub fn store(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self::Store(error.into())
+    }
+
+    pub(crate) fn invalid_response(reason: impl Into<String>) -> Self {
+        Self::InvalidResponse {
+            reason: reason.into(),
         }
     }
 

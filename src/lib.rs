@@ -3,13 +3,17 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+mod clock;
 mod crypto;
 mod error;
 mod header;
+mod import;
 mod keys;
 mod maintenance;
 mod namespace;
 mod record;
+mod response;
+mod store;
 mod token;
 mod vault;
 
@@ -22,6 +26,12 @@ pub use crate::vault::{Durability, KeyslotInfo, Vault, VaultOptions, DEFAULT_LOC
 // What a vault stores.
 pub use crate::record::{Record, RecordType, MAX_RECORD_LEN};
 pub use crate::token::{Secret, Token};
+
+// Token-store semantics.
+pub use crate::clock::{Clock, ManualClock, SystemClock};
+pub use crate::import::{ImportError, ImportErrorKind};
+pub use crate::response::{TokenResponse, MAX_RESPONSE_LEN};
+pub use crate::store::{MemoryStore, TokenStore};
 
 // Keys.
 pub use crate::header::MAX_KEYSLOTS;
@@ -38,7 +48,7 @@ pub use crate::backend::{
 };
 
 // Errors.
-pub use crate::error::{Damage, Error, Result};
+pub use crate::error::{Damage, Error, Result, ValidationError};
 
 // Re-export crates used in our public API.
 pub use secrecy;

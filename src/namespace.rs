@@ -96,14 +96,14 @@ impl fmt::Display for Conflict {
 impl std::error::Error for Conflict {}
 
 /// What a write did: the new version (`None` for a removal) and whether a record was there.
-struct Written {
+pub(crate) struct Written {
     version: Option<Version>,
     existed: bool,
 }
 
 /// What a write expects of the record's current state.
 #[derive(Clone, Copy)]
-enum Expect {
+pub(crate) enum Expect {
     Anything,
     Exactly(Option<Version>),
 }
@@ -432,8 +432,7 @@ impl Namespace {
         Ok(ns)
     }
 
-    /// The one write path: seal the new record and the new manifest and apply both in one
-    /// conditional batch. Returns `Ok(Err(conflict))` when `expect` does not hold.
+    /// The one write path for a single record: see [`commit`].
     fn write<R: Record>(
         &self,
         key: &str,
@@ -441,35 +440,222 @@ impl Namespace {
         expect: Expect,
     ) -> Result<Result<Written, Conflict>> {
         validate_key(key)?;
-        let body = value.map(|v| v.encode_body(key)).transpose()?;
-        let rid = self.record_id(key)?;
-        let guard = self.vault.inner.lock_ns(&self.id);
-        let ns = match self.state()? {
-            Some(ns) => ns,
-            // No namespace, so no record: a write that expects one conflicts and creates
-            // nothing; a removal has nothing to do; anything else creates the namespace.
-            None => match (value, expect) {
-                (_, Expect::Exactly(Some(_))) => return Ok(Err(Conflict { current: None })),
-                (None, _) => {
-                    return Ok(Ok(Written {
-                        version: None,
-                        existed: false,
-                    }))
-                }
-                (Some(_), _) => self.ensure()?,
-            },
+        let op = Op {
+            ns: self,
+            key,
+            body: value.map(|v| v.encode_body(key)).transpose()?,
+            record_type: R::TYPE,
+            expect,
         };
-        let vault_id = self.vault_id()?;
-        let mut body = body;
-        for _ in 0..WRITE_RETRIES {
-            let (manifest_bytes, manifest) = self.read_manifest(&ns)?;
-            let current = self.vault.call(|b| b.get(&self.id, &rid))?;
+        Ok(commit(&self.vault, vec![op])?
+            .map(|mut w| w.remove(0))
+            .map_err(|(_, c)| c))
+    }
+
+    /// Stores several tokens in this namespace atomically: all of them or none. Returns their
+    /// new versions, in order.
+    ///
+    /// # Errors
+    /// As [`put`](Self::put); [`Error::InvalidName`] if a key appears twice.
+    pub(crate) fn put_many(&self, tokens: &[(&str, &crate::Token)]) -> Result<Vec<Version>> {
+        let mut ops = Vec::with_capacity(tokens.len());
+        for (key, token) in tokens {
+            validate_key(key)?;
+            ops.push(Op {
+                ns: self,
+                key,
+                body: Some(crate::record::sealed::Sealed::encode_body(*token, key)?),
+                record_type: RecordType::Token,
+                expect: Expect::Anything,
+            });
+        }
+        match commit(&self.vault, ops)? {
+            Ok(written) => Ok(written.into_iter().filter_map(|w| w.version).collect()),
+            Err(_) => Err(Error::backend(
+                "internal: unconditional write did not apply",
+            )),
+        }
+    }
+
+    /// The keys of the records of type `record_type`, sorted.
+    pub(crate) fn keys_of(&self, record_type: RecordType) -> Result<Vec<String>> {
+        let Some(ns) = self.state()? else {
+            return Ok(Vec::new());
+        };
+        self.check_fresh(&ns)?;
+        let mut keys = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .vault
+                .call(|b| b.scan(&self.id, after.as_deref(), 256))?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (rid, stored) in &page {
+                if rid.as_slice() == MANIFEST_ID {
+                    continue;
+                }
+                let name = self.open_name(&ns, rid, stored)?;
+                if parse_prefix(stored).is_ok_and(|p| p.record_type == record_type) {
+                    keys.push(name);
+                }
+            }
+        }
+        keys.sort_unstable();
+        Ok(keys)
+    }
+}
+
+/// One record write in a [`commit`].
+pub(crate) struct Op<'a> {
+    pub(crate) ns: &'a Namespace,
+    pub(crate) key: &'a str,
+    /// The encoded body to store; `None` removes the record.
+    pub(crate) body: Option<Zeroizing<Vec<u8>>>,
+    pub(crate) record_type: RecordType,
+    pub(crate) expect: Expect,
+}
+
+/// The write path: seal the new records and the new manifests of their namespaces, and apply
+/// them all in one conditional batch, so that either every write lands or none does. Returns
+/// `Ok(Err((i, conflict)))` when the expectation of op `i` does not hold (nothing written).
+///
+/// Namespaces that do not exist yet are created first (with the maintenance lock held); if
+/// the batch then does not apply, they are removed again, so a failed commit leaves no trace.
+pub(crate) fn commit(
+    vault: &Vault,
+    ops: Vec<Op<'_>>,
+) -> Result<Result<Vec<Written>, (usize, Conflict)>> {
+    for (i, op) in ops.iter().enumerate() {
+        if ops[..i]
+            .iter()
+            .any(|o| o.ns.id == op.ns.id && o.key == op.key)
+        {
+            return Err(Error::InvalidName {
+                reason: "the same key appears twice in one write",
+            });
+        }
+    }
+    let rids = ops
+        .iter()
+        .map(|op| op.ns.record_id(op.key))
+        .collect::<Result<Vec<_>>>()?;
+    // The namespaces involved, in a fixed order (for the lock order and the batch).
+    let mut ns_ids: Vec<[u8; NS_ID_LEN]> = ops.iter().map(|op| op.ns.id).collect();
+    ns_ids.sort_unstable();
+    ns_ids.dedup();
+    let first_op = |id: &[u8; NS_ID_LEN]| ops.iter().position(|op| op.ns.id == *id);
+
+    let state = vault.read_state()?;
+    let missing: Vec<[u8; NS_ID_LEN]> = ns_ids
+        .iter()
+        .filter(|id| !state.namespaces.contains_key(*id))
+        .copied()
+        .collect();
+    drop(state);
+    let _maintenance = (!missing.is_empty()).then(|| vault.inner.lock_maintenance());
+    let _guards = vault.inner.lock_shards(&ns_ids);
+
+    // A namespace that does not exist holds no record: an op that expects one conflicts, and
+    // a namespace only removed from is not created.
+    let mut created = Vec::new();
+    for id in &ns_ids {
+        let Some(first) = first_op(id) else { continue };
+        let ns = ops[first].ns;
+        if ns.state()?.is_some() {
+            continue;
+        }
+        for (i, op) in ops.iter().enumerate() {
+            if op.ns.id == *id && matches!(op.expect, Expect::Exactly(Some(_))) {
+                return Ok(Err((i, Conflict { current: None })));
+            }
+        }
+    }
+    for id in &ns_ids {
+        let Some(first) = first_op(id) else { continue };
+        let ns = ops[first].ns;
+        let puts = ops.iter().any(|op| op.ns.id == *id && op.body.is_some());
+        if ns.state()?.is_none() && puts {
+            ns.ensure()?;
+            created.push(ns.clone());
+        }
+    }
+    let result = commit_locked(vault, &ops, &rids, &ns_ids);
+    if !matches!(result, Ok(Ok(_))) && !created.is_empty() {
+        for ns in created {
+            // Best effort: the namespace is empty, and the locks held since its creation
+            // kept every other writer out of it.
+            let _ = vault.update_state(|s| Ok(s.drop_namespace(&ns.id)));
+            let _ = vault.call(|b| b.drop_tree(&ns.id));
+        }
+        let _ = vault.sync_now();
+    }
+    drop(_guards);
+    drop(_maintenance);
+    match result {
+        // Durable once synced; the locks are released first so that concurrent writers
+        // share the sync (group commit).
+        Ok(Ok((written, Some(ticket)))) => {
+            vault.sync(ticket)?;
+            Ok(Ok(written))
+        }
+        Ok(Ok((written, None))) => Ok(Ok(written)),
+        Ok(Err(conflict)) => Ok(Err(conflict)),
+        Err(e) => Err(e),
+    }
+}
+
+/// What [`commit_locked`] did: the writes, and the sync ticket to wait for (none when nothing
+/// was written).
+type Committed = (Vec<Written>, Option<u64>);
+
+fn commit_locked(
+    vault: &Vault,
+    ops: &[Op<'_>],
+    rids: &[[u8; 32]],
+    ns_ids: &[[u8; NS_ID_LEN]],
+) -> Result<Result<Committed, (usize, Conflict)>> {
+    let vault_id = vault.read_state()?.vault_id().to_vec();
+    // Which namespace (index into `ns_ids`) each op belongs to.
+    let op_ns: Vec<usize> = ops
+        .iter()
+        .map(|op| ns_ids.iter().position(|id| *id == op.ns.id).unwrap_or(0))
+        .collect();
+    for _ in 0..WRITE_RETRIES {
+        // Per namespace: its handle, state and manifest (`None`: it does not exist, and
+        // only removals target it).
+        let mut plans = Vec::with_capacity(ns_ids.len());
+        for (p, _) in ns_ids.iter().enumerate() {
+            let Some(i) = op_ns.iter().position(|q| *q == p) else {
+                plans.push(None);
+                continue;
+            };
+            let handle = ops[i].ns;
+            plans.push(match handle.state()? {
+                Some(ns) => {
+                    let (bytes, manifest) = handle.read_manifest(&ns)?;
+                    Some((handle, ns, bytes, manifest))
+                }
+                None => None,
+            });
+        }
+        // Read every current record and check the expectations before sealing anything.
+        let mut currents: Vec<Option<Vec<u8>>> = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            let Some((handle, ns, _, manifest)) = &plans[op_ns[i]] else {
+                currents.push(None);
+                continue;
+            };
+            let current = vault.call(|b| b.get(&handle.id, &rids[i]))?;
             let current_version = match &current {
-                Some(stored) => Some(match expect {
+                Some(stored) => Some(match op.expect {
                     // A conditional write authenticates what it compares against.
-                    Expect::Exactly(_) => {
-                        Version(self.open(&ns, &rid, stored, Some(key))?.0.generation)
-                    }
+                    Expect::Exactly(_) => Version(
+                        handle
+                            .open(ns, &rids[i], stored, Some(op.key))?
+                            .0
+                            .generation,
+                    ),
                     Expect::Anything => Version(
                         parse_prefix(stored)
                             .map(|p| p.generation)
@@ -482,57 +668,77 @@ impl Namespace {
             // manifest means the manifest was rolled back: generations (and so versions)
             // would repeat, and a compare-and-swap could match a different write.
             if current_version.is_some_and(|v| v.0 > manifest.generation) {
-                return Err(self.namespace_damage(
+                return Err(handle.namespace_damage(
                     "a record is newer than the manifest (the manifest was rolled back); run verify",
                 ));
             }
-            if let Expect::Exactly(expected) = expect {
+            if let Expect::Exactly(expected) = op.expect {
                 if expected != current_version {
-                    return Ok(Err(Conflict {
-                        current: current_version,
-                    }));
+                    return Ok(Err((
+                        i,
+                        Conflict {
+                            current: current_version,
+                        },
+                    )));
                 }
             }
-            if value.is_none() && current.is_none() {
-                return Ok(Ok(Written {
-                    version: None,
-                    existed: false,
-                }));
+            currents.push(current);
+        }
+        let mut batch = Batch::new();
+        let mut generations: Vec<Option<u64>> = vec![None; ns_ids.len()];
+        for (p, plan) in plans.iter().enumerate() {
+            let Some((handle, ns, manifest_bytes, manifest)) = plan else {
+                continue;
+            };
+            let id = ns_ids[p];
+            let mine: Vec<usize> = (0..ops.len()).filter(|i| op_ns[*i] == p).collect();
+            // Removals of absent records change nothing.
+            if !mine
+                .iter()
+                .any(|&i| ops[i].body.is_some() || currents[i].is_some())
+            {
+                continue;
             }
             let generation = manifest
                 .generation
                 .checked_add(1)
-                .ok_or_else(|| self.namespace_damage("write generation exhausted"))?;
-            let count = match (current.is_some(), value.is_some()) {
-                (false, true) => manifest.count + 1,
-                (true, false) => manifest.count.saturating_sub(1),
-                _ => manifest.count,
-            };
+                .ok_or_else(|| handle.namespace_damage("write generation exhausted"))?;
+            let mut count = manifest.count;
             let cipher = ns
                 .active_cipher()
-                .ok_or_else(|| self.namespace_damage("the active key is missing"))?;
+                .ok_or_else(|| handle.namespace_damage("the active key is missing"))?;
             let ctx = |record_id| RecordContext {
                 vault_id: &vault_id,
-                namespace: &self.name,
+                namespace: &handle.name,
                 record_id,
             };
-            let new_record = match body.take() {
-                Some(b) => {
-                    let prefix = RecordPrefix {
-                        record_type: R::TYPE,
-                        key_id: ns.active,
-                        generation,
-                    };
-                    // Keep a copy of the body in case the batch must be retried, with the
-                    // same capacity so that sealing it later never reallocates.
-                    let mut keep = Zeroizing::new(Vec::with_capacity(b.capacity()));
-                    keep.extend_from_slice(&b);
-                    let sealed = seal_record(cipher, &ctx(&rid), &prefix, b)?;
-                    body = Some(keep);
-                    Some(sealed)
+            for &i in &mine {
+                let current = currents[i].as_deref();
+                match (current.is_some(), ops[i].body.is_some()) {
+                    (false, true) => count += 1,
+                    (true, false) => count = count.saturating_sub(1),
+                    (false, false) => continue,
+                    (true, true) => {}
                 }
-                None => None,
-            };
+                let sealed = match &ops[i].body {
+                    Some(body) => {
+                        // Seal a copy (the batch may be retried), with the same capacity so
+                        // that sealing never reallocates.
+                        let mut copy = Zeroizing::new(Vec::with_capacity(body.capacity()));
+                        copy.extend_from_slice(body);
+                        let prefix = RecordPrefix {
+                            record_type: ops[i].record_type,
+                            key_id: ns.active,
+                            generation,
+                        };
+                        Some(seal_record(cipher, &ctx(&rids[i]), &prefix, copy)?)
+                    }
+                    None => None,
+                };
+                batch = batch
+                    .expect(&id, &rids[i], current)
+                    .write(&id, &rids[i], sealed);
+            }
             let new_manifest = seal_record(
                 cipher,
                 &ctx(MANIFEST_ID),
@@ -543,27 +749,38 @@ impl Namespace {
                 },
                 encode_manifest(&Manifest { count, generation })?,
             )?;
-            let batch = Batch::new()
-                .expect(&self.id, &rid, current.as_deref())
-                .expect(&self.id, MANIFEST_ID, Some(&manifest_bytes))
-                .write(&self.id, &rid, new_record)
-                .write(&self.id, MANIFEST_ID, Some(new_manifest));
-            if self.vault.call(|b| b.apply(&batch))? {
-                ns.written.fetch_max(generation, Ordering::SeqCst);
-                let ticket = self.vault.committed();
-                drop(guard);
-                self.vault.sync(ticket)?;
-                return Ok(Ok(Written {
-                    version: value.map(|_| Version(generation)),
-                    existed: current.is_some(),
-                }));
-            }
-            // A rotation step re-sealed the record or the manifest under us: read again.
+            batch = batch.expect(&id, MANIFEST_ID, Some(manifest_bytes)).write(
+                &id,
+                MANIFEST_ID,
+                Some(new_manifest),
+            );
+            generations[p] = Some(generation);
         }
-        Err(Error::backend(
-            "the record kept changing under a write; retry the operation",
-        ))
+        let written: Vec<Written> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| Written {
+                version: op.body.as_ref().and(generations[op_ns[i]]).map(Version),
+                existed: currents[i].is_some(),
+            })
+            .collect();
+        if generations.iter().all(Option::is_none) {
+            // Nothing to write (only removals of absent records).
+            return Ok(Ok((written, None)));
+        }
+        if vault.call(|b| b.apply(&batch))? {
+            for (p, plan) in plans.iter().enumerate() {
+                if let (Some((_, ns, _, _)), Some(generation)) = (plan, generations[p]) {
+                    ns.written.fetch_max(generation, Ordering::SeqCst);
+                }
+            }
+            return Ok(Ok((written, Some(vault.committed()))));
+        }
+        // A rotation step re-sealed a record or a manifest under us: read again.
     }
+    Err(Error::backend(
+        "the records kept changing under a write; retry the operation",
+    ))
 }
 
 impl fmt::Debug for Namespace {

@@ -947,6 +947,21 @@ impl Inner {
         lock(&self.ns_locks[shard])
     }
 
+    /// Locks the shards of several namespaces, each once, in ascending order (the lock order
+    /// that keeps writers spanning namespaces from deadlocking each other).
+    pub(crate) fn lock_shards(&self, ids: &[[u8; NS_ID_LEN]]) -> Vec<MutexGuard<'_, ()>> {
+        let mut shards: Vec<usize> = ids
+            .iter()
+            .map(|id| usize::from(id[0]) % self.ns_locks.len())
+            .collect();
+        shards.sort_unstable();
+        shards.dedup();
+        shards
+            .into_iter()
+            .map(|s| lock(&self.ns_locks[s]))
+            .collect()
+    }
+
     fn is_closed(&self) -> bool {
         self.backend.read().map(|b| b.is_none()).unwrap_or(true)
     }
