@@ -810,3 +810,30 @@ fn validate_name(name: &str, empty: &'static str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Stores tokens across namespaces in one atomic commit: all of them or none. With
+/// `only_new`, every record must be absent (an existing one is a conflict, and its index is
+/// returned with nothing written). Namespaces are created as needed, and removed again if the
+/// commit fails. Returns the new versions, in order.
+pub(crate) fn put_tokens(
+    vault: &Vault,
+    items: &[(&Namespace, &str, &crate::Token)],
+    only_new: bool,
+) -> Result<Result<Vec<Version>, (usize, Conflict)>> {
+    let mut ops = Vec::with_capacity(items.len());
+    for (ns, key, token) in items {
+        validate_key(key)?;
+        ops.push(Op {
+            ns,
+            key,
+            body: Some(crate::record::sealed::Sealed::encode_body(*token, key)?),
+            record_type: RecordType::Token,
+            expect: if only_new {
+                Expect::Exactly(None)
+            } else {
+                Expect::Anything
+            },
+        });
+    }
+    Ok(commit(vault, ops)?.map(|w| w.into_iter().filter_map(|w| w.version).collect()))
+}
