@@ -244,6 +244,19 @@ impl Namespace {
         Ok(keys)
     }
 
+    /// How many records the namespace holds (from its authenticated manifest: no record is
+    /// opened).
+    ///
+    /// # Errors
+    /// [`Error::Damaged`] if the manifest fails authentication.
+    pub fn record_count(&self) -> Result<u64> {
+        let Some(ns) = self.state()? else {
+            return Ok(0);
+        };
+        let (_, manifest) = self.read_manifest(&ns)?;
+        Ok(manifest.count)
+    }
+
     /// The vault this namespace belongs to.
     pub fn vault(&self) -> &Vault {
         &self.vault

@@ -318,6 +318,36 @@ impl Vault {
         Ok(names)
     }
 
+    /// The names of the namespaces that hold at least one record, sorted: what Globus's
+    /// `iter_namespaces` lists. [`Vault::namespaces`] also lists namespaces whose records
+    /// were all removed.
+    ///
+    /// ```
+    /// # use tokenvault::{KeySource, Token, Vault};
+    /// # use tokenvault::secrecy::SecretBox;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let vault = Vault::create(dir.path().join("v"), &KeySource::raw_key(SecretBox::new(Box::new([1; 32]))))?;
+    /// vault.namespace("alice")?.put("rs", &Token::new("at".into()))?;
+    /// let bob = vault.namespace("bob")?;
+    /// bob.put("rs", &Token::new("at".into()))?;
+    /// bob.remove("rs")?;
+    /// assert_eq!(vault.namespaces()?, ["alice", "bob"]);
+    /// assert_eq!(vault.namespaces_with_records()?, ["alice"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Damaged`] if a namespace's manifest fails authentication.
+    pub fn namespaces_with_records(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for name in self.namespaces()? {
+            if self.namespace(&name)?.record_count()? > 0 {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
     /// Removes a namespace and every record in it. Its data key is destroyed first (the
     /// header is rewritten without it), so whatever sled's log still holds of the records is
     /// undecryptable. Returns whether the namespace existed.
