@@ -606,6 +606,87 @@ fn round_trip(path: &std::path::Path) {
     drop((pass, new_pass, raw, key_file, token, secret));
 }
 
+#[test]
+fn token_responses_and_stores_leave_no_secret_in_freed_memory() {
+    let _serial = serial();
+    canaries();
+    reset();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vault");
+    armed(|| responses_round_trip(&path));
+    let hits = total_hits();
+    let summary = hit_summary();
+    eprintln!(
+        "memory: responses round trip scanned {} freed blocks; {hits} canary hits\n{summary}",
+        SCANNED_BLOCKS.load(Ordering::SeqCst),
+    );
+    assert!(SCANNED_BLOCKS.load(Ordering::SeqCst) > 1000);
+    assert_eq!(
+        hits, 0,
+        "secrets left in freed heap memory by token responses or stores:\n{summary}"
+    );
+}
+
+/// Token responses (a Globus multi-resource-server login, then a refresh) parsed from JSON,
+/// stored in a vault namespace and in a memory store, merged, read back and dropped.
+fn responses_round_trip(path: &std::path::Path) {
+    use tokenvault::{MemoryStore, TokenResponse, TokenStore};
+
+    // The response bodies, built in buffers of exactly their size and wiped on drop.
+    let json = |parts: &[&str]| {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(len));
+        for p in parts {
+            buf.extend_from_slice(p.as_bytes());
+        }
+        assert_eq!(buf.len(), buf.capacity());
+        buf
+    };
+    let login = json(&[
+        r#"{"access_token":""#,
+        canary_str(ACCESS),
+        r#"","token_type":"Bearer","expires_in":3600,"resource_server":"auth.example.org","#,
+        r#""scope":"openid email","refresh_token":""#,
+        canary_str(REFRESH),
+        r#"","id_token":""#,
+        canary_str(ID_TOKEN),
+        r#"","other_tokens":[{"access_token":""#,
+        canary_str(ACCESS),
+        r#"","token_type":"Bearer","resource_server":"transfer.example.org"}]}"#,
+    ]);
+    let refresh = json(&[
+        r#"{"access_token":""#,
+        canary_str(SECRET),
+        r#"","token_type":"Bearer","expires_in":3600,"resource_server":"auth.example.org","#,
+        r#""id_token":""#,
+        canary_str(NEW_PASSPHRASE),
+        r#""}"#,
+    ]);
+    let sent = UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+
+    let vault = Vault::create(path, &canary_raw_key()).unwrap();
+    let ns = vault.namespace("user/1").unwrap();
+    let memory = MemoryStore::new();
+    for store in [&ns as &dyn TokenStore, &memory] {
+        let response = TokenResponse::from_json(&login, sent).unwrap();
+        store.store_response(&response).unwrap();
+        drop(response);
+        let response = TokenResponse::from_json(&refresh, sent).unwrap();
+        store.store_response(&response).unwrap();
+        let merged = store.get_token("auth.example.org").unwrap().unwrap();
+        assert_eq!(merged.access_token().expose_secret().as_bytes(), canary(SECRET));
+        assert_eq!(
+            merged.refresh_token().unwrap().expose_secret().as_bytes(),
+            canary(REFRESH)
+        );
+        assert!(merged.extra_json().unwrap().expose_secret().contains(canary_str(NEW_PASSPHRASE)));
+        assert!(store.remove_token("transfer.example.org").unwrap());
+    }
+    drop((ns, memory));
+    vault.close().unwrap();
+    drop((login, refresh));
+}
+
 /// Each canary as text, as the `{:?}` of its bytes, and as hex: a `Debug` of a byte buffer
 /// would show it in one of those forms.
 fn needles() -> Vec<(usize, String)> {
