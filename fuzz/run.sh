@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-60}"
-targets="${FUZZ_TARGETS:-record header payload open_vault ops}"
+targets="${FUZZ_TARGETS:-record header payload open_vault ops response}"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TERM_COLOR=never
 

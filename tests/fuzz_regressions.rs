@@ -18,12 +18,13 @@ use interpreter::Op;
 
 type Check = fn(&[u8]) -> Result<(), String>;
 
-const TARGETS: [(&str, Check); 5] = [
+const TARGETS: [(&str, Check); 6] = [
     ("record", targets::check_record),
     ("header", targets::check_header),
     ("payload", targets::check_payload),
     ("open_vault", targets::check_open_vault),
     ("ops", interpreter::run),
+    ("response", targets::check_response),
 ];
 
 fn root() -> PathBuf {
@@ -99,6 +100,11 @@ fn open_vault_regressions_and_seeds() {
 #[test]
 fn ops_regressions_and_seeds() {
     replay_target("ops");
+}
+
+#[test]
+fn response_regressions_and_seeds() {
+    replay_target("response");
 }
 
 /// The seed programs of the `ops` target: together they run every operation, in both its

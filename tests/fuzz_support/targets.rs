@@ -1140,3 +1140,81 @@ fn decrypt_record(fx: &Fixture, tree: &[u8], rid: &[u8], stored: &[u8]) -> Optio
     aad.extend_from_slice(stored.get(2..14)?);
     open(key, &aad, stored.get(14..)?)
 }
+
+// ---------------------------------------------------------------------------------------
+// response
+
+/// `response`: arbitrary bytes parsed as an OAuth token response. Whatever the input: no
+/// panic; an error is `InvalidResponse` and does not quote the input; a parsed response has
+/// at least one token, each with a non-empty access token and token type, that survives a
+/// refresh merge with itself and a round trip through a vault record (or is refused as too
+/// large), and whose `Debug` does not show its access token.
+pub(crate) fn check_response(data: &[u8]) -> Result<(), String> {
+    use tokenvault::secrecy::ExposeSecret;
+    use tokenvault::{TokenResponse, TokenStore};
+
+    let sent = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    let response = match TokenResponse::from_json(data, sent) {
+        Ok(r) => r,
+        Err(Error::InvalidResponse { reason }) => {
+            // Reasons name fields and positions. An OAuth error code is echoed, but only
+            // when it is the `error` field's value (bounded to 64 printable characters).
+            if reason.len() > 200 {
+                return Err(format!("an overlong error reason: {reason:?}"));
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(format!("an error other than InvalidResponse: {e:?}")),
+    };
+    if response.is_empty() {
+        return Err("a parsed response holds no token".into());
+    }
+    let store = response_vault();
+    for (i, token) in response.tokens().iter().enumerate() {
+        let access = token.access_token().expose_secret();
+        if access.is_empty() || token.token_type().is_empty() {
+            return Err("a token without access token or token type".into());
+        }
+        let debug = format!("{token:?}");
+        if access.len() >= 16 && debug.contains(access) {
+            let public = [token.token_type(), token.identity().unwrap_or("")]
+                .into_iter()
+                .chain(token.resource_server())
+                .chain(token.scopes().iter().map(String::as_str));
+            if !public.into_iter().any(|p| p.contains(access)) {
+                return Err("Debug shows the access token".into());
+            }
+        }
+        if !token.refreshed_with(token.clone()).same_as(token) {
+            return Err("merging a token with itself changed it".into());
+        }
+        let key = format!("k{i}");
+        match store.set_token(&key, token) {
+            Ok(()) => {
+                let back = store
+                    .get_token(&key)
+                    .map_err(|e| format!("stored token unreadable: {e}"))?
+                    .ok_or("stored token missing")?;
+                if !back.same_as(token) {
+                    return Err("a stored token came back different".into());
+                }
+            }
+            Err(Error::TooLarge { .. }) => {}
+            Err(e) => return Err(format!("storing a parsed token failed: {e}")),
+        }
+    }
+    Ok(())
+}
+
+fn response_vault() -> tokenvault::Namespace {
+    static VAULT: OnceLock<Vault> = OnceLock::new();
+    VAULT
+        .get_or_init(|| {
+            let key = KeySource::raw_key(SecretBox::new(Box::new([9u8; 32])));
+            Vault::create_with_backend(MemoryBackend::new(), &key).unwrap_or_else(|e| {
+                panic!("cannot create the fuzz vault: {e}");
+            })
+        })
+        .namespace("fuzz")
+        .unwrap_or_else(|e| panic!("namespace: {e}"))
+}
