@@ -102,8 +102,8 @@ pub enum Error {
         /// The newest version this library reads.
         supported: u16,
     },
-    /// An error from a user-written [`TokenStore`](crate::TokenStore) or
-    /// [`Validator`](crate::Validator), passed through unchanged. Its messages must not
+    /// An error from a user-written [`TokenStore`](crate::TokenStore), passed through
+    /// unchanged. Its messages must not
     /// carry secrets: that is up to the code that made it.
     Store(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A [`Validator`](crate::Validator) refused a token: nothing was written.
