@@ -60,7 +60,9 @@ fn bearer_header(store: &dyn TokenStore, resource_server: &str) -> tokenvault::R
         .get_token(resource_server)?
         .ok_or_else(|| tokenvault::Error::store(format!("no token for {resource_server}")))?;
     if token.is_expired_at(SystemTime::now(), Duration::from_secs(60)) {
-        return Err(tokenvault::Error::store("the token has expired: log in again"));
+        return Err(tokenvault::Error::store(
+            "the token has expired: log in again",
+        ));
     }
     Ok(format!("Bearer {}", token.access_token().expose_secret()))
 }
@@ -95,7 +97,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     assert!(store.remove_token("transfer.api.globus.org")?);
     assert!(bearer_header(&store, "transfer.api.globus.org").is_err());
-    println!("removed from both tiers; remaining: {:?}", store.token_keys()?);
+    println!(
+        "removed from both tiers; remaining: {:?}",
+        store.token_keys()?
+    );
     vault.close()?;
     Ok(())
 }

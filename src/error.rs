@@ -37,8 +37,10 @@ pub enum Error {
     Damaged(Damage),
     /// A vault holds at most [`MAX_KEYSLOTS`](crate::MAX_KEYSLOTS) keyslots.
     KeyslotLimit,
-    /// An import from a plaintext token file failed; nothing was written to the vault.
-    /// [`ImportError`](crate::ImportError) says which file and why.
+    /// An import from a plaintext token file failed. [`ImportError`](crate::ImportError) says
+    /// which file and why. Nothing was written to the vault, except after
+    /// [`ImportErrorKind::VerifyFailed`](crate::ImportErrorKind::VerifyFailed), where the
+    /// records were written but did not read back as imported (and the source was kept).
     Import(crate::import::ImportError),
     /// A token response could not be read as an OAuth 2.0 token response (RFC 6749 section
     /// 5.1). The reason names the field, never its value.

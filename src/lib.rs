@@ -13,8 +13,10 @@ mod maintenance;
 mod namespace;
 mod record;
 mod response;
+mod session;
 mod store;
 mod token;
+mod validate;
 mod vault;
 
 // The public interface is:
@@ -29,9 +31,17 @@ pub use crate::token::{Secret, Token};
 
 // Token-store semantics.
 pub use crate::clock::{Clock, ManualClock, SystemClock};
-pub use crate::import::{ImportError, ImportErrorKind};
+pub use crate::import::{
+    Import, ImportError, ImportErrorKind, ImportFormat, ImportReport, ImportedRecord, SkippedEntry,
+    MAX_IMPORT_DATABASE_LEN, MAX_IMPORT_FILE_LEN, MAX_IMPORT_RECORDS,
+};
 pub use crate::response::{TokenResponse, MAX_RESPONSE_LEN};
+pub use crate::session::{Principal, Sessions};
 pub use crate::store::{MemoryStore, TokenStore};
+pub use crate::validate::{
+    HasRefreshToken, IdentityBinding, NotExpired, RequireScopes, RetrieveCheck, StoreCheck,
+    UnchangingIdentity, ValidatingStore, Validator,
+};
 
 // Keys.
 pub use crate::header::MAX_KEYSLOTS;

@@ -674,12 +674,19 @@ fn responses_round_trip(path: &std::path::Path) {
         let response = TokenResponse::from_json(&refresh, sent).unwrap();
         store.store_response(&response).unwrap();
         let merged = store.get_token("auth.example.org").unwrap().unwrap();
-        assert_eq!(merged.access_token().expose_secret().as_bytes(), canary(SECRET));
+        assert_eq!(
+            merged.access_token().expose_secret().as_bytes(),
+            canary(SECRET)
+        );
         assert_eq!(
             merged.refresh_token().unwrap().expose_secret().as_bytes(),
             canary(REFRESH)
         );
-        assert!(merged.extra_json().unwrap().expose_secret().contains(canary_str(NEW_PASSPHRASE)));
+        assert!(merged
+            .extra_json()
+            .unwrap()
+            .expose_secret()
+            .contains(canary_str(NEW_PASSPHRASE)));
         assert!(store.remove_token("transfer.example.org").unwrap());
     }
     drop((ns, memory));

@@ -13,8 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::{full_token, raw_key, FaultyBackend};
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::{
-    Clock, Error, ManualClock, MemoryBackend, MemoryStore, Token, TokenResponse, TokenStore,
-    Vault,
+    Clock, Error, ManualClock, MemoryBackend, MemoryStore, Token, TokenResponse, TokenStore, Vault,
 };
 
 /// A user-written store: tokens kept as `(access, refresh)` pairs only, to show that the
@@ -64,7 +63,10 @@ fn exercise(store: &dyn TokenStore) {
     assert!(!store.remove_token("a").unwrap());
 
     store
-        .set_token("a", &Token::new("at-a".into()).with_refresh_token("rt-a".into()))
+        .set_token(
+            "a",
+            &Token::new("at-a".into()).with_refresh_token("rt-a".into()),
+        )
         .unwrap();
     let a = store.get_token("a").unwrap().unwrap();
     assert_eq!(a.access_token().expose_secret(), "at-a");
@@ -85,7 +87,12 @@ fn exercise(store: &dyn TokenStore) {
     assert!(!store.remove_token("b").unwrap());
     assert_eq!(store.token_keys().unwrap(), ["a", "c"]);
     assert_eq!(
-        store.get_token("c").unwrap().unwrap().access_token().expose_secret(),
+        store
+            .get_token("c")
+            .unwrap()
+            .unwrap()
+            .access_token()
+            .expose_secret(),
         "at-c"
     );
 }
@@ -225,7 +232,8 @@ fn a_refresh_keeps_what_the_answer_leaves_out() {
     assert_eq!(auth.access_token().expose_secret(), "AT-AUTH-1");
 
     // A rotating server's answer replaces the refresh token; extra fields merge.
-    let rotated = br#"{"access_token":"AT-AUTH-2","token_type":"Bearer","refresh_token":"RT-AUTH-2",
+    let rotated =
+        br#"{"access_token":"AT-AUTH-2","token_type":"Bearer","refresh_token":"RT-AUTH-2",
         "id_token":"ID-TOKEN-2"}"#;
     ns.store_response_as(
         "auth.globus.org",
@@ -317,7 +325,9 @@ fn namespaces_as_globus_uses_them() {
     let vault = Vault::create(dir.path().join("v"), &raw_key(1)).unwrap();
     let default = vault.namespace("DEFAULT").unwrap();
     let alice = vault.namespace("user/alice").unwrap();
-    default.set_token("auth.globus.org", &full_token(1)).unwrap();
+    default
+        .set_token("auth.globus.org", &full_token(1))
+        .unwrap();
     alice.set_token("auth.globus.org", &full_token(2)).unwrap();
     alice.set_token("flows.globus.org", &full_token(3)).unwrap();
 
@@ -354,5 +364,8 @@ fn memory_store_clones_share_and_replacements_do_not_leak() {
     assert!(full_token(1).same_as(&clone.get_token("k").unwrap().unwrap()));
     assert_eq!(clone.namespace(), Some("tests"));
     let debug = format!("{store:?}");
-    assert!(debug.contains("tokens: 1") && !debug.contains("access-token"), "{debug}");
+    assert!(
+        debug.contains("tokens: 1") && !debug.contains("access-token"),
+        "{debug}"
+    );
 }

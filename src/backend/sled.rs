@@ -104,6 +104,9 @@ impl SledBackend {
                 dir.display()
             )));
         }
+        if !fresh {
+            remove_interrupted_snapshots(&data_dir)?;
+        }
         let config = sled::Config::new()
             .path(&data_dir)
             .cache_capacity(64 * 1024 * 1024)
@@ -480,6 +483,30 @@ fn wait_for_release(data_file: &Path) -> Result<(), BackendError> {
             Err(fs::TryLockError::Error(e)) => return Err(e.into()),
         }
     }
+}
+
+/// Removes the `snap.*.generating` files that a process killed while sled wrote a snapshot
+/// leaves behind. sled 0.34.7 writes a snapshot to `snap.<lsn>.generating`, syncs it and
+/// renames it to `snap.<lsn>`; but at open it reads the highest-numbered `snap.*` file,
+/// leftovers included, and refuses to open with "Read corrupted data" when that is an
+/// interrupted one (sled issue #1527). A leftover is never the authoritative snapshot (the
+/// previous snapshot and the log are), so removing it is what sled itself should do.
+/// Called with the directory lock held.
+fn remove_interrupted_snapshots(data_dir: &Path) -> Result<(), BackendError> {
+    let mut removed = false;
+    for entry in fs::read_dir(data_dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            fs::remove_file(entry.path())?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(data_dir)?;
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BackendError> {
