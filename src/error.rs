@@ -110,6 +110,21 @@ pub enum Error {
     Store(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A [`Validator`](crate::Validator) refused a token: nothing was written.
     Validation(ValidationError),
+    /// The authorizer cannot produce a valid token without the user logging in again: the
+    /// grant is dead, marked dead, or a refresh was interrupted with its refresh token
+    /// possibly spent (a lease left behind by a handle that died). Store a new grant (from a
+    /// new login) under the key to recover.
+    ReauthenticationRequired {
+        /// The namespace.
+        namespace: String,
+        /// The record key.
+        key: String,
+        /// Why (never a secret).
+        reason: String,
+    },
+    /// A refresh failed: [`RefreshError::kind`](crate::RefreshError::kind) says whether the
+    /// grant is dead, the failure transient, or the request refused.
+    Refresh(crate::refresh::RefreshError),
     /// The record exists but holds another type of secret (for example a [`Secret`](crate::Secret)
     /// read as a [`Token`](crate::Token)).
     WrongRecordType {
@@ -197,6 +212,15 @@ impl fmt::Display for Error {
                 "vault format version {found} is newer than the newest this library reads \
                  ({supported}); upgrade tokenvault"
             ),
+            Self::ReauthenticationRequired {
+                namespace,
+                key,
+                reason,
+            } => write!(
+                f,
+                "the token {key:?} in namespace {namespace:?} needs a new login: {reason}"
+            ),
+            Self::Refresh(e) => write!(f, "{e}"),
             Self::Store(e) => write!(f, "token store error: {e}"),
             Self::Validation(e) => write!(f, "{e}"),
             Self::WrongRecordType { expected, found } => write!(
@@ -246,6 +270,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Store(e) => Some(e.as_ref()),
+            Self::Refresh(e) => Some(e),
             Self::Import(e) => Some(e),
             _ => None,
         }
@@ -318,6 +343,58 @@ impl Error {
     /// Wraps an error from a user-written store or validator as [`Error::Store`].
     pub fn store(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
         Self::Store(error.into())
+    }
+
+    /// A copy of this error, for handing one failure to several waiters (the authorizer's
+    /// single flight). Errors that hold a foreign error object are copied by their message.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::AlreadyExists { path } => Self::AlreadyExists { path: path.clone() },
+            Self::Backend { message } => Self::backend(message.clone()),
+            Self::Closed => Self::Closed,
+            Self::Damaged(d) => Self::Damaged(d.clone()),
+            Self::InvalidResponse { reason } => Self::invalid_response(reason.clone()),
+            Self::KeyslotLimit => Self::KeyslotLimit,
+            Self::KeySource { reason } => Self::KeySource {
+                reason: reason.clone(),
+            },
+            Self::KdfParams { reason } => Self::KdfParams {
+                reason: reason.clone(),
+            },
+            Self::LastKeyslot => Self::LastKeyslot,
+            Self::InvalidName { reason } => Self::InvalidName { reason },
+            Self::Locked { path } => Self::Locked { path: path.clone() },
+            Self::NoSuchKeyslot { slot } => Self::NoSuchKeyslot { slot: *slot },
+            Self::SlotSecretsMissing { slots } => Self::SlotSecretsMissing {
+                slots: slots.clone(),
+            },
+            Self::NotFound { path } => Self::NotFound { path: path.clone() },
+            Self::ReauthenticationRequired {
+                namespace,
+                key,
+                reason,
+            } => Self::ReauthenticationRequired {
+                namespace: namespace.clone(),
+                key: key.clone(),
+                reason: reason.clone(),
+            },
+            Self::Refresh(e) => Self::Refresh(e.clone()),
+            Self::TooLarge { what, limit } => Self::TooLarge {
+                what,
+                limit: *limit,
+            },
+            Self::UnsupportedVersion { found, supported } => Self::UnsupportedVersion {
+                found: *found,
+                supported: *supported,
+            },
+            Self::Validation(e) => Self::Validation(e.clone()),
+            Self::WrongRecordType { expected, found } => Self::WrongRecordType {
+                expected: *expected,
+                found: *found,
+            },
+            Self::WrongKey => Self::WrongKey,
+            Self::Import(_) | Self::Store(_) => Self::store(self.to_string()),
+        }
     }
 
     pub(crate) fn invalid_response(reason: impl Into<String>) -> Self {

@@ -2,20 +2,25 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod authorizer;
 mod backend;
 mod clock;
 mod crypto;
 mod error;
 mod header;
+#[cfg(feature = "http")]
+mod http;
 mod import;
 mod keys;
 mod maintenance;
 mod namespace;
 mod record;
+mod refresh;
 mod response;
 mod session;
 mod store;
 mod token;
+mod trace;
 mod validate;
 mod vault;
 
@@ -34,6 +39,16 @@ pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::import::{
     Import, ImportError, ImportErrorKind, ImportFormat, ImportReport, ImportedRecord, SkippedEntry,
     MAX_IMPORT_DATABASE_LEN, MAX_IMPORT_FILE_LEN, MAX_IMPORT_RECORDS,
+};
+pub use crate::refresh::{RefreshError, RefreshErrorKind, Refresher};
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use crate::http::{ClientAuth, GrantType, HttpRefresher};
+
+// Refreshing.
+pub use crate::authorizer::{
+    Authorizer, AuthorizerBuilder, DeadGrant, Logout, DEFAULT_JITTER, DEFAULT_LEASE_TIME,
+    DEFAULT_MARGIN, DEFAULT_MAX_RETRY_GAP, DEFAULT_MIN_RETRY_GAP,
 };
 pub use crate::response::{TokenResponse, MAX_RESPONSE_LEN};
 pub use crate::session::{Principal, Sessions};

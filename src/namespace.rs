@@ -97,8 +97,8 @@ impl std::error::Error for Conflict {}
 
 /// What a write did: the new version (`None` for a removal) and whether a record was there.
 pub(crate) struct Written {
-    version: Option<Version>,
-    existed: bool,
+    pub(crate) version: Option<Version>,
+    pub(crate) existed: bool,
 }
 
 /// What a write expects of the record's current state.
@@ -138,6 +138,12 @@ impl Namespace {
     /// As [`Namespace::get`].
     pub fn get_versioned<R: Record>(&self, key: &str) -> Result<Option<(R, Version)>> {
         validate_key(key)?;
+        self.get_unchecked(key)
+    }
+
+    /// [`get_versioned`](Self::get_versioned) without the check of the key's name, for the
+    /// crate's reserved keys.
+    pub(crate) fn get_unchecked<R: Record>(&self, key: &str) -> Result<Option<(R, Version)>> {
         let Some(ns) = self.state()? else {
             return Ok(None);
         };
@@ -237,7 +243,10 @@ impl Namespace {
                 if rid.as_slice() == MANIFEST_ID {
                     continue;
                 }
-                keys.push(self.open_name(&ns, rid, stored)?);
+                let name = self.open_name(&ns, rid, stored)?;
+                if !is_reserved(&name) {
+                    keys.push(name);
+                }
             }
         }
         keys.sort_unstable();
@@ -509,7 +518,9 @@ impl Namespace {
                     continue;
                 }
                 let name = self.open_name(&ns, rid, stored)?;
-                if parse_prefix(stored).is_ok_and(|p| p.record_type == record_type) {
+                if !is_reserved(&name)
+                    && parse_prefix(stored).is_ok_and(|p| p.record_type == record_type)
+                {
                     keys.push(name);
                 }
             }
@@ -809,7 +820,19 @@ pub(crate) fn validate_namespace(name: &str) -> Result<()> {
 }
 
 fn validate_key(key: &str) -> Result<()> {
-    validate_name(key, "a record key must not be empty")
+    validate_name(key, "a record key must not be empty")?;
+    if is_reserved(key) {
+        return Err(Error::InvalidName {
+            reason: "record keys starting with U+0000 are reserved for tokenvault",
+        });
+    }
+    Ok(())
+}
+
+/// Record keys starting with U+0000 are the crate's own (the authorizer's leases): refused
+/// as user keys, and left out of key listings.
+pub(crate) fn is_reserved(key: &str) -> bool {
+    key.starts_with('\0')
 }
 
 fn validate_name(name: &str, empty: &'static str) -> Result<()> {

@@ -645,6 +645,11 @@ impl Vault {
     }
 
     /// Waits until the write committed as `ticket` is durable (no wait when buffered).
+    /// Whether writes return before they are durable ([`Durability::Buffered`]).
+    pub(crate) fn is_buffered(&self) -> bool {
+        self.inner.options.durability == Durability::Buffered
+    }
+
     pub(crate) fn sync(&self, ticket: u64) -> Result<()> {
         if self.inner.options.durability == Durability::Buffered {
             return Ok(());

@@ -363,3 +363,18 @@ fn handles_share_writes_immediately() {
     assert_eq!(t.access_token().expose_secret(), "from-h1");
     let _ = Arc::new(vault);
 }
+
+#[test]
+fn keys_starting_with_nul_are_reserved() {
+    let vault = Vault::create_with_backend(MemoryBackend::new(), &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    for key in ["\0", "\0lease\0rs", "\0x"] {
+        let err = ns.put(key, &small_token("a")).unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{err:?}");
+        assert!(matches!(ns.get::<Token>(key), Err(Error::InvalidName { .. })));
+        assert!(matches!(ns.remove(key), Err(Error::InvalidName { .. })));
+    }
+    // A NUL anywhere else is an ordinary character.
+    ns.put("a\0b", &small_token("a")).unwrap();
+    assert_eq!(ns.keys().unwrap(), ["a\0b"]);
+}
