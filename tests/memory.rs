@@ -694,6 +694,67 @@ fn responses_round_trip(path: &std::path::Path) {
     drop((login, refresh));
 }
 
+#[test]
+fn the_authorizer_leaves_no_secret_in_freed_memory() {
+    let _serial = serial();
+    canaries();
+    reset();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vault");
+    armed(|| authorizer_round_trip(&path));
+    let hits = total_hits();
+    let summary = hit_summary();
+    eprintln!(
+        "memory: authorizer round trip scanned {} freed blocks; {hits} canary hits\n{summary}",
+        SCANNED_BLOCKS.load(Ordering::SeqCst),
+    );
+    assert!(SCANNED_BLOCKS.load(Ordering::SeqCst) > 1000);
+    assert_eq!(hits, 0, "secrets left in freed heap memory by the authorizer:\n{summary}");
+}
+
+/// An expired canary grant refreshed through an authorizer (on its own thread, under a
+/// lease), served from the cache, invalidated, refreshed again, and logged out.
+fn authorizer_round_trip(path: &std::path::Path) {
+    use tokenvault::{Authorizer, RefreshError};
+
+    let vault = Vault::create(path, &canary_raw_key()).unwrap();
+    let ns = vault.namespace("user/1").unwrap();
+    let expired = canary_token().with_expires_at(UNIX_EPOCH + Duration::from_secs(1));
+    ns.put("api", &expired).unwrap();
+    drop(expired);
+    let refresher = |current: Option<&Token>| -> Result<Token, RefreshError> {
+        assert_eq!(
+            current.unwrap().refresh_token().unwrap().expose_secret().as_bytes(),
+            canary(REFRESH)
+        );
+        Ok(Token::new(canary_secret_string(SECRET))
+            .with_expires_at(SystemTime::now() + Duration::from_secs(3600))
+            .with_extra_json(secret_string(&[
+                r#"{"id_token":""#,
+                canary_str(NEW_PASSPHRASE),
+                r#""}"#,
+            ])))
+    };
+    let auth = Authorizer::builder(&ns, "api", refresher).build().unwrap();
+    let token = auth.token().unwrap();
+    assert_eq!(token.access_token().expose_secret().as_bytes(), canary(SECRET));
+    assert_eq!(
+        token.refresh_token().unwrap().expose_secret().as_bytes(),
+        canary(REFRESH)
+    );
+    auth.token().unwrap();
+    auth.invalidate(&token);
+    drop(token);
+    auth.token().unwrap();
+    let logout = auth.logout(|t| {
+        drop(t);
+        Ok::<(), ()>(())
+    });
+    assert!(logout.unwrap().removed);
+    drop((auth, ns));
+    vault.close().unwrap();
+}
+
 /// Each canary as text, as the `{:?}` of its bytes, and as hex: a `Debug` of a byte buffer
 /// would show it in one of those forms.
 fn needles() -> Vec<(usize, String)> {
