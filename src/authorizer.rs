@@ -172,6 +172,16 @@ struct State {
     last_error: Option<Error>,
     /// The access token a caller reported as refused (see [`Authorizer::invalidate`]).
     rejected: Option<Zeroizing<Vec<u8>>>,
+    /// A refreshed token the store failed to take: served from memory, and written before
+    /// anything else at the next transaction (its lease stays meanwhile, so no other handle
+    /// spends the old refresh token).
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    token: Token,
+    token_version: Option<Version>,
+    lease_version: Version,
 }
 
 struct Cached {
@@ -190,6 +200,9 @@ struct Flight {
 enum Outcome {
     /// A token to serve; `fresh` when it was just issued (its lifetime is known).
     Token { token: Token, fresh: bool },
+    /// A refreshed token that could not be stored (a storage error): served, and kept to be
+    /// written at the next transaction.
+    Unstored { pending: Pending, error: Error },
     /// A failure, and a token that is still valid (not expired) to serve meanwhile.
     Failed {
         error: Error,
@@ -319,6 +332,7 @@ impl Authorizer {
             st.last_error = None;
             st.retry_at = None;
             st.failures = 0;
+            st.pending = None;
         }
         let stored = shared.ns.get_unchecked::<Token>(&shared.key)?;
         let ops = vec![
@@ -538,9 +552,14 @@ impl Shared {
 
     /// The refresh thread: runs one transaction, records its outcome, wakes the waiters.
     fn run_flight(&self, flight: &Flight) {
-        let rejected = self.lock().rejected.take();
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.transaction(rejected.as_ref().map(|r| r.as_slice()))))
-            .unwrap_or_else(|_| Err(Error::backend("the refresh transaction panicked")));
+        let (rejected, pending) = {
+            let mut st = self.lock();
+            (st.rejected.take(), st.pending.take())
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            self.transaction(rejected.as_ref().map(|r| r.as_slice()), pending)
+        }))
+        .unwrap_or_else(|_| Err(Error::backend("the refresh transaction panicked")));
         let now = self.clock.now();
         let mut st = self.lock();
         st.flight = None;
@@ -553,6 +572,16 @@ impl Shared {
                 st.failures = 0;
                 st.retry_at = None;
                 st.last_error = None;
+                Ok(token)
+            }
+            Ok(Outcome::Unstored { pending, error }) => {
+                event!(error, key = %self.key, error = %error, "the refreshed token could not be stored; serving it from memory and retrying the write");
+                let token = pending.token.clone();
+                st.cached = Some(Cached {
+                    refresh_at: self.refresh_point(&token, now, true),
+                    token: token.clone(),
+                });
+                st.pending = Some(pending);
                 Ok(token)
             }
             Ok(Outcome::Failed { error, fallback }) => {
@@ -586,7 +615,23 @@ impl Shared {
     }
 
     /// The refresh transaction: read, check the lease, take it, refresh, commit.
-    fn transaction(&self, rejected: Option<&[u8]>) -> Result<Outcome> {
+    fn transaction(&self, rejected: Option<&[u8]>, pending: Option<Pending>) -> Result<Outcome> {
+        if let Some(p) = pending {
+            // First, the refreshed token the store did not take last time.
+            let ops = vec![
+                self.token_op(Some(&p.token), Expect::Exactly(p.token_version))?,
+                self.lease_op(None, Expect::Exactly(Some(p.lease_version)))?,
+            ];
+            match commit(self.ns.vault(), ops) {
+                Ok(Ok(_)) => {
+                    self.make_durable()?;
+                    event!(info, key = %self.key, "stored the refreshed token that an earlier write failed to store");
+                }
+                // The record was replaced meanwhile (a new login): that grant wins.
+                Ok(Err(_)) => self.remove_lease_if_ours()?,
+                Err(error) => return Ok(Outcome::Unstored { pending: p, error }),
+            }
+        }
         let mut adopted_from_peer = false;
         for _ in 0..ROUNDS {
             let now = self.clock.now();
@@ -620,9 +665,8 @@ impl Shared {
                 ));
             }
             if let Some((token, _)) = &stored {
-                let refused = rejected.is_some_and(|r| {
-                    token.access_token().expose_secret().as_bytes() == r
-                });
+                let refused =
+                    rejected.is_some_and(|r| token.access_token().expose_secret().as_bytes() == r);
                 if !refused && !self.needs_refresh(token, now, adopted_from_peer) {
                     event!(debug, key = %self.key, "serving the stored token");
                     return Ok(Outcome::Token {
@@ -679,7 +723,20 @@ impl Shared {
                     self.token_op(Some(&token), Expect::Exactly(token_version))?,
                     self.lease_op(None, Expect::Exactly(Some(lease_version)))?,
                 ];
-                match commit(self.ns.vault(), ops)? {
+                let committed = match commit(self.ns.vault(), ops) {
+                    Ok(c) => c,
+                    Err(error) => {
+                        return Ok(Outcome::Unstored {
+                            pending: Pending {
+                                token,
+                                token_version,
+                                lease_version,
+                            },
+                            error,
+                        })
+                    }
+                };
+                match committed {
                     Ok(_) => {
                         self.make_durable()?;
                         #[cfg(feature = "tracing")]
@@ -709,7 +766,8 @@ impl Shared {
                 event!(warn, key = %self.key, "the grant is dead (invalid_grant)");
                 let ops = match self.config.dead_grant {
                     DeadGrant::Remove => {
-                        let mut ops = vec![self.lease_op(None, Expect::Exactly(Some(lease_version)))?];
+                        let mut ops =
+                            vec![self.lease_op(None, Expect::Exactly(Some(lease_version)))?];
                         if token_version.is_some() {
                             ops.push(self.token_op(None, Expect::Exactly(token_version))?);
                         }
@@ -832,7 +890,9 @@ impl Shared {
 
     fn lease_op(&self, lease: Option<&Lease>, expect: Expect) -> Result<Op<'_>> {
         let body = match lease {
-            Some(l) => Some(Secret::from_bytes(SecretSlice::from(l.encode())).encode_body(&self.lease_key)?),
+            Some(l) => Some(
+                Secret::from_bytes(SecretSlice::from(l.encode())).encode_body(&self.lease_key)?,
+            ),
             None => None,
         };
         Ok(Op {
@@ -865,10 +925,7 @@ impl Shared {
     ) -> Result<std::result::Result<Version, ()>> {
         let op = self.lease_op(Some(lease), Expect::Exactly(expected))?;
         Ok(match commit(self.ns.vault(), vec![op])? {
-            Ok(written) => written
-                .first()
-                .and_then(|w| w.version)
-                .ok_or(()),
+            Ok(written) => written.first().and_then(|w| w.version).ok_or(()),
             Err(_) => Err(()),
         })
     }

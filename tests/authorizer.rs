@@ -98,7 +98,8 @@ fn serves_the_cache_until_the_margin_then_refreshes_once() {
     let (_dir, vault) = vault();
     let ns = vault.namespace("user/alice").unwrap();
     let clock = ManualClock::new(at(T0));
-    ns.put("api", &grant("at-0", "rt-0", at(T0 + 3600))).unwrap();
+    ns.put("api", &grant("at-0", "rt-0", at(T0 + 3600)))
+        .unwrap();
     let counting = Counting::new(&clock);
     let auth = Authorizer::builder(&ns, "api", counting.refresher())
         .clock(clock.clone())
@@ -241,7 +242,11 @@ fn a_failure_reaches_every_waiter_and_does_not_poison_later_calls() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     clock.advance(Duration::from_secs(6));
     assert!(matches!(auth.token(), Err(Error::Refresh(_))));
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "10 s gap after two failures");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "10 s gap after two failures"
+    );
     // Once the server recovers, the next attempt succeeds and is not poisoned.
     fail.store(false, Ordering::SeqCst);
     clock.advance(Duration::from_secs(5));
@@ -382,7 +387,11 @@ fn a_lease_left_by_a_dead_handle_means_log_in_again_never_a_second_use() {
         .unwrap();
     clock.advance(Duration::from_secs(31));
     match b.token() {
-        Err(Error::ReauthenticationRequired { namespace, key, reason }) => {
+        Err(Error::ReauthenticationRequired {
+            namespace,
+            key,
+            reason,
+        }) => {
             assert_eq!((namespace.as_str(), key.as_str()), ("n", "api"));
             assert!(reason.contains("may have been spent"), "{reason}");
         }
@@ -393,7 +402,8 @@ fn a_lease_left_by_a_dead_handle_means_log_in_again_never_a_second_use() {
     let _ = a_thread.join().unwrap();
 
     // A new login (a new grant stored under the key) clears the way.
-    ns.put("api", &grant("at-new", "rt-new", at(T0 - 1))).unwrap();
+    ns.put("api", &grant("at-new", "rt-new", at(T0 - 1)))
+        .unwrap();
     clock.advance(Duration::from_secs(60)); // past B's retry gap
     assert_eq!(access(&b.token().unwrap()), "at-1");
     assert_eq!(*b_counting.seen.lock().unwrap(), ["rt-new"]);
@@ -443,8 +453,12 @@ fn a_dead_grant_is_removed_by_default() {
         move |current: Option<&Token>| -> Result<Token, RefreshError> {
             calls.fetch_add(1, Ordering::SeqCst);
             match current {
-                Some(_) => Err(RefreshError::invalid_grant("HTTP 400").with_oauth_error("invalid_grant")),
-                None => Err(RefreshError::invalid_grant("no refresh token stored: log in again")),
+                Some(_) => {
+                    Err(RefreshError::invalid_grant("HTTP 400").with_oauth_error("invalid_grant"))
+                }
+                None => Err(RefreshError::invalid_grant(
+                    "no refresh token stored: log in again",
+                )),
             }
         }
     };
@@ -477,7 +491,12 @@ fn a_dead_grant_can_be_marked_instead() {
         let calls = Arc::clone(&calls);
         move |current: Option<&Token>| -> Result<Token, RefreshError> {
             calls.fetch_add(1, Ordering::SeqCst);
-            let rt = current.unwrap().refresh_token().unwrap().expose_secret().to_owned();
+            let rt = current
+                .unwrap()
+                .refresh_token()
+                .unwrap()
+                .expose_secret()
+                .to_owned();
             if rt == "rt-0" {
                 Err(RefreshError::invalid_grant("revoked"))
             } else {
@@ -496,13 +515,21 @@ fn a_dead_grant_can_be_marked_instead() {
     let kept: Token = ns.get("api").unwrap().unwrap();
     assert_eq!(kept.identity(), Some("alice"));
     clock.advance(Duration::from_secs(120));
-    assert!(matches!(auth.token(), Err(Error::ReauthenticationRequired { .. })));
-    let other = Authorizer::builder(&ns, "api", |_: Option<&Token>| -> Result<Token, RefreshError> {
-        panic!("must not be called")
-    })
+    assert!(matches!(
+        auth.token(),
+        Err(Error::ReauthenticationRequired { .. })
+    ));
+    let other = Authorizer::builder(
+        &ns,
+        "api",
+        |_: Option<&Token>| -> Result<Token, RefreshError> { panic!("must not be called") },
+    )
     .build()
     .unwrap();
-    assert!(matches!(other.token(), Err(Error::ReauthenticationRequired { .. })));
+    assert!(matches!(
+        other.token(),
+        Err(Error::ReauthenticationRequired { .. })
+    ));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // A new grant clears the mark.
     ns.put("api", &grant("at-1", "rt-1", at(T0 - 1))).unwrap();
@@ -516,7 +543,8 @@ fn logout_removes_first_then_revokes_and_reports() {
     let (_dir, vault) = vault();
     let ns = vault.namespace("n").unwrap();
     let clock = ManualClock::new(at(T0));
-    ns.put("api", &grant("at-0", "rt-0", at(T0 + 3600))).unwrap();
+    ns.put("api", &grant("at-0", "rt-0", at(T0 + 3600)))
+        .unwrap();
     let counting = Counting::new(&clock);
     let auth = Authorizer::builder(&ns, "api", counting.refresher())
         .clock(clock.clone())
@@ -533,13 +561,21 @@ fn logout_removes_first_then_revokes_and_reports() {
         })
         .unwrap();
     assert!(logout.removed);
-    assert_eq!(logout.revocation, Some(Err("revocation endpoint unreachable")));
+    assert_eq!(
+        logout.revocation,
+        Some(Err("revocation endpoint unreachable"))
+    );
     // The cached token is forgotten too: the next call finds nothing stored.
     assert_eq!(access(&auth.token().unwrap()), "at-1");
-    assert!(counting.seen.lock().unwrap().is_empty(), "minted without a refresh token");
+    assert!(
+        counting.seen.lock().unwrap().is_empty(),
+        "minted without a refresh token"
+    );
     // Logging out twice is a no-op that does not call the hook.
     auth.logout(|_| Ok::<(), ()>(())).unwrap();
-    let again = auth.logout(|_| -> Result<(), ()> { panic!("nothing to revoke") }).unwrap();
+    let again = auth
+        .logout(|_| -> Result<(), ()> { panic!("nothing to revoke") })
+        .unwrap();
     assert!(!again.removed && again.revocation.is_none());
 }
 
@@ -548,7 +584,8 @@ fn invalidate_forces_one_refresh_of_the_refused_token() {
     let (_dir, vault) = vault();
     let ns = vault.namespace("n").unwrap();
     let clock = ManualClock::new(at(T0));
-    ns.put("api", &grant("at-0", "rt-0", at(T0 + 3600))).unwrap();
+    ns.put("api", &grant("at-0", "rt-0", at(T0 + 3600)))
+        .unwrap();
     let counting = Counting::new(&clock);
     let auth = Authorizer::builder(&ns, "api", counting.refresher())
         .clock(clock.clone())
@@ -590,7 +627,10 @@ fn a_caller_that_gives_up_does_not_lose_the_rotated_token() {
             assert_eq!(stored.refresh_token().unwrap().expose_secret(), "rt-1");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the refresh never landed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh never landed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(counting.calls(), 1);
@@ -620,7 +660,8 @@ fn a_new_grant_stored_during_a_refresh_is_never_overwritten() {
     let ns2 = ns.clone();
     let refresher = move |_: Option<&Token>| -> Result<Token, RefreshError> {
         // A login stores a new grant while the refresh is at the server.
-        ns2.put("api", &grant("at-login", "rt-login", at(T0 + 7200))).unwrap();
+        ns2.put("api", &grant("at-login", "rt-login", at(T0 + 7200)))
+            .unwrap();
         Ok(Token::new("at-refreshed".into()).with_expires_at(at(T0 + 3600)))
     };
     let auth = Authorizer::builder(&ns, "api", refresher)
@@ -638,7 +679,8 @@ fn a_new_grant_stored_during_a_refresh_is_never_overwritten() {
 fn builder_refuses_reserved_and_overlong_keys() {
     let (_dir, vault) = vault();
     let ns: Namespace = vault.namespace("n").unwrap();
-    let r = |_: Option<&Token>| -> Result<Token, RefreshError> { Err(RefreshError::transient("x")) };
+    let r =
+        |_: Option<&Token>| -> Result<Token, RefreshError> { Err(RefreshError::transient("x")) };
     for key in ["", "\0x", &"k".repeat(1020)] {
         assert!(matches!(
             Authorizer::builder(&ns, key, r).build(),
@@ -647,4 +689,47 @@ fn builder_refuses_reserved_and_overlong_keys() {
     }
     let debug = format!("{:?}", Authorizer::builder(&ns, "api", r).build().unwrap());
     assert!(debug.contains("api"), "{debug}");
+}
+
+#[test]
+fn a_refreshed_token_the_store_refuses_is_served_and_stored_later() {
+    let faulty = common::FaultyBackend::new(tokenvault::MemoryBackend::new());
+    let vault = Vault::create_with_backend(faulty.clone(), &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    let clock = ManualClock::new(at(T0));
+    ns.put("api", &grant("at-0", "rt-0", at(T0 - 1))).unwrap();
+    let counting = Counting::new(&clock);
+    let auth = Authorizer::builder(&ns, "api", counting.refresher())
+        .clock(clock.clone())
+        .jitter(Duration::ZERO)
+        .build()
+        .unwrap();
+    // The lease is written; the commit of the refreshed token fails (a disk error).
+    faulty.fail_after(1);
+    let token = auth.token().unwrap();
+    assert_eq!(access(&token), "at-1", "the rotated token is not lost");
+    faulty.fail_after(-1);
+    let stored: Token = ns.get("api").unwrap().unwrap();
+    assert_eq!(access(&stored), "at-0", "not stored yet");
+    // Another handle meanwhile must not spend rt-0: the lease is still there.
+    let other_counting = Counting::new(&clock);
+    let other = Authorizer::builder(&ns, "api", other_counting.refresher())
+        .clock(clock.clone())
+        .lease_poll(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    clock.advance(Duration::from_secs(31));
+    assert!(matches!(
+        other.token(),
+        Err(Error::ReauthenticationRequired { .. })
+    ));
+    assert_eq!(other_counting.calls(), 0);
+    // At its next transaction the authorizer stores the pending token first, then
+    // refreshes it with its own refresh token, rt-1, never rt-0 again.
+    clock.set(at(T0 + 3600 - 30));
+    assert_eq!(access(&auth.token().unwrap()), "at-2");
+    assert_eq!(*counting.seen.lock().unwrap(), ["rt-0", "rt-1"]);
+    let stored: Token = ns.get("api").unwrap().unwrap();
+    assert_eq!(access(&stored), "at-2");
+    assert_eq!(ns.record_count().unwrap(), 1, "no lease left");
 }
