@@ -105,6 +105,25 @@ pub enum DeadGrant {
     Mark,
 }
 
+/// What the authorizer does after a refresh that failed *ambiguously*: the request may have
+/// reached the server, but no answer came back (a timeout or a lost connection after sending;
+/// see [`RefreshError::request_possibly_processed`]). The server may have exchanged, and so
+/// spent, the refresh token; presenting it again could be refused, or, on servers with
+/// refresh-token reuse detection, revoke the whole grant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AmbiguousFailure {
+    /// Never present that refresh token again (the default): the record is marked, later
+    /// calls get [`Error::ReauthenticationRequired`] until a new grant is stored, and the
+    /// current access token is still served until it expires.
+    #[default]
+    RequireLogin,
+    /// Treat it as a transient failure and retry with the same refresh token after the
+    /// backoff: right for servers that do not rotate refresh tokens (Globus Auth, among
+    /// others), or that accept a reused one within a grace period.
+    Retry,
+}
+
 /// What [`Authorizer::logout`] did: the local record is removed first, whatever the
 /// revocation then does.
 #[derive(Debug)]
@@ -136,6 +155,8 @@ const LEASE_PREFIX: &str = "\0lease\0";
 /// Lease record layout version.
 const LEASE_VERSION: u8 = 1;
 const LEASE_LEN: usize = 1 + 1 + 16 + 8 + 1 + 8;
+const SPENT: &str = "a refresh request may have reached the server without an answer, so its \
+                     refresh token may have been spent; it is not presented again: log in again";
 
 #[derive(Clone, Copy, Debug)]
 struct Config {
@@ -145,6 +166,7 @@ struct Config {
     min_retry_gap: Duration,
     max_retry_gap: Duration,
     dead_grant: DeadGrant,
+    ambiguous: AmbiguousFailure,
     poll: Duration,
 }
 
@@ -218,8 +240,19 @@ struct Lease {
     until_ms: u64,
     /// The version of the token record the lease was taken on (`None`: no record).
     token_version: Option<u64>,
-    /// Marked dead after `invalid_grant` ([`DeadGrant::Mark`]).
-    dead: bool,
+    state: LeaseState,
+}
+
+/// What a lease says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LeaseState {
+    /// A refresh is in progress (until the lease's expiry).
+    Refreshing,
+    /// The grant was refused as dead (`invalid_grant`) and marked ([`DeadGrant::Mark`]).
+    Dead,
+    /// A refresh request may have reached the server without an answer, so its refresh token
+    /// may be spent ([`AmbiguousFailure::RequireLogin`]).
+    PossiblySpent,
 }
 
 impl Authorizer {
@@ -242,6 +275,7 @@ impl Authorizer {
                 min_retry_gap: DEFAULT_MIN_RETRY_GAP,
                 max_retry_gap: DEFAULT_MAX_RETRY_GAP,
                 dead_grant: DeadGrant::Remove,
+                ambiguous: AmbiguousFailure::RequireLogin,
                 poll: Duration::from_millis(20),
             },
         }
@@ -500,6 +534,12 @@ impl AuthorizerBuilder {
         self
     }
 
+    /// What to do after an ambiguous failure (default [`AmbiguousFailure::RequireLogin`]).
+    pub fn on_ambiguous_failure(mut self, policy: AmbiguousFailure) -> Self {
+        self.config.ambiguous = policy;
+        self
+    }
+
     /// How often a handle waiting for another handle's lease looks again (default 20 ms,
     /// doubling up to 8 times that).
     pub fn lease_poll(mut self, poll: Duration) -> Self {
@@ -576,6 +616,7 @@ impl Shared {
             }
             Ok(Outcome::Unstored { pending, error }) => {
                 event!(error, key = %self.key, error = %error, "the refreshed token could not be stored; serving it from memory and retrying the write");
+                drop(error);
                 let token = pending.token.clone();
                 st.cached = Some(Cached {
                     refresh_at: self.refresh_point(&token, now, true),
@@ -647,10 +688,14 @@ impl Shared {
                     self.remove_lease(lease_version)?;
                     continue;
                 }
-                if lease.dead {
-                    return Err(self.reauth(
-                        "the grant was refused as dead (invalid_grant) and marked; store a new grant",
-                    ));
+                match lease.state {
+                    LeaseState::Refreshing => {}
+                    LeaseState::Dead => {
+                        return Err(self.reauth(
+                            "the grant was refused as dead (invalid_grant) and marked; store a new grant",
+                        ))
+                    }
+                    LeaseState::PossiblySpent => return Err(self.reauth(SPENT)),
                 }
                 if now < lease.until() {
                     event!(debug, key = %self.key, "waiting for another handle's refresh");
@@ -680,7 +725,7 @@ impl Shared {
                 holder: self.holder,
                 until_ms: millis(now + self.config.lease_time),
                 token_version: token_version.map(Version::as_u64),
-                dead: false,
+                state: LeaseState::Refreshing,
             };
             let Ok(lease_version) = self.put_lease(&lease, None)? else {
                 continue;
@@ -778,7 +823,7 @@ impl Shared {
                             holder: [0; 16],
                             until_ms: u64::MAX,
                             token_version: token_version.map(Version::as_u64),
-                            dead: true,
+                            state: LeaseState::Dead,
                         };
                         vec![self.lease_op(Some(&dead), Expect::Exactly(Some(lease_version)))?]
                     }
@@ -789,6 +834,29 @@ impl Shared {
                 Ok(Outcome::Failed {
                     error: Error::Refresh(e),
                     fallback: None,
+                })
+            }
+            Err(e)
+                if e.request_possibly_processed()
+                    && self.config.ambiguous == AmbiguousFailure::RequireLogin =>
+            {
+                event!(warn, key = %self.key, "the refresh request may have reached the server without an answer; not presenting its refresh token again");
+                let spent = Lease {
+                    holder: [0; 16],
+                    until_ms: u64::MAX,
+                    token_version: token_version.map(Version::as_u64),
+                    state: LeaseState::PossiblySpent,
+                };
+                let op = self.lease_op(Some(&spent), Expect::Exactly(Some(lease_version)))?;
+                // A conflict means the record was replaced meanwhile: leave the new one be.
+                let _ = commit(self.ns.vault(), vec![op])?;
+                self.make_durable()?;
+                let fallback = current
+                    .filter(|t| t.expires_at().is_some_and(|exp| now < exp))
+                    .cloned();
+                Ok(Outcome::Failed {
+                    error: self.reauth(SPENT),
+                    fallback,
                 })
             }
             Err(e) => {
@@ -996,7 +1064,11 @@ impl Lease {
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(LEASE_LEN);
         out.push(LEASE_VERSION);
-        out.push(u8::from(self.dead));
+        out.push(match self.state {
+            LeaseState::Refreshing => 0,
+            LeaseState::Dead => 1,
+            LeaseState::PossiblySpent => 2,
+        });
         out.extend_from_slice(&self.holder);
         out.extend_from_slice(&self.until_ms.to_le_bytes());
         out.push(u8::from(self.token_version.is_some()));
@@ -1008,9 +1080,10 @@ impl Lease {
         if bytes.len() != LEASE_LEN || bytes.first() != Some(&LEASE_VERSION) {
             return None;
         }
-        let dead = match bytes.get(1)? {
-            0 => false,
-            1 => true,
+        let state = match bytes.get(1)? {
+            0 => LeaseState::Refreshing,
+            1 => LeaseState::Dead,
+            2 => LeaseState::PossiblySpent,
             _ => return None,
         };
         let holder: [u8; 16] = bytes.get(2..18)?.try_into().ok()?;
@@ -1026,7 +1099,7 @@ impl Lease {
             holder,
             until_ms,
             token_version,
-            dead,
+            state,
         })
     }
 }
@@ -1075,13 +1148,19 @@ mod tests {
                 holder: [7; 16],
                 until_ms: 1_700_000_000_123,
                 token_version: Some(42),
-                dead: false,
+                state: LeaseState::Refreshing,
             },
             Lease {
                 holder: [0; 16],
                 until_ms: u64::MAX,
                 token_version: None,
-                dead: true,
+                state: LeaseState::Dead,
+            },
+            Lease {
+                holder: [0; 16],
+                until_ms: u64::MAX,
+                token_version: Some(7),
+                state: LeaseState::PossiblySpent,
             },
         ] {
             let bytes = lease.encode();

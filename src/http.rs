@@ -60,8 +60,13 @@ use crate::token::Token;
 ///
 /// A timeout or a lost connection *after* the request was written is ambiguous: the server
 /// may have exchanged the refresh token (and, if it rotates refresh tokens, spent it) before
-/// the answer was lost. It is reported as [`RefreshErrorKind::Transient`], and the message
-/// says the request may have reached the server.
+/// the answer was lost. It is reported as [`RefreshErrorKind::Transient`] marked
+/// [`request_possibly_processed`](RefreshError::request_possibly_processed), so that the
+/// authorizer does not present the refresh token again (see
+/// [`AmbiguousFailure`](crate::AmbiguousFailure)). Failures before the request was sent
+/// (name resolution, connecting, the TLS handshake, a refused connection) are plain
+/// transient failures: connecting has its own timeout, half of the whole, so that a slow
+/// connect is told apart from a slow answer.
 ///
 /// **Transport.** `https` only, except to a loopback host (`127.0.0.0/8`, `::1`,
 /// `localhost`), where plain `http` is allowed for tests and local development; the
@@ -72,6 +77,8 @@ use crate::token::Token;
 /// byte of the answer, is bounded by the [`timeout`](Self::timeout) (10 s by default),
 /// which must stay below the authorizer's lease time
 /// ([`AuthorizerBuilder::lease_time`](crate::AuthorizerBuilder::lease_time), 30 s by default).
+///
+/// Clones share one connection pool (and its idle connections).
 ///
 /// **Secrets in memory.** The request body, the Basic credentials and the answer are built
 /// and read in buffers wiped after use ([`Zeroizing`]). Copies it cannot wipe: `ureq`
@@ -92,6 +99,7 @@ use crate::token::Token;
 /// # Ok::<(), tokenvault::RefreshError>(())
 /// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+#[derive(Clone)]
 pub struct HttpRefresher {
     token_url: String,
     revocation_url: Option<String>,
@@ -103,7 +111,6 @@ pub struct HttpRefresher {
     timeout: Duration,
     clock: Arc<dyn Clock>,
     agent: ureq::Agent,
-    loopback: bool,
 }
 
 /// How an [`HttpRefresher`] sends its client secret (RFC 6749 section 2.3.1).
@@ -208,7 +215,7 @@ impl HttpRefresher {
     }
 
     fn new(token_url: &str, client_id: String, grant: GrantType) -> Result<Self, RefreshError> {
-        let loopback = check_url(token_url, "token")?;
+        check_url(token_url, "token")?;
         Ok(Self {
             token_url: token_url.to_owned(),
             revocation_url: None,
@@ -219,8 +226,7 @@ impl HttpRefresher {
             extra_params: Vec::new(),
             timeout: Self::DEFAULT_TIMEOUT,
             clock: Arc::new(SystemClock),
-            agent: agent(Self::DEFAULT_TIMEOUT, loopback),
-            loopback,
+            agent: agent(Self::DEFAULT_TIMEOUT),
         })
     }
 
@@ -300,7 +306,7 @@ impl HttpRefresher {
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
-        self.agent = agent(timeout, self.loopback);
+        self.agent = agent(timeout);
         self
     }
 
@@ -337,12 +343,7 @@ impl HttpRefresher {
     /// # Ok::<(), tokenvault::RefreshError>(())
     /// ```
     pub fn revocation_url(mut self, url: &str) -> Result<Self, RefreshError> {
-        let loopback = check_url(url, "revocation")?;
-        if loopback != self.loopback {
-            return Err(RefreshError::rejected(
-                "the revocation URL and the token URL must both be loopback or both not",
-            ));
-        }
+        check_url(url, "revocation")?;
         self.revocation_url = Some(url.to_owned());
         Ok(self)
     }
@@ -468,13 +469,29 @@ impl HttpRefresher {
             None => (token.access_token().expose_secret(), "access_token"),
         };
         let mut fields = vec![("token", value), ("token_type_hint", hint)];
-        let secrets = Secrets::new(Some(token), self.client_secret.as_ref().map(|(s, _)| s));
+        let secrets = self.secrets(Some(token));
         let response = self.post(url, &mut fields, false)?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(());
         }
         Err(failure(response, status, &secrets, "revocation"))
+    }
+
+    /// The secrets a request for `token` carries: an error description must not repeat them.
+    fn secrets<'a>(&'a self, token: Option<&'a Token>) -> Secrets<'a> {
+        let mut all = Vec::with_capacity(3 + self.extra_params.len());
+        if let Some(t) = token {
+            all.push(t.access_token().expose_secret());
+            if let Some(rt) = t.refresh_token() {
+                all.push(rt.expose_secret());
+            }
+        }
+        if let Some((s, _)) = &self.client_secret {
+            all.push(s.expose_secret());
+        }
+        all.extend(self.extra_params.iter().map(|(_, v)| v.expose_secret()));
+        Secrets(all)
     }
 
     /// Sends a form `POST` to `url`: `fields` plus the client authentication and the extra
@@ -515,48 +532,32 @@ impl HttpRefresher {
         if let Some(value) = &basic {
             request = request.header("Authorization", value.as_str());
         }
+        if matches!(check_url(url, "request"), Ok(true)) {
+            request = request.config().proxy(None).build();
+        }
         request.send(body.as_bytes()).map_err(transport_error)
     }
 }
 
-/// The error for a non-2xx answer.
-fn failure(
-    response: ureq::http::Response<ureq::Body>,
-    status: u16,
-    secrets: &Secrets<'_>,
-    what: &str,
-) -> RefreshError {
-    let retry_after = retry_after(response.headers());
-    let with_wait = |e: RefreshError| match retry_after {
-        Some(wait) => e.with_retry_after(wait),
-        None => e,
-    };
-    if (500..600).contains(&status) || status == 429 || status == 408 {
-        return with_wait(RefreshError::transient(format!(
-            "the {what} endpoint answered HTTP {status}"
-        )));
+impl GrantType {
+    /// The `grant_type` value sent.
+    ///
+    /// ```
+    /// use tokenvault::GrantType;
+    ///
+    /// assert_eq!(GrantType::RefreshToken.as_str(), "refresh_token");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+        }
     }
-    let body = match read_body(response.into_body()) {
-        Ok(body) => body,
-        Err(e) => return e,
-    };
-    if let Some(oauth) = OAuthError::parse(&body, secrets) {
-        return with_wait(oauth.into_error(status, what));
-    }
-    if (300..400).contains(&status) {
-        return RefreshError::rejected(format!(
-            "the {what} endpoint answered HTTP {status}, a redirect; redirects are not \
-                 followed: configure the final URL"
-        ));
-    }
-    RefreshError::rejected(format!(
-        "the {what} endpoint answered HTTP {status} without an OAuth error response"
-    ))
 }
 
 impl Refresher for HttpRefresher {
     fn refresh(&self, current: Option<&Token>) -> Result<Token, RefreshError> {
-        let scope = Zeroizing::new(self.scopes.join(" "));
+        let scope = self.scopes.join(" ");
         let mut fields: Vec<(&str, &str)> = Vec::with_capacity(8);
         match self.grant {
             GrantType::RefreshToken => {
@@ -573,7 +574,7 @@ impl Refresher for HttpRefresher {
         if !scope.is_empty() {
             fields.push(("scope", &scope));
         }
-        let secrets = Secrets::new(current, self.client_secret.as_ref().map(|(s, _)| s));
+        let secrets = self.secrets(current);
         let sent_at = self.clock.now();
         let response = self.post(&self.token_url, &mut fields, true)?;
         let status = response.status().as_u16();
@@ -586,7 +587,7 @@ impl Refresher for HttpRefresher {
             Err(e) => Err(match OAuthError::parse(&body, &secrets) {
                 Some(oauth) => oauth.into_error(status, "token"),
                 None => RefreshError::rejected(format!(
-                    "the token endpoint answered HTTP {status} with no usable token response: {e}"
+                    "the token endpoint's HTTP {status} answer is not usable ({e})"
                 )),
             }),
         }
@@ -607,22 +608,6 @@ impl fmt::Debug for HttpRefresher {
             .field("timeout", &self.timeout)
             .field("clock", &self.clock)
             .finish_non_exhaustive()
-    }
-}
-
-impl GrantType {
-    /// The `grant_type` value sent.
-    ///
-    /// ```
-    /// use tokenvault::GrantType;
-    ///
-    /// assert_eq!(GrantType::RefreshToken.as_str(), "refresh_token");
-    /// ```
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::RefreshToken => "refresh_token",
-            Self::ClientCredentials => "client_credentials",
-        }
     }
 }
 
@@ -649,6 +634,7 @@ impl OAuthError {
                         Some(Value::String(d)) if !secrets.appear_in(d) => {
                             let d: String = d
                                 .chars()
+                                .map(|c| if c.is_ascii_whitespace() { ' ' } else { c })
                                 .filter(|c| c.is_ascii_graphic() || *c == ' ')
                                 .take(MAX_DESCRIPTION_LEN)
                                 .collect();
@@ -686,24 +672,45 @@ impl OAuthError {
 /// The secrets a request carried, which an error description must not repeat.
 struct Secrets<'a>(Vec<&'a str>);
 
-impl<'a> Secrets<'a> {
-    fn new(token: Option<&'a Token>, client_secret: Option<&'a SecretString>) -> Self {
-        let mut all = Vec::with_capacity(3);
-        if let Some(t) = token {
-            all.push(t.access_token().expose_secret());
-            if let Some(rt) = t.refresh_token() {
-                all.push(rt.expose_secret());
-            }
-        }
-        if let Some(s) = client_secret {
-            all.push(s.expose_secret());
-        }
-        Self(all)
-    }
-
+impl Secrets<'_> {
     fn appear_in(&self, text: &str) -> bool {
         self.0.iter().any(|s| !s.is_empty() && text.contains(s))
     }
+}
+
+/// The error for a non-2xx answer.
+fn failure(
+    response: ureq::http::Response<ureq::Body>,
+    status: u16,
+    secrets: &Secrets<'_>,
+    what: &str,
+) -> RefreshError {
+    let retry_after = retry_after(response.headers());
+    let with_wait = |e: RefreshError| match retry_after {
+        Some(wait) => e.with_retry_after(wait),
+        None => e,
+    };
+    if (500..600).contains(&status) || status == 429 || status == 408 {
+        return with_wait(RefreshError::transient(format!(
+            "the {what} endpoint answered HTTP {status}"
+        )));
+    }
+    let body = match read_body(response.into_body()) {
+        Ok(body) => body,
+        Err(e) => return e,
+    };
+    if let Some(oauth) = OAuthError::parse(&body, secrets) {
+        return with_wait(oauth.into_error(status, what));
+    }
+    if (300..400).contains(&status) {
+        return RefreshError::rejected(format!(
+            "the {what} endpoint answered HTTP {status}, a redirect; redirects are not \
+                 followed: configure the final URL"
+        ));
+    }
+    RefreshError::rejected(format!(
+        "the {what} endpoint answered HTTP {status} without an OAuth error response"
+    ))
 }
 
 /// Checks a configured URL: absolute, `https` (or `http` to a loopback host), no user
@@ -755,17 +762,17 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// The agent: one timeout for the whole exchange, statuses as answers (not errors), no
-/// redirects, and no proxy for loopback hosts.
-fn agent(timeout: Duration, loopback: bool) -> ureq::Agent {
-    let mut config = ureq::Agent::config_builder()
+/// redirects, the environment's proxy (requests to loopback hosts bypass it).
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
+        .timeout_resolve(Some(timeout / 2))
+        .timeout_connect(Some(timeout / 2))
         .http_status_as_error(false)
         .max_redirects(0)
-        .user_agent(concat!("tokenvault/", env!("CARGO_PKG_VERSION")));
-    if loopback {
-        config = config.proxy(None);
-    }
-    config.build().into()
+        .user_agent(concat!("tokenvault/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
 }
 
 /// The `application/x-www-form-urlencoded` body of `fields`, in a wiped buffer sized exactly
@@ -912,15 +919,25 @@ fn retry_after(headers: &ureq::http::HeaderMap) -> Option<Duration> {
 fn transport_error(e: ureq::Error) -> RefreshError {
     use ureq::Error as E;
     match e {
-        E::Timeout(phase) => RefreshError::transient(format!(
-            "the request timed out ({phase}); it may have reached the server"
-        )),
+        E::Timeout(phase) => {
+            use ureq::Timeout as T;
+            match phase {
+                T::Resolve | T::Connect | T::SendRequest | T::PerWrite => RefreshError::transient(
+                    format!("the request timed out before it was sent ({phase})"),
+                ),
+                _ => RefreshError::transient(format!(
+                    "the request timed out ({phase}); it may have reached the server"
+                ))
+                .with_request_possibly_processed(),
+            }
+        }
         E::Io(io) => io_error(&io),
-        E::HostNotFound => RefreshError::transient("the token endpoint's host was not found"),
-        E::ConnectionFailed => RefreshError::transient("could not connect to the token endpoint"),
+        E::HostNotFound => RefreshError::transient("the endpoint's host was not found"),
+        E::ConnectionFailed => RefreshError::transient("could not connect to the endpoint"),
         E::Protocol(_) | E::BodyStalled => RefreshError::transient(
             "the server broke the HTTP protocol; the request may have reached the server",
-        ),
+        )
+        .with_request_possibly_processed(),
         E::Rustls(tls) => RefreshError::transient(format!("TLS failure: {tls}")),
         E::Tls(what) => RefreshError::transient(format!("TLS failure: {what}")),
         E::LargeResponseHeader(_, limit) => RefreshError::rejected(format!(
@@ -945,13 +962,16 @@ fn io_error(e: &std::io::Error) -> RefreshError {
     match e.kind() {
         K::TimedOut | K::WouldBlock => {
             RefreshError::transient("the request timed out; it may have reached the server")
+                .with_request_possibly_processed()
         }
-        K::ConnectionRefused => {
-            RefreshError::transient("the token endpoint refused the connection")
+        K::ConnectionRefused => RefreshError::transient("the endpoint refused the connection"),
+        K::NotFound | K::AddrNotAvailable | K::NetworkUnreachable | K::HostUnreachable => {
+            RefreshError::transient(format!("could not reach the endpoint ({})", e.kind()))
         }
         kind => RefreshError::transient(format!(
             "network error ({kind}); the request may have reached the server"
-        )),
+        ))
+        .with_request_possibly_processed(),
     }
 }
 
@@ -1027,8 +1047,7 @@ mod tests {
 
     #[test]
     fn oauth_error_descriptions_are_sanitized() {
-        let token = Token::new("AT-SECRET".into()).with_refresh_token("RT-SECRET".into());
-        let secrets = Secrets::new(Some(&token), None);
+        let secrets = Secrets(vec!["AT-SECRET", "RT-SECRET"]);
         let e = OAuthError::parse(
             br#"{"error":"invalid_grant","error_description":"refresh token RT-SECRET expired"}"#,
             &secrets,
@@ -1042,7 +1061,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.code, "badcode");
-        assert_eq!(e.description.as_deref(), Some("linebreak t"));
+        assert_eq!(e.description.as_deref(), Some("line break t"));
         assert!(OAuthError::parse(br#"{"error":7}"#, &secrets).is_none());
         assert!(OAuthError::parse(b"<html>", &secrets).is_none());
     }

@@ -36,19 +36,19 @@ pub use crate::token::{Secret, Token};
 
 // Token-store semantics.
 pub use crate::clock::{Clock, ManualClock, SystemClock};
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use crate::http::{ClientAuth, GrantType, HttpRefresher};
 pub use crate::import::{
     Import, ImportError, ImportErrorKind, ImportFormat, ImportReport, ImportedRecord, SkippedEntry,
     MAX_IMPORT_DATABASE_LEN, MAX_IMPORT_FILE_LEN, MAX_IMPORT_RECORDS,
 };
 pub use crate::refresh::{RefreshError, RefreshErrorKind, Refresher};
-#[cfg(feature = "http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use crate::http::{ClientAuth, GrantType, HttpRefresher};
 
 // Refreshing.
 pub use crate::authorizer::{
-    Authorizer, AuthorizerBuilder, DeadGrant, Logout, DEFAULT_JITTER, DEFAULT_LEASE_TIME,
-    DEFAULT_MARGIN, DEFAULT_MAX_RETRY_GAP, DEFAULT_MIN_RETRY_GAP,
+    AmbiguousFailure, Authorizer, AuthorizerBuilder, DeadGrant, Logout, DEFAULT_JITTER,
+    DEFAULT_LEASE_TIME, DEFAULT_MARGIN, DEFAULT_MAX_RETRY_GAP, DEFAULT_MIN_RETRY_GAP,
 };
 pub use crate::response::{TokenResponse, MAX_RESPONSE_LEN};
 pub use crate::session::{Principal, Sessions};

@@ -70,6 +70,7 @@ pub struct RefreshError {
     message: String,
     oauth_error: Option<String>,
     retry_after: Option<Duration>,
+    possibly_processed: bool,
 }
 
 /// What kind of failure a [`RefreshError`] is: the authorizer's policy follows from it.
@@ -114,6 +115,7 @@ impl RefreshError {
             message: message.into(),
             oauth_error: None,
             retry_after: None,
+            possibly_processed: false,
         }
     }
 
@@ -130,6 +132,22 @@ impl RefreshError {
     pub fn with_retry_after(mut self, wait: Duration) -> Self {
         self.retry_after = Some(wait);
         self
+    }
+
+    /// Records that the request may have reached the server although no answer came back (a
+    /// timeout or a lost connection after the request was sent): the server may have
+    /// exchanged, and so spent, the refresh token. The authorizer then does not present that
+    /// refresh token again unless told to ([`AmbiguousFailure`](crate::AmbiguousFailure)).
+    #[must_use]
+    pub fn with_request_possibly_processed(mut self) -> Self {
+        self.possibly_processed = true;
+        self
+    }
+
+    /// Whether the request may have reached the server (see
+    /// [`with_request_possibly_processed`](Self::with_request_possibly_processed)).
+    pub fn request_possibly_processed(&self) -> bool {
+        self.possibly_processed
     }
 
     /// The kind of failure.
@@ -167,7 +185,7 @@ impl fmt::Display for RefreshError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.kind {
             RefreshErrorKind::InvalidGrant => "the grant is dead; log in again",
-            RefreshErrorKind::Rejected => "the token endpoint refused the request",
+            RefreshErrorKind::Rejected => "refused; retrying will not help",
             RefreshErrorKind::Transient => "temporary failure; will retry",
         };
         write!(f, "refresh failed ({kind}): {}", self.message)?;

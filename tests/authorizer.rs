@@ -572,7 +572,7 @@ fn logout_removes_first_then_revokes_and_reports() {
         "minted without a refresh token"
     );
     // Logging out twice is a no-op that does not call the hook.
-    auth.logout(|_| Ok::<(), ()>(())).unwrap();
+    assert!(auth.logout(|_| Ok::<(), ()>(())).unwrap().removed);
     let again = auth
         .logout(|_| -> Result<(), ()> { panic!("nothing to revoke") })
         .unwrap();

@@ -74,7 +74,8 @@ fn events_cover_the_refresh_path_and_carry_no_secret() {
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let entered = Arc::new(Barrier::new(2));
     let make = |first: bool| {
-        let (issued, fail, entered) = (Arc::clone(&issued), Arc::clone(&fail), Arc::clone(&entered));
+        let (issued, fail, entered) =
+            (Arc::clone(&issued), Arc::clone(&fail), Arc::clone(&entered));
         move |_: Option<&Token>| -> Result<Token, RefreshError> {
             if fail.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(RefreshError::transient("HTTP 503"));
@@ -84,7 +85,10 @@ fn events_cover_the_refresh_path_and_carry_no_secret() {
                 std::thread::sleep(Duration::from_millis(200));
             }
             let n = issued.lock().unwrap().len();
-            let (a, r) = (format!("SECRET-ACCESS-{n}-c0ffee"), format!("SECRET-REFRESH-{n}-d00d"));
+            let (a, r) = (
+                format!("SECRET-ACCESS-{n}-c0ffee"),
+                format!("SECRET-REFRESH-{n}-d00d"),
+            );
             issued.lock().unwrap().extend([a.clone(), r.clone()]);
             Ok(Token::new(a.into())
                 .with_refresh_token(r.into())
@@ -113,7 +117,7 @@ fn events_cover_the_refresh_path_and_carry_no_secret() {
     fail.store(true, std::sync::atomic::Ordering::SeqCst);
     clock.advance(Duration::from_secs(3600));
     assert!(a.token().is_err());
-    a.logout(|_| Ok::<(), ()>(())).unwrap();
+    assert!(a.logout(|_| Ok::<(), ()>(())).unwrap().removed);
 
     let lines = events.0.lock().unwrap().clone();
     let all = lines.join("\n");
@@ -129,12 +133,18 @@ fn events_cover_the_refresh_path_and_carry_no_secret() {
     }
     assert!(lines.iter().all(|l| l.contains(" tokenvault ")), "{all}");
     // The refreshed-and-stored event names the token by a short hash only.
-    let stored = lines.iter().find(|l| l.contains("refreshed and stored")).unwrap();
+    let stored = lines
+        .iter()
+        .find(|l| l.contains("refreshed and stored"))
+        .unwrap();
     assert!(stored.contains("token="), "{stored}");
     let mut secrets = vec![AT0.to_owned(), RT0.to_owned()];
     secrets.extend(issued.lock().unwrap().iter().cloned());
     for secret in &secrets {
-        assert!(!all.contains(secret.as_str()), "{secret} appears in:\n{all}");
+        assert!(
+            !all.contains(secret.as_str()),
+            "{secret} appears in:\n{all}"
+        );
         assert!(!all.contains("SECRET-"), "{all}");
     }
 }
