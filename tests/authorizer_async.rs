@@ -33,7 +33,10 @@ fn setup() -> (tempfile::TempDir, Vault) {
 fn slow_refresher(calls: &Arc<AtomicUsize>, delay: Duration) -> impl tokenvault::Refresher {
     let calls = Arc::clone(calls);
     move |current: Option<&Token>| -> Result<Token, RefreshError> {
-        assert_eq!(current.unwrap().refresh_token().unwrap().expose_secret(), "rt-0");
+        assert_eq!(
+            current.unwrap().refresh_token().unwrap().expose_secret(),
+            "rt-0"
+        );
         let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
         std::thread::sleep(delay);
         Ok(Token::new(format!("at-{n}").into())
@@ -71,9 +74,13 @@ async fn a_dropped_future_does_not_lose_the_rotated_token() {
     let (_dir, vault) = setup();
     let ns = vault.namespace("n").unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
-    let auth = Authorizer::builder(&ns, "api", slow_refresher(&calls, Duration::from_millis(400)))
-        .build()
-        .unwrap();
+    let auth = Authorizer::builder(
+        &ns,
+        "api",
+        slow_refresher(&calls, Duration::from_millis(400)),
+    )
+    .build()
+    .unwrap();
     let gave_up = tokio::time::timeout(Duration::from_millis(20), auth.token_async()).await;
     assert!(gave_up.is_err(), "the caller gave up first");
     drop(auth);

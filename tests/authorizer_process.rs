@@ -163,7 +163,11 @@ fn a_process_killed_mid_refresh_makes_the_next_one_ask_for_a_login() {
     // The next process finds the lease, waits for it to expire, and does not refresh.
     let next = outcome(spawn(dir.path(), "normal"));
     assert_eq!(next, "REAUTH");
-    assert_eq!(refreshes(dir.path()).len(), 1, "rt-0 was presented once only");
+    assert_eq!(
+        refreshes(dir.path()).len(),
+        1,
+        "rt-0 was presented once only"
+    );
 
     // After a new login, the next process refreshes the new grant.
     let vault = Vault::open(dir.path().join("vault"), &raw_key(1)).unwrap();

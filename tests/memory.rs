@@ -709,7 +709,10 @@ fn the_authorizer_leaves_no_secret_in_freed_memory() {
         SCANNED_BLOCKS.load(Ordering::SeqCst),
     );
     assert!(SCANNED_BLOCKS.load(Ordering::SeqCst) > 1000);
-    assert_eq!(hits, 0, "secrets left in freed heap memory by the authorizer:\n{summary}");
+    assert_eq!(
+        hits, 0,
+        "secrets left in freed heap memory by the authorizer:\n{summary}"
+    );
 }
 
 /// An expired canary grant refreshed through an authorizer (on its own thread, under a
@@ -724,7 +727,12 @@ fn authorizer_round_trip(path: &std::path::Path) {
     drop(expired);
     let refresher = |current: Option<&Token>| -> Result<Token, RefreshError> {
         assert_eq!(
-            current.unwrap().refresh_token().unwrap().expose_secret().as_bytes(),
+            current
+                .unwrap()
+                .refresh_token()
+                .unwrap()
+                .expose_secret()
+                .as_bytes(),
             canary(REFRESH)
         );
         Ok(Token::new(canary_secret_string(SECRET))
@@ -737,7 +745,10 @@ fn authorizer_round_trip(path: &std::path::Path) {
     };
     let auth = Authorizer::builder(&ns, "api", refresher).build().unwrap();
     let token = auth.token().unwrap();
-    assert_eq!(token.access_token().expose_secret().as_bytes(), canary(SECRET));
+    assert_eq!(
+        token.access_token().expose_secret().as_bytes(),
+        canary(SECRET)
+    );
     assert_eq!(
         token.refresh_token().unwrap().expose_secret().as_bytes(),
         canary(REFRESH)

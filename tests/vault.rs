@@ -371,7 +371,10 @@ fn keys_starting_with_nul_are_reserved() {
     for key in ["\0", "\0lease\0rs", "\0x"] {
         let err = ns.put(key, &small_token("a")).unwrap_err();
         assert!(matches!(err, Error::InvalidName { .. }), "{err:?}");
-        assert!(matches!(ns.get::<Token>(key), Err(Error::InvalidName { .. })));
+        assert!(matches!(
+            ns.get::<Token>(key),
+            Err(Error::InvalidName { .. })
+        ));
         assert!(matches!(ns.remove(key), Err(Error::InvalidName { .. })));
     }
     // A NUL anywhere else is an ordinary character.
