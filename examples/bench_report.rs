@@ -1,0 +1,586 @@
+//! The benchmark report: every vault operation against its floor (the irreducible parts,
+//! measured by the same harness in the same run), printed as one table.
+//!
+//! ```text
+//! cargo run --release --example bench_report              # the table (a few minutes)
+//! cargo run --release --example bench_report -- --quick   # shorter measurements
+//! cargo run --release --example bench_report -- --scale   # 1k / 100k / 1M records (long)
+//! ```
+//!
+//! The floors: a vault get is an HMAC of the names, a storage get, an AEAD open and a bincode
+//! decode; a put is the HMAC, an encode, a seal and a storage insert (plus sled's flush and an
+//! `fdatasync` when durable); a compare-and-swap is the same with sled's compare-and-swap.
+//! Storage is raw sled with the vault's settings, holding as many records of the same size.
+//! `benches/vault.rs` measures the same operations with criterion.
+
+#[path = "../benches/support/workload.rs"]
+mod workload;
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use tokenvault::__private::bench::RecordParts;
+use tokenvault::secrecy::SecretString;
+use tokenvault::{
+    Authorizer, Durability, Import, KdfParams, KeySource, RefreshError, Token, Vault,
+    VaultOptions,
+};
+use workload::{bench_dir, filled_vault, id, once, per_op, raw_key, token, RawSled, KEY, NS};
+
+struct Row {
+    name: String,
+    vault: Duration,
+    floor: Option<Duration>,
+    goal: Option<f64>,
+    note: String,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--scale") {
+        return scale(quick);
+    }
+    let budget = if quick {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_secs(2)
+    };
+    let samples = 7;
+    let mut rows = Vec::new();
+    let parts = RecordParts::new();
+    let t = token(1);
+    let rid = parts.record_id(NS, KEY);
+    let body = parts.encode(KEY, &t)?;
+    let sealed = parts.seal(NS, &rid, body.clone())?;
+    println!(
+        "record: {} bytes stored ({} bytes of access token)",
+        sealed.len(),
+        1024
+    );
+
+    // ---- the floor's parts ----
+    let hmac = per_op(budget, samples, || {
+        black_box(parts.record_id(black_box(NS), black_box(KEY)));
+    });
+    let encode = per_op(budget, samples, || {
+        black_box(parts.encode(KEY, black_box(&t)).unwrap());
+    });
+    let copy = per_op(budget, samples, || {
+        black_box(body.clone());
+    });
+    let seal = per_op(budget, samples, || {
+        black_box(parts.seal(NS, &rid, body.clone()).unwrap());
+    })
+    .saturating_sub(copy);
+    let open = per_op(budget, samples, || {
+        black_box(parts.open(NS, &rid, black_box(&sealed)).unwrap());
+    });
+    let (plain, range) = parts.open(NS, &rid, &sealed).unwrap();
+    let decode = per_op(budget, samples, || {
+        black_box(parts.decode(black_box(&plain[range.clone()])).unwrap());
+    });
+    let dir = bench_dir("floor");
+    let records = 1000;
+    let raw = RawSled::create(dir.path(), records, sealed.len());
+    let mut i = 0u64;
+    let sled_get = per_op(budget, samples, || {
+        i = (i + 1) % records;
+        black_box(raw.tree.get(id(i)).unwrap());
+    });
+    let sled_insert = per_op(budget, samples, || {
+        i = (i + 1) % records;
+        raw.tree.insert(id(i), sealed.as_slice()).unwrap();
+    });
+    let sled_durable = per_op(budget, samples, || {
+        i = (i + 1) % records;
+        raw.tree.insert(id(i), sealed.as_slice()).unwrap();
+        raw.durable_flush();
+    });
+    raw.tree.insert(id(records + 1), sealed.as_slice())?;
+    let mut other = sealed.clone();
+    other[40] ^= 1;
+    let mut current = sealed.clone();
+    let sled_cas_durable = per_op(budget, samples, || {
+        let next = if current == sealed { &other } else { &sealed };
+        raw.tree
+            .compare_and_swap(id(records + 1), Some(current.as_slice()), Some(next.as_slice()))
+            .unwrap()
+            .unwrap();
+        current = next.clone();
+        raw.durable_flush();
+    });
+    drop(raw);
+    for (name, d) in [
+        ("floor part: HMAC-SHA-256 of the names", hmac),
+        ("floor part: bincode encode (framed, padded)", encode),
+        ("floor part: XChaCha20-Poly1305 seal", seal),
+        ("floor part: XChaCha20-Poly1305 open", open),
+        ("floor part: bincode decode", decode),
+        ("floor part: sled get", sled_get),
+        ("floor part: sled insert", sled_insert),
+        ("floor part: sled insert + flush + fdatasync", sled_durable),
+        ("floor part: sled CAS + flush + fdatasync", sled_cas_durable),
+    ] {
+        rows.push(Row {
+            name: name.into(),
+            vault: d,
+            floor: None,
+            goal: None,
+            note: String::new(),
+        });
+    }
+    let seal_bytes = sealed.len() as f64;
+    println!(
+        "AEAD: seal {:.2} ns/byte, open {:.2} ns/byte ({} bytes)",
+        seal.as_nanos() as f64 / seal_bytes,
+        open.as_nanos() as f64 / seal_bytes,
+        sealed.len()
+    );
+
+    // ---- vault operations, on a vault of 1,000 records over 10 namespaces ----
+    let vdir = bench_dir("vault");
+    let vpath = vdir.path().join("v");
+    let vault = filled_vault(&vpath, &raw_key(), records, 10);
+    let ns = vault.namespace(NS)?;
+    let get = per_op(budget, samples, || {
+        black_box(ns.get::<Token>(KEY).unwrap().unwrap());
+    });
+    rows.push(Row {
+        name: "vault get".into(),
+        vault: get,
+        floor: Some(hmac + sled_get + open + decode),
+        goal: Some(1.3),
+        note: "floor: HMAC + sled get + open + decode".into(),
+    });
+    let put_durable = per_op(budget, samples, || {
+        ns.put(KEY, &t).unwrap();
+    });
+    rows.push(Row {
+        name: "vault put, durable".into(),
+        vault: put_durable,
+        floor: Some(hmac + encode + seal + sled_durable),
+        goal: Some(1.1),
+        note: "floor: HMAC + encode + seal + sled insert + flush + fdatasync".into(),
+    });
+    let mut v = ns.get_versioned::<Token>(KEY)?.unwrap().1;
+    let cas = per_op(budget, samples, || {
+        v = ns.compare_and_swap(KEY, Some(v), &t).unwrap().unwrap();
+    });
+    rows.push(Row {
+        name: "vault compare-and-swap, durable".into(),
+        vault: cas,
+        floor: Some(hmac + encode + seal + sled_cas_durable),
+        goal: None,
+        note: "floor: HMAC + encode + seal + sled CAS + flush + fdatasync".into(),
+    });
+    vault.close()?;
+    let buffered = VaultOptions::new()
+        .durability(Durability::Buffered)
+        .open(&vpath, &raw_key())?;
+    let bns = buffered.namespace(NS)?;
+    // Buffered writes are bound by how fast sled's log reaches the disk once its buffers
+    // fill, so both sides do the same sustained work: N puts of distinct keys, then one
+    // durable flush, measured as a whole.
+    let n_buf: u64 = if quick { 2_000 } else { 20_000 };
+    let mut round = 0u64;
+    let put_buffered = once(5, || {
+        round += 1;
+        for k in 0..n_buf {
+            bns.put(&format!("buf-{}", k % 1000), &t).unwrap();
+        }
+        buffered.flush().unwrap();
+    }) / u32::try_from(n_buf).unwrap_or(1);
+    let fdir = bench_dir("floor-buffered");
+    let fraw = RawSled::create(fdir.path(), 1000, sealed.len());
+    let put_buffered_floor = once(5, || {
+        for k in 0..n_buf {
+            let r = parts.record_id(NS, &format!("buf-{}", k % 1000));
+            let b = parts.encode(KEY, &t).unwrap();
+            let s = parts.seal(NS, &r, b).unwrap();
+            fraw.tree.insert(id(k % 1000), s).unwrap();
+        }
+        fraw.durable_flush();
+    }) / u32::try_from(n_buf).unwrap_or(1);
+    // Where the time goes: sled's atomic batches (a transaction, as the vault's writes use,
+    // or `apply_batch`) against plain inserts of the same two values (record and manifest).
+    let manifest = vec![0x5Au8; 300];
+    let sled_two_inserts = once(5, || {
+        for k in 0..n_buf {
+            fraw.tree.insert(id(k % 1000), sealed.as_slice()).unwrap();
+            fraw.tree.insert([0u8], manifest.as_slice()).unwrap();
+        }
+        fraw.durable_flush();
+    }) / u32::try_from(n_buf).unwrap_or(1);
+    let sled_transaction = once(5, || {
+        for k in 0..n_buf {
+            let trees = [fraw.tree.clone()];
+            let r: Result<(), sled::transaction::TransactionError<()>> =
+                sled::Transactional::transaction(trees.as_slice(), |tx| {
+                    black_box(tx[0].get(id(k % 1000))?);
+                    black_box(tx[0].get([0u8])?);
+                    tx[0].insert(&id(k % 1000), sealed.as_slice())?;
+                    tx[0].insert(&[0u8], manifest.as_slice())?;
+                    Ok(())
+                });
+            r.unwrap();
+        }
+        fraw.durable_flush();
+    }) / u32::try_from(n_buf).unwrap_or(1);
+    drop(fraw);
+    rows.push(Row {
+        name: "sled: 2 plain inserts (sustained)".into(),
+        vault: sled_two_inserts,
+        floor: None,
+        goal: None,
+        note: "record + manifest sized values, no atomicity".into(),
+    });
+    rows.push(Row {
+        name: "sled: 2 writes in one transaction (sustained)".into(),
+        vault: sled_transaction,
+        floor: None,
+        goal: None,
+        note: "what a vault write asks of sled: each atomic batch seals sled's log buffer".into(),
+    });
+    rows.push(Row {
+        name: "vault put, buffered (sustained)".into(),
+        vault: put_buffered,
+        floor: Some(put_buffered_floor),
+        goal: Some(1.5),
+        note: format!(
+            "{n_buf} puts then one flush; floor: the same through HMAC + encode + seal + sled insert"
+        ),
+    });
+    let auth = Authorizer::builder(&bns, KEY, |_: Option<&Token>| -> Result<Token, RefreshError> {
+        Err(RefreshError::transient("unused"))
+    })
+    .build()?;
+    auth.token()?;
+    let hit = per_op(budget, samples, || {
+        black_box(auth.token().unwrap());
+    });
+    rows.push(Row {
+        name: "authorizer cache hit".into(),
+        vault: hit,
+        floor: None,
+        goal: None,
+        note: "goal: under 1 µs".into(),
+    });
+    drop((auth, bns));
+
+    // Rotation throughput: one namespace of 10,000 records.
+    let big = buffered.namespace("rotate-me")?;
+    let n_rot = if quick { 2_000 } else { 10_000 };
+    for k in 0..n_rot {
+        big.put(&format!("rs-{k}"), &t)?;
+    }
+    buffered.flush()?;
+    let rotate = once(3, || {
+        buffered.rotate_namespace_key("rotate-me", |_| {}).unwrap();
+    });
+    let per_record_floor = open + copy + seal + sled_insert;
+    rows.push(Row {
+        name: format!("namespace-key rotation, {n_rot} records"),
+        vault: rotate,
+        floor: Some(per_record_floor * n_rot + sled_durable),
+        goal: None,
+        note: format!(
+            "{:.0} records/s; floor: per record open + seal + sled insert, one durable flush",
+            n_rot as f64 / rotate.as_secs_f64()
+        ),
+    });
+    buffered.close()?;
+
+    // Import throughput: a Globus JSON file of 2,000 records over 10 namespaces.
+    let n_imp: u32 = 2_000;
+    let json_path = vdir.path().join("tokens.json");
+    std::fs::write(&json_path, globus_json(n_imp))?;
+    let json_bytes = std::fs::read(&json_path)?;
+    let parse = once(5, || {
+        black_box(serde_json::from_slice::<serde_json::Value>(&json_bytes).unwrap());
+    });
+    let import = once(3, || {
+        let d = bench_dir("import");
+        let v = Vault::create(d.path().join("v"), &raw_key()).unwrap();
+        let t0 = Instant::now();
+        Import::globus_json(&json_path).run(&v).unwrap();
+        black_box(t0);
+        v.close().unwrap();
+    });
+    let import_floor = parse + (hmac + encode + seal + sled_insert) * n_imp + sled_durable;
+    rows.push(Row {
+        name: format!("import, Globus JSON, {n_imp} records"),
+        vault: import,
+        floor: Some(import_floor),
+        goal: None,
+        note: format!(
+            "{:.0} records/s (incl. creating the vault); floor: JSON parse + per record HMAC + encode + seal + sled insert, one durable flush",
+            f64::from(n_imp) / import.as_secs_f64()
+        ),
+    });
+
+    // Unlock: a vault of 100,000 records, with the default Argon2id parameters.
+    let n_open = if quick { 10_000 } else { 100_000 };
+    let odir = bench_dir("open");
+    let opath = odir.path().join("v");
+    let pass = KeySource::passphrase(SecretString::from("correct horse battery staple"));
+    filled_vault(&opath, &pass, n_open, 100).close()?;
+    let kdf = KdfParams::default();
+    let argon = once(5, || {
+        black_box(
+            tokenvault::__private::argon2id(
+                kdf.m_kib(),
+                kdf.t(),
+                kdf.p(),
+                b"correct horse battery staple",
+                &[7u8; 16],
+            )
+            .unwrap(),
+        );
+    });
+    let mut opened = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let v = Vault::open(&opath, &pass).unwrap();
+        opened.push(t0.elapsed());
+        v.close().unwrap();
+    }
+    opened.sort_unstable();
+    let open_pass = opened[2];
+    let mut raw_opened = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let v = Vault::open(&opath, &raw_key()).unwrap_or_else(|_| {
+            // The vault has only the passphrase slot: open with it and add the raw key once.
+            let v = Vault::open(&opath, &pass).unwrap();
+            v.add_keyslot(&raw_key()).unwrap();
+            v
+        });
+        raw_opened.push(t0.elapsed());
+        v.close().unwrap();
+    }
+    raw_opened.sort_unstable();
+    let open_raw = raw_opened[2];
+    rows.push(Row {
+        name: format!("open, passphrase, {n_open} records"),
+        vault: open_pass,
+        floor: Some(argon),
+        goal: None,
+        note: format!(
+            "overhead beyond Argon2id: {:.1} ms (goal < 30 ms); open with a raw key: {}",
+            open_pass.saturating_sub(argon).as_secs_f64() * 1e3,
+            fmt(open_raw)
+        ),
+    });
+    let v = Vault::open(&opath, &pass)?;
+    let change = once(3, || {
+        v.change_passphrase(&pass, &pass).unwrap();
+    });
+    v.close()?;
+    rows.push(Row {
+        name: "passphrase change".into(),
+        vault: change,
+        floor: Some(argon * 2),
+        goal: None,
+        note: "floor: two Argon2id derivations (old and new)".into(),
+    });
+
+    print_table(&rows);
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!(
+        "| {:<46} | {:>12} | {:>12} | {:>7} | {:>6} | notes",
+        "operation", "time", "floor", "ratio", "goal"
+    );
+    println!("|{:-<48}|{:->14}|{:->14}|{:->9}|{:->8}|------", "", "", "", "", "");
+    for r in rows {
+        let ratio = r
+            .floor
+            .map(|f| r.vault.as_secs_f64() / f.as_secs_f64().max(1e-12));
+        println!(
+            "| {:<46} | {:>12} | {:>12} | {:>7} | {:>6} | {}",
+            r.name,
+            fmt(r.vault),
+            r.floor.map(fmt).unwrap_or_default(),
+            ratio.map(|x| format!("{x:.2}x")).unwrap_or_default(),
+            match (r.goal, ratio) {
+                (Some(g), Some(x)) => format!("{}{g}x", if x <= g { "ok " } else { "NO " }),
+                _ => String::new(),
+            },
+            r.note
+        );
+    }
+}
+
+fn fmt(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns < 10_000 {
+        format!("{ns} ns")
+    } else if ns < 10_000_000 {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    } else {
+        format!("{:.1} ms", ns as f64 / 1e6)
+    }
+}
+
+/// A Globus `JSONTokenStorage` file (format 2.0) of `n` records over 10 namespaces.
+fn globus_json(n: u32) -> Vec<u8> {
+    use tokenvault::secrecy::ExposeSecret;
+    let t = token(3);
+    let mut data = serde_json::Map::new();
+    for i in 0..n {
+        let ns = format!("user/{:04}", i % 10);
+        let rs = format!("rs-{i}.example.org");
+        let entry = data
+            .entry(ns)
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        entry.as_object_mut().unwrap().insert(
+            rs.clone(),
+            serde_json::json!({
+                "resource_server": rs,
+                "identity_id": "2265b1f5-1111-4222-8333-d8f191b7584a",
+                "scope": "openid email profile",
+                "access_token": t.access_token().expose_secret(),
+                "refresh_token": t.refresh_token().unwrap().expose_secret(),
+                "expires_at_seconds": 1_900_000_000u64 + u64::from(i),
+                "token_type": "Bearer",
+            }),
+        );
+    }
+    serde_json::to_vec(&serde_json::json!({
+        "data": data, "format_version": "2.0", "globus-sdk.version": "4.9.1"
+    }))
+    .unwrap()
+}
+
+/// The scale runs: the same operations at 1,000, 100,000 and 1,000,000 records over 1,000
+/// namespaces; disk bytes per record and peak memory; 8 threads on mixed get/put; durable
+/// write throughput of 8 writers against 1.
+fn scale(quick: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let sizes: &[u64] = if quick {
+        &[1_000, 10_000]
+    } else {
+        &[1_000, 100_000, 1_000_000]
+    };
+    let budget = Duration::from_millis(if quick { 300 } else { 1500 });
+    let t = token(1);
+    println!(
+        "| {:>9} | {:>10} | {:>10} | {:>10} | {:>11} | {:>9} | {:>12} | {:>10} | {:>10} | {:>11} | {:>11}",
+        "records", "get", "put dur.", "put buf.", "disk B/rec", "peak RSS", "8 thr ops/s", "p50", "p99",
+        "1 writer/s", "8 writers/s"
+    );
+    for &n in sizes {
+        let dir = bench_dir("scale");
+        let path = dir.path().join("v");
+        let vault = filled_vault(&path, &raw_key(), n, 1000);
+        let ns = vault.namespace(NS)?;
+        let get = per_op(budget, 5, || {
+            black_box(ns.get::<Token>(KEY).unwrap());
+        });
+        let put = per_op(budget, 5, || {
+            ns.put(KEY, &t).unwrap();
+        });
+        vault.close()?;
+        let disk = workload::disk_bytes(&path);
+        let buffered = VaultOptions::new()
+            .durability(Durability::Buffered)
+            .open(&path, &raw_key())?;
+        let bns = buffered.namespace(NS)?;
+        let put_buf = per_op(budget, 5, || {
+            bns.put(KEY, &t).unwrap();
+        });
+        buffered.close()?;
+        let vault = Vault::open(&path, &raw_key())?;
+        let (ops, p50, p99) = mixed(&vault, n, if quick { 2_000 } else { 10_000 });
+        let one = writers(&vault, 1, if quick { 200 } else { 1_000 });
+        let eight = writers(&vault, 8, if quick { 200 } else { 1_000 });
+        vault.close()?;
+        println!(
+            "| {:>9} | {:>10} | {:>10} | {:>10} | {:>11} | {:>9} | {:>12.0} | {:>10} | {:>10} | {:>11.0} | {:>11.0}",
+            n,
+            fmt(get),
+            fmt(put),
+            fmt(put_buf),
+            disk / (n + 1),
+            format!("{} MiB", workload::peak_rss() >> 20),
+            ops,
+            fmt(p50),
+            fmt(p99),
+            one,
+            eight
+        );
+    }
+    Ok(())
+}
+
+/// 8 threads, each doing `per_thread` operations: 90% gets, 10% durable puts, on random
+/// records. Returns ops/s and the p50 and p99 latency.
+fn mixed(vault: &Vault, records: u64, per_thread: u64) -> (f64, Duration, Duration) {
+    let barrier = Arc::new(Barrier::new(8));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..8u64)
+        .map(|th| {
+            let vault = vault.clone();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let t = token(2);
+                let mut lat = Vec::with_capacity(per_thread as usize);
+                let mut x = th.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                barrier.wait();
+                for _ in 0..per_thread {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let i = x % records;
+                    let ns = vault.namespace(&format!("tenant-{:04}", i % 1000)).unwrap();
+                    let k = format!("rs-{i}");
+                    let t0 = Instant::now();
+                    if x % 10 == 0 {
+                        ns.put(&k, &t).unwrap();
+                    } else {
+                        black_box(ns.get::<Token>(&k).unwrap());
+                    }
+                    lat.push(t0.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let elapsed = start.elapsed();
+    all.sort_unstable();
+    let p = |q: f64| all[((all.len() as f64 - 1.0) * q) as usize];
+    (all.len() as f64 / elapsed.as_secs_f64(), p(0.5), p(0.99))
+}
+
+/// Durable puts per second from `threads` writers, each writing `per_thread` records to its
+/// own keys.
+fn writers(vault: &Vault, threads: u64, per_thread: u64) -> f64 {
+    let barrier = Arc::new(Barrier::new(threads as usize));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|th| {
+            let vault = vault.clone();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let t = token(3);
+                let ns = vault.namespace(&format!("writers-{th}")).unwrap();
+                barrier.wait();
+                for k in 0..per_thread {
+                    ns.put(&format!("w-{k}"), &t).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    (threads * per_thread) as f64 / start.elapsed().as_secs_f64()
+}
