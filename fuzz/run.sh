@@ -8,13 +8,15 @@
 # `RUSTC_BOOTSTRAP=1 cargo fuzz tmin <target> <file>`, then copy it into
 # tests/regressions/<target>/ so that plain `cargo test` (tests/fuzz_regressions.rs) replays it.
 #
+# A target with a libFuzzer dictionary, fuzz/<target>.dict, is run with it.
+#
 # Environment: FUZZ_SECONDS (per target), FUZZ_TARGETS (space-separated subset).
 # cargo-fuzz wants a nightly compiler; RUSTC_BOOTSTRAP=1 lets the stable one accept its flags.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-60}"
-targets="${FUZZ_TARGETS:-record header payload open_vault ops response}"
+targets="${FUZZ_TARGETS:-record header payload open_vault ops response import}"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TERM_COLOR=never
 
@@ -36,6 +38,9 @@ for t in $targets; do
     # Operation sequences need length: libFuzzer's default length control keeps inputs at a
     # few dozen bytes (about ten operations) for many minutes.
     extra=(-len_control=0 -max_len=600)
+  fi
+  if [ -f "fuzz/$t.dict" ]; then
+    extra+=("-dict=$PWD/fuzz/$t.dict")
   fi
   echo "=== fuzzing $t for ${seconds}s"
   if cargo fuzz run "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \

@@ -5,6 +5,15 @@
 //! must hold whatever the input; it returns `Err` with a description when one is violated (the
 //! fuzz target turns that into a crash). A panic inside is a bug as well.
 
+#[path = "private/import_hook.rs"]
+mod import_hook;
+
+pub use self::import_hook::fuzz_import;
+
+/// The record pipeline's parts, for the benchmarks' floors.
+#[path = "private/bench.rs"]
+pub mod bench;
+
 use crate::crypto::{derive_key, Key};
 use crate::header::{Header, VmkKeys};
 use crate::keys::KdfParams;

@@ -197,15 +197,36 @@ pub(crate) fn take_secret(s: &mut String) -> SecretString {
     secret
 }
 
-/// Serializes `map` into a secret string, in a buffer sized so that it never reallocates
-/// (JSON re-encoded by serde_json is never longer than the text it was parsed from).
+/// Serializes `map` into a secret string, in a buffer of exactly its size (measured by a first
+/// pass that only counts), so that it never reallocates and leaves no copy behind.
+/// `size_hint` bounds the count pass's work: a map longer than it is an error.
 pub(crate) fn secret_json(map: &Map<String, Value>, size_hint: usize) -> Result<SecretString> {
-    let mut buf = Zeroizing::new(Vec::with_capacity(size_hint.saturating_add(64)));
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, map)
+        .map_err(|_| Error::invalid_response("extra fields could not be re-encoded"))?;
+    if counter.0 > size_hint.saturating_add(64) {
+        return Err(Error::invalid_response("extra fields grew when re-encoded"));
+    }
+    let mut buf = Zeroizing::new(Vec::with_capacity(counter.0));
     serde_json::to_writer(&mut *buf, map)
         .map_err(|_| Error::invalid_response("extra fields could not be re-encoded"))?;
     let text = std::str::from_utf8(&buf)
         .map_err(|_| Error::invalid_response("extra fields are not UTF-8"))?;
     Ok(SecretString::from(text))
+}
+
+/// A writer that only counts bytes.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 = self.0.saturating_add(buf.len());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn collect(

@@ -18,13 +18,14 @@ use interpreter::Op;
 
 type Check = fn(&[u8]) -> Result<(), String>;
 
-const TARGETS: [(&str, Check); 6] = [
+const TARGETS: [(&str, Check); 7] = [
     ("record", targets::check_record),
     ("header", targets::check_header),
     ("payload", targets::check_payload),
     ("open_vault", targets::check_open_vault),
     ("ops", interpreter::run),
     ("response", targets::check_response),
+    ("import", targets::check_import),
 ];
 
 fn root() -> PathBuf {
@@ -105,6 +106,11 @@ fn ops_regressions_and_seeds() {
 #[test]
 fn response_regressions_and_seeds() {
     replay_target("response");
+}
+
+#[test]
+fn import_regressions_and_seeds() {
+    replay_target("import");
 }
 
 /// The seed programs of the `ops` target: together they run every operation, in both its
@@ -212,9 +218,10 @@ fn ops_seed_programs_run_clean() {
     }
 }
 
-/// Writes the seed corpus into `fuzz/seeds/<target>/`, replacing what is there. The fixture
-/// vault is random (keys, nonces), so the files change on every run: run it only when the
-/// formats or the programs change.
+/// Writes the seed corpus into `fuzz/seeds/<target>/` for the targets it has seeds for,
+/// replacing what is there (the `response` and `import` seeds are files kept by hand). The
+/// fixture vault is random (keys, nonces), so the files change on every run: run it only when
+/// the formats or the programs change.
 ///
 /// `cargo test --test fuzz_regressions -- --ignored generate_seeds`
 #[test]
@@ -224,7 +231,11 @@ fn generate_seeds() {
     for (name, program) in ops_seeds() {
         seeds.push(("ops", name.to_string(), program));
     }
+    // Only the targets generated here: the `response` and `import` seeds are kept by hand.
     for (target, _) in TARGETS {
+        if !seeds.iter().any(|(t, _, _)| *t == target) {
+            continue;
+        }
         let dir = root().join("fuzz/seeds").join(target);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

@@ -6,7 +6,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::{invalid_record, json, shown, shown_version, ImportErrorKind, Parsed};
+use super::error::{invalid_record, shown, shown_version, ImportErrorKind};
+use super::records::{json, Parsed};
 use crate::response::{secret_json, take_secret, wipe};
 use crate::token::Token;
 

@@ -2,7 +2,8 @@
 
 use std::time::SystemTime;
 
-use super::{ImportErrorKind, Parsed};
+use super::error::ImportErrorKind;
+use super::records::Parsed;
 use crate::error::Error;
 use crate::response::TokenResponse;
 

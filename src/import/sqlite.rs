@@ -13,11 +13,13 @@ use rusqlite::limits::Limit;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
+use super::error::{cut, invalid_record, shown, shown_version, ImportErrorKind};
+use super::files::open_regular;
+use super::format::SQLITE_MAGIC;
 use super::globus::record_token;
-use super::{
-    cut, json, shown, shown_version, ImportErrorKind, Parsed, SkippedEntry,
-    MAX_IMPORT_DATABASE_LEN, MAX_IMPORT_RECORDS, SQLITE_MAGIC,
-};
+use super::records::{json, Parsed};
+use super::report::SkippedEntry;
+use super::{MAX_IMPORT_DATABASE_LEN, MAX_IMPORT_RECORDS};
 use crate::response::wipe;
 
 /// Reads every token of a Globus SQLite database, and lists its `config_storage` rows as
@@ -46,7 +48,7 @@ fn check_file(path: &Path) -> Result<(), ImportErrorKind> {
     let too_large = ImportErrorKind::TooLarge {
         limit: MAX_IMPORT_DATABASE_LEN,
     };
-    let (mut file, meta) = super::open_regular(path)?;
+    let (mut file, meta) = open_regular(path)?;
     if meta.len() > MAX_IMPORT_DATABASE_LEN {
         return Err(too_large);
     }
@@ -153,7 +155,7 @@ fn read_tokens(conn: &Connection, parsed: &mut Parsed) -> Result<(), ImportError
         let data = match row.get_ref(2).map_err(sqlite)? {
             ValueRef::Text(bytes) => bytes,
             _ => {
-                return Err(super::invalid_record(
+                return Err(invalid_record(
                     namespace,
                     key,
                     "token_data_json is not text",
@@ -162,7 +164,7 @@ fn read_tokens(conn: &Connection, parsed: &mut Parsed) -> Result<(), ImportError
         };
         let mut value = json(data).map_err(|e| match e {
             ImportErrorKind::Malformed { reason } => {
-                super::invalid_record(namespace, key, &format!("token_data_json is {reason}"))
+                invalid_record(namespace, key, &format!("token_data_json is {reason}"))
             }
             other => other,
         })?;

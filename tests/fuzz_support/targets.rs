@@ -1218,3 +1218,26 @@ fn response_vault() -> tokenvault::Namespace {
         .namespace("fuzz")
         .unwrap_or_else(|e| panic!("namespace: {e}"))
 }
+
+// ---------------------------------------------------------------------------------------
+// import
+
+/// `import`: arbitrary bytes as the contents of a token file to import (Globus JSON 2.0 and
+/// 1.0, a Sharetribe file store) and as a file whose format is sniffed. Whatever the input:
+/// no panic; an error is one that reading a file can give and quotes no access or refresh
+/// token of the input; the records of a file that reads have valid names (Globus: keyed by
+/// their resource server) and round-trip through a vault; a file that reads as Globus JSON is
+/// detected as such (see `tokenvault::__private::fuzz_import`).
+///
+/// A JSON object is checked again with whitespace in front, past the 16 bytes a sniffer may
+/// look at first: random mutations almost never make so long a prefix of a valid file.
+pub(crate) fn check_import(data: &[u8]) -> Result<(), String> {
+    tokenvault::__private::fuzz_import(data)?;
+    if data.first() == Some(&b'{') {
+        let mut padded = b" \n\t\r".repeat(5);
+        padded.extend_from_slice(data);
+        tokenvault::__private::fuzz_import(&padded)
+            .map_err(|e| format!("(after 20 bytes of whitespace) {e}"))?;
+    }
+    Ok(())
+}
