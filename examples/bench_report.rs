@@ -13,6 +13,8 @@
 //! Storage is raw sled with the vault's settings, holding as many records of the same size.
 //! `benches/vault.rs` measures the same operations with criterion.
 
+#![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
+
 #[path = "../benches/support/workload.rs"]
 mod workload;
 
