@@ -25,7 +25,9 @@ fn floor(c: &mut Criterion) {
     g.bench_function("hmac_names", |b| {
         b.iter(|| parts.record_id(black_box(NS), black_box(KEY)))
     });
-    g.bench_function("encode", |b| b.iter(|| parts.encode(KEY, black_box(&t)).unwrap()));
+    g.bench_function("encode", |b| {
+        b.iter(|| parts.encode(KEY, black_box(&t)).unwrap())
+    });
     g.bench_function("seal", |b| {
         b.iter(|| parts.seal(NS, &rid, body.clone()).unwrap())
     });
@@ -89,9 +91,13 @@ fn vault(c: &mut Criterion) {
     let ns = v.namespace(NS).unwrap();
     g.sample_size(100);
     g.bench_function("put_buffered", |b| b.iter(|| ns.put(KEY, &t).unwrap()));
-    let auth = Authorizer::builder(&ns, KEY, |_: Option<&Token>| -> Result<Token, RefreshError> {
-        Err(RefreshError::transient("unused"))
-    })
+    let auth = Authorizer::builder(
+        &ns,
+        KEY,
+        |_: Option<&Token>| -> Result<Token, RefreshError> {
+            Err(RefreshError::transient("unused"))
+        },
+    )
     .build()
     .unwrap();
     auth.token().unwrap();

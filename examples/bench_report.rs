@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 use tokenvault::__private::bench::RecordParts;
 use tokenvault::secrecy::SecretString;
 use tokenvault::{
-    Authorizer, Durability, Import, KdfParams, KeySource, RefreshError, Token, Vault,
-    VaultOptions,
+    Authorizer, Durability, Import, KdfParams, KeySource, RefreshError, Token, Vault, VaultOptions,
 };
 use workload::{bench_dir, filled_vault, id, once, per_op, raw_key, token, RawSled, KEY, NS};
 
@@ -107,7 +106,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sled_cas_durable = per_op(budget, samples, || {
         let next = if current == sealed { &other } else { &sealed };
         raw.tree
-            .compare_and_swap(id(records + 1), Some(current.as_slice()), Some(next.as_slice()))
+            .compare_and_swap(
+                id(records + 1),
+                Some(current.as_slice()),
+                Some(next.as_slice()),
+            )
             .unwrap()
             .unwrap();
         current = next.clone();
@@ -254,9 +257,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "{n_buf} puts then one flush; floor: the same through HMAC + encode + seal + sled insert"
         ),
     });
-    let auth = Authorizer::builder(&bns, KEY, |_: Option<&Token>| -> Result<Token, RefreshError> {
-        Err(RefreshError::transient("unused"))
-    })
+    let auth = Authorizer::builder(
+        &bns,
+        KEY,
+        |_: Option<&Token>| -> Result<Token, RefreshError> {
+            Err(RefreshError::transient("unused"))
+        },
+    )
     .build()?;
     auth.token()?;
     let hit = per_op(budget, samples, || {
@@ -398,7 +405,10 @@ fn print_table(rows: &[Row]) {
         "| {:<46} | {:>12} | {:>12} | {:>7} | {:>6} | notes",
         "operation", "time", "floor", "ratio", "goal"
     );
-    println!("|{:-<48}|{:->14}|{:->14}|{:->9}|{:->8}|------", "", "", "", "", "");
+    println!(
+        "|{:-<48}|{:->14}|{:->14}|{:->9}|{:->8}|------",
+        "", "", "", "", ""
+    );
     for r in rows {
         let ratio = r
             .floor

@@ -593,6 +593,22 @@ impl Vault {
         self.inner.path.as_deref()
     }
 
+    /// The on-disk format version of this vault (`docs/format.md`), for diagnostics such as
+    /// `tokenvault info`. A vault opens only at a format version this library reads, so an
+    /// open vault is always at the version this library writes.
+    ///
+    /// ```
+    /// # use tokenvault::{KeySource, Vault};
+    /// # use tokenvault::secrecy::SecretBox;
+    /// # let dir = tempfile::tempdir()?;
+    /// let vault = Vault::create(dir.path().join("v"), &KeySource::raw_key(SecretBox::new(Box::new([1; 32]))))?;
+    /// assert_eq!(vault.format_version(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn format_version(&self) -> u16 {
+        u16::from(crate::record::FORMAT_VERSION)
+    }
+
     /// The header's sequence number: incremented by exactly one on every header change.
     ///
     /// # Errors

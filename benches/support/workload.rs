@@ -47,7 +47,10 @@ pub fn raw_key() -> KeySource {
 pub fn bench_dir(name: &str) -> tempfile::TempDir {
     let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&base).unwrap();
-    tempfile::Builder::new().prefix(name).tempdir_in(base).unwrap()
+    tempfile::Builder::new()
+        .prefix(name)
+        .tempdir_in(base)
+        .unwrap()
 }
 
 /// A vault at `path` holding `records` tokens spread over `namespaces` namespaces (key

@@ -37,8 +37,11 @@ impl RecordParts {
     /// The record id: HMAC-SHA-256 over the label, namespace and key, as a vault computes it
     /// for every get and put.
     pub fn record_id(&self, namespace: &str, key: &str) -> [u8; 32] {
-        self.prf
-            .mac(&[b"tokenvault/v1/record-id", namespace.as_bytes(), key.as_bytes()])
+        self.prf.mac(&[
+            b"tokenvault/v1/record-id",
+            namespace.as_bytes(),
+            key.as_bytes(),
+        ])
     }
 
     /// The encoded body (bincode, framed and padded, in a buffer with room for the seal).

@@ -1,0 +1,153 @@
+//! The command line: global options and the list of commands. Each command's own flags live
+//! beside its implementation.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::info::InfoArgs;
+use crate::init::InitArgs;
+use crate::keyslots::{KeyslotAddArgs, KeyslotLsArgs, KeyslotRmArgs, PasswdArgs};
+use crate::list::{LsArgs, RmArgs};
+use crate::maintain::{RotateArgs, VerifyArgs};
+use crate::migrate::ImportArgs;
+use crate::read::GetArgs;
+use crate::store::PutArgs;
+
+/// Operate an encrypted tokenvault vault from a shell.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokenvault",
+    version,
+    about = "Operate an encrypted tokenvault vault from a shell",
+    long_about = "Operate an encrypted tokenvault vault from a shell: create it, store and read \
+                  OAuth tokens, import the plaintext token files of other SDKs, change \
+                  passphrases and keyslots, rotate keys, and check that every record is intact.\n\n\
+                  Secrets never go on the command line. A passphrase comes from \
+                  --passphrase-file, --passphrase-fd or --passphrase-env (which names a \
+                  variable), a raw key from --key-file, or else from a no-echo prompt when \
+                  standard input is a terminal. Without a terminal and without one of those \
+                  flags, a command fails at once (exit code 2) instead of waiting.",
+    after_help = AFTER_HELP,
+    after_long_help = AFTER_LONG_HELP,
+    disable_help_subcommand = true,
+    max_term_width = 100
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+const GLOBAL: &str = "Global options";
+
+/// Options every command takes, before or after the command name.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// The vault directory [default: $TOKENVAULT_VAULT, else <config dir>/tokenvault/vault]
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
+    pub(crate) vault: Option<PathBuf>,
+    /// Print JSON on standard output instead of text (shapes: docs/cli.md)
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub(crate) json: bool,
+    /// How long to wait for another process that holds the vault before failing with exit
+    /// code 4
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS",
+        help_heading = GLOBAL,
+        default_value = "2",
+        value_parser = parse_seconds
+    )]
+    pub(crate) lock_timeout: Duration,
+    /// Never draw progress bars (they are drawn only when standard error is a terminal)
+    #[arg(long, short, global = true, help_heading = GLOBAL)]
+    pub(crate) quiet: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a vault, unlocked by a passphrase or a key file
+    Init(InitArgs),
+    /// Store a token, from flags or from an OAuth token response
+    Put(PutArgs),
+    /// Show a stored token (secrets redacted unless asked for)
+    Get(GetArgs),
+    /// List namespaces, or the keys in one namespace
+    Ls(LsArgs),
+    /// Remove a record, or a whole namespace
+    Rm(RmArgs),
+    /// Change the passphrase (or key) of the keyslot you unlock with
+    Passwd(PasswdArgs),
+    /// Add, remove or list keyslots
+    Keyslot {
+        #[command(subcommand)]
+        command: KeyslotCommand,
+    },
+    /// Rotate a namespace's data key, re-sealing its records
+    Rotate(RotateArgs),
+    /// Import the token files of the Globus or Sharetribe SDKs
+    Import(ImportArgs),
+    /// Authenticate every record; report damaged ones (exit code 6)
+    Verify(VerifyArgs),
+    /// Show the format version, keyslots, counts and size on disk
+    Info(InfoArgs),
+}
+
+/// `tokenvault keyslot ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyslotCommand {
+    /// Add a keyslot for another passphrase or key file
+    Add(KeyslotAddArgs),
+    /// Remove a keyslot: its secret no longer opens the vault
+    Rm(KeyslotRmArgs),
+    /// List the keyslots, with their Argon2 parameters
+    Ls(KeyslotLsArgs),
+}
+
+/// Parses a duration in seconds, with an optional fraction (`2`, `0.5`).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{text:?} is not a duration in seconds (0 or more)"))
+}
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 ok, 1 error, 2 usage, 3 wrong key, 4 locked, 5 not found, 6 damaged, 7 exists.
+Run `tokenvault COMMAND --help` for a command's flags; `tokenvault --help` for more.";
+
+const AFTER_LONG_HELP: &str = "\
+Examples:
+  tokenvault init --generate-key-file ~/.config/tokenvault/key
+  export TOKENVAULT_KEY_FILE=~/.config/tokenvault/key
+  tokenvault put tenant-42 api.example.org --access-token-stdin --expires-in 3600 < at.txt
+  tokenvault get tenant-42 api.example.org
+  tokenvault get tenant-42 api.example.org --print-secret access-token
+  tokenvault import ~/.globus/app/CLIENT/APP/tokens.json --dry-run
+  tokenvault verify --json
+
+Exit codes:
+  0  success
+  1  any other error (I/O, invalid input file, refused operation)
+  2  usage: bad flags or arguments, no usable secret source
+  3  wrong key: no keyslot accepts the passphrase or key
+  4  locked: another process holds the vault past --lock-timeout
+  5  not found: no vault, namespace, record, keyslot or input file
+  6  damaged: the vault or some records failed authentication (verify)
+  7  exists: a vault, record or key file is already there
+
+Environment:
+  TOKENVAULT_VAULT            the vault directory when --vault is not given
+  TOKENVAULT_KEY_FILE         a key file to unlock with when no secret flag is given
+  TOKENVAULT_PASSPHRASE_FILE  a passphrase file to unlock with when no secret flag is given
+  The default vault is <config dir>/tokenvault/vault, where the config directory is
+  $XDG_CONFIG_HOME or ~/.config (Linux and other Unix), ~/Library/Application Support
+  (macOS), or %APPDATA% (Windows).
+
+Every command, flag and --json shape: docs/cli.md.";

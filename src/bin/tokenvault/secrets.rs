@@ -1,0 +1,223 @@
+//! The flags that name a secret, and the key sources they give: one family to unlock a vault
+//! (`--passphrase-file`, `--passphrase-fd`, `--passphrase-env`, `--key-file`), one for a new
+//! secret (`--new-passphrase-file`, ..., `--generate-key-file`).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use tokenvault::KeySource;
+
+use crate::failure::{Failure, Outcome};
+use crate::input::{generate_key_file, prompt, secret, Input, MAX_PASSPHRASE_LEN};
+
+/// A key file to unlock with when no secret flag is given.
+pub(crate) const KEY_FILE_ENV: &str = "TOKENVAULT_KEY_FILE";
+/// A passphrase file to unlock with when no secret flag is given.
+pub(crate) const PASSPHRASE_FILE_ENV: &str = "TOKENVAULT_PASSPHRASE_FILE";
+
+/// How to get the secret that unlocks the vault.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Unlocking the vault (give at most one; else a prompt)")]
+pub(crate) struct UnlockArgs {
+    /// Read the passphrase from this file (less one trailing newline)
+    #[arg(long, value_name = "PATH")]
+    passphrase_file: Option<PathBuf>,
+    /// Read the passphrase from this open file descriptor (Unix), e.g. 3 with `3<file`
+    #[arg(long, value_name = "N")]
+    passphrase_fd: Option<u32>,
+    /// Read the passphrase from the environment variable with this NAME (not its value)
+    #[arg(long, value_name = "NAME")]
+    passphrase_env: Option<String>,
+    /// Use a key file: 32 raw bytes or 64 hex digits, mode 0600
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+}
+
+/// How to open an existing vault: the secret, and optionally the keyslot to try.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Unlocking the vault (give at most one; else a prompt)")]
+pub(crate) struct OpenArgs {
+    #[command(flatten)]
+    pub(crate) secret: UnlockArgs,
+    /// Try only keyslot ID (one key derivation instead of one per keyslot)
+    #[arg(long, value_name = "ID")]
+    pub(crate) slot: Option<u32>,
+}
+
+/// How to get a new secret, for `passwd` and `keyslot add`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "The new secret (give at most one; else a prompt, asked twice)")]
+pub(crate) struct NewSecretArgs {
+    /// Read the new passphrase from this file (less one trailing newline)
+    #[arg(long, value_name = "PATH")]
+    new_passphrase_file: Option<PathBuf>,
+    /// Read the new passphrase from this open file descriptor (Unix)
+    #[arg(long, value_name = "N")]
+    new_passphrase_fd: Option<u32>,
+    /// Read the new passphrase from the environment variable with this NAME
+    #[arg(long, value_name = "NAME")]
+    new_passphrase_env: Option<String>,
+    /// Use this existing key file as the new secret
+    #[arg(long, value_name = "PATH")]
+    new_key_file: Option<PathBuf>,
+    /// Write a new random key file here (mode 0600, never replacing a file) and use it
+    #[arg(long, value_name = "PATH")]
+    generate_key_file: Option<PathBuf>,
+}
+
+/// A secret named by one flag of a family.
+enum Spec {
+    Passphrase(Input),
+    KeyFile(PathBuf),
+    Generate(PathBuf),
+    Prompt,
+}
+
+/// A new secret, and the key file made for it, if any (removed again if the command fails).
+pub(crate) struct NewSecret {
+    pub(crate) key: KeySource,
+    generated: Option<PathBuf>,
+}
+
+impl NewSecret {
+    /// Removes a key file generated for a command that then failed.
+    pub(crate) fn discard(&self) {
+        if let Some(path) = &self.generated {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// The generated key file, if one was written.
+    pub(crate) fn generated(&self) -> Option<&Path> {
+        self.generated.as_deref()
+    }
+}
+
+impl UnlockArgs {
+    /// The key source that unlocks the vault at `vault`.
+    pub(crate) fn key_source(&self, vault: &Path) -> Outcome<KeySource> {
+        let label = format!("Passphrase for {}: ", vault.display());
+        Ok(self
+            .resolve(None)?
+            .into_secret(&label, false, UNLOCK_HINT)?
+            .key)
+    }
+
+    /// Whether the secret is read from standard input (`--passphrase-fd 0`).
+    pub(crate) fn reads_stdin(&self) -> bool {
+        self.passphrase_fd == Some(0)
+    }
+
+    /// The first secret of a new vault at `vault` (the prompt asks twice), or a key file
+    /// generated at `generate`.
+    pub(crate) fn initial_secret(
+        &self,
+        generate: Option<&Path>,
+        vault: &Path,
+    ) -> Outcome<NewSecret> {
+        let label = format!("New passphrase for {}: ", vault.display());
+        self.resolve(generate)?
+            .into_secret(&label, true, UNLOCK_HINT)
+    }
+
+    fn resolve(&self, generate: Option<&Path>) -> Outcome<Spec> {
+        let given = [
+            self.passphrase_file
+                .as_ref()
+                .map(|p| Spec::Passphrase(Input::File(p.clone()))),
+            self.passphrase_fd.map(|fd| Spec::Passphrase(Input::Fd(fd))),
+            self.passphrase_env
+                .as_ref()
+                .map(|n| Spec::Passphrase(Input::Env(n.clone()))),
+            self.key_file.as_ref().map(|p| Spec::KeyFile(p.clone())),
+            generate.map(|p| Spec::Generate(p.to_path_buf())),
+        ];
+        let flags = "--passphrase-file, --passphrase-fd, --passphrase-env, --key-file";
+        match one_of(given, flags)? {
+            Some(spec) => Ok(spec),
+            None => from_environment(),
+        }
+    }
+}
+
+impl NewSecretArgs {
+    /// The new secret these flags name, or one asked for twice on the terminal.
+    pub(crate) fn new_secret(&self) -> Outcome<NewSecret> {
+        let given = [
+            self.new_passphrase_file
+                .as_ref()
+                .map(|p| Spec::Passphrase(Input::File(p.clone()))),
+            self.new_passphrase_fd
+                .map(|fd| Spec::Passphrase(Input::Fd(fd))),
+            self.new_passphrase_env
+                .as_ref()
+                .map(|n| Spec::Passphrase(Input::Env(n.clone()))),
+            self.new_key_file.as_ref().map(|p| Spec::KeyFile(p.clone())),
+            self.generate_key_file
+                .as_ref()
+                .map(|p| Spec::Generate(p.clone())),
+        ];
+        let flags = "--new-passphrase-file, --new-passphrase-fd, --new-passphrase-env, \
+                     --new-key-file, --generate-key-file";
+        one_of(given, flags)?.unwrap_or(Spec::Prompt).into_secret(
+            "New passphrase: ",
+            true,
+            NEW_HINT,
+        )
+    }
+}
+
+impl Spec {
+    fn into_secret(self, label: &str, confirm: bool, hint: &str) -> Outcome<NewSecret> {
+        let (key, generated) = match self {
+            Self::Passphrase(input) => {
+                let text = input.read_text(MAX_PASSPHRASE_LEN, "passphrase")?;
+                if text.is_empty() {
+                    return Err(Failure::usage("the passphrase is empty"));
+                }
+                (KeySource::passphrase(secret(&text)), None)
+            }
+            Self::KeyFile(path) => (KeySource::key_file(path), None),
+            Self::Generate(path) => {
+                generate_key_file(&path)?;
+                (KeySource::key_file(path.clone()), Some(path))
+            }
+            Self::Prompt => (KeySource::passphrase(prompt(label, confirm, hint)?), None),
+        };
+        Ok(NewSecret { key, generated })
+    }
+}
+
+/// The one flag given, if any; more than one is a usage error.
+fn one_of<const N: usize>(given: [Option<Spec>; N], flags: &str) -> Outcome<Option<Spec>> {
+    let mut given = given.into_iter().flatten();
+    let first = given.next();
+    if given.next().is_some() {
+        return Err(Failure::usage(format!("give only one of {flags}")));
+    }
+    Ok(first)
+}
+
+/// `TOKENVAULT_KEY_FILE` or `TOKENVAULT_PASSPHRASE_FILE`, else the prompt.
+fn from_environment() -> Outcome<Spec> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    match (var(KEY_FILE_ENV), var(PASSPHRASE_FILE_ENV)) {
+        (Some(_), Some(_)) => Err(Failure::usage(format!(
+            "both {KEY_FILE_ENV} and {PASSPHRASE_FILE_ENV} are set"
+        ))
+        .hint("unset one of them, or pass a secret flag, which takes precedence")),
+        (Some(key_file), None) => Ok(Spec::KeyFile(key_file)),
+        (None, Some(passphrase_file)) => Ok(Spec::Passphrase(Input::File(passphrase_file))),
+        (None, None) => Ok(Spec::Prompt),
+    }
+}
+
+const UNLOCK_HINT: &str = "pass --passphrase-file PATH, --passphrase-fd N, --passphrase-env NAME \
+                           or --key-file PATH, or set TOKENVAULT_KEY_FILE or \
+                           TOKENVAULT_PASSPHRASE_FILE";
+const NEW_HINT: &str = "pass --new-passphrase-file PATH, --new-passphrase-fd N, \
+                        --new-passphrase-env NAME, --new-key-file PATH or --generate-key-file PATH";

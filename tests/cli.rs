@@ -1,0 +1,961 @@
+//! The `tokenvault` command, end to end: every test runs the built binary on a real vault in
+//! a temporary directory, with standard input from `/dev/null` unless it feeds it, a cleared
+//! `TOKENVAULT_*` environment, and a time limit on the child (a hang fails the test).
+//!
+//! Most vaults are unlocked with key files (no key derivation to wait for); passphrase tests
+//! use the hidden `--insecure-fast-kdf`, and one test uses the real default Argon2id cost.
+
+#![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokenvault::{Backend, SledBackend, Token, Vault, VaultOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokenvault");
+/// A hang guard, not a timing assertion: every command here takes well under a second.
+const CHILD_LIMIT: Duration = Duration::from_secs(120);
+const PEER_FILES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/peer-token-files");
+const EXIT_USAGE: i32 = 2;
+const EXIT_WRONG_KEY: i32 = 3;
+const EXIT_LOCKED: i32 = 4;
+const EXIT_NOT_FOUND: i32 = 5;
+const EXIT_DAMAGED: i32 = 6;
+const EXIT_EXISTS: i32 = 7;
+
+/// What a run of the binary gave.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "{self:#?}");
+        self
+    }
+
+    fn code(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "{self:#?}");
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self:#?}"))
+    }
+
+    /// The failure format: exactly one error line and one hint line on stderr.
+    fn one_line_error(&self, contains: &str) {
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "{self:#?}");
+        assert!(lines[0].starts_with("tokenvault: error: "), "{self:#?}");
+        assert!(lines[0].contains(contains), "{self:#?}");
+        assert!(lines[1].starts_with("hint: "), "{self:#?}");
+    }
+
+    fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// A temporary directory with a key file, and the vault path inside it.
+struct Env {
+    dir: tempfile::TempDir,
+    vault: PathBuf,
+    key: PathBuf,
+}
+
+impl Env {
+    /// A key file of 32 bytes `7` (the raw key `common::raw_key(7)`), no vault yet.
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("vault.key");
+        write_private(&key, "07".repeat(32).as_bytes());
+        let vault = dir.path().join("vault");
+        Self { dir, vault, key }
+    }
+
+    /// A vault created with the key file.
+    fn with_vault() -> Self {
+        let env = Self::new();
+        env.run(&["init", "--key-file", env.key.to_str().unwrap()])
+            .ok();
+        env
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The binary, on this vault, with nothing inherited that could unlock it.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--vault").arg(&self.vault).args(args);
+        for var in [
+            "TOKENVAULT_VAULT",
+            "TOKENVAULT_KEY_FILE",
+            "TOKENVAULT_PASSPHRASE_FILE",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    /// Runs `args` with no secret flag added.
+    fn run(&self, args: &[&str]) -> Out {
+        run(self.cmd(args), None)
+    }
+
+    /// Runs `args` unlocked with the key file.
+    fn key(&self, args: &[&str]) -> Out {
+        let mut cmd = self.cmd(args);
+        cmd.arg("--key-file").arg(&self.key);
+        run(cmd, None)
+    }
+
+    /// Runs `args` unlocked with the key file, feeding `input` on standard input.
+    fn key_stdin(&self, args: &[&str], input: &str) -> Out {
+        let mut cmd = self.cmd(args);
+        cmd.arg("--key-file").arg(&self.key);
+        run(cmd, Some(input.as_bytes()))
+    }
+}
+
+/// Runs `cmd` to completion within [`CHILD_LIMIT`], feeding `input` (else `/dev/null`).
+fn run(mut cmd: Command, input: Option<&[u8]>) -> Out {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input).unwrap();
+    }
+    let reader = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            r.read_to_string(&mut s).unwrap();
+            s
+        })
+    };
+    let stdout = reader(Box::new(child.stdout.take().unwrap()));
+    let stderr = reader(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + CHILD_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tokenvault hung: {cmd:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Out {
+        code: status.code().unwrap_or(-1),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+fn write_private(path: &Path, contents: &[u8]) {
+    std::fs::write(path, contents).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Help.
+
+#[test]
+fn help_for_every_command_exits_zero_and_names_its_key_flags() {
+    let env = Env::new();
+    let top = env.run(&["--help"]).ok();
+    for needle in [
+        "init",
+        "verify",
+        "Exit codes",
+        "TOKENVAULT_VAULT",
+        "--passphrase-file",
+        "docs/cli.md",
+    ] {
+        assert!(
+            top.stdout.contains(needle),
+            "--help lacks {needle}: {}",
+            top.stdout
+        );
+    }
+    let commands: &[(&[&str], &[&str])] = &[
+        (
+            &["init"],
+            &[
+                "--generate-key-file",
+                "--passphrase-file",
+                "--kdf",
+                "Examples",
+            ],
+        ),
+        (
+            &["put"],
+            &[
+                "--access-token-file",
+                "--access-token-stdin",
+                "--refresh-token-env",
+                "--response-file",
+                "--expires-in",
+                "--if-absent",
+            ],
+        ),
+        (&["get"], &["--reveal", "--print-secret", "--json"]),
+        (&["ls"], &["--long", "NAMESPACE"]),
+        (&["rm"], &["--yes", "--force"]),
+        (
+            &["passwd"],
+            &[
+                "--new-passphrase-file",
+                "--new-passphrase-fd",
+                "--passphrase-env",
+            ],
+        ),
+        (
+            &["keyslot", "add"],
+            &["--generate-key-file", "--new-key-file"],
+        ),
+        (&["keyslot", "rm"], &["<ID>"]),
+        (&["keyslot", "ls"], &["--key-file", "--slot"]),
+        (&["rotate"], &["--all"]),
+        (
+            &["import"],
+            &[
+                "--dry-run",
+                "--format",
+                "--remove-source",
+                "--overwrite",
+                "--namespace",
+            ],
+        ),
+        (&["verify"], &["code 6", "--lock-timeout"]),
+        (&["info"], &["format version", "--json"]),
+    ];
+    for (command, needles) in commands {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let out = env.run(&args).ok();
+        for needle in *needles {
+            assert!(
+                out.stdout.contains(needle),
+                "{command:?} --help lacks {needle}: {}",
+                out.stdout
+            );
+        }
+        assert!(!out.stdout.contains("insecure-fast-kdf"), "{}", out.stdout);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Storing and reading tokens.
+
+#[test]
+fn put_get_ls_rm_with_fields_and_key_file() {
+    let env = Env::with_vault();
+    let at = env.path("at.txt");
+    std::fs::write(&at, "at-SECRET-1\n").unwrap();
+    let mut cmd = env.cmd(&[
+        "put",
+        "tenant-42",
+        "api.example.org",
+        "--access-token-file",
+        at.to_str().unwrap(),
+        "--refresh-token-env",
+        "TV_RT",
+        "--expires-at",
+        "2030-01-01T00:00:00Z",
+        "--scope",
+        "openid email",
+        "--scope",
+        "transfer",
+        "--identity",
+        "alice",
+        "--resource-server",
+        "api.example.org",
+        "--key-file",
+        env.key.to_str().unwrap(),
+    ]);
+    cmd.env("TV_RT", "rt-SECRET-1");
+    let out = run(cmd, None).ok();
+    assert!(
+        out.stdout.contains("stored \"api.example.org\""),
+        "{out:#?}"
+    );
+
+    // Redacted by default, in text and in JSON.
+    let text = env.key(&["get", "tenant-42", "api.example.org"]).ok();
+    assert!(!text.all().contains("SECRET"), "{text:#?}");
+    assert!(text.stdout.contains("[REDACTED]") && text.stdout.contains("2030-01-01T00:00:00Z"));
+    let json = env
+        .key(&["get", "tenant-42", "api.example.org", "--json"])
+        .ok();
+    assert!(!json.all().contains("SECRET"));
+    let v = json.json();
+    assert_eq!(v["type"], "token");
+    assert_eq!(v["revealed"], false);
+    assert_eq!(v["access_token"], Value::Null);
+    assert_eq!(v["refresh_token"], Value::Null);
+    assert_eq!(v["has_refresh_token"], true);
+    assert_eq!(
+        v["scopes"],
+        serde_json::json!(["openid", "email", "transfer"])
+    );
+    assert_eq!(v["identity"], "alice");
+    assert_eq!(v["expires_at"], "2030-01-01T00:00:00Z");
+    assert_eq!(v["expires_at_unix"], 1_893_456_000);
+    assert_eq!(v["expired"], false);
+
+    // Secrets only with an explicit flag.
+    let v = env
+        .key(&["get", "tenant-42", "api.example.org", "--json", "--reveal"])
+        .ok()
+        .json();
+    assert_eq!(v["access_token"], "at-SECRET-1");
+    assert_eq!(v["refresh_token"], "rt-SECRET-1");
+    let text = env
+        .key(&["get", "tenant-42", "api.example.org", "--reveal"])
+        .ok();
+    assert!(text.stdout.contains("at-SECRET-1") && text.stdout.contains("rt-SECRET-1"));
+    let raw = env
+        .key(&[
+            "get",
+            "tenant-42",
+            "api.example.org",
+            "--print-secret",
+            "access-token",
+        ])
+        .ok();
+    assert_eq!(raw.stdout, "at-SECRET-1\n");
+    env.key(&[
+        "get",
+        "tenant-42",
+        "api.example.org",
+        "--print-secret",
+        "extra-json",
+    ])
+    .code(EXIT_NOT_FOUND);
+
+    // Listing.
+    env.key_stdin(&["put", "other", "k2", "--access-token-stdin"], "at-2")
+        .ok();
+    assert_eq!(env.key(&["ls"]).ok().stdout, "other\ntenant-42\n");
+    assert_eq!(
+        env.key(&["ls", "--long"]).ok().stdout,
+        "other\t1\ntenant-42\t1\n"
+    );
+    let v = env.key(&["ls", "--json"]).ok().json();
+    assert_eq!(
+        v["namespaces"][1],
+        serde_json::json!({"name": "tenant-42", "records": 1})
+    );
+    let v = env.key(&["ls", "tenant-42", "--json"]).ok().json();
+    assert_eq!(
+        v,
+        serde_json::json!({"namespace": "tenant-42", "keys": ["api.example.org"]})
+    );
+    env.key(&["ls", "nowhere"]).code(EXIT_NOT_FOUND);
+
+    // Removing a record, then a namespace.
+    env.key(&["rm", "tenant-42", "api.example.org"]).ok();
+    let gone = env
+        .key(&["get", "tenant-42", "api.example.org"])
+        .code(EXIT_NOT_FOUND);
+    gone.one_line_error("no record \"api.example.org\"");
+    env.key(&["rm", "tenant-42", "api.example.org"])
+        .code(EXIT_NOT_FOUND);
+    env.key(&["rm", "tenant-42", "api.example.org", "--force"])
+        .ok();
+    let unconfirmed = env.key(&["rm", "other"]).code(EXIT_USAGE);
+    unconfirmed.one_line_error("confirmation");
+    assert_eq!(env.key(&["ls", "other"]).ok().stdout, "k2\n");
+    let v = env.key(&["rm", "other", "--yes", "--json"]).ok().json();
+    assert_eq!(
+        v,
+        serde_json::json!({"namespace": "other", "key": null, "removed": true})
+    );
+    assert_eq!(env.key(&["ls", "--non-empty"]).ok().stdout, "");
+}
+
+#[test]
+fn put_token_responses_and_refuses_bad_input() {
+    let env = Env::with_vault();
+    // A Globus response: one record per resource server, from standard input.
+    let login = r#"{"access_token":"at-auth","token_type":"Bearer","expires_in":3600,
+        "resource_server":"auth.globus.org","refresh_token":"rt-auth","scope":"openid",
+        "other_tokens":[{"access_token":"at-transfer","token_type":"Bearer",
+        "resource_server":"transfer.api.globus.org","expires_in":3600}]}"#;
+    let v = env
+        .key_stdin(
+            &["put", "user/alice", "--response-file", "-", "--json"],
+            login,
+        )
+        .ok()
+        .json();
+    assert_eq!(
+        v["keys"],
+        serde_json::json!(["auth.globus.org", "transfer.api.globus.org"])
+    );
+
+    // A refresh answer without a refresh token keeps the stored one (refresh merge rules).
+    let refresh = env.path("refresh.json");
+    std::fs::write(
+        &refresh,
+        r#"{"access_token":"at-auth-2","token_type":"Bearer"}"#,
+    )
+    .unwrap();
+    env.key(&[
+        "put",
+        "user/alice",
+        "auth.globus.org",
+        "--response-file",
+        refresh.to_str().unwrap(),
+    ])
+    .ok();
+    let v = env
+        .key(&["get", "user/alice", "auth.globus.org", "--json", "--reveal"])
+        .ok()
+        .json();
+    assert_eq!(v["access_token"], "at-auth-2");
+    assert_eq!(v["refresh_token"], "rt-auth");
+    assert_eq!(v["scopes"], serde_json::json!(["openid"]));
+
+    // --if-absent refuses to replace.
+    let exists = env
+        .key_stdin(
+            &[
+                "put",
+                "user/alice",
+                "auth.globus.org",
+                "--access-token-stdin",
+                "--if-absent",
+            ],
+            "x",
+        )
+        .code(EXIT_EXISTS);
+    exists.one_line_error("already holds");
+    // An OAuth error response is not a token response; its values never appear.
+    let err = env
+        .key_stdin(
+            &["put", "a", "k", "--response-file", "-"],
+            r#"{"error":"invalid_grant","error_description":"VALUE-123"}"#,
+        )
+        .code(1);
+    assert!(!err.all().contains("VALUE-123"), "{err:#?}");
+    // Usage errors: no access token, two readers of standard input, fields with a response.
+    env.key(&["put", "a", "k"])
+        .code(EXIT_USAGE)
+        .one_line_error("no access token");
+    env.key_stdin(
+        &[
+            "put",
+            "a",
+            "k",
+            "--access-token-stdin",
+            "--refresh-token-file",
+            "-",
+        ],
+        "x",
+    )
+    .code(EXIT_USAGE);
+    env.key(&["put", "a", "k", "--response-file", "-", "--scope", "x"])
+        .code(EXIT_USAGE);
+    env.key_stdin(&["put", "a", "--access-token-stdin"], "x")
+        .code(EXIT_USAGE)
+        .one_line_error("no record key");
+}
+
+// ---------------------------------------------------------------------------------------
+// Secrets: passphrase sources, wrong passphrases, passwd, keyslots.
+
+#[test]
+fn passphrase_sources_passwd_and_wrong_passphrase() {
+    let env = Env::new();
+    let old = env.path("old.txt");
+    let new = env.path("new.txt");
+    write_private(&old, b"old correct horse\n");
+    write_private(&new, b"new battery staple\n");
+    let old_arg = old.to_str().unwrap();
+    env.run(&["init", "--passphrase-file", old_arg, "--insecure-fast-kdf"])
+        .ok();
+
+    // From a named environment variable (the trailing newline of the file was stripped).
+    let mut cmd = env.cmd(&["ls", "--passphrase-env", "TV_PASS"]);
+    cmd.env("TV_PASS", "old correct horse");
+    run(cmd, None).ok();
+    // From descriptor 0, a pipe.
+    run(
+        env.cmd(&["ls", "--passphrase-fd", "0"]),
+        Some(b"old correct horse\n"),
+    )
+    .ok();
+    // From descriptor 3, a pipe set up by the shell.
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"printf '%s\n' "$TV_PASS" | "$0" --vault "$1" info --passphrase-fd 3 3<&0"#)
+        .arg(BIN)
+        .arg(&env.vault)
+        .env("TV_PASS", "old correct horse");
+    assert!(run(sh, None).ok().stdout.contains("format_version"));
+
+    // A wrong passphrase: exit code 3, one line and a hint, and the passphrase never shown.
+    let mut cmd = env.cmd(&["ls", "--passphrase-env", "TV_PASS"]);
+    cmd.env("TV_PASS", "WRONG-PASSPHRASE-42");
+    let wrong = run(cmd, None).code(EXIT_WRONG_KEY);
+    wrong.one_line_error("wrong passphrase or key");
+    assert!(wrong.stdout.is_empty() && !wrong.all().contains("WRONG-PASSPHRASE-42"));
+
+    // passwd: the old passphrase stops working, the new one opens the vault.
+    let out = env
+        .run(&[
+            "passwd",
+            "--passphrase-file",
+            old_arg,
+            "--new-passphrase-file",
+            new.to_str().unwrap(),
+            "--insecure-fast-kdf",
+        ])
+        .ok();
+    assert!(out.stdout.contains("keyslot 0"), "{out:#?}");
+    assert!(!out.all().contains("horse") && !out.all().contains("staple"));
+    env.run(&["ls", "--passphrase-file", old_arg])
+        .code(EXIT_WRONG_KEY);
+    env.run(&["ls", "--passphrase-file", new.to_str().unwrap()])
+        .ok();
+    // Two secret flags at once are a usage error.
+    env.run(&["ls", "--passphrase-file", old_arg, "--key-file", old_arg])
+        .code(EXIT_USAGE);
+}
+
+#[test]
+fn real_kdf_passphrase_vault() {
+    let env = Env::new();
+    let pass = env.path("pass.txt");
+    write_private(&pass, b"a real passphrase\n");
+    env.run(&["init", "--passphrase-file", pass.to_str().unwrap()])
+        .ok();
+    let v = env
+        .run(&[
+            "info",
+            "--json",
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        v["keyslots"][0],
+        serde_json::json!({"id": 0, "kind": "passphrase",
+            "kdf": {"algorithm": "argon2id", "m_kib": 65536, "t": 3, "p": 4, "insecure": false}})
+    );
+}
+
+#[test]
+fn keyslot_add_ls_rm() {
+    let env = Env::with_vault();
+    let recovery = env.path("recovery.key");
+    let v = env
+        .key(&[
+            "keyslot",
+            "add",
+            "--generate-key-file",
+            recovery.to_str().unwrap(),
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(v["keyslot"]["id"], 1);
+    assert_eq!(v["keyslot"]["kind"], "raw-key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&recovery).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The generated key opens the vault; an existing file is never replaced.
+    let slots = env
+        .run(&[
+            "keyslot",
+            "ls",
+            "--json",
+            "--key-file",
+            recovery.to_str().unwrap(),
+        ])
+        .ok()
+        .json();
+    assert_eq!(slots["keyslots"].as_array().unwrap().len(), 2);
+    env.key(&[
+        "keyslot",
+        "add",
+        "--generate-key-file",
+        recovery.to_str().unwrap(),
+    ])
+    .code(EXIT_EXISTS);
+    assert_eq!(
+        env.key(&["keyslot", "ls"]).ok().stdout,
+        "keyslot 0: raw-key\nkeyslot 1: raw-key\n"
+    );
+
+    env.key(&["keyslot", "rm", "1"]).ok();
+    env.run(&["ls", "--key-file", recovery.to_str().unwrap()])
+        .code(EXIT_WRONG_KEY);
+    env.key(&["keyslot", "rm", "9"]).code(EXIT_NOT_FOUND);
+    env.key(&["keyslot", "rm", "0"])
+        .code(1)
+        .one_line_error("last keyslot");
+}
+
+// ---------------------------------------------------------------------------------------
+// Maintenance: rotate, info, import, verify.
+
+#[test]
+fn rotate_and_info() {
+    let env = Env::with_vault();
+    for (ns, key) in [("a", "k1"), ("a", "k2"), ("b", "k3")] {
+        env.key_stdin(&["put", ns, key, "--access-token-stdin"], "at")
+            .ok();
+    }
+    let out = env.key(&["rotate", "a", "--json"]).ok();
+    assert_eq!(out.stderr, "", "no progress bar without a terminal");
+    let v = out.json();
+    assert_eq!(v["rotated"][0]["namespace"], "a");
+    assert_eq!(v["rotated"][0]["key_id"], 2);
+    let v = env.key(&["rotate", "--all", "--json"]).ok().json();
+    assert_eq!(v["rotated"].as_array().unwrap().len(), 2);
+    env.key(&["rotate", "nowhere"]).code(EXIT_NOT_FOUND);
+    env.key(&["rotate"]).code(EXIT_USAGE);
+    assert_eq!(
+        env.key(&["get", "a", "k2", "--print-secret", "access-token"])
+            .ok()
+            .stdout,
+        "at\n"
+    );
+
+    let v = env.key(&["info", "--json"]).ok().json();
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["namespaces"], 2);
+    assert_eq!(v["records"], 3);
+    assert_eq!(v["keyslots"][0]["kind"], "raw-key");
+    assert!(v["size_bytes"].as_u64().unwrap() > 0 && v["files"].as_u64().unwrap() > 0);
+    let text = env.key(&["info"]).ok().stdout;
+    assert!(
+        text.contains("format_version   1") && text.contains("records          3"),
+        "{text}"
+    );
+}
+
+#[test]
+fn import_peer_token_files() {
+    let env = Env::with_vault();
+    let v2 = format!("{PEER_FILES}/globus-v2.json");
+    let dry = env.key(&["import", &v2, "--dry-run", "--json"]).ok();
+    let v = dry.json();
+    assert_eq!(
+        (v["dry_run"].clone(), v["format"].clone()),
+        (Value::Bool(true), "globus-json".into())
+    );
+    assert_eq!(v["imported"].as_array().unwrap().len(), 5);
+    assert!(
+        !dry.all().contains("AgEPyYngFb51"),
+        "no token value in a report"
+    );
+    assert_eq!(env.key(&["ls"]).ok().stdout, "", "a dry run writes nothing");
+
+    let out = env.key(&["import", &v2]).ok();
+    assert_eq!(out.stderr, "", "no spinner without a terminal");
+    assert!(out.stdout.contains("imported 5 records") && !out.all().contains("AgEPyYngFb51"));
+    let at = env
+        .key(&[
+            "get",
+            "DEFAULT",
+            "auth.globus.org",
+            "--print-secret",
+            "access-token",
+        ])
+        .ok();
+    assert!(
+        at.stdout.starts_with("AgEPyYngFb51yBMWXaSCrUZoL8g5"),
+        "{at:#?}"
+    );
+    env.key(&["import", &v2])
+        .code(EXIT_EXISTS)
+        .one_line_error("already holds");
+    let v = env
+        .key(&["import", &v2, "--overwrite", "--json"])
+        .ok()
+        .json();
+    assert_eq!(v["imported"][0]["replaced"], true);
+
+    // SQLite (legacy, with a skipped settings row), detected from the contents.
+    let v = env
+        .key(&[
+            "import",
+            &format!("{PEER_FILES}/globus-legacy.sqlite"),
+            "--legacy-namespace",
+            "legacy",
+            "--overwrite",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(v["format"], "globus-sqlite");
+    assert_eq!(v["skipped"][0]["key"], "cli_settings");
+
+    // Sharetribe: needs a namespace and key; --remove-source unlinks the copy and says what
+    // unlinking does not do.
+    let copy = env.path("file-store-token.json");
+    std::fs::copy(
+        format!("{PEER_FILES}/sharetribe-file-store-token.json"),
+        &copy,
+    )
+    .unwrap();
+    let copy_arg = copy.to_str().unwrap();
+    env.key(&["import", copy_arg])
+        .code(EXIT_USAGE)
+        .one_line_error("Sharetribe");
+    let out = env
+        .key(&[
+            "import",
+            copy_arg,
+            "--format",
+            "sharetribe",
+            "--namespace",
+            "mk",
+            "--key",
+            "integration",
+            "--remove-source",
+        ])
+        .ok();
+    assert!(out.stdout.contains("does not erase"), "{out:#?}");
+    assert!(!copy.exists());
+    env.key(&["import", copy_arg]).code(EXIT_NOT_FOUND);
+    let ls = env.key(&["ls"]).ok().stdout;
+    assert!(ls.contains("mk\n") && ls.contains("DEFAULT\n"), "{ls}");
+}
+
+#[test]
+fn verify_reports_damaged_records_and_get_names_their_key() {
+    let env = Env::with_vault();
+    for key in ["alpha", "beta"] {
+        env.key_stdin(&["put", "tenant-7", key, "--access-token-stdin"], "at")
+            .ok();
+    }
+    let clean = env.key(&["verify"]).ok();
+    assert_eq!(clean.stderr, "", "no progress bar without a terminal");
+    assert!(
+        clean.stdout.contains("every record authenticates"),
+        "{clean:#?}"
+    );
+    assert_eq!(env.key(&["verify", "--json"]).ok().json()["damaged"], false);
+
+    // A flipped byte: the record fails authentication. Its key is sealed inside it, so
+    // verify names the namespace and the storage id; `get` names the key.
+    let records = namespace_records(&env.vault);
+    let (id, mut bytes) = records[0].clone();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    rewrite_record(&env.vault, &id, bytes);
+    let out = env.key(&["verify"]).code(EXIT_DAMAGED);
+    let expected = format!(
+        "namespace \"tenant-7\", key unknown (storage id {})",
+        hex(&id)
+    );
+    assert!(out.stdout.contains(&expected), "{out:#?}");
+    assert!(
+        out.stdout.contains("\"tenant-7\": 1 ok, 1 damaged"),
+        "{out:#?}"
+    );
+    out.one_line_error("the vault is damaged");
+    assert!(out.stderr.contains("\"tenant-7\""), "{out:#?}");
+    let v = env.key(&["verify", "--json"]).code(EXIT_DAMAGED).json();
+    assert_eq!(v["damaged"], true);
+    assert_eq!(v["records_damaged"], 1);
+    let damaged = &v["namespaces"][0]["damaged"][0];
+    assert_eq!(damaged["storage_id"], hex(&id));
+    assert_eq!(damaged["key"], Value::Null);
+    let gets: Vec<Out> = ["alpha", "beta"]
+        .iter()
+        .map(|k| env.key(&["get", "tenant-7", k]))
+        .collect();
+    let failed: Vec<&Out> = gets.iter().filter(|o| o.code == EXIT_DAMAGED).collect();
+    assert_eq!(failed.len(), 1, "{gets:#?}");
+    assert!(gets.iter().any(|o| o.code == 0), "{gets:#?}");
+    assert!(
+        failed[0]
+            .stderr
+            .contains("in namespace \"tenant-7\" is damaged"),
+        "{gets:#?}"
+    );
+}
+
+#[test]
+fn damaged_header_is_the_damaged_exit_code() {
+    let env = Env::with_vault();
+    let header = env.vault.join("tokenvault.header");
+    let mut bytes = std::fs::read(&header).unwrap();
+    bytes[20] ^= 0x01;
+    std::fs::write(&header, bytes).unwrap();
+    let out = env.key(&["ls"]).code(EXIT_DAMAGED);
+    out.one_line_error("damaged");
+}
+
+// ---------------------------------------------------------------------------------------
+// Locks, terminals, usage.
+
+#[test]
+fn locked_vault_is_the_locked_exit_code() {
+    let env = Env::with_vault();
+    let holder = VaultOptions::new()
+        .open(&env.vault, &common::raw_key(7))
+        .unwrap();
+    let out = env.key(&["ls", "--lock-timeout", "0.2"]).code(EXIT_LOCKED);
+    out.one_line_error("in use by another process");
+    assert!(out.stderr.contains("--lock-timeout"));
+    holder.close().unwrap();
+    env.key(&["ls"]).ok();
+}
+
+#[test]
+fn no_terminal_and_no_secret_source_fails_at_once() {
+    let env = Env::with_vault();
+    // Standard input is /dev/null: no prompt, a usage error naming the flags.
+    for args in [&["ls"][..], &["get", "a", "b"], &["verify"]] {
+        let out = env.run(args).code(EXIT_USAGE);
+        out.one_line_error("no passphrase source");
+        assert!(out.stderr.contains("--passphrase-file") && out.stderr.contains("--key-file"));
+    }
+    let fresh = Env::new();
+    fresh.run(&["init"]).code(EXIT_USAGE);
+    assert!(
+        !fresh.vault.exists(),
+        "a refused init leaves nothing behind"
+    );
+    let out = env.key(&["passwd"]).code(EXIT_USAGE);
+    assert!(out.stderr.contains("--new-passphrase-file"), "{out:#?}");
+    // The environment variables stand in for the flags.
+    let mut cmd = env.cmd(&["ls"]);
+    cmd.env("TOKENVAULT_KEY_FILE", &env.key);
+    run(cmd, None).ok();
+}
+
+#[test]
+fn vault_location_errors_and_defaults() {
+    let env = Env::new();
+    let out = env.key(&["ls"]).code(EXIT_NOT_FOUND);
+    out.one_line_error("no vault at");
+    assert!(out.stderr.contains("tokenvault init"));
+    // TOKENVAULT_VAULT names the vault when --vault is absent.
+    let mut cmd = Command::new(BIN);
+    cmd.args(["init", "--key-file"])
+        .arg(&env.key)
+        .env("TOKENVAULT_VAULT", &env.vault);
+    run(cmd, None).ok();
+    assert!(env.vault.is_dir());
+    env.key(&["init"])
+        .code(EXIT_EXISTS)
+        .one_line_error("already exists");
+    // Without either, the XDG configuration directory.
+    let mut cmd = Command::new(BIN);
+    cmd.args(["init", "--key-file"])
+        .arg(&env.key)
+        .env_remove("TOKENVAULT_VAULT")
+        .env("XDG_CONFIG_HOME", env.path("config"));
+    if cfg!(all(unix, not(target_os = "macos"))) {
+        run(cmd, None).ok();
+        assert!(env.path("config/tokenvault/vault").is_dir());
+    }
+    env.run(&["get"]).code(EXIT_USAGE);
+    env.run(&["frobnicate"]).code(EXIT_USAGE);
+}
+
+#[test]
+fn secret_records_are_shown_redacted() {
+    let env = Env::with_vault();
+    let vault = Vault::open(&env.vault, &common::raw_key(7)).unwrap();
+    let ns = vault.namespace("apps").unwrap();
+    ns.put(
+        "client-secret",
+        &tokenvault::Secret::from_text("cs-SECRET".into()),
+    )
+    .unwrap();
+    ns.put("token", &Token::new("at".into())).unwrap();
+    vault.close().unwrap();
+    let out = env.key(&["get", "apps", "client-secret"]).ok();
+    assert!(
+        out.stdout.contains("secret") && !out.stdout.contains("cs-SECRET"),
+        "{out:#?}"
+    );
+    let v = env
+        .key(&["get", "apps", "client-secret", "--json", "--reveal"])
+        .ok()
+        .json();
+    assert_eq!(
+        (v["type"].clone(), v["value"].clone()),
+        ("secret".into(), "cs-SECRET".into())
+    );
+    assert_eq!(
+        env.key(&["get", "apps", "client-secret", "--print-secret", "value"])
+            .ok()
+            .stdout,
+        "cs-SECRET\n"
+    );
+    env.key(&[
+        "get",
+        "apps",
+        "client-secret",
+        "--print-secret",
+        "access-token",
+    ])
+    .code(1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers that reach into the storage, as tests/tamper.rs does.
+
+/// The (storage id, stored bytes) of every record of the vault's only namespace.
+fn namespace_records(vault: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let backend = SledBackend::open(vault, Duration::from_secs(5)).unwrap();
+    let trees = backend.trees().unwrap();
+    assert_eq!(trees.len(), 1);
+    let records: Vec<(Vec<u8>, Vec<u8>)> = backend
+        .scan(&trees[0], None, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|(id, _)| id.as_slice() != [0])
+        .collect();
+    backend.close().unwrap();
+    records
+}
+
+/// Replaces the stored bytes of record `id` in the vault's only namespace.
+fn rewrite_record(vault: &Path, id: &[u8], bytes: Vec<u8>) {
+    let backend = SledBackend::open(vault, Duration::from_secs(5)).unwrap();
+    let tree = backend.trees().unwrap().remove(0);
+    backend.put(&tree, id, bytes).unwrap();
+    backend.flush().unwrap();
+    backend.close().unwrap();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
