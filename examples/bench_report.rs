@@ -27,7 +27,9 @@ use tokenvault::secrecy::SecretString;
 use tokenvault::{
     Authorizer, Durability, Import, KdfParams, KeySource, RefreshError, Token, Vault, VaultOptions,
 };
-use workload::{bench_dir, filled_vault, id, once, per_op, raw_key, token, RawSled, KEY, NS};
+use workload::{
+    bench_dir, filled_vault, id, once, per_op, per_op_n, raw_key, token, RawSled, KEY, NS,
+};
 
 struct Row {
     name: String,
@@ -49,6 +51,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Duration::from_secs(2)
     };
     let samples = 7;
+    // Durable operations: a fixed number of calls per sample.
+    let durable_calls: u32 = if quick { 40 } else { 200 };
     let mut rows = Vec::new();
     let parts = RecordParts::new();
     let t = token(1);
@@ -94,7 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         i = (i + 1) % records;
         raw.tree.insert(id(i), sealed.as_slice()).unwrap();
     });
-    let sled_durable = per_op(budget, samples, || {
+    let sled_durable = per_op_n(samples, durable_calls, || {
         i = (i + 1) % records;
         raw.tree.insert(id(i), sealed.as_slice()).unwrap();
         raw.durable_flush();
@@ -103,7 +107,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut other = sealed.clone();
     other[40] ^= 1;
     let mut current = sealed.clone();
-    let sled_cas_durable = per_op(budget, samples, || {
+    let sled_cas_durable = per_op_n(samples, durable_calls, || {
         let next = if current == sealed { &other } else { &sealed };
         raw.tree
             .compare_and_swap(
@@ -159,7 +163,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         goal: Some(1.3),
         note: "floor: HMAC + sled get + open + decode".into(),
     });
-    let put_durable = per_op(budget, samples, || {
+    let put_durable = per_op_n(samples, durable_calls, || {
         ns.put(KEY, &t).unwrap();
     });
     rows.push(Row {
@@ -170,7 +174,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         note: "floor: HMAC + encode + seal + sled insert + flush + fdatasync".into(),
     });
     let mut v = ns.get_versioned::<Token>(KEY)?.unwrap().1;
-    let cas = per_op(budget, samples, || {
+    let cas = per_op_n(samples, durable_calls, || {
         v = ns.compare_and_swap(KEY, Some(v), &t).unwrap().unwrap();
     });
     rows.push(Row {
@@ -493,7 +497,7 @@ fn scale(quick: bool) -> Result<(), Box<dyn std::error::Error>> {
         let get = per_op(budget, 5, || {
             black_box(ns.get::<Token>(KEY).unwrap());
         });
-        let put = per_op(budget, 5, || {
+        let put = per_op_n(5, if quick { 40 } else { 200 }, || {
             ns.put(KEY, &t).unwrap();
         });
         vault.close()?;

@@ -144,6 +144,23 @@ pub fn per_op(budget: Duration, samples: usize, mut f: impl FnMut()) -> Duration
     times[times.len() / 2]
 }
 
+/// The median time per call of `f` over `samples` batches of exactly `calls` calls each (for
+/// operations bound by `fdatasync`, whose cost varies too much to size batches by time).
+pub fn per_op_n(samples: usize, calls: u32, mut f: impl FnMut()) -> Duration {
+    f();
+    let mut times: Vec<Duration> = (0..samples)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..calls {
+                f();
+            }
+            t.elapsed() / calls
+        })
+        .collect();
+    times.sort_unstable();
+    times[times.len() / 2]
+}
+
 /// Wall time of one run of `f`, the median of `runs`.
 pub fn once(runs: usize, mut f: impl FnMut()) -> Duration {
     let mut times: Vec<Duration> = (0..runs)
