@@ -567,6 +567,26 @@ mod tests {
     }
 
     #[test]
+    fn kept_numbers_survive_repeated_merges() {
+        // Found by fuzzing: without correctly rounded float parsing, a large float in an
+        // extra field drifted by one unit in the last place at each re-encoding.
+        let body = br#"{"access_token":"a","token_type":"B","x":8111111111111111111111116666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666611111111111111111111111111111111111111111111111111111111111111111111116400,"y":0.1,"z":18446744073709551615}"#;
+        let t = TokenResponse::from_json(body, at(0))
+            .unwrap()
+            .into_tokens()
+            .remove(0);
+        let mut merged = t.clone();
+        for _ in 0..3 {
+            merged = merged.refreshed_with(merged.clone());
+            assert!(
+                merged.same_as(&t),
+                "{}",
+                merged.extra_json().unwrap().expose_secret()
+            );
+        }
+    }
+
+    #[test]
     fn refresh_merge_rules() {
         let stored = Token::new("old".into())
             .with_refresh_token("rt-old".into())
