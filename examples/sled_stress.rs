@@ -1,0 +1,178 @@
+//! Sustained writes, with a watchdog that exits with status 3 when progress stops for 10 s:
+//! the reproduction of the stall described in BENCHMARKS.md ("Scale").
+//!
+//! ```text
+//! cargo run --release --example sled_stress -- vault 200000   # through the vault: stalls (about 35,000 puts in, here)
+//! cargo run --release --example sled_stress -- reopen 200000  # raw sled, the same sequence: completes
+//! cargo run --release --example sled_stress -- tx 200000      # raw sled transactions only: completes
+//! cargo run --release --example sled_stress -- insert 200000  # raw sled plain inserts: completes
+//! ```
+
+#![allow(clippy::unwrap_used)]
+use sled::Transactional;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_else(|| "tx".into());
+    let total: u64 = std::env::args()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200_000);
+    let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(64 << 20)
+        .flush_every_ms(Some(500))
+        .open()
+        .unwrap();
+    let tree = db.open_tree(b"ns").unwrap();
+    let done = Arc::new(AtomicU64::new(0));
+    let d2 = Arc::clone(&done);
+    std::thread::spawn(move || {
+        let mut last = 0;
+        loop {
+            std::thread::sleep(Duration::from_secs(10));
+            let now = d2.load(Ordering::SeqCst);
+            eprintln!("progress: {now}");
+            if now == last {
+                eprintln!("STALLED at {now}");
+                std::process::exit(3);
+            }
+            last = now;
+        }
+    });
+    if mode == "vault" {
+        return vault_mode(total, &done, dir.path());
+    }
+    if mode == "reopen" {
+        return reopen_mode(total, &done, dir.path(), db, tree);
+    }
+    let v = vec![7u8; 1590];
+    let m = vec![9u8; 300];
+    let t = Instant::now();
+    for i in 0..total {
+        let k = (i % 1000).to_le_bytes();
+        match mode.as_str() {
+            "tx" | "mixed" => {
+                if mode == "mixed" && i < 3000 {
+                    // First a run of durable writes (flush after each), as the report does
+                    // before its sustained buffered writes.
+                    db.flush().unwrap();
+                }
+                let trees = [tree.clone()];
+                let r: Result<(), sled::transaction::TransactionError<()>> =
+                    trees.as_slice().transaction(|tx| {
+                        std::hint::black_box((tx[0].get(k)?, tx[0].get([0u8])?));
+                        tx[0].insert(&k, v.as_slice())?;
+                        tx[0].insert(&[0u8], m.as_slice())?;
+                        Ok(())
+                    });
+                r.unwrap();
+            }
+            _ => {
+                tree.insert(k, v.as_slice()).unwrap();
+                tree.insert([0u8], m.as_slice()).unwrap();
+            }
+        }
+        done.store(i + 1, Ordering::SeqCst);
+    }
+    db.flush().unwrap();
+    eprintln!("{mode}: {total} in {:?}", t.elapsed());
+}
+
+/// The benchmark report's sequence through the vault: 1,000 records, 1,400 durable puts,
+/// reopen buffered, then sustained puts over 1,000 keys with a flush every 20,000.
+fn vault_mode(total: u64, done: &AtomicU64, dir: &std::path::Path) {
+    use tokenvault::secrecy::SecretBox;
+    use tokenvault::{Durability, KeySource, Token, Vault, VaultOptions};
+    let key = KeySource::raw_key(SecretBox::new(Box::new([0x42; 32])));
+    let path = dir.join("v");
+    let access: String = "A".repeat(1024);
+    let token = Token::new(access.into()).with_refresh_token("r".repeat(64).into());
+    let vault = VaultOptions::new()
+        .durability(Durability::Buffered)
+        .create(&path, &key)
+        .unwrap();
+    let ns = vault.namespace("tenant-0007").unwrap();
+    for i in 0..1000 {
+        ns.put(&format!("rs-{i}"), &token).unwrap();
+    }
+    vault.close().unwrap();
+    let vault = Vault::open(&path, &key).unwrap();
+    let ns = vault.namespace("tenant-0007").unwrap();
+    for i in 0..1400 {
+        ns.put("rs-1", &token).unwrap();
+        done.store(i, Ordering::SeqCst);
+    }
+    vault.close().unwrap();
+    let vault = VaultOptions::new()
+        .durability(Durability::Buffered)
+        .open(&path, &key)
+        .unwrap();
+    let ns = vault.namespace("tenant-0007").unwrap();
+    let t = Instant::now();
+    for i in 0..total {
+        ns.put(&format!("buf-{}", i % 1000), &token).unwrap();
+        if i % 20_000 == 19_999 {
+            vault.flush().unwrap();
+        }
+        done.store(1400 + i + 1, Ordering::SeqCst);
+    }
+    vault.close().unwrap();
+    eprintln!("vault: {total} sustained puts in {:?}", t.elapsed());
+}
+
+/// Raw sled, the same sequence as `vault`: 1,000 records, 1,400 transactions each followed
+/// by a flush, close and reopen, then sustained two-write transactions.
+fn reopen_mode(
+    total: u64,
+    done: &AtomicU64,
+    dir: &std::path::Path,
+    db: sled::Db,
+    tree: sled::Tree,
+) {
+    let v = vec![7u8; 1590];
+    let m = vec![9u8; 300];
+    let tx = |tree: &sled::Tree, k: [u8; 8]| {
+        let trees = [tree.clone()];
+        let r: Result<(), sled::transaction::TransactionError<()>> =
+            trees.as_slice().transaction(|tx| {
+                std::hint::black_box((tx[0].get(k)?, tx[0].get([0u8])?));
+                tx[0].insert(&k, v.as_slice())?;
+                tx[0].insert(&[0u8], m.as_slice())?;
+                Ok(())
+            });
+        r.unwrap();
+    };
+    for i in 0..1000u64 {
+        tx(&tree, i.to_le_bytes());
+    }
+    for i in 0..1400u64 {
+        tx(&tree, 1u64.to_le_bytes());
+        db.flush().unwrap();
+        done.store(i, Ordering::SeqCst);
+    }
+    drop(tree);
+    drop(db);
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(64 << 20)
+        .flush_every_ms(Some(500))
+        .open()
+        .unwrap();
+    let tree = db.open_tree(b"ns").unwrap();
+    let t = Instant::now();
+    for i in 0..total {
+        tx(&tree, (i % 1000).to_le_bytes());
+        if i % 20_000 == 19_999 {
+            db.flush().unwrap();
+        }
+        done.store(1400 + i + 1, Ordering::SeqCst);
+    }
+    db.flush().unwrap();
+    eprintln!(
+        "reopen: {total} sustained transactions in {:?}",
+        t.elapsed()
+    );
+}
