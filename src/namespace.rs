@@ -227,30 +227,7 @@ impl Namespace {
     /// # Errors
     /// [`Error::Damaged`] if a record fails authentication.
     pub fn keys(&self) -> Result<Vec<String>> {
-        let Some(ns) = self.state()? else {
-            return Ok(Vec::new());
-        };
-        self.check_fresh(&ns)?;
-        let mut keys = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = self
-                .vault
-                .call(|b| b.scan(&self.id, after.as_deref(), 256))?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (rid, stored) in &page {
-                if rid.as_slice() == MANIFEST_ID {
-                    continue;
-                }
-                let name = self.open_name(&ns, rid, stored)?;
-                if !is_reserved(&name) {
-                    keys.push(name);
-                }
-            }
-        }
-        keys.sort_unstable();
-        Ok(keys)
+        self.keys_of(None)
     }
 
     /// How many records the namespace holds (from its authenticated manifest: no record is
@@ -499,8 +476,9 @@ impl Namespace {
         }
     }
 
-    /// The keys of the records of type `record_type`, sorted.
-    pub(crate) fn keys_of(&self, record_type: RecordType) -> Result<Vec<String>> {
+    /// The keys of the records of type `record_type` (of any type: `None`), sorted, leaving
+    /// out the crate's reserved keys.
+    pub(crate) fn keys_of(&self, record_type: Option<RecordType>) -> Result<Vec<String>> {
         let Some(ns) = self.state()? else {
             return Ok(Vec::new());
         };
@@ -518,9 +496,9 @@ impl Namespace {
                     continue;
                 }
                 let name = self.open_name(&ns, rid, stored)?;
-                if !is_reserved(&name)
-                    && parse_prefix(stored).is_ok_and(|p| p.record_type == record_type)
-                {
+                let wanted = record_type
+                    .is_none_or(|t| parse_prefix(stored).is_ok_and(|p| p.record_type == t));
+                if wanted && !is_reserved(&name) {
                     keys.push(name);
                 }
             }

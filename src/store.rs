@@ -221,7 +221,7 @@ impl TokenStore for Namespace {
     }
 
     fn token_keys(&self) -> Result<Vec<String>> {
-        self.keys_of(crate::RecordType::Token)
+        self.keys_of(Some(crate::RecordType::Token))
     }
 
     fn set_tokens(&self, tokens: &[(&str, &Token)]) -> Result<()> {
