@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::Ordering;
 
 use zeroize::Zeroizing;
 
@@ -380,6 +381,12 @@ impl Vault {
             }
             let found = r.ok + r.damaged.len() as u64;
             match manifest {
+                Some(Ok(m)) if m.generation < state.gens.reserved.load(Ordering::SeqCst) => {
+                    r.manifest_damaged = Some(
+                        "the manifest is older than one this process wrote: it was replaced by \
+                         an older copy (rolled back)",
+                    );
+                }
                 Some(Ok(m)) if m.generation < state.floor => {
                     r.manifest_damaged = Some(
                         "the namespace is older than the header recorded: storage was rolled \
@@ -388,8 +395,8 @@ impl Vault {
                 }
                 Some(Ok(m)) => {
                     r.missing = m.count.saturating_sub(found);
-                    // Every write bumps the manifest in the same batch, so no record can be
-                    // newer than it, unless the manifest was replaced by an older copy.
+                    // A manifest reserves every generation before a record carries it, so
+                    // no record can be newer than it, unless it was replaced by an older copy.
                     for (rid, generation) in generations {
                         if generation > m.generation {
                             r.ok -= 1;

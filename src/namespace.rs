@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use crate::backend::Batch;
+use crate::backend::{Batch, Condition, Write};
 use crate::crypto::random_u64;
 use crate::crypto::Key;
 use crate::error::{Damage, Error, Result};
@@ -22,10 +22,15 @@ pub const MAX_NAME_LEN: usize = 1024;
 /// The storage key of a namespace's manifest (record ids are 32 bytes, so never equal).
 pub(crate) const MANIFEST_ID: &[u8] = &[0];
 const RECORD_ID_LABEL: &[u8] = b"tokenvault/v1/record-id";
+const MANIFEST_WENT_BACK: &str = "the manifest is older than one this process wrote: it was \
+                                  replaced by an older copy (rolled back); run verify";
 const ROLLED_BACK: &str = "storage holds an older state of the namespace than the header \
                            recorded (rolled back, or a damaged log); restore from a backup";
 /// How often a write retries when a concurrent rotation step changed the record under it.
 const WRITE_RETRIES: usize = 64;
+/// How many generations a manifest write reserves beyond the one it uses: single-record
+/// overwrites take them without writing the manifest (`docs/format.md`, section 6).
+pub(crate) const RESERVED_GENERATIONS: u64 = 4096;
 
 /// A handle on one namespace of a [`Vault`]: get, put, compare-and-swap, remove, list.
 ///
@@ -374,6 +379,92 @@ impl Namespace {
         Ok(())
     }
 
+    /// Seals a manifest under `cipher` (data key `key_id`).
+    fn seal_manifest(
+        &self,
+        vault_id: &[u8],
+        cipher: &crate::crypto::Cipher,
+        key_id: u32,
+        manifest: &Manifest,
+    ) -> Result<Vec<u8>> {
+        seal_record(
+            cipher,
+            &RecordContext {
+                vault_id,
+                namespace: &self.name,
+                record_id: MANIFEST_ID,
+            },
+            &RecordPrefix {
+                record_type: RecordType::Manifest,
+                key_id,
+                generation: manifest.generation,
+            },
+            encode_manifest(manifest)?,
+        )
+    }
+
+    /// Takes in a manifest just read and authenticated: every generation up to its own may
+    /// have been given out. A manifest below what this handle reserved itself was replaced
+    /// by an older copy under it.
+    fn adopt_manifest(&self, ns: &NsState, stored: &[u8], manifest: &Manifest) -> Result<()> {
+        let gens = &ns.gens;
+        let reserved = gens.reserved.load(Ordering::SeqCst);
+        if manifest.generation < reserved {
+            return Err(self.namespace_damage(MANIFEST_WENT_BACK));
+        }
+        gens.last.fetch_max(manifest.generation, Ordering::SeqCst);
+        gens.reserved.store(manifest.generation, Ordering::SeqCst);
+        gens.set_manifest(stored);
+        Ok(())
+    }
+
+    /// For a checkpoint: writes the manifest again with a generation above every one given
+    /// out so far (a new reservation) and returns that generation, the namespace's new floor:
+    /// storage rolled back to any state before this write holds a lower one. `None` if the
+    /// namespace no longer exists. Not durable until the next flush.
+    pub(crate) fn raise_manifest(&self) -> Result<Option<u64>> {
+        let _guard = self.vault.inner.lock_shards(&[self.id]);
+        let vault_id = self.vault_id()?;
+        for _ in 0..WRITE_RETRIES {
+            let Some(ns) = self.state()? else {
+                return Ok(None);
+            };
+            let (stored, manifest) = self.read_manifest(&ns)?;
+            self.adopt_manifest(&ns, &stored, &manifest)?;
+            let gens = &ns.gens;
+            let last = gens.last.load(Ordering::SeqCst);
+            let ceiling = last
+                .checked_add(RESERVED_GENERATIONS)
+                .ok_or_else(|| self.namespace_damage("write generation exhausted"))?;
+            let cipher = ns
+                .active_cipher()
+                .ok_or_else(|| self.namespace_damage("the active key is missing"))?;
+            let sealed = self.seal_manifest(
+                &vault_id,
+                cipher,
+                ns.active,
+                &Manifest {
+                    count: manifest.count,
+                    generation: ceiling,
+                },
+            )?;
+            let batch = Batch::new()
+                .expect(&self.id, MANIFEST_ID, Some(&stored))
+                .write(&self.id, MANIFEST_ID, Some(sealed));
+            if self.vault.call(|b| b.apply(&batch))? {
+                gens.reserved.store(ceiling, Ordering::SeqCst);
+                if let Some(w) = batch.writes.first().and_then(|w| w.value.as_deref()) {
+                    gens.set_manifest(w);
+                }
+                return Ok(Some(ceiling));
+            }
+            // A rotation step re-sealed the manifest under us: read it again.
+        }
+        Err(Error::backend(
+            "the manifest kept changing under a checkpoint; retry the operation",
+        ))
+    }
+
     /// The namespace's state, creating the namespace (new random data key, header write)
     /// if it does not exist. Called with the namespace lock held.
     fn ensure(&self) -> Result<Arc<NsState>> {
@@ -390,22 +481,14 @@ impl Namespace {
         // removed namespace of the same name left behind is undecryptable: clear it first.
         self.vault.call(|b| b.drop_tree(&id))?;
         let vault_id = self.vault_id()?;
-        let manifest = seal_record(
+        let manifest = self.seal_manifest(
+            &vault_id,
             &key.cipher(),
-            &RecordContext {
-                vault_id: &vault_id,
-                namespace: &self.name,
-                record_id: MANIFEST_ID,
-            },
-            &RecordPrefix {
-                record_type: RecordType::Manifest,
-                key_id: 1,
-                generation,
-            },
-            encode_manifest(&Manifest {
+            1,
+            &Manifest {
                 count: 0,
                 generation,
-            })?,
+            },
         )?;
         self.vault
             .call(|b| b.apply(&Batch::new().write(&id, MANIFEST_ID, Some(manifest))))?;
@@ -582,7 +665,14 @@ pub(crate) fn commit(
             created.push(ns.clone());
         }
     }
-    let result = commit_locked(vault, &ops, &rids, &ns_ids);
+    let fast = match ops.as_slice() {
+        [op] if created.is_empty() => overwrite(vault, op, &rids[0]).transpose(),
+        _ => None,
+    };
+    let result = match fast {
+        Some(result) => result,
+        None => commit_locked(vault, &ops, &rids, &ns_ids),
+    };
     if !matches!(result, Ok(Ok(_))) && !created.is_empty() {
         for ns in created {
             // Best effort: the namespace is empty, and the locks held since its creation
@@ -611,6 +701,111 @@ pub(crate) fn commit(
 /// was written).
 type Committed = (Vec<Written>, Option<u64>);
 
+/// The fast path of a single-record write: an overwrite of an existing record at a
+/// generation the manifest has already reserved is one conditional single-key write, without
+/// the manifest (sled turns every multi-key atomic batch into a log write of its own, which
+/// dominates a buffered write; see BENCHMARKS.md). The record count does not change, and the
+/// reservation keeps every generation unique and at most the manifest's.
+///
+/// `Ok(None)`: take the general path (a new record, a removal, a condition on absence, no
+/// reservation known or left, or a record changed under us by a rotation step).
+fn overwrite(
+    vault: &Vault,
+    op: &Op<'_>,
+    rid: &[u8; 32],
+) -> Result<Option<Result<Committed, (usize, Conflict)>>> {
+    let Some(body) = &op.body else {
+        return Ok(None);
+    };
+    if matches!(op.expect, Expect::Exactly(None)) {
+        return Ok(None);
+    }
+    let handle = op.ns;
+    let Some(ns) = handle.state()? else {
+        return Ok(None);
+    };
+    let gens = &ns.gens;
+    let reserved = gens.reserved.load(Ordering::SeqCst);
+    let last = gens.last.load(Ordering::SeqCst);
+    if reserved == 0 || last >= reserved {
+        return Ok(None);
+    }
+    // Storage must still hold the manifest this handle last authenticated (else the general
+    // path reads it again, and reports damage or a rollback).
+    match vault.call(|b| b.get(&handle.id, MANIFEST_ID))? {
+        Some(stored) if gens.manifest_is(&stored) => {}
+        _ => return Ok(None),
+    }
+    let Some(current) = vault.call(|b| b.get(&handle.id, rid))? else {
+        return Ok(None);
+    };
+    let current_generation = match op.expect {
+        // A conditional write authenticates what it compares against.
+        Expect::Exactly(_) => handle.open(&ns, rid, &current, Some(op.key))?.0.generation,
+        Expect::Anything => parse_prefix(&current)
+            .map(|p| p.generation)
+            .unwrap_or_default(),
+    };
+    if current_generation > reserved {
+        // The manifest was rolled back: the general path reports it.
+        return Ok(None);
+    }
+    if let Expect::Exactly(expected) = op.expect {
+        if expected != Some(Version(current_generation)) {
+            return Ok(Some(Err((
+                0,
+                Conflict {
+                    current: Some(Version(current_generation)),
+                },
+            ))));
+        }
+    }
+    let generation = last + 1;
+    let cipher = ns
+        .active_cipher()
+        .ok_or_else(|| handle.namespace_damage("the active key is missing"))?;
+    let vault_id = handle.vault_id()?;
+    // Seal a copy: the general path may still need the body.
+    let mut copy = Zeroizing::new(Vec::with_capacity(body.capacity()));
+    copy.extend_from_slice(body);
+    let sealed = seal_record(
+        cipher,
+        &RecordContext {
+            vault_id: &vault_id,
+            namespace: &handle.name,
+            record_id: rid,
+        },
+        &RecordPrefix {
+            record_type: op.record_type,
+            key_id: ns.active,
+            generation,
+        },
+        copy,
+    )?;
+    let batch = Batch {
+        conditions: vec![Condition {
+            tree: handle.id.to_vec(),
+            key: rid.to_vec(),
+            expected: Some(current),
+        }],
+        writes: vec![Write {
+            tree: handle.id.to_vec(),
+            key: rid.to_vec(),
+            value: Some(sealed),
+        }],
+    };
+    if !vault.call(|b| b.apply(&batch))? {
+        return Ok(None);
+    }
+    gens.last.store(generation, Ordering::SeqCst);
+    gens.written.fetch_max(generation, Ordering::SeqCst);
+    let written = Written {
+        version: Some(Version(generation)),
+        existed: true,
+    };
+    Ok(Some(Ok((vec![written], Some(vault.committed())))))
+}
+
 fn commit_locked(
     vault: &Vault,
     ops: &[Op<'_>],
@@ -636,6 +831,7 @@ fn commit_locked(
             plans.push(match handle.state()? {
                 Some(ns) => {
                     let (bytes, manifest) = handle.read_manifest(&ns)?;
+                    handle.adopt_manifest(&ns, &bytes, &manifest)?;
                     Some((handle, ns, bytes, manifest))
                 }
                 None => None,
@@ -666,9 +862,10 @@ fn commit_locked(
                 }),
                 None => None,
             };
-            // Every write updates the manifest in the same batch, so a record newer than the
-            // manifest means the manifest was rolled back: generations (and so versions)
-            // would repeat, and a compare-and-swap could match a different write.
+            // No record is written at a generation its manifest has not reserved first, so a
+            // record newer than the manifest means the manifest was rolled back: generations
+            // (and so versions) would repeat, and a compare-and-swap could match a different
+            // write.
             if current_version.is_some_and(|v| v.0 > manifest.generation) {
                 return Err(handle.namespace_damage(
                     "a record is newer than the manifest (the manifest was rolled back); run verify",
@@ -687,7 +884,9 @@ fn commit_locked(
             currents.push(current);
         }
         let mut batch = Batch::new();
-        let mut generations: Vec<Option<u64>> = vec![None; ns_ids.len()];
+        // Per namespace: the generation of this write and the new manifest's.
+        let mut generations: Vec<Option<(u64, u64)>> = vec![None; ns_ids.len()];
+        let mut manifests: Vec<Option<Vec<u8>>> = vec![None; ns_ids.len()];
         for (p, plan) in plans.iter().enumerate() {
             let Some((handle, ns, manifest_bytes, manifest)) = plan else {
                 continue;
@@ -701,10 +900,18 @@ fn commit_locked(
             {
                 continue;
             }
-            let generation = manifest
-                .generation
+            let exhausted = || handle.namespace_damage("write generation exhausted");
+            let generation = ns
+                .gens
+                .last
+                .load(Ordering::SeqCst)
                 .checked_add(1)
-                .ok_or_else(|| handle.namespace_damage("write generation exhausted"))?;
+                .ok_or_else(exhausted)?;
+            // The new manifest reserves the generations after this one for overwrites.
+            let ceiling = generation
+                .checked_add(RESERVED_GENERATIONS)
+                .ok_or_else(exhausted)?
+                .max(manifest.generation);
             let mut count = manifest.count;
             let cipher = ns
                 .active_cipher()
@@ -741,28 +948,32 @@ fn commit_locked(
                     .expect(&id, &rids[i], current)
                     .write(&id, &rids[i], sealed);
             }
-            let new_manifest = seal_record(
+            let new_manifest = handle.seal_manifest(
+                &vault_id,
                 cipher,
-                &ctx(MANIFEST_ID),
-                &RecordPrefix {
-                    record_type: RecordType::Manifest,
-                    key_id: ns.active,
-                    generation,
+                ns.active,
+                &Manifest {
+                    count,
+                    generation: ceiling,
                 },
-                encode_manifest(&Manifest { count, generation })?,
             )?;
+            manifests[p] = Some(new_manifest.clone());
             batch = batch.expect(&id, MANIFEST_ID, Some(manifest_bytes)).write(
                 &id,
                 MANIFEST_ID,
                 Some(new_manifest),
             );
-            generations[p] = Some(generation);
+            generations[p] = Some((generation, ceiling));
         }
         let written: Vec<Written> = ops
             .iter()
             .enumerate()
             .map(|(i, op)| Written {
-                version: op.body.as_ref().and(generations[op_ns[i]]).map(Version),
+                version: op
+                    .body
+                    .as_ref()
+                    .and(generations[op_ns[i]])
+                    .map(|(g, _)| Version(g)),
                 existed: currents[i].is_some(),
             })
             .collect();
@@ -772,8 +983,13 @@ fn commit_locked(
         }
         if vault.call(|b| b.apply(&batch))? {
             for (p, plan) in plans.iter().enumerate() {
-                if let (Some((_, ns, _, _)), Some(generation)) = (plan, generations[p]) {
-                    ns.written.fetch_max(generation, Ordering::SeqCst);
+                if let (Some((_, ns, _, _)), Some((generation, ceiling))) = (plan, generations[p]) {
+                    ns.gens.last.fetch_max(generation, Ordering::SeqCst);
+                    ns.gens.reserved.store(ceiling, Ordering::SeqCst);
+                    ns.gens.written.fetch_max(generation, Ordering::SeqCst);
+                    if let Some(m) = manifests[p].as_deref() {
+                        ns.gens.set_manifest(m);
+                    }
                 }
             }
             return Ok(Ok((written, Some(vault.committed()))));

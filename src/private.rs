@@ -22,6 +22,9 @@ use crate::record::{
 };
 use crate::{Secret, Token};
 
+/// How many generations a manifest write reserves for overwrites (`docs/format.md`, section 6).
+pub const RESERVED_GENERATIONS: u64 = crate::namespace::RESERVED_GENERATIONS;
+
 /// How many Argon2 derivations the calling thread has run.
 pub fn kdf_runs_on_this_thread() -> u64 {
     crate::keys::kdf_runs_on_this_thread()

@@ -135,8 +135,51 @@ pub(crate) struct NsState {
     pub(crate) floor: u64,
     /// Whether this handle has checked the manifest against the floor.
     pub(crate) fresh: AtomicBool,
+    /// What this handle knows of the namespace's write generations: shared by every state
+    /// of the namespace (re-sealing its header entry keeps it), so no update is lost.
+    pub(crate) gens: Arc<Generations>,
+}
+
+/// One namespace's write generations as this handle knows them (`docs/format.md`, section 6).
+/// Changed only with the namespace's write lock held, except `written`, which only grows.
+#[derive(Default)]
+pub(crate) struct Generations {
     /// The newest generation this handle has written.
     pub(crate) written: AtomicU64,
+    /// `written` as of the last checkpoint: a checkpoint is due when `written` is past it.
+    pub(crate) checkpointed: AtomicU64,
+    /// The manifest's generation (the ceiling of the generations reserved for records) as
+    /// this handle last read or wrote it, or 0 while unknown. Single-record overwrites take
+    /// generations up to it without writing the manifest.
+    pub(crate) reserved: AtomicU64,
+    /// The newest generation given out: every generation up to the manifest's when it was
+    /// read counts as given out, so none is ever given twice.
+    pub(crate) last: AtomicU64,
+    /// The stored manifest as this handle last authenticated or wrote it: an overwrite that
+    /// skips the manifest first checks that storage still holds exactly these bytes, so a
+    /// damaged, removed or replaced manifest still stops writes.
+    pub(crate) manifest: Mutex<Vec<u8>>,
+}
+
+impl Generations {
+    /// Whether `stored` is the manifest this handle last saw.
+    pub(crate) fn manifest_is(&self, stored: &[u8]) -> bool {
+        self.manifest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_slice()
+            == stored
+    }
+
+    /// Remembers the manifest this handle just authenticated or wrote.
+    pub(crate) fn set_manifest(&self, stored: &[u8]) {
+        let mut m = self
+            .manifest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.clear();
+        m.extend_from_slice(stored);
+    }
 }
 
 impl NsState {
@@ -148,7 +191,11 @@ impl NsState {
             keys: keys.keys,
             floor: keys.floor,
             fresh: AtomicBool::new(false),
-            written: AtomicU64::new(keys.floor),
+            gens: Arc::new(Generations {
+                written: AtomicU64::new(keys.floor),
+                checkpointed: AtomicU64::new(keys.floor),
+                ..Generations::default()
+            }),
         }
     }
 
@@ -212,11 +259,10 @@ impl KeyState {
             Some(entry) => entry.blob = blob,
             None => self.header.namespaces.push(NsEntry { id, blob }),
         }
-        let new = NsState::new(keys);
+        let mut new = NsState::new(keys);
         if let Some(old) = self.namespaces.get(&id) {
             // What this handle learnt about the namespace survives re-sealing its entry.
-            new.written
-                .fetch_max(old.written.load(Ordering::SeqCst), Ordering::SeqCst);
+            new.gens = Arc::clone(&old.gens);
             new.fresh
                 .store(old.fresh.load(Ordering::SeqCst), Ordering::SeqCst);
         }
@@ -559,33 +605,50 @@ impl Vault {
     /// # Errors
     /// A failed flush or header write.
     pub fn checkpoint(&self) -> Result<()> {
-        let stale = {
+        let due: Vec<([u8; NS_ID_LEN], String, u64)> = {
             let state = self.read_state()?;
             state
                 .namespaces
-                .values()
-                .any(|ns| ns.written.load(Ordering::SeqCst) > ns.floor)
+                .iter()
+                .filter_map(|(id, ns)| {
+                    let written = ns.gens.written.load(Ordering::SeqCst);
+                    (written > ns.gens.checkpointed.load(Ordering::SeqCst))
+                        .then(|| (*id, ns.name.clone(), written))
+                })
+                .collect()
         };
-        if !stale {
+        if due.is_empty() {
             return Ok(());
         }
-        // Only durable generations may become floors.
+        // Each namespace written since the last checkpoint gets its manifest written again
+        // with a generation above every one given out, which becomes its floor: storage
+        // rolled back to any state before that write holds a lower one.
+        let mut floors = Vec::with_capacity(due.len());
+        for (id, name, written) in due {
+            if let Some(floor) = Namespace::new(self.clone(), &name, id).raise_manifest()? {
+                floors.push((id, floor, written));
+            }
+        }
+        // Only durable manifests may become floors.
         self.sync_now()?;
         self.update_state(|s| {
-            let ids: Vec<[u8; NS_ID_LEN]> = s.namespaces.keys().copied().collect();
-            for id in ids {
-                let Some(ns) = s.namespaces.get(&id).cloned() else {
-                    continue;
-                };
-                let written = ns.written.load(Ordering::SeqCst);
-                if written > ns.floor {
-                    let mut keys = ns.to_keys();
-                    keys.floor = written;
-                    s.set_namespace(id, keys)?;
+            for (id, floor, _) in &floors {
+                if let Some(mut keys) = s.namespace_keys(id) {
+                    if *floor > keys.floor {
+                        keys.floor = *floor;
+                        s.set_namespace(*id, keys)?;
+                    }
                 }
             }
             Ok(())
-        })
+        })?;
+        let state = self.read_state()?;
+        for (id, _, written) in floors {
+            if let Some(ns) = state.namespaces.get(&id) {
+                ns.gens.checkpointed.fetch_max(written, Ordering::SeqCst);
+            }
+        }
+        Ok(())
     }
 
     /// The vault directory, for a vault on disk.

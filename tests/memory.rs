@@ -620,7 +620,9 @@ fn token_responses_and_stores_leave_no_secret_in_freed_memory() {
         "memory: responses round trip scanned {} freed blocks; {hits} canary hits\n{summary}",
         SCANNED_BLOCKS.load(Ordering::SeqCst),
     );
-    assert!(SCANNED_BLOCKS.load(Ordering::SeqCst) > 1000);
+    // The round trip frees about a thousand blocks (fewer since overwrites skip sled's
+    // transactions); the bound only shows that the scan ran.
+    assert!(SCANNED_BLOCKS.load(Ordering::SeqCst) > 500);
     assert_eq!(
         hits, 0,
         "secrets left in freed heap memory by token responses or stores:\n{summary}"

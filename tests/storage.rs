@@ -9,6 +9,7 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use common::{fast, full_token, raw_key, records, small_token, FaultyBackend};
+use tokenvault::__private::RESERVED_GENERATIONS;
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::{Backend, Durability, Error, MemoryBackend, Progress, Token, Vault, VaultOptions};
 
@@ -492,21 +493,69 @@ fn readers_during_rotation_never_see_damage() {
 
 #[test]
 fn verify_notices_a_rolled_back_manifest() {
+    // Replaced past its reservation: the records written since are newer than it.
     let storage = MemoryBackend::new();
     let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
     let ns = vault.namespace("n").unwrap();
     ns.put("a", &small_token("1")).unwrap();
     let tree = storage.trees().unwrap().remove(0);
     let old_manifest = storage.get(&tree, &[0]).unwrap().unwrap();
-    ns.put("a", &small_token("2")).unwrap();
+    for i in 0..=RESERVED_GENERATIONS {
+        ns.put("a", &small_token(&i.to_string())).unwrap();
+    }
+    assert_ne!(storage.get(&tree, &[0]).unwrap().unwrap(), old_manifest);
     storage.put(&tree, &[0], old_manifest).unwrap();
+    vault.close().unwrap_err();
+    // A fresh handle knows nothing of the newer manifest: the record's generation shows it.
+    let vault = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
     let report = vault.verify(|_| {}).unwrap();
     let n = &report.namespaces[0];
     assert_eq!((n.ok, n.damaged.len()), (0, 1), "{report}");
     assert!(n.damaged[0].reason.contains("rolled back"));
     // Writes over the record refuse too, instead of reusing generations.
+    let ns = vault.namespace("n").unwrap();
     let err = ns.put("a", &small_token("3")).unwrap_err();
     assert!(err.to_string().contains("rolled back"), "{err}");
+}
+
+#[test]
+fn a_manifest_replaced_under_a_running_process_stops_its_writes() {
+    // Replaced within its reservation: no record is newer than it, but this process wrote a
+    // newer one, and every write, overwrites included, checks the stored manifest first.
+    let storage = MemoryBackend::new();
+    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    ns.put("a", &small_token("1")).unwrap();
+    let tree = storage.trees().unwrap().remove(0);
+    let old_manifest = storage.get(&tree, &[0]).unwrap().unwrap();
+    ns.put("b", &small_token("2")).unwrap();
+    ns.put("a", &small_token("3")).unwrap();
+    storage.put(&tree, &[0], old_manifest).unwrap();
+    let before = common::dump(&storage);
+    for err in [
+        ns.put("a", &small_token("4")).unwrap_err(),
+        ns.put("c", &small_token("4")).unwrap_err(),
+        ns.remove("b").unwrap_err(),
+    ] {
+        assert!(err.to_string().contains("rolled back"), "{err}");
+    }
+    assert_eq!(common::dump(&storage), before, "nothing written");
+    let report = vault.verify(|_| {}).unwrap();
+    let n = &report.namespaces[0];
+    assert!(
+        n.manifest_damaged
+            .is_some_and(|r| r.contains("rolled back")),
+        "{report}"
+    );
+    // Reads still serve the newest values.
+    assert_eq!(
+        ns.get::<Token>("a")
+            .unwrap()
+            .unwrap()
+            .access_token()
+            .expose_secret(),
+        "3"
+    );
 }
 
 #[test]

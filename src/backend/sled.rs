@@ -232,6 +232,38 @@ impl Open {
         Ok(())
     }
 
+    /// A batch of one write, conditional at most on the key it writes, as one sled operation
+    /// on that key (`insert`, `remove` or `compare_and_swap`): atomic and linearizable like a
+    /// transaction, without the separate log write sled makes for every multi-key batch.
+    /// `None` for any other batch.
+    fn apply_single(&self, batch: &Batch) -> Result<Option<bool>, BackendError> {
+        let [write] = batch.writes.as_slice() else {
+            return Ok(None);
+        };
+        let condition = match batch.conditions.as_slice() {
+            [] => None,
+            [c] if c.tree == write.tree && c.key == write.key => Some(c),
+            _ => return Ok(None),
+        };
+        let tree = self.tree(&write.tree)?;
+        let key = write.key.as_slice();
+        match condition {
+            None => {
+                match &write.value {
+                    Some(v) => tree.insert(key, v.as_slice()).map_err(sled_err)?,
+                    None => tree.remove(key).map_err(sled_err)?,
+                };
+                Ok(Some(true))
+            }
+            Some(c) => {
+                let swapped = tree
+                    .compare_and_swap(key, c.expected.as_deref(), write.value.as_deref())
+                    .map_err(sled_err)?;
+                Ok(Some(swapped.is_ok()))
+            }
+        }
+    }
+
     /// sled writes log items over about 128 KiB (a node holding several large records) to
     /// files under `blobs/` and never syncs them: sync those modified since `since` (with a
     /// margin for coarse timestamps), and the directory that names them.
@@ -310,6 +342,9 @@ impl Backend for SledBackend {
 
     fn apply(&self, batch: &Batch) -> Result<bool, BackendError> {
         self.with_open(|o| {
+            if let Some(applied) = o.apply_single(batch)? {
+                return Ok(applied);
+            }
             let mut names: Vec<&[u8]> = batch
                 .conditions
                 .iter()
