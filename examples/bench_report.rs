@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use tokenvault::__private::bench::RecordParts;
 use tokenvault::secrecy::SecretString;
 use tokenvault::{
-    Authorizer, Durability, Import, KdfParams, KeySource, RefreshError, Token, Vault, VaultOptions,
+    Authorizer, Durability, Import, KdfParams, KeySource, RefreshError, Token, TokenStore, Vault,
+    VaultOptions,
 };
 use workload::{
     bench_dir, filled_vault, id, once, per_op, per_op_n, raw_key, token, RawSled, KEY, NS,
@@ -89,23 +90,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = bench_dir("floor");
     let records = 1000;
     let raw = RawSled::create(dir.path(), records, sealed.len());
+    // sled skips an insert whose value equals the stored one (no log write at all), and a
+    // vault write always stores new bytes (a fresh nonce): the floors alternate between two
+    // values that differ in one byte, so that every insert is a real write.
+    let mut other = sealed.clone();
+    other[40] ^= 1;
     let mut i = 0u64;
     let sled_get = per_op(budget, samples, || {
         i = (i + 1) % records;
         black_box(raw.tree.get(id(i)).unwrap());
     });
+    // Write `n` goes to key `n % records`, with the value the key did not hold before.
+    let mut n = 0u64;
+    let mut next = || {
+        n += 1;
+        let value = if (n / records + n).is_multiple_of(2) {
+            sealed.as_slice()
+        } else {
+            other.as_slice()
+        };
+        (id(n % records), value)
+    };
     let sled_insert = per_op(budget, samples, || {
-        i = (i + 1) % records;
-        raw.tree.insert(id(i), sealed.as_slice()).unwrap();
+        let (k, v) = next();
+        raw.tree.insert(k, v).unwrap();
     });
     let sled_durable = per_op_n(samples, durable_calls, || {
-        i = (i + 1) % records;
-        raw.tree.insert(id(i), sealed.as_slice()).unwrap();
+        let (k, v) = next();
+        raw.tree.insert(k, v).unwrap();
         raw.durable_flush();
     });
     raw.tree.insert(id(records + 1), sealed.as_slice())?;
-    let mut other = sealed.clone();
-    other[40] ^= 1;
     let mut current = sealed.clone();
     let sled_cas_durable = per_op_n(samples, durable_calls, || {
         let next = if current == sealed { &other } else { &sealed };
@@ -214,11 +229,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }) / u32::try_from(n_buf).unwrap_or(1);
     // Where the time goes: sled's atomic batches (a transaction, as the vault's writes use,
     // or `apply_batch`) against plain inserts of the same two values (record and manifest).
-    let manifest = vec![0x5Au8; 300];
+    let manifests = [vec![0x5Au8; 300], vec![0xA5u8; 300]];
+    let values = [sealed.as_slice(), other.as_slice()];
+    // New values every time (sled skips writes of the stored value): a key written at `k`
+    // and again at `k + 1000` gets the other value.
+    let pick = |k: u64| ((k / 1000 + k) % 2) as usize;
     let sled_two_inserts = once(5, || {
         for k in 0..n_buf {
-            fraw.tree.insert(id(k % 1000), sealed.as_slice()).unwrap();
-            fraw.tree.insert([0u8], manifest.as_slice()).unwrap();
+            fraw.tree.insert(id(k % 1000), values[pick(k)]).unwrap();
+            fraw.tree
+                .insert([0u8], manifests[pick(k)].as_slice())
+                .unwrap();
         }
         fraw.durable_flush();
     }) / u32::try_from(n_buf).unwrap_or(1);
@@ -229,11 +250,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 sled::Transactional::transaction(trees.as_slice(), |tx| {
                     black_box(tx[0].get(id(k % 1000))?);
                     black_box(tx[0].get([0u8])?);
-                    tx[0].insert(&id(k % 1000), sealed.as_slice())?;
-                    tx[0].insert(&[0u8], manifest.as_slice())?;
+                    tx[0].insert(&id(k % 1000), values[pick(k)])?;
+                    tx[0].insert(&[0u8], manifests[pick(k)].as_slice())?;
                     Ok(())
                 });
             r.unwrap();
+            // As the vault's sled backend does after every atomic batch: without this
+            // flush, a sustained run of transactions deadlocks sled 0.34.7 (see
+            // BENCHMARKS.md, "The write stall", and `examples/sled_stress.rs`).
+            fraw.db.flush().unwrap();
         }
         fraw.durable_flush();
     }) / u32::try_from(n_buf).unwrap_or(1);
@@ -246,11 +271,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         note: "record + manifest sized values, no atomicity".into(),
     });
     rows.push(Row {
-        name: "sled: 2 writes in one transaction (sustained)".into(),
+        name: "sled: transaction of 2 writes + flush (sustained)".into(),
         vault: sled_transaction,
         floor: None,
         goal: None,
-        note: "what a vault write asks of sled: each atomic batch seals sled's log buffer".into(),
+        note: "a new record or a removal: an atomic batch with the manifest, then sled's flush"
+            .into(),
     });
     rows.push(Row {
         name: "vault put, buffered (sustained)".into(),
@@ -260,6 +286,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         note: format!(
             "{n_buf} puts then one flush; floor: the same through HMAC + encode + seal + sled insert"
         ),
+    });
+    // A new record changes the namespace's record count: an atomic batch with its manifest,
+    // then sled's flush (see the row above).
+    let n_new: u64 = if quick { 300 } else { 2_000 };
+    let mut created = 0u64;
+    let put_new = once(3, || {
+        for _ in 0..n_new {
+            created += 1;
+            bns.put(&format!("new-{created}"), &t).unwrap();
+        }
+        buffered.flush().unwrap();
+    }) / u32::try_from(n_new).unwrap_or(1);
+    rows.push(Row {
+        name: "vault put of a new record, buffered".into(),
+        vault: put_new,
+        floor: Some(put_buffered_floor),
+        goal: None,
+        note: format!("{n_new} new keys then one flush; floor: as for the buffered put"),
     });
     let auth = Authorizer::builder(
         &bns,
@@ -576,10 +620,17 @@ fn mixed(vault: &Vault, records: u64, per_thread: u64) -> (f64, Duration, Durati
     (all.len() as f64 / elapsed.as_secs_f64(), p(0.5), p(0.99))
 }
 
-/// Durable puts per second from `threads` writers, each writing `per_thread` records to its
-/// own keys.
+/// Durable puts per second from `threads` writers, each overwriting (refreshing) 100 records
+/// of its own, round robin.
 fn writers(vault: &Vault, threads: u64, per_thread: u64) -> f64 {
     let barrier = Arc::new(Barrier::new(threads as usize));
+    for th in 0..threads {
+        let ns = vault.namespace(&format!("writers-{th}")).unwrap();
+        let t = token(3);
+        let keys: Vec<String> = (0..100).map(|k| format!("w-{k}")).collect();
+        let items: Vec<(&str, &Token)> = keys.iter().map(|k| (k.as_str(), &t)).collect();
+        ns.set_tokens(&items).unwrap();
+    }
     let start = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|th| {
@@ -590,7 +641,7 @@ fn writers(vault: &Vault, threads: u64, per_thread: u64) -> f64 {
                 let ns = vault.namespace(&format!("writers-{th}")).unwrap();
                 barrier.wait();
                 for k in 0..per_thread {
-                    ns.put(&format!("w-{k}"), &t).unwrap();
+                    ns.put(&format!("w-{}", k % 100), &t).unwrap();
                 }
             })
         })

@@ -122,8 +122,15 @@ fn vault_mode(total: u64, done: &AtomicU64, dir: &std::path::Path) {
         .unwrap();
     let ns = vault.namespace("tenant-0007").unwrap();
     let t = Instant::now();
+    // `CREATE=1`: every put creates a new record (an atomic batch with the manifest).
+    let create = std::env::var_os("CREATE").is_some();
     for i in 0..total {
-        ns.put(&format!("buf-{}", i % 1000), &token).unwrap();
+        let key = if create {
+            format!("new-{i}")
+        } else {
+            format!("buf-{}", i % 1000)
+        };
+        ns.put(&key, &token).unwrap();
         if i % 20_000 == 19_999 && std::env::var_os("NO_FLUSH").is_none() {
             vault.flush().unwrap();
         }

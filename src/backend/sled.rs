@@ -68,6 +68,8 @@ struct Open {
     blobs_dir: PathBuf,
     /// When the last durable flush started: blob files modified since then are synced.
     last_flush: Mutex<SystemTime>,
+    /// Held across each multi-key batch and the log write that follows it (see `apply`).
+    batch_gate: Mutex<()>,
     trees: Mutex<HashMap<Vec<u8>, sled::Tree>>,
 }
 
@@ -135,6 +137,7 @@ impl SledBackend {
                 data_file,
                 blobs_dir: data_dir.join(SLED_BLOBS_DIR),
                 last_flush: Mutex::new(SystemTime::UNIX_EPOCH),
+                batch_gate: Mutex::new(()),
                 trees: Mutex::new(HashMap::new()),
             })),
         })
@@ -268,14 +271,23 @@ impl Open {
     /// files under `blobs/` and never syncs them: sync those modified since `since` (with a
     /// margin for coarse timestamps), and the directory that names them.
     fn sync_new_blobs(&self, since: SystemTime) -> Result<(), BackendError> {
+        let threshold = since
+            .checked_sub(Duration::from_secs(2))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        // sled writes each blob file once, as a new file, which changes the directory's
+        // modification time: an unchanged directory means no blob to sync (one `stat`
+        // instead of a listing on every flush).
+        match fs::metadata(&self.blobs_dir).and_then(|m| m.modified()) {
+            Ok(modified) if modified < threshold => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
         let entries = match fs::read_dir(&self.blobs_dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        let threshold = since
-            .checked_sub(Duration::from_secs(2))
-            .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut synced = false;
         for entry in entries {
             let entry = entry?;
@@ -359,6 +371,16 @@ impl Backend for SledBackend {
                 .collect::<Result<Vec<_>, _>>()?;
             let refs: Vec<&sled::Tree> = trees.iter().collect();
             let index = |name: &[u8]| names.binary_search(&name).unwrap_or(0);
+            // sled 0.34.7 can deadlock under a sustained run of atomic batches: each one
+            // seals a log buffer and queues its write on sled's thread pool; once the pool's
+            // threads all wait for the segment accountant's lock, whose holder waits for a
+            // file truncation queued behind them, nothing moves again (BENCHMARKS.md, "The
+            // write stall"). One batch at a time, each followed by sled's own (non-durable)
+            // flush, which waits until its log write is done, keeps that queue short.
+            let _gate = o
+                .batch_gate
+                .lock()
+                .map_err(|_| BackendError::Other("backend lock poisoned".into()))?;
             let result = refs.as_slice().transaction(|tx| {
                 for c in &batch.conditions {
                     let current = tx[index(&c.tree)].get(&c.key)?;
@@ -380,7 +402,10 @@ impl Backend for SledBackend {
                 Ok(())
             });
             match result {
-                Ok(()) => Ok(true),
+                Ok(()) => {
+                    o.db.flush().map_err(sled_err)?;
+                    Ok(true)
+                }
                 Err(TransactionError::Abort(())) => Ok(false),
                 Err(TransactionError::Storage(e)) => Err(sled_err(e)),
             }
