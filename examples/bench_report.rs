@@ -528,10 +528,19 @@ fn scale(quick: bool) -> Result<(), Box<dyn std::error::Error>> {
     };
     let budget = Duration::from_millis(if quick { 300 } else { 1500 });
     let t = token(1);
+    // The crypto part of a get's floor (HMAC + open + decode), for the random-get floor.
+    let parts = RecordParts::new();
+    let rid = parts.record_id(NS, KEY);
+    let sealed = parts.seal(NS, &rid, parts.encode(KEY, &t)?)?;
+    let crypto = per_op(budget, 5, || {
+        black_box(parts.record_id(black_box(NS), black_box(KEY)));
+        let (plain, range) = parts.open(NS, &rid, black_box(&sealed)).unwrap();
+        black_box(parts.decode(&plain[range]).unwrap());
+    });
     println!(
-        "| {:>9} | {:>10} | {:>10} | {:>10} | {:>11} | {:>9} | {:>12} | {:>10} | {:>10} | {:>11} | {:>11}",
-        "records", "get", "put dur.", "put buf.", "disk B/rec", "peak RSS", "8 thr ops/s", "p50", "p99",
-        "1 writer/s", "8 writers/s"
+        "| {:>9} | {:>10} | {:>10} | {:>10} | {:>10} | {:>6} | {:>10} | {:>10} | {:>11} | {:>9} | {:>12} | {:>10} | {:>10} | {:>11} | {:>11}",
+        "records", "get", "get rand.", "floor", "sled rand.", "ratio", "put dur.", "put buf.",
+        "disk B/rec", "peak RSS", "8 thr ops/s", "p50", "p99", "1 writer/s", "8 writers/s"
     );
     for &n in sizes {
         let dir = bench_dir("scale");
@@ -541,6 +550,36 @@ fn scale(quick: bool) -> Result<(), Box<dyn std::error::Error>> {
         let get = per_op(budget, 5, || {
             black_box(ns.get::<Token>(KEY).unwrap());
         });
+        // Gets of random records (most not in sled's cache at the larger sizes), against raw
+        // sled with the vault's settings holding as many records of the same size, plus the
+        // crypto part of the floor.
+        let handles: Vec<_> = (0..1000u64)
+            .map(|i| vault.namespace(&format!("tenant-{i:04}")).unwrap())
+            .collect();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let get_random = per_op(budget, 5, || {
+            let i = next();
+            black_box(
+                handles[(i % 1000) as usize]
+                    .get::<Token>(&format!("rs-{i}"))
+                    .unwrap(),
+            );
+        });
+        drop(handles);
+        let rdir = bench_dir("scale-raw");
+        let raw = RawSled::create(rdir.path(), n, sealed.len());
+        let sled_random = per_op(budget, 5, || {
+            black_box(raw.tree.get(id(next())).unwrap());
+        });
+        drop(raw);
+        drop(rdir);
+        let random_floor = sled_random + crypto;
         let put = per_op_n(5, if quick { 40 } else { 200 }, || {
             ns.put(KEY, &t).unwrap();
         });
@@ -560,9 +599,13 @@ fn scale(quick: bool) -> Result<(), Box<dyn std::error::Error>> {
         let eight = writers(&vault, 8, if quick { 200 } else { 1_000 });
         vault.close()?;
         println!(
-            "| {:>9} | {:>10} | {:>10} | {:>10} | {:>11} | {:>9} | {:>12.0} | {:>10} | {:>10} | {:>11.0} | {:>11.0}",
+            "| {:>9} | {:>10} | {:>10} | {:>10} | {:>10} | {:>5.2}x | {:>10} | {:>10} | {:>11} | {:>9} | {:>12.0} | {:>10} | {:>10} | {:>11.0} | {:>11.0}",
             n,
             fmt(get),
+            fmt(get_random),
+            fmt(random_floor),
+            fmt(sled_random),
+            get_random.as_secs_f64() / random_floor.as_secs_f64(),
             fmt(put),
             fmt(put_buf),
             disk / (n + 1),
