@@ -1,17 +1,19 @@
 //! Sustained writes, with a watchdog that exits with status 3 when progress stops for 10 s:
-//! the reproduction of the stall described in BENCHMARKS.md ("Scale").
+//! the reproduction of sled 0.34.7's deadlock under sustained atomic batches, and the check
+//! that the vault's work-around holds (BENCHMARKS.md, "The write stall").
 //!
 //! ```text
-//! cargo run --release --example sled_stress -- vault 200000   # through the vault: stalls (about 35,000 puts in, here)
-//! cargo run --release --example sled_stress -- reopen 200000  # raw sled, the same sequence: completes
-//! cargo run --release --example sled_stress -- tx 200000      # raw sled transactions only: completes
-//! cargo run --release --example sled_stress -- insert 200000  # raw sled plain inserts: completes
+//! cargo run --release --example sled_stress -- tx 300000       # raw sled transactions: can deadlock (1 run in 3 here)
+//! cargo run --release --example sled_stress -- insert 200000   # raw sled plain inserts: completes
+//! cargo run --release --example sled_stress -- vault 200000    # overwrites through the vault
+//! CHURN=1 cargo run --release --example sled_stress -- vault 200000   # creates and removals
+//! CREATE=1 cargo run --release --example sled_stress -- vault 100000  # creates only
 //! ```
 //!
-//! In `vault` mode, `SKIP_DURABLE=1` skips the 1,400 durable puts before the sustained ones
-//! (it still stalls, about 69,000 puts in, here) and `NO_FLUSH=1` drops the `Vault::flush`
-//! every 20,000 puts (it then completes: 200,000 in 16 s). The flush is the trigger; raw sled
-//! with `Db::flush` at the same points completes.
+//! In `vault` mode, `SKIP_DURABLE=1` skips the 1,400 durable puts before the sustained ones,
+//! and `NO_FLUSH=1` drops the `Vault::flush` every 20,000 puts. Every vault mode completes;
+//! before the work-around, overwrites (then atomic batches too) stalled 27,000 to 69,000
+//! writes in and `CHURN=1` about 59,000 in. CI runs the `CHURN=1` mode.
 
 #![allow(clippy::unwrap_used)]
 use sled::Transactional;
@@ -53,11 +55,15 @@ fn main() {
     if mode == "reopen" {
         return reopen_mode(total, &done, dir.path(), db, tree);
     }
-    let v = vec![7u8; 1590];
-    let m = vec![9u8; 300];
+    // Two values each, used in turn (a key written at `i` and again at `i + 1000` gets the
+    // other one): sled skips a write of the value a key already holds.
+    let vs = [vec![7u8; 1590], vec![8u8; 1590]];
+    let ms = [vec![9u8; 300], vec![10u8; 300]];
     let t = Instant::now();
     for i in 0..total {
         let k = (i % 1000).to_le_bytes();
+        let pick = ((i / 1000 + i) % 2) as usize;
+        let (v, m) = (&vs[pick], &ms[pick]);
         match mode.as_str() {
             "tx" | "mixed" => {
                 if mode == "mixed" && i < 3000 {
@@ -123,14 +129,26 @@ fn vault_mode(total: u64, done: &AtomicU64, dir: &std::path::Path) {
     let ns = vault.namespace("tenant-0007").unwrap();
     let t = Instant::now();
     // `CREATE=1`: every put creates a new record (an atomic batch with the manifest).
+    // `CHURN=1`: records created and removed in turn over 1,000 keys (every write an atomic
+    // batch, on a small, often rewritten tree: the pattern that stalled most reliably).
     let create = std::env::var_os("CREATE").is_some();
+    let churn = std::env::var_os("CHURN").is_some();
     for i in 0..total {
-        let key = if create {
-            format!("new-{i}")
+        if churn {
+            let key = format!("churn-{}", i % 1000);
+            if (i / 1000) % 2 == 0 {
+                ns.put(&key, &token).unwrap();
+            } else {
+                ns.remove(&key).unwrap();
+            }
         } else {
-            format!("buf-{}", i % 1000)
-        };
-        ns.put(&key, &token).unwrap();
+            let key = if create {
+                format!("new-{i}")
+            } else {
+                format!("buf-{}", i % 1000)
+            };
+            ns.put(&key, &token).unwrap();
+        }
         if i % 20_000 == 19_999 && std::env::var_os("NO_FLUSH").is_none() {
             vault.flush().unwrap();
         }

@@ -114,7 +114,12 @@ impl Batch {
 ///   concurrent `apply` calls are linearizable (a batch whose conditions held when it applied
 ///   saw no interleaved write).
 /// - A write is durable once `flush` returns after it: it survives a process kill and a power
-///   loss. Before that it may be lost (but never half-applied).
+///   loss. Before that it may be lost (but never half-applied), and writes are lost only from
+///   the end: storage found after a crash holds every write applied before any write it
+///   holds (a prefix). The vault relies on this order: a namespace's manifest reserving
+///   generations is applied before the records that carry them.
+/// - `apply` returning an error may have applied the batch or not; the vault reads the state
+///   again before relying on it.
 /// - `write_header` replaces the header atomically and durably (old or new, never a mix, and
 ///   the old one is gone: a backend must not keep old header versions around).
 /// - Reads see every applied write, flushed or not.

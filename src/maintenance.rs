@@ -337,6 +337,9 @@ impl Vault {
                 rotation_pending: state.rotation_pending(),
                 ..NamespaceReport::default()
             };
+            // Before the manifest is read: it only grows, so a manifest read later that is
+            // below it was replaced by an older copy (a concurrent write cannot cause that).
+            let reserved = state.gens.reserved.load(Ordering::SeqCst);
             let mut manifest = None;
             let mut generations = Vec::new();
             let mut after: Option<Vec<u8>> = None;
@@ -381,7 +384,7 @@ impl Vault {
             }
             let found = r.ok + r.damaged.len() as u64;
             match manifest {
-                Some(Ok(m)) if m.generation < state.gens.reserved.load(Ordering::SeqCst) => {
+                Some(Ok(m)) if m.generation < reserved => {
                     r.manifest_damaged = Some(
                         "the manifest is older than one this process wrote: it was replaced by \
                          an older copy (rolled back)",

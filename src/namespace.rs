@@ -421,14 +421,21 @@ impl Namespace {
     /// For a checkpoint: writes the manifest again with a generation above every one given
     /// out so far (a new reservation) and returns that generation, the namespace's new floor:
     /// storage rolled back to any state before this write holds a lower one. `None` if the
-    /// namespace no longer exists. Not durable until the next flush.
-    pub(crate) fn raise_manifest(&self) -> Result<Option<u64>> {
+    /// namespace no longer exists, or is no longer the one `gens` belongs to (removed and
+    /// created again). Not durable until the next flush.
+    pub(crate) fn raise_manifest(
+        &self,
+        gens: &Arc<crate::vault::Generations>,
+    ) -> Result<Option<u64>> {
         let _guard = self.vault.inner.lock_shards(&[self.id]);
         let vault_id = self.vault_id()?;
         for _ in 0..WRITE_RETRIES {
             let Some(ns) = self.state()? else {
                 return Ok(None);
             };
+            if !Arc::ptr_eq(&ns.gens, gens) {
+                return Ok(None);
+            }
             let (stored, manifest) = self.read_manifest(&ns)?;
             self.adopt_manifest(&ns, &stored, &manifest)?;
             let gens = &ns.gens;
@@ -475,7 +482,8 @@ impl Namespace {
         let key = Key::random()?;
         // Start the generation at a random point so that versions of a removed and
         // re-created namespace do not repeat.
-        let generation = random_u64()? >> 16;
+        // Below 2^52: far from exhaustion, and exact in JSON numbers (doubles).
+        let generation = random_u64()? >> 12;
         // The manifest goes to storage (durably) before the header lists the namespace, so
         // that a listed namespace without a manifest can only mean lost data. Whatever a
         // removed namespace of the same name left behind is undecryptable: clear it first.
@@ -761,6 +769,11 @@ fn overwrite(
         }
     }
     let generation = last + 1;
+    if generation <= current_generation {
+        // Only possible if a write was applied but reported as failed: let the general path
+        // read the manifest again.
+        return Ok(None);
+    }
     let cipher = ns
         .active_cipher()
         .ok_or_else(|| handle.namespace_damage("the active key is missing"))?;

@@ -605,7 +605,7 @@ impl Vault {
     /// # Errors
     /// A failed flush or header write.
     pub fn checkpoint(&self) -> Result<()> {
-        let due: Vec<([u8; NS_ID_LEN], String, u64)> = {
+        let due: Vec<([u8; NS_ID_LEN], String, Arc<Generations>, u64)> = {
             let state = self.read_state()?;
             state
                 .namespaces
@@ -613,7 +613,7 @@ impl Vault {
                 .filter_map(|(id, ns)| {
                     let written = ns.gens.written.load(Ordering::SeqCst);
                     (written > ns.gens.checkpointed.load(Ordering::SeqCst))
-                        .then(|| (*id, ns.name.clone(), written))
+                        .then(|| (*id, ns.name.clone(), Arc::clone(&ns.gens), written))
                 })
                 .collect()
         };
@@ -622,33 +622,44 @@ impl Vault {
         }
         // Each namespace written since the last checkpoint gets its manifest written again
         // with a generation above every one given out, which becomes its floor: storage
-        // rolled back to any state before that write holds a lower one.
+        // rolled back to any state before that write holds a lower one. A namespace that
+        // fails (damaged, rolled back) keeps its floor; the others still get theirs, and the
+        // first failure is reported at the end.
         let mut floors = Vec::with_capacity(due.len());
-        for (id, name, written) in due {
-            if let Some(floor) = Namespace::new(self.clone(), &name, id).raise_manifest()? {
-                floors.push((id, floor, written));
-            }
-        }
-        // Only durable manifests may become floors.
-        self.sync_now()?;
-        self.update_state(|s| {
-            for (id, floor, _) in &floors {
-                if let Some(mut keys) = s.namespace_keys(id) {
-                    if *floor > keys.floor {
-                        keys.floor = *floor;
-                        s.set_namespace(*id, keys)?;
-                    }
+        let mut failed = None;
+        for (id, name, gens, written) in due {
+            match Namespace::new(self.clone(), &name, id).raise_manifest(&gens) {
+                Ok(Some(floor)) => floors.push((id, gens, floor, written)),
+                Ok(None) => {}
+                Err(e) => {
+                    failed.get_or_insert(e);
                 }
             }
-            Ok(())
-        })?;
-        let state = self.read_state()?;
-        for (id, _, written) in floors {
-            if let Some(ns) = state.namespaces.get(&id) {
-                ns.gens.checkpointed.fetch_max(written, Ordering::SeqCst);
+        }
+        if !floors.is_empty() {
+            // Only durable manifests may become floors.
+            self.sync_now()?;
+            self.update_state(|s| {
+                for (id, gens, floor, _) in &floors {
+                    // The same namespace, not one removed and created again since.
+                    let same = s
+                        .namespaces
+                        .get(id)
+                        .is_some_and(|ns| Arc::ptr_eq(&ns.gens, gens));
+                    if let (true, Some(mut keys)) = (same, s.namespace_keys(id)) {
+                        if *floor > keys.floor {
+                            keys.floor = *floor;
+                            s.set_namespace(*id, keys)?;
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            for (_, gens, _, written) in floors {
+                gens.checkpointed.fetch_max(written, Ordering::SeqCst);
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// The vault directory, for a vault on disk.

@@ -745,3 +745,92 @@ fn an_interrupted_sled_snapshot_does_not_stop_the_vault_from_opening() {
         assert!(!leftover.exists());
     }
 }
+
+/// The namespace tree holding `key`'s record, and its manifest's stored bytes.
+fn manifest_bytes(storage: &MemoryBackend) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = storage
+        .trees()
+        .unwrap()
+        .into_iter()
+        .filter_map(|t| storage.get(&t, &[0]).unwrap().map(|m| (t, m)))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn overwrites_leave_the_manifest_alone_and_versions_keep_growing() {
+    let storage = MemoryBackend::new();
+    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    let mut versions = vec![ns.put("a", &small_token("0")).unwrap()];
+    let manifest = manifest_bytes(&storage);
+    for i in 1..20 {
+        versions.push(ns.put("a", &small_token(&i.to_string())).unwrap());
+        assert_eq!(
+            manifest_bytes(&storage),
+            manifest,
+            "an overwrite wrote the manifest"
+        );
+    }
+    // A compare-and-swap over an existing record takes the same path.
+    let swapped = ns
+        .compare_and_swap("a", versions.last().copied(), &small_token("cas"))
+        .unwrap()
+        .unwrap();
+    versions.push(swapped);
+    assert_eq!(manifest_bytes(&storage), manifest);
+    // A new record changes the count: the manifest is written.
+    versions.push(ns.put("b", &small_token("b")).unwrap());
+    assert_ne!(
+        manifest_bytes(&storage),
+        manifest,
+        "a new record left the manifest"
+    );
+    vault.close().unwrap();
+    // Across a reopen, and past a reservation, versions only grow.
+    let vault = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    for i in 0..(RESERVED_GENERATIONS + 10) {
+        versions.push(ns.put("a", &small_token(&i.to_string())).unwrap());
+    }
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "versions repeat or shrink"
+    );
+    assert_eq!(ns.record_count().unwrap(), 2);
+    assert!(vault.verify(|_| {}).unwrap().is_clean());
+}
+
+#[test]
+fn a_damaged_namespace_does_not_keep_checkpoints_from_the_others() {
+    let storage = MemoryBackend::new();
+    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    vault
+        .namespace("a")
+        .unwrap()
+        .put("k", &small_token("a"))
+        .unwrap();
+    let a_tree = storage.trees().unwrap().remove(0);
+    let b = vault.namespace("b").unwrap();
+    b.put("k", &small_token("b")).unwrap();
+    let b_tree = storage
+        .trees()
+        .unwrap()
+        .into_iter()
+        .find(|t| *t != a_tree)
+        .unwrap();
+    let b_manifest_before = storage.get(&b_tree, &[0]).unwrap().unwrap();
+    b.put("k", &small_token("b2")).unwrap();
+    // Damage a's manifest: a's checkpoint fails, b's floor is still raised.
+    let mut bad = storage.get(&a_tree, &[0]).unwrap().unwrap();
+    bad[30] ^= 1;
+    storage.put(&a_tree, &[0], bad).unwrap();
+    let err = vault.close().unwrap_err();
+    assert!(matches!(err, Error::Damaged(_)), "{err}");
+    // Roll b's manifest back to before the close: the header's floor shows it.
+    storage.put(&b_tree, &[0], b_manifest_before).unwrap();
+    let vault = Vault::open_with_backend(storage, &raw_key(1)).unwrap();
+    let err = vault.namespace("b").unwrap().get::<Token>("k").unwrap_err();
+    assert!(err.to_string().contains("rolled back"), "{err}");
+}
