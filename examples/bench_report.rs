@@ -44,7 +44,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     if args.iter().any(|a| a == "--scale") {
-        return scale(quick);
+        // `--cache-mib N`: sled's page cache for the vault and the raw-sled floor.
+        let cache_mib: Option<u64> = args
+            .iter()
+            .position(|a| a == "--cache-mib")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|n| n.parse().ok());
+        return scale(quick, cache_mib);
     }
     let budget = if quick {
         Duration::from_millis(300)
@@ -520,7 +526,7 @@ fn globus_json(n: u32) -> Vec<u8> {
 /// The scale runs: the same operations at 1,000, 100,000 and 1,000,000 records over 1,000
 /// namespaces; disk bytes per record and peak memory; 8 threads on mixed get/put; durable
 /// write throughput of 8 writers against 1.
-fn scale(quick: bool) -> Result<(), Box<dyn std::error::Error>> {
+fn scale(quick: bool, cache_mib: Option<u64>) -> Result<(), Box<dyn std::error::Error>> {
     let sizes: &[u64] = if quick {
         &[1_000, 10_000]
     } else {
@@ -545,7 +551,11 @@ fn scale(quick: bool) -> Result<(), Box<dyn std::error::Error>> {
     for &n in sizes {
         let dir = bench_dir("scale");
         let path = dir.path().join("v");
-        let vault = filled_vault(&path, &raw_key(), n, 1000);
+        let cache = cache_mib.map_or(tokenvault::DEFAULT_CACHE_CAPACITY, |m| m << 20);
+        filled_vault(&path, &raw_key(), n, 1000).close()?;
+        let vault = VaultOptions::new()
+            .cache_capacity(cache)
+            .open(&path, &raw_key())?;
         let ns = vault.namespace(NS)?;
         let get = per_op(budget, 5, || {
             black_box(ns.get::<Token>(KEY).unwrap());
@@ -573,7 +583,7 @@ fn scale(quick: bool) -> Result<(), Box<dyn std::error::Error>> {
         });
         drop(handles);
         let rdir = bench_dir("scale-raw");
-        let raw = RawSled::create(rdir.path(), n, sealed.len());
+        let raw = RawSled::create_with_cache(rdir.path(), n, sealed.len(), cache);
         let sled_random = per_op(budget, 5, || {
             black_box(raw.tree.get(id(next())).unwrap());
         });
@@ -587,13 +597,16 @@ fn scale(quick: bool) -> Result<(), Box<dyn std::error::Error>> {
         let disk = workload::disk_bytes(&path);
         let buffered = VaultOptions::new()
             .durability(Durability::Buffered)
+            .cache_capacity(cache)
             .open(&path, &raw_key())?;
         let bns = buffered.namespace(NS)?;
         let put_buf = per_op(budget, 5, || {
             bns.put(KEY, &t).unwrap();
         });
         buffered.close()?;
-        let vault = Vault::open(&path, &raw_key())?;
+        let vault = VaultOptions::new()
+            .cache_capacity(cache)
+            .open(&path, &raw_key())?;
         let (ops, p50, p99) = mixed(&vault, n, if quick { 2_000 } else { 10_000 });
         let one = writers(&vault, 1, if quick { 200 } else { 1_000 });
         let eight = writers(&vault, 8, if quick { 200 } else { 1_000 });

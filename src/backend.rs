@@ -10,7 +10,7 @@ mod sled;
 use std::fmt;
 
 pub use self::memory::MemoryBackend;
-pub use self::sled::SledBackend;
+pub use self::sled::{SledBackend, DEFAULT_CACHE_CAPACITY};
 pub(crate) use self::sled::HEADER_FILE;
 
 /// One page of a [`Backend::scan`]: `(key, value)` pairs in key order.

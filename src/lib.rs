@@ -70,6 +70,7 @@ pub use crate::maintenance::{
 // Storage.
 pub use crate::backend::{
     Backend, BackendError, Batch, Condition, MemoryBackend, ScanPage, SledBackend, Write,
+    DEFAULT_CACHE_CAPACITY,
 };
 
 // Errors.

@@ -834,3 +834,33 @@ fn a_damaged_namespace_does_not_keep_checkpoints_from_the_others() {
     let err = vault.namespace("b").unwrap().get::<Token>("k").unwrap_err();
     assert!(err.to_string().contains("rolled back"), "{err}");
 }
+
+#[test]
+fn the_cache_size_is_a_setting_of_the_process_not_of_the_vault() {
+    // sled refuses some settings that differ from the ones a database was created with; the
+    // cache size must not be one of them.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    let vault = VaultOptions::new()
+        .cache_capacity(1 << 20)
+        .create(&path, &raw_key(1))
+        .unwrap();
+    let ns = vault.namespace("n").unwrap();
+    let items: Vec<String> = (0..500).map(|i| format!("k{i}")).collect();
+    for k in &items {
+        ns.put(k, &small_token(k)).unwrap();
+    }
+    vault.close().unwrap();
+    for cache in [256 << 10, 256 << 20] {
+        let vault = VaultOptions::new()
+            .cache_capacity(cache)
+            .open(&path, &raw_key(1))
+            .unwrap();
+        let ns = vault.namespace("n").unwrap();
+        for k in &items {
+            let t = ns.get::<Token>(k).unwrap().unwrap();
+            assert_eq!(t.access_token().expose_secret(), k);
+        }
+        vault.close().unwrap();
+    }
+}

@@ -95,9 +95,13 @@ pub struct RawSled {
 
 impl RawSled {
     pub fn create(dir: &Path, records: u64, value_len: usize) -> Self {
+        Self::create_with_cache(dir, records, value_len, 64 * 1024 * 1024)
+    }
+
+    pub fn create_with_cache(dir: &Path, records: u64, value_len: usize, cache: u64) -> Self {
         let db = sled::Config::new()
             .path(dir.join("data"))
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(cache)
             .flush_every_ms(Some(500))
             .open()
             .unwrap();

@@ -33,6 +33,9 @@ const SLED_DATA_FILE: &str = "db";
 const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
 /// Where sled puts log items too large for its segments.
 const SLED_BLOBS_DIR: &str = "blobs";
+/// The default size of sled's page cache, in bytes (64 MiB): about 30,000 records of a
+/// typical token.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
 /// How long `close` waits for sled's threads to release the directory.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -80,7 +83,7 @@ impl SledBackend {
     /// # Errors
     /// [`BackendError::Locked`] past the timeout; I/O and sled errors.
     pub fn create(dir: &Path, lock_timeout: Duration) -> Result<Self, BackendError> {
-        Self::open_dir(dir, true, lock_timeout)
+        Self::open_dir(dir, true, lock_timeout, DEFAULT_CACHE_CAPACITY)
     }
 
     /// Takes tokenvault's lock file in an existing vault directory (waiting up to
@@ -90,10 +93,31 @@ impl SledBackend {
     /// [`BackendError::Locked`] past the timeout; an error if the directory has no sled
     /// data; I/O and sled errors.
     pub fn open(dir: &Path, lock_timeout: Duration) -> Result<Self, BackendError> {
-        Self::open_dir(dir, false, lock_timeout)
+        Self::open_dir(dir, false, lock_timeout, DEFAULT_CACHE_CAPACITY)
     }
 
-    fn open_dir(dir: &Path, create: bool, lock_timeout: Duration) -> Result<Self, BackendError> {
+    /// As [`create`](Self::create) (`create = true`) or [`open`](Self::open), with sled's
+    /// page cache holding up to `cache_bytes` (of ciphertext) instead of
+    /// [`DEFAULT_CACHE_CAPACITY`]. A read of a record outside the cache decodes its node from
+    /// the log: size the cache to the vault's working set (`BENCHMARKS.md`, "Scale").
+    ///
+    /// # Errors
+    /// As [`create`](Self::create) and [`open`](Self::open).
+    pub fn with_cache(
+        dir: &Path,
+        create: bool,
+        lock_timeout: Duration,
+        cache_bytes: u64,
+    ) -> Result<Self, BackendError> {
+        Self::open_dir(dir, create, lock_timeout, cache_bytes)
+    }
+
+    fn open_dir(
+        dir: &Path,
+        create: bool,
+        lock_timeout: Duration,
+        cache_bytes: u64,
+    ) -> Result<Self, BackendError> {
         if create {
             create_private_dir(dir)?;
         }
@@ -111,7 +135,7 @@ impl SledBackend {
         }
         let config = sled::Config::new()
             .path(&data_dir)
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             .flush_every_ms(Some(500));
         let db = catch_unwind(AssertUnwindSafe(|| config.open()))
             .map_err(|_| BackendError::Other("sled panicked while opening its files".into()))?
