@@ -10,8 +10,8 @@ mod sled;
 use std::fmt;
 
 pub use self::memory::MemoryBackend;
-pub use self::sled::{SledBackend, DEFAULT_CACHE_CAPACITY};
 pub(crate) use self::sled::HEADER_FILE;
+pub use self::sled::{SledBackend, DEFAULT_CACHE_CAPACITY};
 
 /// One page of a [`Backend::scan`]: `(key, value)` pairs in key order.
 pub type ScanPage = Vec<(Vec<u8>, Vec<u8>)>;
