@@ -1234,12 +1234,24 @@ fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
 /// many writes are pending as its previous flush covered: the others are still applying
 /// their next writes when a flush ends, and a flush started at once would cover one or two
 /// of them, leaving the rest to the next flush.
-#[derive(Default)]
 struct GroupCommit {
     state: Mutex<CommitState>,
     done: Condvar,
     /// Signalled on every ticket while a flusher is gathering.
     ticketed: Condvar,
+    /// How long a flusher gathers at most ([`GATHER`]).
+    gather: Duration,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            done: Condvar::new(),
+            ticketed: Condvar::new(),
+            gather: GATHER,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -1283,7 +1295,7 @@ impl GroupCommit {
                 s.flushing = true;
                 if s.last_covered > 1 {
                     s.gathering = true;
-                    let deadline = std::time::Instant::now() + GATHER;
+                    let deadline = std::time::Instant::now() + self.gather;
                     while s.issued - s.durable < s.last_covered {
                         let now = std::time::Instant::now();
                         if now >= deadline {
@@ -1325,6 +1337,65 @@ impl GroupCommit {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_flusher_waits_for_as_many_writers_as_its_last_flush_covered() {
+        let gc = Arc::new(GroupCommit {
+            gather: Duration::from_secs(5),
+            ..GroupCommit::default()
+        });
+        let flushes = Arc::new(AtomicUsize::new(0));
+        let flush = {
+            let flushes = flushes.clone();
+            move || {
+                flushes.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        };
+        // Two writes pending: the first flush covers both.
+        let (t1, t2) = (gc.ticket(), gc.ticket());
+        gc.wait_durable(t1, &flush).unwrap();
+        gc.wait_durable(t2, &flush).unwrap();
+        assert_eq!(flushes.load(Ordering::SeqCst), 1);
+        // The next flusher waits for a second write before it flushes.
+        let t3 = gc.ticket();
+        let leader = {
+            let gc = gc.clone();
+            let flush = flush.clone();
+            std::thread::spawn(move || gc.wait_durable(t3, &flush))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !gc.state.lock().unwrap().gathering {
+            assert!(
+                std::time::Instant::now() < deadline && !leader.is_finished(),
+                "the flusher never waited for a second writer"
+            );
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            flushes.load(Ordering::SeqCst),
+            1,
+            "flushed without gathering"
+        );
+        let t4 = gc.ticket();
+        leader.join().unwrap().unwrap();
+        gc.wait_durable(t4, &flush).unwrap();
+        assert_eq!(
+            flushes.load(Ordering::SeqCst),
+            2,
+            "one flush for the two writes"
+        );
+        // Fewer writers than last time: the flusher waits for the missing one until its
+        // deadline, then flushes, and expects as many as it got from then on.
+        let fast = GroupCommit {
+            gather: Duration::from_millis(1),
+            ..GroupCommit::default()
+        };
+        fast.state.lock().unwrap().last_covered = 2;
+        let t = fast.ticket();
+        fast.wait_durable(t, &flush).unwrap();
+        assert_eq!(fast.state.lock().unwrap().last_covered, 1);
+    }
 
     #[test]
     fn group_commit_shares_flushes() {
