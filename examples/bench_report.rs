@@ -563,13 +563,11 @@ fn scale(quick: bool, cache_mib: Option<u64>) -> Result<(), Box<dyn std::error::
         // Gets of random records (most not in sled's cache at the larger sizes), against raw
         // sled with the vault's settings holding as many records of the same size, plus the
         // crypto part of the floor.
-        let handles: Vec<_> = (0..1000u64)
-            .map(|i| vault.namespace(&format!("tenant-{i:04}")).unwrap())
-            .collect();
+        let handles = tenants(&vault);
         if cache_mib.is_some() {
             // A cache sized for the data: the gets below measure the steady state rather
             // than the first read after an open (raw sled, just filled, starts warm).
-            warm(&vault, n);
+            warm(&handles, n);
         }
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = move || {
@@ -613,7 +611,7 @@ fn scale(quick: bool, cache_mib: Option<u64>) -> Result<(), Box<dyn std::error::
             .cache_capacity(cache)
             .open(&path, &raw_key())?;
         if cache_mib.is_some() {
-            warm(&vault, n);
+            warm(&tenants(&vault), n);
         }
         let (ops, p50, p99) = mixed(&vault, n, if quick { 2_000 } else { 10_000 });
         let one = writers(&vault, 1, if quick { 200 } else { 1_000 });
@@ -641,11 +639,15 @@ fn scale(quick: bool, cache_mib: Option<u64>) -> Result<(), Box<dyn std::error::
     Ok(())
 }
 
-/// Reads every record of a `filled_vault` of `records` records once.
-fn warm(vault: &Vault, records: u64) {
-    let handles: Vec<_> = (0..1000u64)
+/// The 1,000 namespaces of a `filled_vault`.
+fn tenants(vault: &Vault) -> Vec<tokenvault::Namespace> {
+    (0..1000u64)
         .map(|i| vault.namespace(&format!("tenant-{i:04}")).unwrap())
-        .collect();
+        .collect()
+}
+
+/// Reads every record of a `filled_vault` of `records` records (its `tenants`) once.
+fn warm(handles: &[tokenvault::Namespace], records: u64) {
     for i in 0..records {
         black_box(
             handles[(i % 1000) as usize]

@@ -52,40 +52,14 @@ fn main() {
     if mode == "vault" {
         return vault_mode(total, &done, dir.path());
     }
-    if mode == "reopen" {
-        return reopen_mode(total, &done, dir.path(), db, tree);
-    }
-    // Two values each, used in turn (a key written at `i` and again at `i + 1000` gets the
-    // other one): sled skips a write of the value a key already holds.
-    let vs = [vec![7u8; 1590], vec![8u8; 1590]];
-    let ms = [vec![9u8; 300], vec![10u8; 300]];
     let t = Instant::now();
     for i in 0..total {
-        let k = (i % 1000).to_le_bytes();
-        let pick = ((i / 1000 + i) % 2) as usize;
-        let (v, m) = (&vs[pick], &ms[pick]);
-        match mode.as_str() {
-            "tx" | "mixed" => {
-                if mode == "mixed" && i < 3000 {
-                    // First a run of durable writes (flush after each), as the report does
-                    // before its sustained buffered writes.
-                    db.flush().unwrap();
-                }
-                let trees = [tree.clone()];
-                let r: Result<(), sled::transaction::TransactionError<()>> =
-                    trees.as_slice().transaction(|tx| {
-                        std::hint::black_box((tx[0].get(k)?, tx[0].get([0u8])?));
-                        tx[0].insert(&k, v.as_slice())?;
-                        tx[0].insert(&[0u8], m.as_slice())?;
-                        Ok(())
-                    });
-                r.unwrap();
-            }
-            _ => {
-                tree.insert(k, v.as_slice()).unwrap();
-                tree.insert([0u8], m.as_slice()).unwrap();
-            }
+        if mode == "mixed" && i < 3000 {
+            // First a run of durable writes (flush after each), as the report does before
+            // its sustained buffered writes.
+            db.flush().unwrap();
         }
+        raw_write(&tree, i, mode != "insert");
         done.store(i + 1, Ordering::SeqCst);
     }
     db.flush().unwrap();
@@ -158,18 +132,15 @@ fn vault_mode(total: u64, done: &AtomicU64, dir: &std::path::Path) {
     eprintln!("vault: {total} sustained puts in {:?}", t.elapsed());
 }
 
-/// Raw sled, the same sequence as `vault`: 1,000 records, 1,400 transactions each followed
-/// by a flush, close and reopen, then sustained two-write transactions.
-fn reopen_mode(
-    total: u64,
-    done: &AtomicU64,
-    dir: &std::path::Path,
-    db: sled::Db,
-    tree: sled::Tree,
-) {
-    let v = vec![7u8; 1590];
-    let m = vec![9u8; 300];
-    let tx = |tree: &sled::Tree, k: [u8; 8]| {
+/// Raw sled's share of a vault write, number `i`: the record of key `i % 1000` and a
+/// manifest-sized value, in one transaction (`transactional`) or as two plain inserts. Each
+/// value differs from the one its key holds: sled skips a write of the stored value.
+fn raw_write(tree: &sled::Tree, i: u64, transactional: bool) {
+    let k = (i % 1000).to_le_bytes();
+    let pick = (i / 1000 + i).is_multiple_of(2);
+    let v = vec![if pick { 7u8 } else { 8 }; 1590];
+    let m = vec![if pick { 9u8 } else { 10 }; 300];
+    if transactional {
         let trees = [tree.clone()];
         let r: Result<(), sled::transaction::TransactionError<()>> =
             trees.as_slice().transaction(|tx| {
@@ -179,35 +150,8 @@ fn reopen_mode(
                 Ok(())
             });
         r.unwrap();
-    };
-    for i in 0..1000u64 {
-        tx(&tree, i.to_le_bytes());
+    } else {
+        tree.insert(k, v).unwrap();
+        tree.insert([0u8], m).unwrap();
     }
-    for i in 0..1400u64 {
-        tx(&tree, 1u64.to_le_bytes());
-        db.flush().unwrap();
-        done.store(i, Ordering::SeqCst);
-    }
-    drop(tree);
-    drop(db);
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(64 << 20)
-        .flush_every_ms(Some(500))
-        .open()
-        .unwrap();
-    let tree = db.open_tree(b"ns").unwrap();
-    let t = Instant::now();
-    for i in 0..total {
-        tx(&tree, (i % 1000).to_le_bytes());
-        if i % 20_000 == 19_999 {
-            db.flush().unwrap();
-        }
-        done.store(1400 + i + 1, Ordering::SeqCst);
-    }
-    db.flush().unwrap();
-    eprintln!(
-        "reopen: {total} sustained transactions in {:?}",
-        t.elapsed()
-    );
 }

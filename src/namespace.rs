@@ -673,8 +673,8 @@ pub(crate) fn commit(
             created.push(ns.clone());
         }
     }
-    let fast = match ops.as_slice() {
-        [op] if created.is_empty() => overwrite(vault, op, &rids[0]).transpose(),
+    let fast = match (ops.as_slice(), rids.as_slice()) {
+        ([op], [rid]) if created.is_empty() => overwrite(vault, op, rid).transpose(),
         _ => None,
     };
     let result = match fast {

@@ -491,15 +491,28 @@ fn readers_during_rotation_never_see_damage() {
     assert!(vault.verify(|_| {}).unwrap().is_clean());
 }
 
-#[test]
-fn verify_notices_a_rolled_back_manifest() {
-    // Replaced past its reservation: the records written since are newer than it.
+/// A vault whose namespace "n" holds record "a": the storage, the vault, the namespace, the
+/// namespace's tree and its manifest's stored bytes.
+fn one_record_vault() -> (
+    MemoryBackend,
+    Vault,
+    tokenvault::Namespace,
+    Vec<u8>,
+    Vec<u8>,
+) {
     let storage = MemoryBackend::new();
     let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
     let ns = vault.namespace("n").unwrap();
     ns.put("a", &small_token("1")).unwrap();
     let tree = storage.trees().unwrap().remove(0);
-    let old_manifest = storage.get(&tree, &[0]).unwrap().unwrap();
+    let manifest = storage.get(&tree, &[0]).unwrap().unwrap();
+    (storage, vault, ns, tree, manifest)
+}
+
+#[test]
+fn verify_notices_a_rolled_back_manifest() {
+    // Replaced past its reservation: the records written since are newer than it.
+    let (storage, vault, ns, tree, old_manifest) = one_record_vault();
     for i in 0..=RESERVED_GENERATIONS {
         ns.put("a", &small_token(&i.to_string())).unwrap();
     }
@@ -522,12 +535,7 @@ fn verify_notices_a_rolled_back_manifest() {
 fn a_manifest_replaced_under_a_running_process_stops_its_writes() {
     // Replaced within its reservation: no record is newer than it, but this process wrote a
     // newer one, and every write, overwrites included, checks the stored manifest first.
-    let storage = MemoryBackend::new();
-    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
-    let ns = vault.namespace("n").unwrap();
-    ns.put("a", &small_token("1")).unwrap();
-    let tree = storage.trees().unwrap().remove(0);
-    let old_manifest = storage.get(&tree, &[0]).unwrap().unwrap();
+    let (storage, vault, ns, tree, old_manifest) = one_record_vault();
     ns.put("b", &small_token("2")).unwrap();
     ns.put("a", &small_token("3")).unwrap();
     storage.put(&tree, &[0], old_manifest).unwrap();
