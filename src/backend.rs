@@ -4,6 +4,7 @@
 //! header file, so a backend never needs any cryptography. Two ship with the crate:
 //! [`SledBackend`] (the embedded default, one directory on disk) and [`MemoryBackend`].
 
+mod dir;
 mod memory;
 mod sled;
 
@@ -22,6 +23,23 @@ pub type ScanPage = Vec<(Vec<u8>, Vec<u8>)>;
 pub enum BackendError {
     /// Another holder has the storage locked.
     Locked(std::path::PathBuf),
+    /// A file or directory of the storage is unsafe to use: a directory that another user
+    /// owns or that group or others can write, a link where a file belongs, a file that is
+    /// not a regular file.
+    Permissions {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The storage holds data that a new vault must not overwrite (files that are not a
+    /// vault's, or records without a header).
+    NotEmpty {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What was found.
+        reason: String,
+    },
     /// Anything else, described in words without secrets.
     Other(String),
 }
@@ -30,6 +48,10 @@ impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Locked(p) => write!(f, "{} is locked by another holder", p.display()),
+            Self::Permissions { path, reason } => write!(f, "{} {reason}", path.display()),
+            Self::NotEmpty { path, reason } => {
+                write!(f, "{} is not empty: {reason}", path.display())
+            }
             Self::Other(m) => f.write_str(m),
         }
     }

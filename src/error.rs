@@ -89,6 +89,37 @@ pub enum Error {
         /// The vault directory.
         path: PathBuf,
     },
+    /// The path holds data but no vault header, or files a vault does not make:
+    /// [`Vault::create`](crate::Vault::create) makes a vault only in a new or empty directory
+    /// and never removes what it finds (a vault whose header file was lost keeps its records
+    /// for a restored header).
+    NotEmpty {
+        /// The directory (or `<backend>`).
+        path: PathBuf,
+        /// What was found there.
+        reason: String,
+    },
+    /// A file or directory of the vault is unsafe to use: the vault directory is owned by
+    /// another user or writable by group or others, or a link or a non-regular file stands
+    /// where one of the vault's files belongs. Nothing was read or written through it.
+    UnsafePath {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A passphrase keyslot asks for a more costly Argon2 derivation than the caller accepts
+    /// ([`VaultOptions::kdf_limit`](crate::VaultOptions::kdf_limit)): nothing was derived. A
+    /// tampered header can ask for up to 4 GiB; on a system that overcommits memory such an
+    /// allocation "succeeds" and the process is killed later, so it is refused up front.
+    KdfLimit {
+        /// The keyslot.
+        slot: u32,
+        /// What the slot asks for.
+        asked: crate::KdfParams,
+        /// The limit in force.
+        limit: crate::KdfParams,
+    },
     /// A record or name is larger than the format allows.
     TooLarge {
         /// What was too large.
@@ -194,6 +225,27 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Self::NoSuchKeyslot { slot } => write!(f, "the vault has no keyslot {slot}"),
+            Self::NotEmpty { path, reason } => write!(
+                f,
+                "{} is not empty ({reason}); a vault is created only in a new or empty \
+                 directory, and nothing there is removed",
+                path.display()
+            ),
+            Self::UnsafePath { path, reason } => {
+                write!(f, "refusing to use {}: it {reason}", path.display())
+            }
+            Self::KdfLimit { slot, asked, limit } => write!(
+                f,
+                "keyslot {slot} asks for Argon2id with m = {} KiB, t = {}, p = {}, above the \
+                 accepted limit (m = {} KiB, t = {}, p = {}); raise the limit only if the \
+                 vault is trusted and this machine has the memory",
+                asked.m_kib(),
+                asked.t(),
+                asked.p(),
+                limit.m_kib(),
+                limit.t(),
+                limit.p()
+            ),
             Self::SlotSecretsMissing { slots } => write!(
                 f,
                 "cannot rotate the master key: the secrets of keyslots {slots:?} are not known \
@@ -365,6 +417,19 @@ impl Error {
             Self::InvalidName { reason } => Self::InvalidName { reason },
             Self::Locked { path } => Self::Locked { path: path.clone() },
             Self::NoSuchKeyslot { slot } => Self::NoSuchKeyslot { slot: *slot },
+            Self::NotEmpty { path, reason } => Self::NotEmpty {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            Self::UnsafePath { path, reason } => Self::UnsafePath {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            Self::KdfLimit { slot, asked, limit } => Self::KdfLimit {
+                slot: *slot,
+                asked: *asked,
+                limit: *limit,
+            },
             Self::SlotSecretsMissing { slots } => Self::SlotSecretsMissing {
                 slots: slots.clone(),
             },

@@ -221,6 +221,17 @@ impl KdfParams {
         insecure: false,
     };
 
+    /// The default of [`VaultOptions::kdf_limit`](crate::VaultOptions::kdf_limit): the
+    /// costliest derivation a vault handle runs unless told otherwise. m = 2 GiB (RFC 9106's
+    /// first recommendation), t = 16, p = 16. The presets and RFC 9106's two recommendations
+    /// are within it.
+    pub const DEFAULT_LIMIT: Self = Self {
+        m_kib: 2 * 1024 * 1024,
+        t: 16,
+        p: Self::MAX_P,
+        insecure: false,
+    };
+
     /// Largest memory cost read from disk, in KiB (4 GiB).
     pub const MAX_M_KIB: u32 = 4 * 1024 * 1024;
     /// Largest time cost read from disk.
@@ -300,6 +311,11 @@ impl KdfParams {
             insecure: m_kib < Self::OWASP_MINIMUM.m_kib || t < Self::OWASP_MINIMUM.t,
         };
         params.check_bounds().ok().map(|()| params)
+    }
+
+    /// Whether `self` costs more than `limit` allows in memory, time or lanes.
+    pub(crate) fn exceeds(&self, limit: &Self) -> bool {
+        self.m_kib > limit.m_kib || self.t > limit.t || self.p > limit.p
     }
 
     /// Whether `self` is weaker than `policy` in memory or time.

@@ -14,6 +14,7 @@ mod import;
 mod keys;
 mod maintenance;
 mod namespace;
+mod orphans;
 mod record;
 mod refresh;
 mod response;

@@ -1,6 +1,5 @@
 //! Long-running work over many records: namespace-key rotation and verification.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::Ordering;
 
@@ -45,9 +44,11 @@ pub struct RotationReport {
 pub struct VerifyReport {
     /// One entry per namespace, sorted by name.
     pub namespaces: Vec<NamespaceReport>,
-    /// Trees in storage that belong to no namespace: left by a namespace creation or removal
-    /// interrupted in this session (an open drops them). Their contents cannot be decrypted:
-    /// no header holds their keys.
+    /// Trees in storage that belong to no namespace of the header: left by an interrupted
+    /// namespace creation or removal (undecryptable), namespaces of a newer or foreign header
+    /// (this header restored from an older backup), and data set aside when a namespace was
+    /// created over such a tree. Never dropped by the vault itself: see
+    /// [`Vault::purge_orphans`].
     pub orphan_trees: usize,
 }
 
@@ -308,14 +309,7 @@ impl Vault {
             v.sort_unstable();
             v
         };
-        let known: HashSet<[u8; NS_ID_LEN]> = namespaces.iter().map(|(_, id)| *id).collect();
-        let orphan_trees = self
-            .call(|b| b.trees())?
-            .iter()
-            .filter(|t| {
-                <[u8; NS_ID_LEN]>::try_from(t.as_slice()).is_ok_and(|id| !known.contains(&id))
-            })
-            .count();
+        let orphan_trees = self.orphan_trees()?.len();
         let mut report = VerifyReport {
             orphan_trees,
             ..VerifyReport::default()

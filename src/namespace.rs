@@ -485,9 +485,10 @@ impl Namespace {
         // Below 2^52: far from exhaustion, and exact in JSON numbers (doubles).
         let generation = random_u64()? >> 12;
         // The manifest goes to storage (durably) before the header lists the namespace, so
-        // that a listed namespace without a manifest can only mean lost data. Whatever a
-        // removed namespace of the same name left behind is undecryptable: clear it first.
-        self.vault.call(|b| b.drop_tree(&id))?;
+        // that a listed namespace without a manifest can only mean lost data. Whatever is
+        // stored under the id already is an orphan (an interrupted removal, or a namespace of
+        // a newer header): set it aside, never drop it (`orphans.rs`).
+        self.vault.set_aside(&id)?;
         let vault_id = self.vault_id()?;
         let manifest = self.seal_manifest(
             &vault_id,

@@ -87,6 +87,7 @@ pub struct VaultOptions {
     slot: Option<u32>,
     upgrade_weak_slots: bool,
     cache_capacity: u64,
+    kdf_limit: KdfParams,
 }
 
 /// A keyslot as [`Vault::keyslots`] reports it.
@@ -123,6 +124,8 @@ pub(crate) struct KeyState {
     index: Prf,
     /// Key-encryption keys of the slots this handle knows the secret of.
     keks: HashMap<u32, Key>,
+    /// The costliest Argon2 derivation this handle runs ([`VaultOptions::kdf_limit`]).
+    kdf_limit: KdfParams,
     pub(crate) namespaces: HashMap<[u8; NS_ID_LEN], Arc<NsState>>,
 }
 
@@ -241,6 +244,7 @@ impl KeyState {
                 .iter()
                 .map(|(id, k)| (*id, k.duplicate()))
                 .collect(),
+            kdf_limit: self.kdf_limit,
             namespaces: self.namespaces.clone(),
         })
     }
@@ -284,7 +288,7 @@ impl KeyState {
     /// Which slot `source` opens, and its KEK: one derivation per slot of the source's kind
     /// tried, exactly one when `only` names the slot.
     fn find_slot(&self, source: &KeySource, only: Option<u32>) -> Result<(u32, Key)> {
-        let (id, kek, vmk) = unlock_slot(&self.header, source, only)?;
+        let (id, kek, vmk) = unlock_slot(&self.header, source, only, &self.kdf_limit)?;
         if bool::from(vmk.bytes().ct_eq(self.vmk.bytes())) {
             Ok((id, kek))
         } else {
@@ -294,7 +298,14 @@ impl KeyState {
 
     /// Builds a slot for `source`, wrapping the current VMK, with a fresh salt.
     fn new_slot(&self, id: u32, source: &KeySource, kdf: &KdfParams) -> Result<(Slot, Key)> {
-        new_slot(&self.header.vault_id, id, source, kdf, &self.vmk)
+        new_slot(
+            &self.header.vault_id,
+            id,
+            source,
+            kdf,
+            &self.kdf_limit,
+            &self.vmk,
+        )
     }
 }
 
@@ -790,6 +801,7 @@ impl VaultOptions {
             slot: None,
             upgrade_weak_slots: false,
             cache_capacity: crate::backend::DEFAULT_CACHE_CAPACITY,
+            kdf_limit: KdfParams::DEFAULT_LIMIT,
         }
     }
 
@@ -833,6 +845,30 @@ impl VaultOptions {
     #[must_use]
     pub fn cache_capacity(mut self, bytes: u64) -> Self {
         self.cache_capacity = bytes;
+        self
+    }
+
+    /// The costliest Argon2 derivation this handle runs (default
+    /// [`KdfParams::DEFAULT_LIMIT`]: m = 2 GiB, t = 16, p = 16). A passphrase keyslot whose
+    /// stored parameters ask for more in memory, time or lanes is not derived: it is skipped
+    /// at open (another slot may still open the vault), and [`Error::KdfLimit`] is returned
+    /// if no slot opened it; a new slot above the limit is refused with the same error.
+    ///
+    /// The parameters come from the header file, which an attacker who can write it
+    /// chooses: without a limit below what the machine has, a header asking for 4 GiB gets
+    /// the process killed on a system that overcommits memory instead of an error.
+    ///
+    /// ```
+    /// use tokenvault::{KdfParams, VaultOptions};
+    ///
+    /// // A small container: accept at most 256 MiB and t = 4.
+    /// let options = VaultOptions::new().kdf_limit(KdfParams::new(256 * 1024, 4, 4)?);
+    /// # let _ = options;
+    /// # Ok::<(), tokenvault::Error>(())
+    /// ```
+    #[must_use]
+    pub fn kdf_limit(mut self, limit: KdfParams) -> Self {
+        self.kdf_limit = limit;
         self
     }
 
@@ -914,17 +950,25 @@ impl VaultOptions {
         material: Material<'_>,
         path: Option<PathBuf>,
     ) -> Result<Vault> {
-        // Leftovers of a create that crashed before its header was written hold nothing
-        // decryptable (their keys were never stored); clear them.
+        // A create writes nothing before its header: records without a header are a vault
+        // whose header file was lost (or another program's data). Never remove them.
+        let path_or_backend = || path.clone().unwrap_or_else(|| PathBuf::from("<backend>"));
         for tree in guarded(backend.as_ref(), |b| b.trees())? {
-            guarded(backend.as_ref(), |b| b.drop_tree(&tree))?;
+            if !guarded(backend.as_ref(), |b| b.scan(&tree, None, 1))?.is_empty() {
+                return Err(Error::NotEmpty {
+                    path: path_or_backend(),
+                    reason: "its storage holds records but no vault header; restore the \
+                             header file from a backup to open them"
+                        .into(),
+                });
+            }
         }
         drop(material);
         let mut vault_id = [0u8; VAULT_ID_LEN];
         fill_random(&mut vault_id)?;
         let vmk = Key::random()?;
         let index_key = Key::random()?;
-        let (slot, kek) = new_slot(&vault_id, 0, key, &self.kdf, &vmk)?;
+        let (slot, kek) = new_slot(&vault_id, 0, key, &self.kdf, &self.kdf_limit, &vmk)?;
         let vmk_keys = VmkKeys::new(&vmk, &vault_id)?;
         let mut header = Header {
             vault_id,
@@ -949,6 +993,7 @@ impl VaultOptions {
             index: Prf::new(&index_key)?,
             index_key,
             keks: HashMap::from([(0, kek)]),
+            kdf_limit: self.kdf_limit,
             namespaces: HashMap::new(),
         };
         Ok(Vault::from_parts(backend, state, self, path))
@@ -965,7 +1010,7 @@ impl VaultOptions {
                 path: path.clone().unwrap_or_else(|| PathBuf::from("<backend>")),
             })?;
         let header = Header::parse(&bytes)?;
-        let (slot_id, kek, vmk) = unlock_slot(&header, key, self.slot)?;
+        let (slot_id, kek, vmk) = unlock_slot(&header, key, self.slot, &self.kdf_limit)?;
         let vmk_keys = VmkKeys::new(&vmk, &header.vault_id)?;
         Header::verify_mac(&bytes, &vmk_keys)?;
         let index_key = vmk_keys
@@ -994,6 +1039,7 @@ impl VaultOptions {
             index,
             index_key,
             keks: HashMap::from([(slot_id, kek)]),
+            kdf_limit: self.kdf_limit,
             namespaces,
         };
         let upgrade = self.upgrade_weak_slots;
@@ -1003,7 +1049,6 @@ impl VaultOptions {
             vault.upgrade_slot(slot_id, key, &policy)?;
         }
         vault.resume_rotations();
-        vault.drop_orphan_trees();
         Ok(vault)
     }
 }
@@ -1027,36 +1072,6 @@ impl Vault {
                 options,
             }),
         }
-    }
-
-    /// Drops trees that belong to no namespace: left by a namespace creation or removal that
-    /// was interrupted. No header holds their keys, so nothing in them can be read. Best
-    /// effort: a failure leaves them for `verify` to report.
-    fn drop_orphan_trees(&self) {
-        let Ok(known) = self.read_state().map(|s| {
-            s.namespaces
-                .keys()
-                .copied()
-                .collect::<std::collections::HashSet<_>>()
-        }) else {
-            return;
-        };
-        let Ok(trees) = self.call(|b| b.trees()) else {
-            return;
-        };
-        let orphans: Vec<Vec<u8>> = trees
-            .into_iter()
-            .filter(|t| {
-                <[u8; NS_ID_LEN]>::try_from(t.as_slice()).is_ok_and(|id| !known.contains(&id))
-            })
-            .collect();
-        if orphans.is_empty() {
-            return;
-        }
-        for tree in &orphans {
-            let _ = self.call(|b| b.drop_tree(tree));
-        }
-        let _ = self.sync_now();
     }
 
     fn upgrade_slot(&self, id: u32, key: &KeySource, policy: &KdfParams) -> Result<()> {
@@ -1138,8 +1153,15 @@ impl Drop for Inner {
 }
 
 /// Unwraps the VMK with `source`: tries each slot of the source's kind (only `only`, if
-/// given), checking its stored parameters' bounds before deriving anything.
-fn unlock_slot(header: &Header, source: &KeySource, only: Option<u32>) -> Result<(u32, Key, Key)> {
+/// given), checking its stored parameters' bounds, and the caller's `limit`, before deriving
+/// anything. A passphrase slot above the limit is skipped; if no slot opens, the error is
+/// [`Error::KdfLimit`] for the first slot skipped, else [`Error::WrongKey`].
+fn unlock_slot(
+    header: &Header,
+    source: &KeySource,
+    only: Option<u32>,
+    limit: &KdfParams,
+) -> Result<(u32, Key, Key)> {
     let kind = source.kind();
     let candidates: Vec<&Slot> = header
         .slots
@@ -1155,8 +1177,17 @@ fn unlock_slot(header: &Header, source: &KeySource, only: Option<u32>) -> Result
         });
     }
     let material = source.material()?;
+    let mut skipped = None;
     for slot in candidates {
         let kek = match (slot.parse_params()?, &material) {
+            (SlotParams::Passphrase { kdf, .. }, Material::Passphrase(_)) if kdf.exceeds(limit) => {
+                skipped.get_or_insert(Error::KdfLimit {
+                    slot: slot.id,
+                    asked: kdf,
+                    limit: *limit,
+                });
+                continue;
+            }
             (SlotParams::Passphrase { kdf, salt }, Material::Passphrase(p)) => {
                 kdf.derive(p, salt)?
             }
@@ -1168,7 +1199,7 @@ fn unlock_slot(header: &Header, source: &KeySource, only: Option<u32>) -> Result
             return Ok((slot.id, kek, vmk));
         }
     }
-    Err(Error::WrongKey)
+    Err(skipped.unwrap_or(Error::WrongKey))
 }
 
 /// A new keyslot `id` for `source`, wrapping `vmk`.
@@ -1177,8 +1208,16 @@ fn new_slot(
     id: u32,
     source: &KeySource,
     kdf: &KdfParams,
+    limit: &KdfParams,
     vmk: &Key,
 ) -> Result<(Slot, Key)> {
+    if source.kind() == SlotKind::Passphrase && kdf.exceeds(limit) {
+        return Err(Error::KdfLimit {
+            slot: id,
+            asked: *kdf,
+            limit: *limit,
+        });
+    }
     let mut salt = [0u8; SLOT_SALT_LEN];
     fill_random(&mut salt)?;
     let material = source.material()?;
@@ -1215,6 +1254,8 @@ fn guarded<T>(
 fn backend_error(e: BackendError, path: Option<&Path>) -> Error {
     match e {
         BackendError::Locked(p) => Error::Locked { path: p },
+        BackendError::Permissions { path, reason } => Error::UnsafePath { path, reason },
+        BackendError::NotEmpty { path, reason } => Error::NotEmpty { path, reason },
         BackendError::Other(message) => match path {
             Some(p) => Error::backend(format!("{}: {message}", p.display())),
             None => Error::backend(message),

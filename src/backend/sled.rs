@@ -8,7 +8,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Write as _};
 use std::ops::Bound;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
-use super::{Backend, BackendError, Batch, ScanPage};
+use super::{dir, Backend, BackendError, Batch, ScanPage};
 use crate::header::MAX_HEADER_LEN;
 
 /// The lock file's name inside the vault directory.
@@ -121,6 +121,10 @@ impl SledBackend {
         if create {
             create_private_dir(dir)?;
         }
+        dir::check_private_dir(dir)?;
+        if create {
+            check_empty_for_create(dir)?;
+        }
         let lock = acquire_lock(dir, lock_timeout)?;
         let data_dir = dir.join(DATA_DIR);
         let fresh = !data_dir.exists();
@@ -148,10 +152,8 @@ impl SledBackend {
             sync_dir(dir)?;
         }
         // A header write interrupted by a crash leaves only the temporary file behind.
-        match fs::remove_file(dir.join(HEADER_TMP_FILE)) {
-            Ok(()) => sync_dir(dir)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+        if dir::remove_if_present(&dir.join(HEADER_TMP_FILE))? {
+            sync_dir(dir)?;
         }
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -340,7 +342,7 @@ impl Backend for SledBackend {
 
     fn write_header(&self, bytes: &[u8]) -> Result<(), BackendError> {
         let tmp = self.dir.join(HEADER_TMP_FILE);
-        let mut file = private_file(&tmp)?;
+        let mut file = dir::create_new_private(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
@@ -488,7 +490,8 @@ fn sled_err(e: sled::Error) -> BackendError {
     BackendError::Other(format!("sled: {e}"))
 }
 
-/// Creates `dir` with mode 0700 (or tightens an existing one to 0700).
+/// Creates `dir` with mode 0700, or tightens an existing one to 0700 if this user owns it
+/// (another user's directory is refused, untouched, by the check that follows).
 fn create_private_dir(dir: &Path) -> Result<(), BackendError> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -500,33 +503,37 @@ fn create_private_dir(dir: &Path) -> Result<(), BackendError> {
     builder.create(dir)?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if fs::metadata(dir)?.uid() == rustix::process::geteuid().as_raw() {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        }
     }
     Ok(())
 }
 
-/// Opens `path` for writing (created 0600, truncated).
-fn private_file(path: &Path) -> Result<File, BackendError> {
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+/// Refuses to create a vault in a directory that holds anything a vault does not make (a
+/// vault is created in a new or empty directory; an interrupted create leaves only the lock
+/// file, sled's directory and the header's temporary file). Whether sled's directory holds
+/// records is for the vault to check.
+fn check_empty_for_create(dir: &Path) -> Result<(), BackendError> {
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let ours = [LOCK_FILE, HEADER_TMP_FILE, DATA_DIR, HEADER_FILE];
+        if !ours.iter().any(|n| name.as_os_str() == *n) {
+            return Err(BackendError::NotEmpty {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "it holds {:?}, which is not a vault's",
+                    name.to_string_lossy()
+                ),
+            });
+        }
     }
-    Ok(options.open(path)?)
+    Ok(())
 }
 
 fn acquire_lock(dir: &Path, timeout: Duration) -> Result<File, BackendError> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let file = options.open(dir.join(LOCK_FILE))?;
+    let file = dir::open_lock_file(&dir.join(LOCK_FILE))?;
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
     loop {
@@ -604,10 +611,8 @@ fn sync_dir(dir: &Path) -> Result<(), BackendError> {
 }
 
 fn read_header_file(path: &Path) -> Result<Option<Vec<u8>>, BackendError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let Some(file) = dir::open_regular(path)? else {
+        return Ok(None);
     };
     let mut buf = Vec::new();
     file.take(MAX_HEADER_LEN as u64 + 1).read_to_end(&mut buf)?;

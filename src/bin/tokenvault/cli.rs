@@ -10,7 +10,7 @@ use crate::info::InfoArgs;
 use crate::init::InitArgs;
 use crate::keyslots::{KeyslotAddArgs, KeyslotLsArgs, KeyslotRmArgs, PasswdArgs};
 use crate::list::{LsArgs, RmArgs};
-use crate::maintain::{RotateArgs, VerifyArgs};
+use crate::maintain::{PurgeArgs, RotateArgs, VerifyArgs};
 use crate::migrate::ImportArgs;
 use crate::read::GetArgs;
 use crate::store::PutArgs;
@@ -96,6 +96,8 @@ pub(crate) enum Command {
     Verify(VerifyArgs),
     /// Show the format version, keyslots, counts and size on disk
     Info(InfoArgs),
+    /// Drop storage that belongs to no namespace (what verify reports as orphaned)
+    PurgeOrphans(PurgeArgs),
 }
 
 /// `tokenvault keyslot ...`.

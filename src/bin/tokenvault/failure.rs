@@ -108,6 +108,14 @@ impl From<Error> for Failure {
                 format!("a vault already exists at {}", path.display()),
             )
             .hint("use it as it is, or choose another directory with --vault"),
+            Error::NotEmpty { .. } => Self::new(Exit::Exists, message)
+                .hint("choose a new or empty directory with --vault; nothing was changed"),
+            Error::UnsafePath { .. } => Self::other(message).hint(
+                "the vault directory must be yours and writable only by you (chmod 700); \
+                 remove the link or file named in the message",
+            ),
+            Error::KdfLimit { .. } => Self::other(message)
+                .hint("the header may have been tampered with; if not, see --max-kdf-memory"),
             Error::NoSuchKeyslot { .. } => Self::new(Exit::NotFound, message)
                 .hint("list the keyslots with `tokenvault keyslot ls`"),
             Error::LastKeyslot => Self::other(message).hint(

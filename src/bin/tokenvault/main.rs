@@ -58,6 +58,7 @@ fn run(cli: Cli) -> Outcome {
             KeyslotCommand::Ls(args) => keyslots::ls(global, args),
         },
         Command::Rotate(args) => maintain::rotate(global, args),
+        Command::PurgeOrphans(args) => maintain::purge(global, args),
         Command::Import(args) => migrate::import(global, args),
         Command::Verify(args) => maintain::verify(global, args),
         Command::Info(args) => info::run(global, args),

@@ -1,4 +1,5 @@
-//! `tokenvault rotate` and `tokenvault verify`: long work over many records.
+//! `tokenvault rotate`, `tokenvault verify` and `tokenvault purge-orphans`: work over the
+//! whole storage.
 
 use clap::Args;
 use serde::Serialize;
@@ -51,6 +52,27 @@ pub(crate) struct RotateArgs {
 pub(crate) struct VerifyArgs {
     #[command(flatten)]
     open: OpenArgs,
+}
+
+/// `tokenvault purge-orphans`.
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Drop the storage trees that belong to no namespace of this vault's header: \
+                  the orphans that `tokenvault verify` counts. They are left by a namespace \
+                  creation or removal that was interrupted (and cannot be decrypted), or they \
+                  are namespaces that a newer header lists: if the header file was restored \
+                  from a backup, the namespaces created since are orphans to it, and this \
+                  command destroys them for good. tokenvault never drops them by itself.",
+    after_help = "Example:\n  tokenvault verify --json && tokenvault purge-orphans"
+)]
+pub(crate) struct PurgeArgs {
+    #[command(flatten)]
+    open: OpenArgs,
+}
+
+#[derive(Serialize)]
+struct PurgedJson {
+    dropped: usize,
 }
 
 #[derive(Serialize)]
@@ -247,7 +269,7 @@ fn verify_text(report: &VerifyReport, is_damaged: bool) -> String {
     }
     if report.orphan_trees > 0 {
         text.push_str(&format!(
-            "{} orphaned storage tree(s) from an interrupted namespace change (undecryptable; dropped at the next open)\n",
+            "{} orphaned storage tree(s): from an interrupted namespace change, or namespaces of a newer header (kept; `tokenvault purge-orphans` drops them)\n",
             report.orphan_trees
         ));
     }
@@ -261,4 +283,16 @@ fn verify_text(report: &VerifyReport, is_damaged: bool) -> String {
         ));
     }
     text
+}
+
+/// Runs `tokenvault purge-orphans`.
+pub(crate) fn purge(global: &Global, args: &PurgeArgs) -> Outcome {
+    let vault = global.open(&args.open)?;
+    let dropped = vault.purge_orphans()?;
+    close(vault)?;
+    if global.json {
+        output::json(&PurgedJson { dropped }, 0)
+    } else {
+        output::text(&format!("dropped {dropped} orphaned storage tree(s)\n"))
+    }
 }
