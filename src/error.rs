@@ -237,8 +237,8 @@ impl fmt::Display for Error {
             Self::KdfLimit { slot, asked, limit } => write!(
                 f,
                 "keyslot {slot} asks for Argon2id with m = {} KiB, t = {}, p = {}, above the \
-                 accepted limit (m = {} KiB, t = {}, p = {}); raise the limit only if the \
-                 vault is trusted and this machine has the memory",
+                 accepted limit (m <= {} KiB, m x t <= that x {}, p <= {}); raise the limit \
+                 only if the vault is trusted and this machine has the memory",
                 asked.m_kib(),
                 asked.t(),
                 asked.p(),

@@ -222,12 +222,13 @@ impl KdfParams {
     };
 
     /// The default of [`VaultOptions::kdf_limit`](crate::VaultOptions::kdf_limit): the
-    /// costliest derivation a vault handle runs unless told otherwise. m = 2 GiB (RFC 9106's
-    /// first recommendation), t = 16, p = 16. The presets and RFC 9106's two recommendations
-    /// are within it.
+    /// costliest derivation a vault handle runs unless told otherwise. At most 2 GiB of
+    /// memory (RFC 9106's first recommendation), 16 lanes, and the work of 2 GiB with t = 4
+    /// (m × t ≤ 8 GiB-passes: a few seconds to a minute, depending on the machine). The
+    /// presets and RFC 9106's two recommendations are within it.
     pub const DEFAULT_LIMIT: Self = Self {
         m_kib: 2 * 1024 * 1024,
-        t: 16,
+        t: 4,
         p: Self::MAX_P,
         insecure: false,
     };
@@ -313,9 +314,11 @@ impl KdfParams {
         params.check_bounds().ok().map(|()| params)
     }
 
-    /// Whether `self` costs more than `limit` allows in memory, time or lanes.
+    /// Whether `self` costs more than `limit` allows: more memory, more lanes, or more work
+    /// (memory × passes) than the limit's own.
     pub(crate) fn exceeds(&self, limit: &Self) -> bool {
-        self.m_kib > limit.m_kib || self.t > limit.t || self.p > limit.p
+        let work = |p: &Self| u64::from(p.m_kib) * u64::from(p.t);
+        self.m_kib > limit.m_kib || self.p > limit.p || work(self) > work(limit)
     }
 
     /// Whether `self` is weaker than `policy` in memory or time.

@@ -849,8 +849,9 @@ impl VaultOptions {
     }
 
     /// The costliest Argon2 derivation this handle runs (default
-    /// [`KdfParams::DEFAULT_LIMIT`]: m = 2 GiB, t = 16, p = 16). A passphrase keyslot whose
-    /// stored parameters ask for more in memory, time or lanes is not derived: it is skipped
+    /// [`KdfParams::DEFAULT_LIMIT`]: m ≤ 2 GiB, p ≤ 16, m × t ≤ 2 GiB × 4). A passphrase
+    /// keyslot whose stored parameters ask for more memory, more lanes or more work
+    /// (memory × passes) than `limit` is not derived: it is skipped
     /// at open (another slot may still open the vault), and [`Error::KdfLimit`] is returned
     /// if no slot opened it; a new slot above the limit is refused with the same error.
     ///
@@ -861,7 +862,7 @@ impl VaultOptions {
     /// ```
     /// use tokenvault::{KdfParams, VaultOptions};
     ///
-    /// // A small container: accept at most 256 MiB and t = 4.
+    /// // A small container: at most 256 MiB, and the work of 256 MiB with t = 4.
     /// let options = VaultOptions::new().kdf_limit(KdfParams::new(256 * 1024, 4, 4)?);
     /// # let _ = options;
     /// # Ok::<(), tokenvault::Error>(())

@@ -91,6 +91,7 @@ struct HeaderTally {
     damaged: usize,
     wrong_key: usize,
     unsupported: usize,
+    over_limit: usize,
     failures: Vec<String>,
 }
 
@@ -107,6 +108,8 @@ impl HeaderTally {
             Some(Err(Error::Damaged(Damage::Header { .. }))) => self.damaged += 1,
             Some(Err(Error::WrongKey)) => self.wrong_key += 1,
             Some(Err(Error::UnsupportedVersion { .. })) => self.unsupported += 1,
+            // A slot edited to cost more than the caller accepts: refused before deriving.
+            Some(Err(Error::KdfLimit { .. })) => self.over_limit += 1,
             Some(Err(other)) => self.failures.push(format!("{what}: {other:?}")),
         }
     }
@@ -215,13 +218,14 @@ fn every_damage_to_the_header_is_refused() {
     }
     eprintln!(
         "tamper (header of {} bytes): {} opens in {:.1?}: {} Damaged, {} WrongKey, {} \
-         UnsupportedVersion, {} failures",
+         UnsupportedVersion, {} KdfLimit, {} failures",
         good.len(),
         t.opens,
         started.elapsed(),
         t.damaged,
         t.wrong_key,
         t.unsupported,
+        t.over_limit,
         t.failures.len()
     );
     for f in t.failures.iter().take(40) {

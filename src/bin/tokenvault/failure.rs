@@ -115,7 +115,7 @@ impl From<Error> for Failure {
                  remove the link or file named in the message",
             ),
             Error::KdfLimit { .. } => Self::other(message)
-                .hint("the header may have been tampered with; if not, see --max-kdf-memory"),
+                .hint("the header may have been tampered with; if this machine has the memory and the vault is trusted, raise --max-kdf-mib"),
             Error::NoSuchKeyslot { .. } => Self::new(Exit::NotFound, message)
                 .hint("list the keyslots with `tokenvault keyslot ls`"),
             Error::LastKeyslot => Self::other(message).hint(

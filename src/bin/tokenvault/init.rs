@@ -59,7 +59,7 @@ pub(crate) fn run(global: &Global, args: &InitArgs) -> Outcome {
     let new = args
         .secret
         .initial_secret(args.generate_key_file.as_deref(), &path)?;
-    let vault = match global.options().kdf(kdf).create(&path, &new.key) {
+    let vault = match global.options()?.kdf(kdf).create(&path, &new.key) {
         Ok(vault) => vault,
         Err(e) => {
             new.discard();

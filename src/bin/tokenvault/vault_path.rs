@@ -88,8 +88,16 @@ impl Global {
     }
 
     /// Options for opening or creating the vault.
-    pub(crate) fn options(&self) -> VaultOptions {
-        VaultOptions::new().lock_timeout(self.lock_timeout)
+    pub(crate) fn options(&self) -> Outcome<VaultOptions> {
+        let options = VaultOptions::new().lock_timeout(self.lock_timeout);
+        let Some(mib) = self.max_kdf_mib else {
+            return Ok(options);
+        };
+        let limit = KdfParams::DEFAULT_LIMIT;
+        let m_kib = mib.checked_mul(1024).unwrap_or(u32::MAX);
+        let limit = KdfParams::new(m_kib, limit.t(), limit.p())
+            .map_err(|e| Failure::usage(format!("--max-kdf-mib {mib}: {e}")))?;
+        Ok(options.kdf_limit(limit))
     }
 
     /// Opens the vault with the secret `unlock` names, and returns that secret too;
@@ -108,7 +116,7 @@ impl Global {
             );
         }
         let key = unlock.secret.key_source(&path)?;
-        let mut options = self.options();
+        let mut options = self.options()?;
         if let Some(slot) = unlock.slot {
             options = options.slot(slot);
         }
