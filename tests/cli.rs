@@ -995,11 +995,11 @@ fn passwd_honours_slot_and_changes_every_slot_of_the_old_secret() {
         ])
         .ok()
         .json();
-    assert_eq!(v["keyslot"]["id"], 1);
-    assert_eq!(v["keyslots"].as_array().unwrap().len(), 1);
     assert_eq!(opens("1", &c), 0);
     assert_eq!(opens("1", &a), EXIT_WRONG_KEY);
     assert_eq!(opens("0", &a), 0, "slot 0 keeps its secret");
+    assert_eq!(v["keyslot"]["id"], 1);
+    assert_eq!(v["keyslots"].as_array().unwrap().len(), 1);
 
     // Without `--slot`, every slot that the old passphrase opens is changed and named.
     env.run(&[
