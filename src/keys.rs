@@ -64,7 +64,9 @@ impl KeySource {
 
     /// A key file: exactly 32 raw bytes, or 64 hexadecimal characters optionally followed by
     /// one newline. The file is read when the vault uses the key, and refused (with
-    /// [`Error::KeySource`]) if it is readable or writable by group or others.
+    /// [`Error::KeySource`]) if it is not a regular file (a FIFO or device is refused without
+    /// being opened), or, on Unix, if group or others may access it or if another user than
+    /// this process's effective user or root owns it.
     pub fn key_file(path: impl Into<PathBuf>) -> Self {
         Self(Source::KeyFile(path.into()))
     }

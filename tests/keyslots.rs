@@ -1,7 +1,7 @@
 //! Keyslots and key sources: wrong keys, the Argon2 policy and its bounds, key files,
 //! passphrase changes that rewrite only the header, master-key rotation.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
