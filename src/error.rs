@@ -35,6 +35,12 @@ pub enum Error {
     /// Stored bytes failed authentication or did not parse: the vault has been damaged or
     /// tampered with. [`Damage`] says what is affected.
     Damaged(Damage),
+    /// The secret given for a new keyslot already opens keyslot `slot`
+    /// ([`Vault::add_keyslot`](crate::Vault::add_keyslot) refuses duplicates).
+    KeyslotExists {
+        /// The keyslot that the secret already opens.
+        slot: u32,
+    },
     /// A vault holds at most [`MAX_KEYSLOTS`](crate::MAX_KEYSLOTS) keyslots.
     KeyslotLimit,
     /// An import from a plaintext token file failed. [`ImportError`](crate::ImportError) says
@@ -206,6 +212,9 @@ impl fmt::Display for Error {
             Self::Backend { message } => write!(f, "storage backend error: {message}"),
             Self::Closed => f.write_str("the vault was closed; open it again"),
             Self::Damaged(damage) => write!(f, "{damage}"),
+            Self::KeyslotExists { slot } => {
+                write!(f, "keyslot {slot} already opens with this secret")
+            }
             Self::KeyslotLimit => write!(
                 f,
                 "the vault already has {} keyslots; remove one first",
@@ -406,6 +415,7 @@ impl Error {
             Self::Closed => Self::Closed,
             Self::Damaged(d) => Self::Damaged(d.clone()),
             Self::InvalidResponse { reason } => Self::invalid_response(reason.clone()),
+            Self::KeyslotExists { slot } => Self::KeyslotExists { slot: *slot },
             Self::KeyslotLimit => Self::KeyslotLimit,
             Self::KeySource { reason } => Self::KeySource {
                 reason: reason.clone(),

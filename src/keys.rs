@@ -64,7 +64,9 @@ impl KeySource {
 
     /// A key file: exactly 32 raw bytes, or 64 hexadecimal characters optionally followed by
     /// one newline. The file is read when the vault uses the key, and refused (with
-    /// [`Error::KeySource`]) if it is readable or writable by group or others.
+    /// [`Error::KeySource`]) if it is not a regular file (a FIFO or device is refused without
+    /// being opened), or, on Unix, if group or others may access it or if another user than
+    /// this process's effective user or root owns it.
     pub fn key_file(path: impl Into<PathBuf>) -> Self {
         Self(Source::KeyFile(path.into()))
     }
@@ -119,24 +121,7 @@ fn read_key_file(path: &Path) -> Result<Key> {
     let fail = |what: String| Error::KeySource {
         reason: format!("key file {}: {what}", path.display()),
     };
-    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| fail(format!("cannot stat: {e}")))?;
-    if !meta.is_file() {
-        return Err(fail("not a regular file".into()));
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(fail(format!(
-                "mode {:o} lets group or others access it; chmod 600 it",
-                mode & 0o777
-            )));
-        }
-    }
+    let file = open_private_file(path).map_err(fail)?;
     let mut buf = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_LEN as usize + 1));
     file.take(MAX_KEY_FILE_LEN + 1)
         .read_to_end(&mut buf)
@@ -144,6 +129,58 @@ fn read_key_file(path: &Path) -> Result<Key> {
     parse_key_file(&buf).ok_or_else(|| {
         fail("must hold exactly 32 raw bytes or 64 hex characters (and at most one newline)".into())
     })
+}
+
+/// Opens a file that holds a secret, refusing (with the reason) anything but a regular file
+/// that only its owner can access, owned by this process's effective user or by root.
+///
+/// The type is checked before opening, so a FIFO or a device is never opened (opening a FIFO
+/// would block until a writer comes). The open does not block either (`O_NONBLOCK`), in case
+/// the path was swapped for a FIFO in between; and the opened file must be the one checked
+/// (same device and inode), and pass the checks again.
+fn open_private_file(path: &Path) -> std::result::Result<std::fs::File, String> {
+    let before = std::fs::metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
+    if !before.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use rustix::fs::OFlags;
+        use std::os::unix::fs::OpenOptionsExt;
+        let flags = OFlags::NONBLOCK | OFlags::NOCTTY;
+        options.custom_flags(i32::try_from(flags.bits()).unwrap_or(0));
+    }
+    let file = options
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if (meta.dev(), meta.ino()) != (before.dev(), before.ino()) {
+            return Err("it was replaced while being opened".into());
+        }
+        let mode = meta.mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "mode {:o} lets group or others access it; chmod 600 it",
+                mode & 0o777
+            ));
+        }
+        let euid = rustix::process::geteuid().as_raw();
+        if meta.uid() != euid && meta.uid() != 0 {
+            return Err(format!(
+                "it is owned by user id {}, not by this user ({euid}) or root; chown it",
+                meta.uid()
+            ));
+        }
+    }
+    Ok(file)
 }
 
 /// Parses key-file contents: 32 raw bytes, or 64 hex digits with an optional `\n` or `\r\n`.

@@ -14,11 +14,13 @@ use crate::backend::{Backend, BackendError, SledBackend};
 use crate::crypto::{fill_random, Cipher, Key, Prf};
 use crate::error::{Damage, Error, Result};
 use crate::header::{
-    open_ns, seal_ns, Header, NsEntry, NsKeys, Slot, SlotParams, VmkKeys, MAX_KEYSLOTS, NS_ID_LEN,
-    SLOT_SALT_LEN, VAULT_ID_LEN,
+    open_ns, seal_ns, Header, NsEntry, NsKeys, Slot, SlotParams, VmkKeys, NS_ID_LEN, SLOT_SALT_LEN,
+    VAULT_ID_LEN,
 };
 use crate::keys::{raw_key_kek, KdfParams, KeySource, Material, SlotKind};
 use crate::namespace::{validate_namespace, Namespace};
+
+mod keyslots;
 
 /// Default time to wait for another holder of the vault directory to let go.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -423,86 +425,6 @@ impl Vault {
         self.call(|b| b.drop_tree(&ns.id))?;
         self.sync_now()?;
         Ok(existed)
-    }
-
-    /// Adds a keyslot for `key`, wrapping the vault master key under it. Rewrites only the
-    /// header file. A passphrase slot uses the options' [`KdfParams`].
-    ///
-    /// # Errors
-    /// [`Error::KeyslotLimit`] past [`MAX_KEYSLOTS`](crate::MAX_KEYSLOTS) slots;
-    /// [`Error::KeySource`] if the key cannot be read.
-    pub fn add_keyslot(&self, key: &KeySource) -> Result<u32> {
-        let kdf = self.inner.options.kdf;
-        self.update_state(|s| {
-            if s.header.slots.len() >= MAX_KEYSLOTS {
-                return Err(Error::KeyslotLimit);
-            }
-            let id = s.header.next_slot_id;
-            let (slot, kek) = s.new_slot(id, key, &kdf)?;
-            s.header.next_slot_id = id.checked_add(1).ok_or(Error::KeyslotLimit)?;
-            s.header.slots.push(slot);
-            s.keks.insert(id, kek);
-            Ok(id)
-        })
-    }
-
-    /// Removes keyslot `id`. Rewrites only the header file: afterwards the slot's secret gives
-    /// [`Error::WrongKey`], on this directory and on any copy made later.
-    ///
-    /// # Errors
-    /// [`Error::LastKeyslot`] for the only slot; [`Error::NoSuchKeyslot`].
-    pub fn remove_keyslot(&self, id: u32) -> Result<()> {
-        self.update_state(|s| {
-            if !s.header.slots.iter().any(|slot| slot.id == id) {
-                return Err(Error::NoSuchKeyslot { slot: id });
-            }
-            if s.header.slots.len() == 1 {
-                return Err(Error::LastKeyslot);
-            }
-            s.header.slots.retain(|slot| slot.id != id);
-            s.keks.remove(&id);
-            Ok(())
-        })
-    }
-
-    /// Replaces the secret of the slot that `old` unlocks with `new` (same slot id; a new
-    /// salt; the options' [`KdfParams`] for a passphrase). Works for any kind of key source.
-    /// Rewrites only the header file; afterwards `old` gives [`Error::WrongKey`].
-    ///
-    /// # Errors
-    /// [`Error::WrongKey`] if `old` unlocks no slot.
-    pub fn change_passphrase(&self, old: &KeySource, new: &KeySource) -> Result<()> {
-        let kdf = self.inner.options.kdf;
-        self.update_state(|s| {
-            let (id, _) = s.find_slot(old, None)?;
-            let (slot, kek) = s.new_slot(id, new, &kdf)?;
-            if let Some(existing) = s.header.slots.iter_mut().find(|slot| slot.id == id) {
-                *existing = slot;
-            }
-            s.keks.insert(id, kek);
-            Ok(())
-        })
-    }
-
-    /// The keyslots, in order.
-    ///
-    /// # Errors
-    /// [`Error::Closed`] after [`Vault::close`].
-    pub fn keyslots(&self) -> Result<Vec<KeyslotInfo>> {
-        let state = self.read_state()?;
-        Ok(state
-            .header
-            .slots
-            .iter()
-            .map(|slot| KeyslotInfo {
-                id: slot.id,
-                kind: slot.kind(),
-                kdf: match slot.parse_params() {
-                    Ok(SlotParams::Passphrase { kdf, .. }) => Some(kdf),
-                    _ => None,
-                },
-            })
-            .collect())
     }
 
     /// Replaces the vault master key with a fresh one and re-wraps everything under it:
@@ -1180,27 +1102,46 @@ fn unlock_slot(
     let material = source.material()?;
     let mut skipped = None;
     for slot in candidates {
-        let kek = match (slot.parse_params()?, &material) {
-            (SlotParams::Passphrase { kdf, .. }, Material::Passphrase(_)) if kdf.exceeds(limit) => {
-                skipped.get_or_insert(Error::KdfLimit {
-                    slot: slot.id,
-                    asked: kdf,
-                    limit: *limit,
-                });
+        let tried = match try_slot(&header.vault_id, slot, &material, limit) {
+            Err(e @ Error::KdfLimit { .. }) => {
+                skipped.get_or_insert(e);
                 continue;
             }
-            (SlotParams::Passphrase { kdf, salt }, Material::Passphrase(p)) => {
-                kdf.derive(p, salt)?
-            }
-            (SlotParams::RawKey { salt }, Material::Raw(k)) => raw_key_kek(k, salt)?,
-            _ => continue,
+            tried => tried?,
         };
-        let aad = Slot::aad(&header.vault_id, slot.id, slot.kind_code, &slot.params);
-        if let Some(vmk) = kek.cipher().unwrap_key(&aad, &slot.wrapped_vmk) {
+        if let Some((kek, vmk)) = tried {
             return Ok((slot.id, kek, vmk));
         }
     }
     Err(skipped.unwrap_or(Error::WrongKey))
+}
+
+/// Tries `material` on one slot: its KEK and the VMK it unwraps, or `None` if it does not
+/// open the slot (one derivation; none for a slot of another kind). A passphrase slot that
+/// costs more than `limit` is not derived: [`Error::KdfLimit`].
+fn try_slot(
+    vault_id: &[u8],
+    slot: &Slot,
+    material: &Material<'_>,
+    limit: &KdfParams,
+) -> Result<Option<(Key, Key)>> {
+    let kek = match (slot.parse_params()?, material) {
+        (SlotParams::Passphrase { kdf, .. }, Material::Passphrase(_)) if kdf.exceeds(limit) => {
+            return Err(Error::KdfLimit {
+                slot: slot.id,
+                asked: kdf,
+                limit: *limit,
+            })
+        }
+        (SlotParams::Passphrase { kdf, salt }, Material::Passphrase(p)) => kdf.derive(p, salt)?,
+        (SlotParams::RawKey { salt }, Material::Raw(k)) => raw_key_kek(k, salt)?,
+        _ => return Ok(None),
+    };
+    let aad = Slot::aad(vault_id, slot.id, slot.kind_code, &slot.params);
+    Ok(kek
+        .cipher()
+        .unwrap_key(&aad, &slot.wrapped_vmk)
+        .map(|vmk| (kek, vmk)))
 }
 
 /// A new keyslot `id` for `source`, wrapping `vmk`.

@@ -930,6 +930,290 @@ fn secret_records_are_shown_redacted() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Issue 12: passwd and shared secrets, private passphrase files, escaped output.
+
+/// Regression (issue 12, finding 2): `passwd --slot N` changed another slot and reported N;
+/// `passwd` without `--slot` changed one slot of a shared secret and left the other working.
+#[test]
+fn passwd_honours_slot_and_changes_every_slot_of_the_old_secret() {
+    let env = Env::new();
+    let file = |name: &str, text: &str| {
+        let path = env.path(name);
+        write_private(&path, text.as_bytes());
+        path.to_str().unwrap().to_owned()
+    };
+    let (a, b, c, d) = (
+        file("a.txt", "pass-a\n"),
+        file("b.txt", "pass-b\n"),
+        file("c.txt", "pass-c\n"),
+        file("d.txt", "pass-d\n"),
+    );
+    let fast = "--insecure-fast-kdf";
+    env.run(&["init", "--passphrase-file", &a, fast]).ok();
+    env.run(&[
+        "keyslot",
+        "add",
+        "--passphrase-file",
+        &a,
+        "--new-passphrase-file",
+        &b,
+        fast,
+    ])
+    .ok();
+    // Slot 1 takes slot 0's passphrase: two slots, one secret.
+    let out = env
+        .run(&[
+            "passwd",
+            "--slot",
+            "1",
+            "--passphrase-file",
+            &b,
+            "--new-passphrase-file",
+            &a,
+            fast,
+        ])
+        .ok();
+    assert_eq!(out.stdout, "changed the secret of keyslot 1: passphrase (Argon2id m=64 KiB, t=1, p=1, INSECURE test parameters)\n");
+    let opens = |slot: &str, pass: &str| {
+        env.run(&["keyslot", "ls", "--slot", slot, "--passphrase-file", pass])
+            .code
+    };
+    assert_eq!((opens("0", &a), opens("1", &a)), (0, 0));
+
+    // `--slot 1` changes slot 1, and only it.
+    let v = env
+        .run(&[
+            "passwd",
+            "--slot",
+            "1",
+            "--passphrase-file",
+            &a,
+            "--new-passphrase-file",
+            &c,
+            fast,
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(opens("1", &c), 0);
+    assert_eq!(opens("1", &a), EXIT_WRONG_KEY);
+    assert_eq!(opens("0", &a), 0, "slot 0 keeps its secret");
+    assert_eq!(v["keyslot"]["id"], 1);
+    assert_eq!(v["keyslots"].as_array().unwrap().len(), 1);
+
+    // Without `--slot`, every slot that the old passphrase opens is changed and named.
+    env.run(&[
+        "passwd",
+        "--slot",
+        "1",
+        "--passphrase-file",
+        &c,
+        "--new-passphrase-file",
+        &a,
+        fast,
+    ])
+    .ok();
+    let out = env
+        .run(&[
+            "passwd",
+            "--passphrase-file",
+            &a,
+            "--new-passphrase-file",
+            &d,
+            fast,
+        ])
+        .ok();
+    let changed: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(changed.len(), 2, "{out:#?}");
+    assert!(
+        changed[0].starts_with("changed the secret of keyslot 0: "),
+        "{out:#?}"
+    );
+    assert!(
+        changed[1].starts_with("changed the secret of keyslot 1: "),
+        "{out:#?}"
+    );
+    env.run(&["ls", "--passphrase-file", &a])
+        .code(EXIT_WRONG_KEY);
+    for slot in ["0", "1"] {
+        assert_eq!(opens(slot, &a), EXIT_WRONG_KEY, "slot {slot}");
+        assert_eq!(opens(slot, &d), 0, "slot {slot}");
+    }
+    // A slot that does not exist: not found, nothing changed.
+    env.run(&[
+        "passwd",
+        "--slot",
+        "7",
+        "--passphrase-file",
+        &d,
+        "--new-passphrase-file",
+        &a,
+        fast,
+    ])
+    .code(EXIT_NOT_FOUND);
+}
+
+/// Regression (issue 12, finding 2): `keyslot add` accepted a secret that already opens a
+/// keyslot.
+#[test]
+fn keyslot_add_refuses_a_secret_that_already_opens_a_slot() {
+    let env = Env::with_vault();
+    let copy = env.path("copy.key");
+    write_private(&copy, &[7u8; 32]); // the same key, raw instead of hex
+    let out = env
+        .key(&["keyslot", "add", "--new-key-file", copy.to_str().unwrap()])
+        .code(EXIT_EXISTS);
+    out.one_line_error("keyslot 0 already opens with this secret");
+    assert_eq!(
+        env.key(&["keyslot", "ls"]).ok().stdout,
+        "keyslot 0: raw-key\n"
+    );
+}
+
+/// Regression (issue 12, finding 6): passphrase files were accepted when others could read
+/// them, and a FIFO hung the command. They now follow the key files' rules: a regular file,
+/// mode 0600 (or stricter), owned by the user or root. A FIFO (or device) is refused without
+/// opening it, as a key file too.
+#[cfg(unix)]
+#[test]
+fn passphrase_files_must_be_private_regular_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let pass = env.path("pass.txt");
+    write_private(&pass, b"a passphrase\n");
+    let pass_arg = pass.to_str().unwrap();
+    env.run(&["init", "--passphrase-file", pass_arg, "--insecure-fast-kdf"])
+        .ok();
+    // A raw-key slot too, so that a key file is read (only slots of its kind are tried).
+    let key_arg = env.key.to_str().unwrap();
+    env.run(&[
+        "keyslot",
+        "add",
+        "--passphrase-file",
+        pass_arg,
+        "--new-key-file",
+        key_arg,
+    ])
+    .ok();
+
+    let group = env.path("group.txt");
+    std::fs::write(&group, b"a passphrase\n").unwrap();
+    std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let group_arg = group.to_str().unwrap();
+    env.run(&["ls", "--passphrase-file", group_arg])
+        .code(EXIT_USAGE)
+        .one_line_error("mode 640 lets group or others access it");
+    // The same for the new passphrase, and for TOKENVAULT_PASSPHRASE_FILE.
+    env.run(&[
+        "passwd",
+        "--passphrase-file",
+        pass_arg,
+        "--new-passphrase-file",
+        group_arg,
+    ])
+    .code(EXIT_USAGE);
+    let mut cmd = env.cmd(&["ls"]);
+    cmd.env("TOKENVAULT_PASSPHRASE_FILE", &group);
+    run(cmd, None).code(EXIT_USAGE);
+    // A missing file is still "not found".
+    env.run(&[
+        "ls",
+        "--passphrase-file",
+        env.path("missing").to_str().unwrap(),
+    ])
+    .code(EXIT_NOT_FOUND);
+
+    // A FIFO, as passphrase file or key file: refused at once (a hang fails `run`).
+    let fifo = env.path("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let fifo_arg = fifo.to_str().unwrap();
+    for flag in ["--passphrase-file", "--key-file"] {
+        let out = env.run(&["ls", flag, fifo_arg]).code(EXIT_USAGE);
+        out.one_line_error("not a regular file");
+    }
+    env.run(&["ls", "--passphrase-file", "/dev/zero"])
+        .code(EXIT_USAGE);
+
+    // Owned by another user: only root can make such a file (CI runs as root).
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: cannot chown a passphrase file to another user; skipped that part");
+        return;
+    }
+    std::os::unix::fs::chown(&pass, Some(65534), Some(65534)).unwrap();
+    env.run(&["ls", "--passphrase-file", pass_arg])
+        .code(EXIT_USAGE)
+        .one_line_error("owned by user id 65534");
+    std::os::unix::fs::chown(&env.key, Some(65534), Some(65534)).unwrap();
+    env.run(&["ls", "--key-file", env.key.to_str().unwrap()])
+        .code(EXIT_USAGE)
+        .one_line_error("owned by user id 65534");
+    std::os::unix::fs::chown(&pass, Some(0), Some(0)).unwrap();
+    env.run(&["ls", "--passphrase-file", pass_arg]).ok();
+}
+
+/// Regression (issue 12, finding 6): names and fields were printed raw, so a planted record
+/// could send escape sequences to the terminal. Text output escapes them; JSON keeps them
+/// exact (and escapes the C1 controls serde_json leaves raw).
+#[test]
+fn ls_get_and_errors_escape_control_characters() {
+    let env = Env::with_vault();
+    let ns = "evil\u{1b}[2J\u{1b}]0;owned\u{7}";
+    let key = "key\u{9b}31m\u{202e}gpj.exe";
+    let vault = Vault::open(&env.vault, &common::raw_key(7)).unwrap();
+    let token = Token::new("at".to_owned().into())
+        .with_token_type("Bearer\u{1b}[0m")
+        .with_scopes(["read\u{1b}[5m"])
+        .with_identity("alice\rbob")
+        .with_resource_server("rs\u{2028}x");
+    vault.namespace(ns).unwrap().put(key, &token).unwrap();
+    vault.close().unwrap();
+    let raw = |text: &str| {
+        text.chars().any(|c| {
+            c.is_control() && c != '\n' && c != '\t' || matches!(c, '\u{202e}' | '\u{2028}')
+        })
+    };
+
+    let out = env.key(&["ls"]).ok();
+    assert_eq!(out.stdout, "evil\\u{1b}[2J\\u{1b}]0;owned\\u{7}\n");
+    let out = env.key(&["ls", "--long"]).ok();
+    assert_eq!(out.stdout, "evil\\u{1b}[2J\\u{1b}]0;owned\\u{7}\t1\n");
+    let out = env.key(&["ls", ns]).ok();
+    assert_eq!(out.stdout, "key\\u{9b}31m\\u{202e}gpj.exe\n");
+    let out = env.key(&["get", ns, key]).ok();
+    assert!(!raw(&out.all()), "{out:#?}");
+    for shown in [
+        "evil\\u{1b}[2J",
+        "key\\u{9b}31m",
+        "Bearer\\u{1b}[0m",
+        "read\\u{1b}[5m",
+        "alice\\rbob",
+        "rs\\u{2028}x",
+    ] {
+        assert!(out.stdout.contains(shown), "{shown}: {out:#?}");
+    }
+    // Error messages that quote the names.
+    let out = env
+        .key(&["get", ns, "missing\u{1b}[1m"])
+        .code(EXIT_NOT_FOUND);
+    assert!(!raw(&out.all()), "{out:#?}");
+    out.one_line_error("no record \"missing\\u{1b}[1m\" in namespace \"evil\\u{1b}[2J");
+
+    // JSON: exact names once parsed; no raw C1 control or line separator in the bytes.
+    let out = env.key(&["ls", ns, "--json"]).ok();
+    assert!(!raw(&out.stdout), "{out:#?}");
+    assert!(out.stdout.contains("\\u009b"), "{out:#?}");
+    assert_eq!(out.json()["keys"][0], key);
+    let out = env.key(&["get", ns, key, "--json"]).ok();
+    assert!(!raw(&out.stdout), "{out:#?}");
+    assert_eq!(out.json()["resource_server"], "rs\u{2028}x");
+    assert_eq!(out.json()["namespace"], ns);
+}
+
+// ---------------------------------------------------------------------------------------
 // Helpers that reach into the storage, as tests/tamper.rs does.
 
 /// The (storage id, stored bytes) of every record of the vault's only namespace.

@@ -1,7 +1,7 @@
 //! Keyslots and key sources: wrong keys, the Argon2 policy and its bounds, key files,
 //! passphrase changes that rewrite only the header, master-key rotation.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -549,7 +549,9 @@ fn a_secret_shared_by_two_slots_rotates_both() {
     let storage = MemoryBackend::new();
     let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
     vault.add_keyslot(&raw_key(2)).unwrap();
-    vault.add_keyslot(&raw_key(2)).unwrap();
+    // add_keyslot refuses a second slot for one secret; changing one slot to it does not.
+    vault.add_keyslot(&raw_key(3)).unwrap();
+    vault.change_keyslot(2, &raw_key(3), &raw_key(2)).unwrap();
     vault.close().unwrap();
     let vault = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
     vault
@@ -569,4 +571,227 @@ fn a_secret_shared_by_two_slots_rotates_both() {
     let seq = vault.header_seqid().unwrap();
     assert!(!vault.remove_namespace("never-there").unwrap());
     assert_eq!(vault.header_seqid().unwrap(), seq);
+}
+
+/// Regression (issue 12, finding 2): a secret shared by two slots was changed in the first
+/// slot only, so the old secret kept opening the vault through the second.
+#[test]
+fn change_passphrase_changes_every_slot_the_old_secret_opens() {
+    let storage = MemoryBackend::new();
+    let vault = fast()
+        .create_with_backend(storage.clone(), &passphrase("shared"))
+        .unwrap();
+    vault.add_keyslot(&passphrase("other")).unwrap();
+    vault.add_keyslot(&passphrase("third")).unwrap();
+    // Two slots with one secret (as an older version's add_keyslot allowed).
+    vault
+        .change_keyslot(2, &passphrase("third"), &passphrase("shared"))
+        .unwrap();
+
+    // One derivation per passphrase slot to find them, one per slot re-made.
+    let before = kdf_runs_on_this_thread();
+    let changed = vault
+        .change_passphrase(&passphrase("shared"), &passphrase("new"))
+        .unwrap();
+    assert_eq!(changed, vec![0, 2]);
+    assert_eq!(kdf_runs_on_this_thread() - before, 3 + 2);
+    assert!(matches!(
+        vault.change_passphrase(&passphrase("shared"), &passphrase("x")),
+        Err(Error::WrongKey)
+    ));
+    vault.close().unwrap();
+
+    // The old secret opens nothing: not by trying every slot, not by naming one.
+    let open = |options: VaultOptions, key: &str| {
+        options.open_with_backend(storage.clone(), &passphrase(key))
+    };
+    assert!(matches!(open(fast(), "shared"), Err(Error::WrongKey)));
+    for id in [0, 1, 2] {
+        assert!(
+            matches!(open(fast().slot(id), "shared"), Err(Error::WrongKey)),
+            "slot {id}"
+        );
+    }
+    for id in [0, 2] {
+        open(fast().slot(id), "new").unwrap().close().unwrap();
+    }
+    open(fast().slot(1), "other").unwrap().close().unwrap();
+}
+
+/// Regression (issue 12, finding 2): `tokenvault passwd --slot N` needs a library call that
+/// changes slot N, and only it.
+#[test]
+fn change_keyslot_changes_only_the_named_slot() {
+    let storage = MemoryBackend::new();
+    let vault = fast()
+        .create_with_backend(storage.clone(), &passphrase("a"))
+        .unwrap();
+    vault.add_keyslot(&passphrase("b")).unwrap();
+    let seq = vault.header_seqid().unwrap();
+
+    // Errors change nothing, and checking `old` costs one derivation.
+    assert!(matches!(
+        vault.change_keyslot(7, &passphrase("a"), &passphrase("c")),
+        Err(Error::NoSuchKeyslot { slot: 7 })
+    ));
+    let before = kdf_runs_on_this_thread();
+    assert!(matches!(
+        vault.change_keyslot(1, &passphrase("a"), &passphrase("c")),
+        Err(Error::WrongKey)
+    ));
+    assert_eq!(kdf_runs_on_this_thread() - before, 1);
+    assert!(matches!(
+        vault.change_keyslot(1, &raw_key(1), &passphrase("c")),
+        Err(Error::WrongKey)
+    ));
+    assert_eq!(vault.header_seqid().unwrap(), seq);
+
+    // Slot 1 takes the secret of slot 0; then slot 0 alone changes.
+    vault
+        .change_keyslot(1, &passphrase("b"), &passphrase("a"))
+        .unwrap();
+    vault
+        .change_keyslot(0, &passphrase("a"), &raw_key(9))
+        .unwrap();
+    assert_eq!(vault.header_seqid().unwrap(), seq + 2);
+    let kinds: Vec<SlotKind> = vault.keyslots().unwrap().iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, [SlotKind::RawKey, SlotKind::Passphrase]);
+    vault.close().unwrap();
+
+    let open =
+        |options: VaultOptions, key: &KeySource| options.open_with_backend(storage.clone(), key);
+    assert!(matches!(
+        open(fast().slot(1), &passphrase("b")),
+        Err(Error::WrongKey)
+    ));
+    open(fast().slot(1), &passphrase("a"))
+        .unwrap()
+        .close()
+        .unwrap();
+    open(fast().slot(0), &raw_key(9)).unwrap().close().unwrap();
+    assert!(matches!(
+        open(fast().slot(0), &passphrase("a")),
+        Err(Error::WrongKey)
+    ));
+}
+
+/// Regression (issue 12, finding 2): a new keyslot for a secret that already opens one was
+/// accepted, so changing that secret later left a slot behind.
+#[test]
+fn add_keyslot_refuses_a_secret_that_already_opens_a_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = MemoryBackend::new();
+    let vault = fast()
+        .create_with_backend(storage.clone(), &passphrase("a"))
+        .unwrap();
+    vault.add_keyslot(&raw_key(4)).unwrap();
+    vault.add_keyslot(&passphrase("b")).unwrap();
+    let seq = vault.header_seqid().unwrap();
+
+    // One derivation per passphrase slot, and the slot named.
+    let before = kdf_runs_on_this_thread();
+    let err = vault.add_keyslot(&passphrase("b")).unwrap_err();
+    assert!(matches!(err, Error::KeyslotExists { slot: 2 }), "{err}");
+    assert_eq!(kdf_runs_on_this_thread() - before, 2);
+    assert!(err.to_string().contains("keyslot 2"), "{err}");
+    assert!(matches!(
+        vault.add_keyslot(&passphrase("a")),
+        Err(Error::KeyslotExists { slot: 0 })
+    ));
+    // The same key given as a key file is the same secret.
+    let file = dir.path().join("k.key");
+    fs::write(&file, [4u8; 32]).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    assert!(matches!(
+        vault.add_keyslot(&KeySource::key_file(&file)),
+        Err(Error::KeyslotExists { slot: 1 })
+    ));
+    assert_eq!(vault.header_seqid().unwrap(), seq, "nothing written");
+    assert_eq!(vault.keyslots().unwrap().len(), 3);
+    // A new secret is still welcome.
+    assert_eq!(vault.add_keyslot(&passphrase("c")).unwrap(), 3);
+}
+
+/// Opens a vault with key file `path` on another thread, so that a hang fails the test (after
+/// a generous limit) instead of blocking it forever.
+#[cfg(unix)]
+fn open_with_key_file_in_time(storage: &MemoryBackend, path: &Path) -> Error {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (storage, path) = (storage.clone(), path.to_path_buf());
+    std::thread::spawn(move || {
+        let result = Vault::open_with_backend(storage, &KeySource::key_file(&path));
+        let _ = tx.send(result.err());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("opening with the key file hung")
+        .expect("the key file was accepted")
+}
+
+/// Regression (issue 12, finding 6): a FIFO as a key file blocked the open until a writer
+/// came; a device was read as a key file.
+#[cfg(unix)]
+#[test]
+fn fifos_and_devices_as_key_files_are_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = MemoryBackend::new();
+    Vault::create_with_backend(storage.clone(), &raw_key(1))
+        .unwrap()
+        .close()
+        .unwrap();
+    let fifo = dir.path().join("fifo.key");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for path in [
+        fifo.as_path(),
+        Path::new("/dev/zero"),
+        Path::new("/dev/null"),
+    ] {
+        let err = open_with_key_file_in_time(&storage, path);
+        assert!(
+            matches!(err, Error::KeySource { .. }),
+            "{}: {err}",
+            path.display()
+        );
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+}
+
+/// Regression (issue 12, finding 6): a key file owned by another user (who could replace its
+/// key) was accepted. Root-owned files are accepted. Changing a file's owner needs root: as
+/// another user, this checks only that one's own file is accepted.
+#[cfg(unix)]
+#[test]
+fn key_files_owned_by_another_user_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = MemoryBackend::new();
+    let file = dir.path().join("vault.key");
+    fs::write(&file, [6u8; 32]).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    Vault::create_with_backend(storage.clone(), &KeySource::key_file(&file))
+        .unwrap()
+        .close()
+        .unwrap();
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: cannot chown a key file to another user; checked own files only");
+        return;
+    }
+    // Root's own file opens (above); so does one owned by root while running as root. A file
+    // owned by `nobody` does not, even with mode 0600.
+    std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+    let err = open_with_key_file_in_time(&storage, &file);
+    assert!(matches!(err, Error::KeySource { .. }), "{err}");
+    assert!(err.to_string().contains("owned by user id 65534"), "{err}");
+    std::os::unix::fs::chown(&file, Some(0), Some(0)).unwrap();
+    Vault::open_with_backend(storage, &KeySource::key_file(&file))
+        .unwrap()
+        .close()
+        .unwrap();
 }

@@ -558,6 +558,16 @@ impl Harness {
                         )),
                     };
                 }
+                // A key that already opens a slot is refused, naming the first such slot.
+                if let Some(&(existing, _)) = self.slots.iter().find(|s| s.1 == k) {
+                    return match got {
+                        Err(Error::KeyslotExists { slot }) if slot == existing => Ok(()),
+                        other => Err(format!(
+                            "expected KeyslotExists {{ slot: {existing} }}, got {:?}",
+                            other.map_err(|e| describe(&e))
+                        )),
+                    };
+                }
                 let id = got.map_err(|e| format!("add_keyslot: {}", describe(&e)))?;
                 if id != self.next_slot {
                     return Err(format!("new slot id {id}, expected {}", self.next_slot));
@@ -598,18 +608,27 @@ impl Harness {
                 let (old, new) = (input.pick(&RAW_KEYS), input.pick(&RAW_KEYS));
                 self.log.push(format!("{op:?} {old} -> {new}"));
                 let got = self.vault.change_passphrase(&raw(old), &raw(new));
-                // The first slot (in stored order) that the old key opens is changed.
-                match (self.slots.iter().position(|s| s.1 == old), got) {
-                    (None, Err(Error::WrongKey)) => Ok(()),
-                    (Some(i), Ok(())) => {
-                        self.slots[i].1 = new;
-                        let id = self.slots[i].0;
-                        self.known.insert(id);
+                // Every slot that the old key opens is changed, and named (in stored order).
+                let ids: Vec<u32> = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.1 == old)
+                    .map(|s| s.0)
+                    .collect();
+                match got {
+                    Err(Error::WrongKey) if ids.is_empty() => Ok(()),
+                    Ok(changed) if !ids.is_empty() && changed == ids => {
+                        for slot in &mut self.slots {
+                            if slot.1 == old {
+                                slot.1 = new;
+                                self.known.insert(slot.0);
+                            }
+                        }
                         self.seqid += 1;
                         Ok(())
                     }
-                    (i, other) => Err(format!(
-                        "change_passphrase gave {:?}; the model's slot for it: {i:?}",
+                    other => Err(format!(
+                        "change_passphrase gave {:?}; the model's slots for it: {ids:?}",
                         other.map_err(|e| describe(&e))
                     )),
                 }

@@ -121,6 +121,10 @@ impl From<Error> for Failure {
             Error::LastKeyslot => Self::other(message).hint(
                 "`tokenvault keyslot ls` lists the keyslots; `tokenvault keyslot add` adds one",
             ),
+            Error::KeyslotExists { .. } => Self::new(Exit::Exists, message).hint(
+                "that secret already opens the vault; choose another, or change that keyslot \
+                 with `tokenvault passwd --slot ID`",
+            ),
             Error::KeyslotLimit => {
                 Self::other(message).hint("remove a keyslot with `tokenvault keyslot rm ID` first")
             }
@@ -158,18 +162,10 @@ fn import_failure(kind: &ImportErrorKind, message: String) -> Failure {
     }
 }
 
-/// `text` on one line: control characters (newlines among them) are escaped.
+/// `text` on one line, safe on a terminal: escaped as stored strings are in text output
+/// (control characters, newlines among them, and bidirectional-text controls).
 fn one_line(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
+    crate::output::escaped(text).into_owned()
 }
 
 /// An I/O failure on `what` (a file, named): not found (5) or other (1).

@@ -74,7 +74,7 @@ pub(crate) fn run(global: &Global, args: &InfoArgs) -> Outcome {
             0,
         );
     }
-    let mut text = line("vault", path.display());
+    let mut text = line("vault", output::escaped(&path.display().to_string()));
     text.push_str(&line("format_version", format_version));
     text.push_str(&line("keyslots", slots.len()));
     for slot in &slots {

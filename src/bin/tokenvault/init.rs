@@ -81,13 +81,17 @@ pub(crate) fn run(global: &Global, args: &InitArgs) -> Outcome {
             0,
         );
     }
-    let mut text = format!("created a vault at {}\n", path.display());
+    let mut text = format!(
+        "created a vault at {}\n",
+        output::escaped(&path.display().to_string())
+    );
     if let Some(slot) = &slot {
         text.push_str(&format!("{}\n", describe_slot(slot)));
     }
     if let Some(file) = &generated {
         text.push_str(&format!(
-            "wrote a new key file at {file}: back it up; without it (or another keyslot) the vault cannot be opened\n"
+            "wrote a new key file at {}: back it up; without it (or another keyslot) the vault cannot be opened\n",
+            output::escaped(file)
         ));
     }
     output::text(&text)

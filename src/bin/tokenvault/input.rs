@@ -1,11 +1,11 @@
-//! Reading secrets: from files, file descriptors, standard input, environment variables and
-//! the terminal (without echo); and writing new key files.
+//! Reading secrets: from files, file descriptors, standard input and environment variables
+//! (the terminal is `terminal.rs`); and writing new key files.
 //!
 //! Every buffer that holds a secret is wiped: it is a `Zeroizing` buffer with its full size
 //! reserved before reading, so that it never grows (growing would leave unwiped copies).
 
 use std::fs::{File, OpenOptions};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
@@ -21,6 +21,9 @@ pub(crate) const MAX_PASSPHRASE_LEN: usize = 64 * 1024;
 pub(crate) enum Input {
     /// A file.
     File(PathBuf),
+    /// A file that holds a passphrase: refused unless it is a regular file that only its
+    /// owner can access, owned by this user or root (the rules of key files).
+    PassphraseFile(PathBuf),
     /// An open file descriptor (Unix), read through `/dev/fd/N`.
     Fd(u32),
     /// Standard input.
@@ -56,6 +59,19 @@ impl Input {
                         &e,
                     )
                     .hint("check the path and the file's permissions")
+                })?;
+                file.take(cap).read_to_end(&mut buf)
+            }
+            Self::PassphraseFile(path) => {
+                let file = open_private(path).map_err(|e| {
+                    let what = format!("the {what} file {}", path.display());
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        return io_failure(what, &e).hint("check the path");
+                    }
+                    Failure::usage(format!("{what}: {e}")).hint(
+                        "a passphrase file must be a regular file of yours (or root's), mode \
+                         0600; give a pipe with --passphrase-fd",
+                    )
                 })?;
                 file.take(cap).read_to_end(&mut buf)
             }
@@ -107,7 +123,7 @@ impl Input {
     /// Where the input comes from, for messages.
     fn describe(&self) -> String {
         match self {
-            Self::File(path) => path.display().to_string(),
+            Self::File(path) | Self::PassphraseFile(path) => path.display().to_string(),
             Self::Fd(fd) => format!("file descriptor {fd}"),
             Self::Stdin => "standard input".to_owned(),
             Self::Env(name) => format!("environment variable {name}"),
@@ -119,39 +135,6 @@ impl Input {
 /// its owner).
 pub(crate) fn secret(text: &Zeroizing<String>) -> SecretString {
     SecretString::from(text.as_str())
-}
-
-/// Asks for a passphrase on the terminal without echo; twice when `confirm`. Refuses at once
-/// when standard input or standard error is not a terminal: `hint` says which flags to use.
-pub(crate) fn prompt(label: &str, confirm: bool, hint: &str) -> Outcome<SecretString> {
-    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-        return Err(Failure::usage(
-            "no passphrase source given, and no terminal to ask on (standard input or error is not a terminal)",
-        )
-        .hint(hint));
-    }
-    let term = console::Term::stderr();
-    let ask = |label: &str| -> Outcome<Zeroizing<String>> {
-        term.write_str(label)
-            .and_then(|()| term.read_secure_line())
-            .map(Zeroizing::new)
-            .map_err(|e| {
-                Failure::other(format!("cannot read the passphrase from the terminal: {e}"))
-            })
-    };
-    let first = ask(label)?;
-    if first.is_empty() {
-        return Err(Failure::usage("the passphrase is empty"));
-    }
-    if confirm {
-        let second = ask("Repeat it: ")?;
-        if *first != *second {
-            return Err(Failure::usage(
-                "the two passphrases differ; nothing was changed",
-            ));
-        }
-    }
-    Ok(secret(&first))
 }
 
 /// Writes a new key file at `path`: 32 random bytes as 64 hex digits and a newline, mode
@@ -225,4 +208,56 @@ fn fd_path(fd: u32) -> Outcome<PathBuf> {
                 .hint("use --passphrase-file or --passphrase-env instead"),
         )
     }
+}
+
+/// Opens a file that holds a secret, refusing (with the reason) anything but a regular file
+/// that only its owner can access, owned by this process's effective user or by root: the
+/// library's rules for key files.
+///
+/// The type is checked before opening, so a FIFO or a device is never opened (opening a FIFO
+/// would block until a writer comes). The open does not block either (`O_NONBLOCK`), in case
+/// the path was swapped for a FIFO in between; and the opened file must be the one checked
+/// (same device and inode), and pass the checks again.
+pub(crate) fn open_private(path: &Path) -> std::io::Result<File> {
+    let refuse = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
+    let before = std::fs::metadata(path)?;
+    if !before.is_file() {
+        return Err(refuse("not a regular file".into()));
+    }
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use rustix::fs::OFlags;
+        use std::os::unix::fs::OpenOptionsExt;
+        let flags = OFlags::NONBLOCK | OFlags::NOCTTY;
+        options.custom_flags(i32::try_from(flags.bits()).unwrap_or(0));
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(refuse("not a regular file".into()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if (meta.dev(), meta.ino()) != (before.dev(), before.ino()) {
+            return Err(refuse("it was replaced while being opened".into()));
+        }
+        let mode = meta.mode();
+        if mode & 0o077 != 0 {
+            return Err(refuse(format!(
+                "mode {:o} lets group or others access it; chmod 600 it",
+                mode & 0o777
+            )));
+        }
+        let euid = rustix::process::geteuid().as_raw();
+        if meta.uid() != euid && meta.uid() != 0 {
+            return Err(refuse(format!(
+                "it is owned by user id {}, not by this user ({euid}) or root; chown it",
+                meta.uid()
+            )));
+        }
+    }
+    Ok(file)
 }

@@ -13,14 +13,18 @@ use crate::vault_path::{close, KdfArgs};
 /// `tokenvault passwd`.
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Change the secret of the keyslot that the current secret opens: same slot \
-                  id, new salt, new wrapping. Only the small header file is rewritten, never \
-                  the records. Afterwards the old passphrase or key no longer opens the vault \
-                  (unless another keyslot has it). The new secret may be a passphrase or a key \
-                  file; a prompt asks for a new passphrase twice.",
+    long_about = "Change the secret of every keyslot that the current secret opens (each \
+                  keeps its id; new salt, new wrapping), and print the slots changed. With \
+                  --slot ID, change keyslot ID alone (other slots with the same secret keep \
+                  it). Only the small header file is rewritten, never the records. Afterwards \
+                  the old passphrase or key no longer opens the vault (with --slot: no longer \
+                  opens slot ID). Finding the slots costs one key derivation per keyslot of \
+                  the secret's kind. The new secret may be a passphrase or a key file; a \
+                  prompt asks for a new passphrase twice.",
     after_help = "Examples:\n  \
                   tokenvault passwd                                 # asks for the old and the new passphrase\n  \
-                  tokenvault passwd --passphrase-file old.txt --new-passphrase-file new.txt"
+                  tokenvault passwd --passphrase-file old.txt --new-passphrase-file new.txt\n  \
+                  tokenvault passwd --slot 2 --key-file recovery.key --generate-key-file new.key"
 )]
 pub(crate) struct PasswdArgs {
     #[command(flatten)]
@@ -35,7 +39,9 @@ pub(crate) struct PasswdArgs {
 #[derive(Debug, Args)]
 #[command(
     long_about = "Add a keyslot: another passphrase or key file that opens the vault, for \
-                  example a recovery key kept offline. Rewrites only the header file.",
+                  example a recovery key kept offline. Rewrites only the header file. A secret \
+                  that already opens a keyslot is refused (exit code 7), which costs one key \
+                  derivation per keyslot of its kind.",
     after_help = "Examples:\n  \
                   tokenvault keyslot add --generate-key-file recovery.key\n  \
                   tokenvault keyslot add --key-file main.key --new-passphrase-env NEW_PASS"
@@ -104,7 +110,10 @@ struct RemovedJson {
 
 #[derive(Serialize)]
 struct SlotChangeJson<'a> {
+    /// The first slot changed or added (the only one, but for `passwd` of a shared secret).
     keyslot: Option<SlotJson>,
+    /// Every slot changed or added.
+    keyslots: Vec<SlotJson>,
     generated_key_file: Option<&'a str>,
 }
 
@@ -112,20 +121,22 @@ struct SlotChangeJson<'a> {
 pub(crate) fn passwd(global: &Global, args: &PasswdArgs) -> Outcome {
     let (vault, old) = global.open_keeping_key(&args.open, Some(args.kdf.params()?))?;
     let new = args.new.new_secret()?;
-    let before = vault.keyslots()?;
-    if let Err(e) = vault.change_passphrase(&old, &new.key) {
-        new.discard();
-        return Err(e.into());
-    }
-    // The changed slot: the one `--slot` named, else the only one, else the one whose kind
-    // or parameters changed (a new salt is not shown); it may be unknown.
-    let after = vault.keyslots()?;
+    // `--slot N` changes slot N alone; else every slot the old secret opens is changed, so
+    // that afterwards it opens none.
     let changed = match args.open.slot {
-        Some(id) => after.iter().find(|s| s.id == id),
-        None if after.len() == 1 => after.first(),
-        None => after.iter().find(|s| !before.contains(s)),
+        Some(id) => vault.change_keyslot(id, &old, &new.key).map(|()| vec![id]),
+        None => vault.change_passphrase(&old, &new.key),
     };
-    report_change(global, &new, changed, "changed the secret of")?;
+    let changed = match changed {
+        Ok(changed) => changed,
+        Err(e) => {
+            new.discard();
+            return Err(e.into());
+        }
+    };
+    let slots = vault.keyslots()?;
+    let changed: Vec<&KeyslotInfo> = slots.iter().filter(|s| changed.contains(&s.id)).collect();
+    report_change(global, &new, &changed, "changed the secret of")?;
     close(vault)
 }
 
@@ -143,7 +154,8 @@ pub(crate) fn add(global: &Global, args: &KeyslotAddArgs) -> Outcome {
         }
     };
     let slots = vault.keyslots()?;
-    report_change(global, &new, slots.iter().find(|s| s.id == id), "added")?;
+    let added: Vec<&KeyslotInfo> = slots.iter().filter(|s| s.id == id).collect();
+    report_change(global, &new, &added, "added")?;
     close(vault)
 }
 
@@ -190,29 +202,28 @@ pub(crate) fn describe_slot(slot: &KeyslotInfo) -> String {
     text
 }
 
-/// Prints what `passwd` or `keyslot add` did.
-fn report_change(
-    global: &Global,
-    new: &NewSecret,
-    slot: Option<&KeyslotInfo>,
-    verb: &str,
-) -> Outcome {
+/// Prints what `passwd` or `keyslot add` did, naming the slots it changed or added.
+fn report_change(global: &Global, new: &NewSecret, slots: &[&KeyslotInfo], verb: &str) -> Outcome {
     let generated = new.generated().map(|p| p.display().to_string());
     if global.json {
         return output::json(
             &SlotChangeJson {
-                keyslot: slot.map(SlotJson::from),
+                keyslot: slots.first().map(|s| SlotJson::from(*s)),
+                keyslots: slots.iter().map(|s| SlotJson::from(*s)).collect(),
                 generated_key_file: generated.as_deref(),
             },
             0,
         );
     }
-    let mut text = match slot {
-        Some(slot) => format!("{verb} {}\n", describe_slot(slot)),
-        None => format!("{verb} the keyslot that the old secret opened\n"),
-    };
+    let mut text: String = slots
+        .iter()
+        .map(|slot| format!("{verb} {}\n", describe_slot(slot)))
+        .collect();
     if let Some(file) = &generated {
-        text.push_str(&format!("wrote a new key file at {file}: back it up\n"));
+        text.push_str(&format!(
+            "wrote a new key file at {}: back it up\n",
+            output::escaped(file)
+        ));
     }
     output::text(&text)
 }

@@ -105,7 +105,9 @@ pub(crate) fn ls(global: &Global, args: &LsArgs) -> Outcome {
                     0,
                 );
             }
-            keys.iter().map(|k| format!("{k}\n")).collect::<String>()
+            keys.iter()
+                .map(|k| format!("{}\n", output::escaped(k)))
+                .collect::<String>()
         }
         None => {
             let mut namespaces = Vec::new();
@@ -122,8 +124,8 @@ pub(crate) fn ls(global: &Global, args: &LsArgs) -> Outcome {
             namespaces
                 .iter()
                 .map(|n| match args.long {
-                    true => format!("{}\t{}\n", n.name, n.records),
-                    false => format!("{}\n", n.name),
+                    true => format!("{}\t{}\n", output::escaped(&n.name), n.records),
+                    false => format!("{}\n", output::escaped(&n.name)),
                 })
                 .collect()
         }
@@ -136,8 +138,8 @@ pub(crate) fn ls(global: &Global, args: &LsArgs) -> Outcome {
 pub(crate) fn rm(global: &Global, args: &RmArgs) -> Outcome {
     if args.key.is_none() && !args.yes {
         confirm(&format!(
-            "Remove namespace {:?} and every record in it? [y/N] ",
-            args.namespace
+            "Remove namespace {} and every record in it? [y/N] ",
+            output::quoted(&args.namespace)
         ))?;
     }
     let vault = global.open(&args.open)?;
@@ -148,8 +150,12 @@ pub(crate) fn rm(global: &Global, args: &RmArgs) -> Outcome {
     close(vault)?;
     if !removed && !args.force {
         let message = match &args.key {
-            Some(key) => format!("no record {key:?} in namespace {:?}", args.namespace),
-            None => format!("no namespace {:?}", args.namespace),
+            Some(key) => format!(
+                "no record {} in namespace {}",
+                output::quoted(key),
+                output::quoted(&args.namespace)
+            ),
+            None => format!("no namespace {}", output::quoted(&args.namespace)),
         };
         return Err(Failure::new(Exit::NotFound, message)
             .hint("list what there is with `tokenvault ls`; --force ignores a missing record"));
@@ -163,8 +169,12 @@ pub(crate) fn rm(global: &Global, args: &RmArgs) -> Outcome {
         return output::json(&json, 0);
     }
     let text = match (&args.key, removed) {
-        (Some(key), true) => format!("removed {key:?} from namespace {:?}\n", args.namespace),
-        (None, true) => format!("removed namespace {:?}\n", args.namespace),
+        (Some(key), true) => format!(
+            "removed {} from namespace {}\n",
+            output::quoted(key),
+            output::quoted(&args.namespace)
+        ),
+        (None, true) => format!("removed namespace {}\n", output::quoted(&args.namespace)),
         (_, false) => "nothing to remove\n".to_owned(),
     };
     output::text(&text)
@@ -175,10 +185,11 @@ pub(crate) fn require_namespace(vault: &Vault, name: &str) -> Outcome {
     if vault.namespaces()?.iter().any(|n| n == name) {
         Ok(())
     } else {
-        Err(
-            Failure::new(Exit::NotFound, format!("no namespace {name:?}"))
-                .hint("list the namespaces with `tokenvault ls`"),
+        Err(Failure::new(
+            Exit::NotFound,
+            format!("no namespace {}", output::quoted(name)),
         )
+        .hint("list the namespaces with `tokenvault ls`"))
     }
 }
 

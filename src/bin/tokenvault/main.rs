@@ -24,6 +24,7 @@ mod progress;
 mod read;
 mod secrets;
 mod store;
+mod terminal;
 mod vault_path;
 mod when;
 

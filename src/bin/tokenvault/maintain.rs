@@ -128,7 +128,7 @@ pub(crate) fn rotate(global: &Global, args: &RotateArgs) -> Outcome {
     };
     let mut rotated = Vec::new();
     for name in names {
-        let bar = Bar::records(global, &format!("rotating {name}"));
+        let bar = Bar::records(global, &format!("rotating {}", output::quoted(&name)));
         let report = vault.rotate_namespace_key(&name, |p| bar.update(p))?;
         bar.finish();
         rotated.push(RotatedJson {
@@ -145,8 +145,8 @@ pub(crate) fn rotate(global: &Global, args: &RotateArgs) -> Outcome {
         .iter()
         .map(|r| {
             format!(
-                "rotated {:?}: data key {}, {} stored record{} re-sealed (its manifest included)\n",
-                r.namespace,
+                "rotated {}: data key {}, {} stored record{} re-sealed (its manifest included)\n",
+                output::quoted(&r.namespace),
                 r.key_id,
                 r.resealed,
                 if r.resealed == 1 { "" } else { "s" }
@@ -187,7 +187,7 @@ pub(crate) fn verify(global: &Global, args: &VerifyArgs) -> Outcome {
         .namespaces
         .iter()
         .filter(|n| !n.damaged.is_empty() || n.missing > 0 || n.manifest_damaged.is_some())
-        .map(|n| format!("{:?}", n.namespace))
+        .map(|n| output::quoted(&n.namespace))
         .collect();
     let message = format!(
         "the vault is damaged: {damaged} damaged record(s), {missing} missing, \
@@ -241,8 +241,8 @@ fn verify_text(report: &VerifyReport, is_damaged: bool) -> String {
     let mut text = String::new();
     for n in &report.namespaces {
         text.push_str(&format!(
-            "{:?}: {} ok, {} damaged, {} missing",
-            n.namespace,
+            "{}: {} ok, {} damaged, {} missing",
+            output::quoted(&n.namespace),
             n.ok,
             n.damaged.len(),
             n.missing
@@ -257,12 +257,17 @@ fn verify_text(report: &VerifyReport, is_damaged: bool) -> String {
         for d in &n.damaged {
             match &d.key {
                 Some(key) => text.push_str(&format!(
-                    "  damaged: namespace {:?}, key {key:?} (storage id {}): {}\n",
-                    n.namespace, d.storage_id, d.reason
+                    "  damaged: namespace {}, key {} (storage id {}): {}\n",
+                    output::quoted(&n.namespace),
+                    output::quoted(key),
+                    d.storage_id,
+                    output::escaped(&d.reason)
                 )),
                 None => text.push_str(&format!(
-                    "  damaged: namespace {:?}, key unknown (storage id {}): {}\n",
-                    n.namespace, d.storage_id, d.reason
+                    "  damaged: namespace {}, key unknown (storage id {}): {}\n",
+                    output::quoted(&n.namespace),
+                    d.storage_id,
+                    output::escaped(&d.reason)
                 )),
             }
         }

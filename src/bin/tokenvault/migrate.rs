@@ -142,7 +142,13 @@ pub(crate) fn import(global: &Global, args: &ImportArgs) -> Outcome {
         .overwrite(args.overwrite)
         .remove_source(args.remove_source);
     let vault = global.open(&args.open)?;
-    let bar = Bar::spinner(global, &format!("importing {}", args.file.display()));
+    let bar = Bar::spinner(
+        global,
+        &format!(
+            "importing {}",
+            output::escaped(&args.file.display().to_string())
+        ),
+    );
     let report = import.run(&vault);
     bar.finish();
     close(vault)?;
@@ -150,7 +156,14 @@ pub(crate) fn import(global: &Global, args: &ImportArgs) -> Outcome {
     if global.json {
         return output::json(&report_json(&report), 0);
     }
-    output::text(&report.to_string())
+    // The report names stored names (already escaped by its Display) and paths: each line
+    // escaped as all text output is.
+    let text: String = report
+        .to_string()
+        .lines()
+        .map(|line| format!("{}\n", output::escaped(line)))
+        .collect();
+    output::text(&text)
 }
 
 /// The format of the file, from its contents.

@@ -108,11 +108,15 @@ pub(crate) fn get(global: &Global, args: &GetArgs) -> Outcome {
     let Some(stored) = stored else {
         return Err(Failure::new(
             Exit::NotFound,
-            format!("no record {:?} in namespace {:?}", args.key, args.namespace),
+            format!(
+                "no record {} in namespace {}",
+                output::quoted(&args.key),
+                output::quoted(&args.namespace)
+            ),
         )
         .hint(format!(
             "list the keys with `tokenvault ls {}`",
-            args.namespace
+            output::escaped(&args.namespace)
         )));
     };
     if let Some(field) = args.print_secret {

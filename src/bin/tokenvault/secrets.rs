@@ -8,7 +8,8 @@ use clap::Args;
 use tokenvault::KeySource;
 
 use crate::failure::{Failure, Outcome};
-use crate::input::{generate_key_file, prompt, secret, Input, MAX_PASSPHRASE_LEN};
+use crate::input::{generate_key_file, secret, Input, MAX_PASSPHRASE_LEN};
+use crate::terminal::prompt;
 
 /// A key file to unlock with when no secret flag is given.
 pub(crate) const KEY_FILE_ENV: &str = "TOKENVAULT_KEY_FILE";
@@ -124,7 +125,7 @@ impl UnlockArgs {
         let given = [
             self.passphrase_file
                 .as_ref()
-                .map(|p| Spec::Passphrase(Input::File(p.clone()))),
+                .map(|p| Spec::Passphrase(Input::PassphraseFile(p.clone()))),
             self.passphrase_fd.map(|fd| Spec::Passphrase(Input::Fd(fd))),
             self.passphrase_env
                 .as_ref()
@@ -146,7 +147,7 @@ impl NewSecretArgs {
         let given = [
             self.new_passphrase_file
                 .as_ref()
-                .map(|p| Spec::Passphrase(Input::File(p.clone()))),
+                .map(|p| Spec::Passphrase(Input::PassphraseFile(p.clone()))),
             self.new_passphrase_fd
                 .map(|fd| Spec::Passphrase(Input::Fd(fd))),
             self.new_passphrase_env
@@ -211,7 +212,9 @@ fn from_environment() -> Outcome<Spec> {
         ))
         .hint("unset one of them, or pass a secret flag, which takes precedence")),
         (Some(key_file), None) => Ok(Spec::KeyFile(key_file)),
-        (None, Some(passphrase_file)) => Ok(Spec::Passphrase(Input::File(passphrase_file))),
+        (None, Some(passphrase_file)) => {
+            Ok(Spec::Passphrase(Input::PassphraseFile(passphrase_file)))
+        }
         (None, None) => Ok(Spec::Prompt),
     }
 }

@@ -185,8 +185,9 @@ pub(crate) fn put(global: &Global, args: &PutArgs) -> Outcome {
                     return Err(Failure::new(
                         Exit::Exists,
                         format!(
-                            "namespace {:?} already holds a record {key:?}",
-                            args.namespace
+                            "namespace {} already holds a record {}",
+                            output::quoted(&args.namespace),
+                            output::quoted(&key)
                         ),
                     )
                     .hint("leave out --if-absent to replace it"));
@@ -209,7 +210,13 @@ pub(crate) fn put(global: &Global, args: &PutArgs) -> Outcome {
     }
     let text: String = keys
         .iter()
-        .map(|k| format!("stored {k:?} in namespace {:?}\n", args.namespace))
+        .map(|k| {
+            format!(
+                "stored {} in namespace {}\n",
+                output::quoted(k),
+                output::quoted(&args.namespace)
+            )
+        })
         .collect();
     output::text(&text)
 }

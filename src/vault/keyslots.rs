@@ -1,0 +1,218 @@
+//! Keyslot changes: adding, removing and listing keyslots, and changing their secrets. Each
+//! rewrites only the header file.
+
+use subtle::ConstantTimeEq;
+
+use super::{try_slot, KeyState, KeyslotInfo, Vault};
+use crate::crypto::Key;
+use crate::error::{Error, Result};
+use crate::header::{SlotParams, MAX_KEYSLOTS};
+use crate::keys::{KdfParams, KeySource};
+
+impl Vault {
+    /// Adds a keyslot for `key`, wrapping the vault master key under it. Rewrites only the
+    /// header file. A passphrase slot uses the options' [`KdfParams`].
+    ///
+    /// A secret that already opens a keyslot is refused with [`Error::KeyslotExists`]: two
+    /// slots with one secret would make that secret harder to revoke. Checking costs one key
+    /// derivation per existing slot of the key's kind (an Argon2 run per passphrase slot),
+    /// plus the new slot's own.
+    ///
+    /// ```
+    /// use tokenvault::{Error, KeySource, Vault};
+    /// use tokenvault::secrecy::SecretBox;
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let key = |byte| KeySource::raw_key(SecretBox::new(Box::new([byte; 32])));
+    /// let vault = Vault::create(dir.path().join("vault"), &key(1))?;
+    /// assert_eq!(vault.add_keyslot(&key(2))?, 1);
+    /// assert!(matches!(vault.add_keyslot(&key(2)), Err(Error::KeyslotExists { slot: 1 })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::KeyslotExists`] naming the slot `key` already opens;
+    /// [`Error::KeyslotLimit`] past [`MAX_KEYSLOTS`](crate::MAX_KEYSLOTS) slots;
+    /// [`Error::KeySource`] if the key cannot be read.
+    pub fn add_keyslot(&self, key: &KeySource) -> Result<u32> {
+        let kdf = self.inner.options.kdf;
+        self.update_state(|s| {
+            if s.header.slots.len() >= MAX_KEYSLOTS {
+                return Err(Error::KeyslotLimit);
+            }
+            if let Some(&(slot, _)) = s.slots_opened_by(key, None)?.first() {
+                return Err(Error::KeyslotExists { slot });
+            }
+            let id = s.header.next_slot_id;
+            let (slot, kek) = s.new_slot(id, key, &kdf)?;
+            s.header.next_slot_id = id.checked_add(1).ok_or(Error::KeyslotLimit)?;
+            s.header.slots.push(slot);
+            s.keks.insert(id, kek);
+            Ok(id)
+        })
+    }
+
+    /// Removes keyslot `id`. Rewrites only the header file: afterwards the slot's secret gives
+    /// [`Error::WrongKey`], on this directory and on any copy made later.
+    ///
+    /// # Errors
+    /// [`Error::LastKeyslot`] for the only slot; [`Error::NoSuchKeyslot`].
+    pub fn remove_keyslot(&self, id: u32) -> Result<()> {
+        self.update_state(|s| {
+            if !s.header.slots.iter().any(|slot| slot.id == id) {
+                return Err(Error::NoSuchKeyslot { slot: id });
+            }
+            if s.header.slots.len() == 1 {
+                return Err(Error::LastKeyslot);
+            }
+            s.header.slots.retain(|slot| slot.id != id);
+            s.keks.remove(&id);
+            Ok(())
+        })
+    }
+
+    /// Replaces the secret of **every** keyslot that `old` unlocks with `new` (each keeps its
+    /// id; each gets a new salt, and the options' [`KdfParams`] for a passphrase). Works for
+    /// any kind of key source. Rewrites only the header file; afterwards `old` gives
+    /// [`Error::WrongKey`], with or without [`VaultOptions::slot`](crate::VaultOptions::slot).
+    /// Returns the ids of the slots changed, in order.
+    ///
+    /// Finding them costs one key derivation per slot of `old`'s kind (an Argon2 run per
+    /// passphrase slot), plus one per slot changed. To change a single slot, use
+    /// [`change_keyslot`](Self::change_keyslot). `new` is not checked against the other
+    /// slots: if it already opens one, both open with it afterwards (and a later change of
+    /// `new` changes both).
+    ///
+    /// ```
+    /// use tokenvault::{Error, KeySource, Vault};
+    /// use tokenvault::secrecy::SecretBox;
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("vault");
+    /// let key = |byte| KeySource::raw_key(SecretBox::new(Box::new([byte; 32])));
+    /// let vault = Vault::create(&path, &key(1))?;
+    /// assert_eq!(vault.change_passphrase(&key(1), &key(2))?, vec![0]);
+    /// vault.close()?;
+    /// assert!(matches!(Vault::open(&path, &key(1)), Err(Error::WrongKey)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::WrongKey`] if `old` unlocks no slot; [`Error::KeySource`] if either key cannot
+    /// be read (nothing is changed then).
+    pub fn change_passphrase(&self, old: &KeySource, new: &KeySource) -> Result<Vec<u32>> {
+        let kdf = self.inner.options.kdf;
+        self.update_state(|s| {
+            let opened = s.slots_opened_by(old, None)?;
+            if opened.is_empty() {
+                return Err(Error::WrongKey);
+            }
+            let ids: Vec<u32> = opened.into_iter().map(|(id, _)| id).collect();
+            s.replace_slots(&ids, new, &kdf)?;
+            Ok(ids)
+        })
+    }
+
+    /// Replaces the secret of keyslot `id` alone: `old` must open it (exactly one key
+    /// derivation to check), and `new` takes its place (same id, a new salt, the options'
+    /// [`KdfParams`] for a passphrase). Rewrites only the header file; afterwards `old` no
+    /// longer opens slot `id`. Other slots that `old` opens keep it: use
+    /// [`change_passphrase`](Self::change_passphrase) to change them all.
+    ///
+    /// ```
+    /// use tokenvault::{Error, KeySource, Vault, VaultOptions};
+    /// use tokenvault::secrecy::SecretBox;
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("vault");
+    /// let key = |byte| KeySource::raw_key(SecretBox::new(Box::new([byte; 32])));
+    /// let vault = Vault::create(&path, &key(1))?;
+    /// let recovery = vault.add_keyslot(&key(2))?;
+    /// vault.change_keyslot(recovery, &key(2), &key(3))?;
+    /// vault.close()?;
+    /// assert!(matches!(Vault::open(&path, &key(2)), Err(Error::WrongKey)));
+    /// VaultOptions::new().slot(recovery).open(&path, &key(3))?.close()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NoSuchKeyslot`]; [`Error::WrongKey`] if `old` does not open slot `id`;
+    /// [`Error::KeySource`] if either key cannot be read.
+    pub fn change_keyslot(&self, id: u32, old: &KeySource, new: &KeySource) -> Result<()> {
+        let kdf = self.inner.options.kdf;
+        self.update_state(|s| {
+            if !s.header.slots.iter().any(|slot| slot.id == id) {
+                return Err(Error::NoSuchKeyslot { slot: id });
+            }
+            if s.slots_opened_by(old, Some(id))?.is_empty() {
+                return Err(Error::WrongKey);
+            }
+            s.replace_slots(&[id], new, &kdf)
+        })
+    }
+
+    /// The keyslots, in order.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after [`Vault::close`].
+    pub fn keyslots(&self) -> Result<Vec<KeyslotInfo>> {
+        let state = self.read_state()?;
+        Ok(state
+            .header
+            .slots
+            .iter()
+            .map(|slot| KeyslotInfo {
+                id: slot.id,
+                kind: slot.kind(),
+                kdf: match slot.parse_params() {
+                    Ok(SlotParams::Passphrase { kdf, .. }) => Some(kdf),
+                    _ => None,
+                },
+            })
+            .collect())
+    }
+}
+
+impl KeyState {
+    /// Every slot that `source` opens (only slot `only`, if given), with its KEK: one
+    /// derivation per slot of the source's kind tried. A slot that opens to another master
+    /// key is damage.
+    fn slots_opened_by(&self, source: &KeySource, only: Option<u32>) -> Result<Vec<(u32, Key)>> {
+        let kind = source.kind();
+        let material = source.material()?;
+        let mut opened = Vec::new();
+        for slot in self
+            .header
+            .slots
+            .iter()
+            .filter(|slot| slot.kind() == kind && only.is_none_or(|id| id == slot.id))
+        {
+            // A slot above the cost limit is an error here, not skipped: a change must not
+            // leave a slot of the old secret behind unnoticed.
+            let tried = try_slot(&self.header.vault_id, slot, &material, &self.kdf_limit)?;
+            if let Some((kek, vmk)) = tried {
+                if !bool::from(vmk.bytes().ct_eq(self.vmk.bytes())) {
+                    return Err(Error::header("a keyslot wraps a different master key"));
+                }
+                opened.push((slot.id, kek));
+            }
+        }
+        Ok(opened)
+    }
+
+    /// Re-makes slots `ids` for `new` (same ids, fresh salts), and remembers their KEKs.
+    fn replace_slots(&mut self, ids: &[u32], new: &KeySource, kdf: &KdfParams) -> Result<()> {
+        let mut made = Vec::with_capacity(ids.len());
+        for &id in ids {
+            made.push(self.new_slot(id, new, kdf)?);
+        }
+        for (slot, kek) in made {
+            let id = slot.id;
+            if let Some(existing) = self.header.slots.iter_mut().find(|s| s.id == id) {
+                *existing = slot;
+            }
+            self.keks.insert(id, kek);
+        }
+        Ok(())
+    }
+}
