@@ -546,6 +546,7 @@ fn plain_http_is_refused_except_to_loopback() {
         "ftp://auth.example.org/token",
         "https://user:pw@auth.example.org/token",
         "auth.example.org/token",
+        "http://localhost.example.org/token",
     ] {
         let e = HttpRefresher::refresh_token_grant(url, "app").unwrap_err();
         assert_eq!(e.kind(), RefreshErrorKind::Rejected, "{url}");
@@ -556,10 +557,17 @@ fn plain_http_is_refused_except_to_loopback() {
         "https://auth.example.org/token",
         "http://127.0.0.1:1/token",
         "http://[::1]:1/token",
-        "http://localhost:1/token",
+        "http://[::ffff:127.0.0.1]:1/token",
     ] {
         HttpRefresher::refresh_token_grant(url, "app").unwrap();
     }
+    // A name is not a literal loopback address: it could resolve anywhere.
+    for url in ["http://localhost:1/token", "http://LOCALHOST/token"] {
+        let e = HttpRefresher::refresh_token_grant(url, "app").unwrap_err();
+        assert_eq!(e.kind(), RefreshErrorKind::Rejected, "{url}");
+        assert!(e.message().contains("127.0.0.1"), "{e}");
+    }
+    HttpRefresher::refresh_token_grant("https://localhost/token", "app").unwrap();
     let r = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app").unwrap();
     assert!(r.revocation_url("http://auth.example.org/revoke").is_err());
 }
