@@ -379,6 +379,7 @@ fn a_lost_answer_is_transient() {
     server.fail_next(Failure::LostResponse, 1);
     let e = refresh_err(&r, Some(&stored("rt-0")));
     assert_eq!(e.kind(), RefreshErrorKind::Transient, "{e}");
+    assert!(e.request_possibly_processed(), "{e}");
     assert_eq!(server.issued_count(), 1);
 }
 
@@ -632,6 +633,79 @@ fn secrets_never_show() {
             assert!(!text.contains(needle), "{text}");
         }
     }
+}
+
+/// Issue 12, finding 6: a server's words are checked for encoded and partial copies of the
+/// secrets too, not only for exact ones; the error code as well as the description.
+#[test]
+fn encoded_and_partial_secrets_never_show() {
+    const SECRET: &str = "Cl/ent+Secret=QZX";
+    const RT: &str = "Refresh-Token-QZX-0123456789";
+    let server = TokenServer::start(Config {
+        client_secret: Some(SECRET.to_owned()),
+        ..Config::default()
+    });
+    server.seed_refresh_token(RT);
+    let r = HttpRefresher::refresh_token_grant(&server.url(), "client-1")
+        .unwrap()
+        .client_secret(SECRET.into(), ClientAuth::Basic)
+        .timeout(Duration::from_secs(5));
+    let b64 = |bytes: &[u8]| {
+        use base64ct::Encoding as _;
+        let mut buf = vec![0u8; base64ct::Base64::encoded_len(bytes)];
+        base64ct::Base64::encode(bytes, &mut buf)
+            .unwrap()
+            .to_owned()
+    };
+    let basic = b64(b"client-1:Cl%2Fent%2BSecret%3DQZX");
+    let echoes = [
+        format!("Authorization: Basic {basic} is not valid"),
+        "client_secret=Cl%2Fent%2BSecret%3DQZX is wrong".to_owned(),
+        "client_secret=Cl%2fent%2bSecret%3dQZX is wrong".to_owned(),
+        format!("refresh token {}... is unknown", &RT[..8]),
+        format!(
+            "refresh_token={} is unknown",
+            b64(RT.as_bytes())
+                .replace('+', "-")
+                .replace('/', "_")
+                .trim_end_matches('=')
+        ),
+        format!("grant {} revoked", b64(format!("x{RT}").as_bytes())),
+    ];
+    for echo in &echoes {
+        server.fail_next(
+            Failure::OAuthError {
+                status: 400,
+                code: "invalid_request".to_owned(),
+                description: Some(echo.clone()),
+            },
+            1,
+        );
+    }
+    server.fail_next(
+        Failure::OAuthError {
+            status: 400,
+            code: RT.to_owned(),
+            description: None,
+        },
+        1,
+    );
+    for echo in &echoes {
+        let e = refresh_err(&r, Some(&stored(RT)));
+        let text = shown(&e);
+        assert!(
+            !text.contains("is wrong")
+                && !text.contains("unknown")
+                && !text.contains("revoked")
+                && !text.contains("not valid"),
+            "{echo} -> {text}"
+        );
+        assert_eq!(e.oauth_error(), Some("invalid_request"));
+    }
+    let e = refresh_err(&r, Some(&stored(RT)));
+    let text = shown(&e);
+    assert!(!text.contains(&RT[..8]), "{text}");
+    assert_eq!(e.kind(), RefreshErrorKind::Rejected, "{text}");
 }
 
 #[test]
