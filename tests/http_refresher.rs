@@ -383,6 +383,23 @@ fn a_lost_answer_is_transient() {
     assert_eq!(server.issued_count(), 1);
 }
 
+/// Sending the client's credentials again spends nothing: a lost answer to a
+/// client-credentials grant is not ambiguous (the authorizer would otherwise ask for a login
+/// that does not exist for it).
+#[test]
+fn a_lost_client_credentials_answer_is_not_possibly_processed() {
+    let server = TokenServer::start(Config::default());
+    server.fail_next(Failure::LostResponse, 1);
+    let r = HttpRefresher::client_credentials_grant(&server.url(), "client-1")
+        .unwrap()
+        .client_secret("secret-1".into(), ClientAuth::Post);
+    let e = refresh_err(&r, None);
+    assert_eq!(e.kind(), RefreshErrorKind::Transient, "{e}");
+    assert!(!e.request_possibly_processed(), "{e}");
+    assert_eq!(server.client_credentials_count(), 1);
+    r.refresh(None).unwrap();
+}
+
 #[test]
 fn a_closed_port_is_transient() {
     // Port 1 (tcpmux) has no listener here; a port freed by a dropped test server could be

@@ -142,22 +142,6 @@ fn a_slow_answer_over_tls_is_possibly_processed() {
     assert_eq!(front.handshakes(), 1);
 }
 
-#[test]
-fn a_client_credentials_grant_is_never_possibly_processed() {
-    let (server, front) = setup(Mode::Serve(Cert::Good));
-    server.fail_next(Failure::LostResponse, 1);
-    let r = HttpRefresher::client_credentials_grant(&front.url(), "client-1")
-        .unwrap()
-        .client_secret("secret-1".into(), ClientAuth::Post)
-        .root_certificates_pem(CA_PEM)
-        .unwrap();
-    let e = r.refresh(None).unwrap_err();
-    assert_eq!(e.kind(), RefreshErrorKind::Transient, "{e}");
-    assert!(!e.request_possibly_processed(), "{e}");
-    assert_eq!(server.client_credentials_count(), 1);
-    r.refresh(None).unwrap();
-}
-
 /// Through a CONNECT proxy from the environment (this is the only test that sets it: the
 /// others use loopback addresses, which never go through a proxy). The proxy tunnels every
 /// CONNECT to the TLS front, whose `OtherHost` certificate is for `auth.example.org`.
