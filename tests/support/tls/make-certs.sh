@@ -6,7 +6,8 @@
 #   self-signed 127.0.0.1, self-signed: a certificate the client does not trust
 #   expired     127.0.0.1, signed by the CA, valid only in 2000
 #   wrong-host  auth.example.org, signed by the CA: the name does not match 127.0.0.1
-# These keys are test fixtures: they protect nothing.
+# These keys are test fixtures: they protect nothing. ca.key is not kept (the tests do not
+# need it): regenerating makes all of them anew.
 set -eu
 cd "$(dirname "$0")"
 tmp=$(mktemp -d)
