@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
+#[path = "support/tls_front.rs"]
+mod tls_front;
 #[path = "support/token_server.rs"]
 mod token_server;
 
@@ -12,6 +14,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime};
 
 use common::raw_key;
+use tls_front::{Cert, Mode, TlsFront, CA_PEM};
 use token_server::{Config, Failure, TokenServer};
 use tokenvault::secrecy::{ExposeSecret, SecretString};
 use tokenvault::{
@@ -249,4 +252,44 @@ fn client_credentials_mint_and_renew_the_guest_token() {
     s.clock.advance(Duration::from_secs(3600));
     assert_ne!(access(&auth.token().unwrap()), access(&first));
     assert_eq!(s.server.client_credentials_count(), 2);
+}
+
+/// Finding 4 of issue 12: a certificate the client does not accept (an expired one, a
+/// TLS-intercepting proxy's, an attacker's) fails the handshake before the request is
+/// written. Under the default `AmbiguousFailure::RequireLogin` the grant must not be marked
+/// spent: once the server is fixed, the next refresh presents the refresh token and works.
+#[test]
+fn an_untrusted_certificate_does_not_spend_the_grant() {
+    let s = setup();
+    let front = TlsFront::start(s.server.addr(), Mode::Serve(Cert::SelfSigned));
+    let tls_refresher = || {
+        HttpRefresher::refresh_token_grant(&front.url(), "client-1")
+            .unwrap()
+            .client_secret(SecretString::from("secret-1"), ClientAuth::Basic)
+            .timeout(Duration::from_secs(5))
+            .clock(s.clock.clone())
+            .root_certificates_pem(CA_PEM)
+            .unwrap()
+    };
+    let auth = authorizer(&s, tls_refresher());
+    for cert in [Cert::SelfSigned, Cert::Expired] {
+        front.set_mode(Mode::Serve(cert));
+        match auth.token() {
+            Err(Error::Refresh(e)) => {
+                assert!(e.is_transient(), "{e}");
+                assert!(!e.request_possibly_processed(), "{e}");
+            }
+            other => panic!("{cert:?}: {other:?}"),
+        }
+        s.clock.advance(Duration::from_secs(120));
+    }
+    // Another handle (another process, say) does not find the grant marked spent either.
+    front.set_mode(Mode::Serve(Cert::Good));
+    let other = authorizer(&s, tls_refresher());
+    let token = other.token().unwrap();
+    assert!(access(&token).starts_with("issued-at-"));
+    assert_eq!(access(&auth.token().unwrap()), access(&token));
+    assert_eq!(s.server.presentations("rt-0"), 1);
+    assert_eq!(front.handshakes(), 1);
+    s.server.assert_no_reuse();
 }

@@ -379,7 +379,25 @@ fn a_lost_answer_is_transient() {
     server.fail_next(Failure::LostResponse, 1);
     let e = refresh_err(&r, Some(&stored("rt-0")));
     assert_eq!(e.kind(), RefreshErrorKind::Transient, "{e}");
+    assert!(e.request_possibly_processed(), "{e}");
     assert_eq!(server.issued_count(), 1);
+}
+
+/// Sending the client's credentials again spends nothing: a lost answer to a
+/// client-credentials grant is not ambiguous (the authorizer would otherwise ask for a login
+/// that does not exist for it).
+#[test]
+fn a_lost_client_credentials_answer_is_not_possibly_processed() {
+    let server = TokenServer::start(Config::default());
+    server.fail_next(Failure::LostResponse, 1);
+    let r = HttpRefresher::client_credentials_grant(&server.url(), "client-1")
+        .unwrap()
+        .client_secret("secret-1".into(), ClientAuth::Post);
+    let e = refresh_err(&r, None);
+    assert_eq!(e.kind(), RefreshErrorKind::Transient, "{e}");
+    assert!(!e.request_possibly_processed(), "{e}");
+    assert_eq!(server.client_credentials_count(), 1);
+    r.refresh(None).unwrap();
 }
 
 #[test]
@@ -546,6 +564,7 @@ fn plain_http_is_refused_except_to_loopback() {
         "ftp://auth.example.org/token",
         "https://user:pw@auth.example.org/token",
         "auth.example.org/token",
+        "http://localhost.example.org/token",
     ] {
         let e = HttpRefresher::refresh_token_grant(url, "app").unwrap_err();
         assert_eq!(e.kind(), RefreshErrorKind::Rejected, "{url}");
@@ -556,10 +575,17 @@ fn plain_http_is_refused_except_to_loopback() {
         "https://auth.example.org/token",
         "http://127.0.0.1:1/token",
         "http://[::1]:1/token",
-        "http://localhost:1/token",
+        "http://[::ffff:127.0.0.1]:1/token",
     ] {
         HttpRefresher::refresh_token_grant(url, "app").unwrap();
     }
+    // A name is not a literal loopback address: it could resolve anywhere.
+    for url in ["http://localhost:1/token", "http://LOCALHOST/token"] {
+        let e = HttpRefresher::refresh_token_grant(url, "app").unwrap_err();
+        assert_eq!(e.kind(), RefreshErrorKind::Rejected, "{url}");
+        assert!(e.message().contains("127.0.0.1"), "{e}");
+    }
+    HttpRefresher::refresh_token_grant("https://localhost/token", "app").unwrap();
     let r = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app").unwrap();
     assert!(r.revocation_url("http://auth.example.org/revoke").is_err());
 }
@@ -624,6 +650,79 @@ fn secrets_never_show() {
             assert!(!text.contains(needle), "{text}");
         }
     }
+}
+
+/// Issue 12, finding 6: a server's words are checked for encoded and partial copies of the
+/// secrets too, not only for exact ones; the error code as well as the description.
+#[test]
+fn encoded_and_partial_secrets_never_show() {
+    const SECRET: &str = "Cl/ent+Secret=QZX";
+    const RT: &str = "Refresh-Token-QZX-0123456789";
+    let server = TokenServer::start(Config {
+        client_secret: Some(SECRET.to_owned()),
+        ..Config::default()
+    });
+    server.seed_refresh_token(RT);
+    let r = HttpRefresher::refresh_token_grant(&server.url(), "client-1")
+        .unwrap()
+        .client_secret(SECRET.into(), ClientAuth::Basic)
+        .timeout(Duration::from_secs(5));
+    let b64 = |bytes: &[u8]| {
+        use base64ct::Encoding as _;
+        let mut buf = vec![0u8; base64ct::Base64::encoded_len(bytes)];
+        base64ct::Base64::encode(bytes, &mut buf)
+            .unwrap()
+            .to_owned()
+    };
+    let basic = b64(b"client-1:Cl%2Fent%2BSecret%3DQZX");
+    let echoes = [
+        format!("Authorization: Basic {basic} is not valid"),
+        "client_secret=Cl%2Fent%2BSecret%3DQZX is wrong".to_owned(),
+        "client_secret=Cl%2fent%2bSecret%3dQZX is wrong".to_owned(),
+        format!("refresh token {}... is unknown", &RT[..8]),
+        format!(
+            "refresh_token={} is unknown",
+            b64(RT.as_bytes())
+                .replace('+', "-")
+                .replace('/', "_")
+                .trim_end_matches('=')
+        ),
+        format!("grant {} revoked", b64(format!("x{RT}").as_bytes())),
+    ];
+    for echo in &echoes {
+        server.fail_next(
+            Failure::OAuthError {
+                status: 400,
+                code: "invalid_request".to_owned(),
+                description: Some(echo.clone()),
+            },
+            1,
+        );
+    }
+    server.fail_next(
+        Failure::OAuthError {
+            status: 400,
+            code: RT.to_owned(),
+            description: None,
+        },
+        1,
+    );
+    for echo in &echoes {
+        let e = refresh_err(&r, Some(&stored(RT)));
+        let text = shown(&e);
+        assert!(
+            !text.contains("is wrong")
+                && !text.contains("unknown")
+                && !text.contains("revoked")
+                && !text.contains("not valid"),
+            "{echo} -> {text}"
+        );
+        assert_eq!(e.oauth_error(), Some("invalid_request"));
+    }
+    let e = refresh_err(&r, Some(&stored(RT)));
+    let text = shown(&e);
+    assert!(!text.contains(&RT[..8]), "{text}");
+    assert_eq!(e.kind(), RefreshErrorKind::Rejected, "{text}");
 }
 
 #[test]
