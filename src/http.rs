@@ -58,7 +58,8 @@ use zeroize::Zeroizing;
 /// | OAuth error `temporarily_unavailable` or `server_error` | [`Transient`](RefreshErrorKind::Transient) |
 /// | 5xx, 429, 408 (with `Retry-After` seconds, capped at one hour, if sent) | [`Transient`](RefreshErrorKind::Transient) |
 /// | timeout, connection, DNS or TLS failure | [`Transient`](RefreshErrorKind::Transient) |
-/// | 2xx that is not a token response, an answer over [`MAX_RESPONSE_LEN`], another 4xx, a redirect (never followed) | [`Rejected`](RefreshErrorKind::Rejected) |
+/// | 2xx that is not a token response (or has no token for the stored resource server), or an answer over [`MAX_RESPONSE_LEN`] | [`Rejected`](RefreshErrorKind::Rejected), and possibly processed (below) |
+/// | another 4xx, a redirect (never followed) | [`Rejected`](RefreshErrorKind::Rejected) |
 ///
 /// Error messages carry the HTTP status, the OAuth error code and the server's
 /// `error_description` (printable ASCII, at most 160 characters); never a token, a secret
@@ -81,7 +82,9 @@ use zeroize::Zeroizing;
 /// authorizer does not present the refresh token again (see
 /// [`AmbiguousFailure`](crate::AmbiguousFailure)). Over TLS, a request counts as sent as
 /// soon as it is handed to the TLS session: a connection reset right after the handshake
-/// is (conservatively) ambiguous too. A client-credentials grant is never marked: sending
+/// is (conservatively) ambiguous too. A success status whose answer cannot be read or used
+/// is marked as well: the server processed the request, and may have rotated the refresh
+/// token in an answer we could not take. A client-credentials grant is never marked: sending
 /// the client's credentials again spends nothing. Connecting has its own timeout, half of
 /// the whole, so that a slow connect is told apart from a slow answer.
 ///

@@ -330,21 +330,27 @@ fn unreadable_answers_are_rejections() {
     let r = refresher(&server);
     let current = stored("rt-0");
 
+    // A success status that carries no usable token: the server processed the request and
+    // may have rotated the refresh token, so the failure is also possibly processed (the
+    // authorizer then does not present that refresh token again by default).
     server.fail_next(Failure::Garbage, 1);
     let e = refresh_err(&r, Some(&current));
     assert_eq!(e.kind(), RefreshErrorKind::Rejected);
     assert!(e.message().contains("not valid JSON"), "{e}");
     assert!(!e.message().contains("Service Unavailable"), "{e}");
+    assert!(e.request_possibly_processed(), "{e}");
 
     server.fail_next(Failure::NotATokenResponse, 1);
     let e = refresh_err(&r, Some(&current));
     assert_eq!(e.kind(), RefreshErrorKind::Rejected);
     assert!(e.message().contains("access_token"), "{e}");
+    assert!(e.request_possibly_processed(), "{e}");
 
     server.fail_next(Failure::Huge(MAX_RESPONSE_LEN + 1), 1);
     let e = refresh_err(&r, Some(&current));
     assert_eq!(e.kind(), RefreshErrorKind::Rejected);
     assert!(e.message().contains("larger than"), "{e}");
+    assert!(e.request_possibly_processed(), "{e}");
 
     // An OAuth error in a 200 answer (some providers do that) is still an OAuth error.
     server.fail_next(
@@ -554,6 +560,9 @@ fn a_multi_token_answer_gives_the_stored_resource_server() {
     let e = refresh_err(&r, Some(&other));
     assert_eq!(e.kind(), RefreshErrorKind::Rejected);
     assert!(e.message().contains("elsewhere.example.org"), "{e}");
+    // The server issued tokens (and may have rotated the refresh token): not to be retried
+    // with the same refresh token.
+    assert!(e.request_possibly_processed(), "{e}");
 }
 
 #[test]

@@ -61,7 +61,8 @@ fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
         // O_NONBLOCK: opening a FIFO planted under the name returns at once (and is then
         // refused as not a regular file) instead of blocking.
         let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-        options.custom_flags(i32::from_ne_bytes(flags.bits().to_ne_bytes()));
+        // The flags are small positive constants: the conversion cannot fail.
+        options.custom_flags(i32::try_from(flags.bits()).unwrap_or(0));
     }
     options
 }

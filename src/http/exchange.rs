@@ -57,9 +57,15 @@ impl HttpRefresher {
         if !(200..300).contains(&status) {
             return Err(failure(response, status, &secrets, "token"));
         }
-        let body = read_body(response.into_body())?;
+        // A success status means the server processed the request: it may have rotated the
+        // refresh token. An answer we cannot read or use is therefore also possibly
+        // processed, so that the authorizer does not present that refresh token again
+        // (unless its `AmbiguousFailure` policy says the server does not rotate).
+        let body =
+            read_body(response.into_body()).map_err(|e| e.with_request_possibly_processed())?;
         match TokenResponse::from_json(&body, sent_at) {
-            Ok(answer) => pick_token(answer, current, &secrets),
+            Ok(answer) => pick_token(answer, current, &secrets)
+                .map_err(|e| e.with_request_possibly_processed()),
             Err(e) => Err(match OAuthError::parse(&body, &secrets) {
                 Some(oauth) => oauth.into_error(status, "token"),
                 None => RefreshError::rejected(
@@ -70,7 +76,8 @@ impl HttpRefresher {
                         .unwrap_or_else(|| {
                             format!("the token endpoint's HTTP {status} answer is not usable")
                         }),
-                ),
+                )
+                .with_request_possibly_processed(),
             }),
         }
     }

@@ -94,7 +94,7 @@ impl Global {
             return Ok(options);
         };
         let limit = KdfParams::DEFAULT_LIMIT;
-        let m_kib = mib.checked_mul(1024).unwrap_or(u32::MAX);
+        let m_kib = mib.saturating_mul(1024);
         let limit = KdfParams::new(m_kib, limit.t(), limit.p())
             .map_err(|e| Failure::usage(format!("--max-kdf-mib {mib}: {e}")))?;
         Ok(options.kdf_limit(limit))
