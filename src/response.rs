@@ -237,12 +237,14 @@ fn collect(
     out: &mut Vec<Token>,
 ) -> Result<()> {
     if let Some(code) = map.get("error") {
-        let code = code.as_str().unwrap_or("(not a string)");
-        let code: String = code
-            .chars()
-            .filter(|c| c.is_ascii_graphic())
-            .take(64)
-            .collect();
+        // Only a registered code is repeated: the answer's text is the server's, and this
+        // message has no way to tell whether it repeats a secret (a refresh token, a client
+        // secret) that must not reach a log.
+        let code = code
+            .as_str()
+            .and_then(|c| REGISTERED_ERRORS.iter().find(|known| **known == c))
+            .copied()
+            .unwrap_or("(an unregistered error code, not shown)");
         return Err(Error::invalid_response(format!(
             "the server answered with an OAuth error response: {code}"
         )));
@@ -484,6 +486,33 @@ fn merge_extra(old: &SecretString, new: &SecretString) -> Option<SecretString> {
     result
 }
 
+/// OAuth error codes repeated in messages: RFC 6749 (sections 4.1.2.1 and 5.2), RFC 6750,
+/// RFC 8628, RFC 8707, RFC 9449 and OpenID Connect Core. Any other code is not shown.
+const REGISTERED_ERRORS: &[&str] = &[
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "access_denied",
+    "unsupported_response_type",
+    "server_error",
+    "temporarily_unavailable",
+    "invalid_token",
+    "insufficient_scope",
+    "authorization_pending",
+    "slow_down",
+    "expired_token",
+    "invalid_target",
+    "invalid_dpop_proof",
+    "use_dpop_nonce",
+    "interaction_required",
+    "login_required",
+    "account_selection_required",
+    "consent_required",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,6 +560,8 @@ mod tests {
                 br#"{"error":"invalid_grant","error_description":"SECRETVALUE"}"#,
                 "invalid_grant",
             ),
+            // An error code that is not a registered one may be anything: not shown.
+            (br#"{"error":"SECRETVALUE"}"#, "unregistered"),
             (br#"["SECRETVALUE"]"#, "array"),
             (
                 br#"{"access_token":"SECRETVALUE","token_type":"B","other_tokens":{}}"#,
