@@ -1,8 +1,10 @@
 //! The authorizer: a valid access token on demand, refreshed at most once at a time per grant,
 //! across threads, vault handles and processes, and stored durably before anyone sees it.
 
+mod answer;
 mod builder;
 mod lease;
+mod owed;
 mod transaction;
 
 use std::fmt;
@@ -14,13 +16,14 @@ use zeroize::Zeroizing;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::namespace::{commit, Expect, Namespace, Version};
+use crate::namespace::{commit, Expect, Namespace};
 use crate::refresh::Refresher;
 use crate::token::Token;
 use crate::trace::event;
 
 pub use self::builder::AuthorizerBuilder;
 use self::builder::Config;
+use self::owed::Owed;
 use self::transaction::Flight;
 
 /// Hands out a valid access token for one (namespace, key): the cached one while it is good,
@@ -170,16 +173,11 @@ struct State {
     last_error: Option<Error>,
     /// The access token a caller reported as refused (see [`Authorizer::invalidate`]).
     rejected: Option<Zeroizing<Vec<u8>>>,
-    /// A refreshed token the store failed to take: served from memory, and written before
-    /// anything else at the next transaction (its lease stays meanwhile, so no other handle
-    /// spends the old refresh token).
-    pending: Option<Pending>,
-}
-
-struct Pending {
-    token: Token,
-    token_version: Option<Version>,
-    lease_version: Version,
+    /// What a refresh left owed to the store (a refreshed token it did not take, a mark on
+    /// the grant, or an outcome not settled yet): written before anything else at the next
+    /// transaction, and its lease stays meanwhile, so that no handle presents the refresh
+    /// token already sent. Cleared only once the write landed (or the grant was replaced).
+    owed: Option<Owed>,
 }
 
 struct Cached {
@@ -215,13 +213,17 @@ impl Authorizer {
     /// Reports that the server refused `token` (an HTTP 401): the next call refreshes, even
     /// if the token looks unexpired. Only the token that was refused is affected, so many
     /// callers reporting the same refusal cause one refresh.
+    ///
+    /// The reported token is compared with the cached and stored ones in constant time.
     pub fn invalidate(&self, token: &Token) {
         let mut st = self.shared.lock();
         let refused = token.access_token().expose_secret().as_bytes();
-        if let Some(cached) = &st.cached {
-            if cached.token.access_token().expose_secret().as_bytes() == refused {
-                st.cached = None;
-            }
+        if st
+            .cached
+            .as_ref()
+            .is_some_and(|cached| same_access(&cached.token, refused))
+        {
+            st.cached = None;
         }
         st.rejected = Some(Zeroizing::new(refused.to_vec()));
         event!(debug, key = %self.shared.key, "a caller reported the access token refused");
@@ -229,7 +231,8 @@ impl Authorizer {
 
     /// Logs out, local first: removes the stored token (and any lease) durably, forgets the
     /// cached one, and only then calls `revoke` with the removed token (for example to send
-    /// it to the server's revocation endpoint). A revocation failure is returned in the
+    /// it to the server's revocation endpoint). If a refreshed token was still waiting to be
+    /// stored (a storage failure), `revoke` gets that one: it holds the live refresh token. A revocation failure is returned in the
     /// [`Logout`] report; the local record is gone either way.
     ///
     /// ```
@@ -264,7 +267,8 @@ impl Authorizer {
     }
 
     /// The local half of a logout: forgets the cached token and removes the record and any
-    /// lease durably; returns the removed token.
+    /// lease durably; returns the removed token (the owed one, if a refreshed token was still
+    /// owed to the store).
     fn remove_local(&self) -> Result<Option<Token>> {
         let shared = &self.shared;
         {
@@ -273,7 +277,6 @@ impl Authorizer {
             st.last_error = None;
             st.retry_at = None;
             st.failures = 0;
-            st.pending = None;
         }
         let stored = shared.ns.get_unchecked::<Token>(&shared.key)?;
         let ops = vec![
@@ -282,9 +285,16 @@ impl Authorizer {
         ];
         // Unconditional removals cannot conflict.
         let _ = commit(shared.ns.vault(), ops)?;
+        // Only now is what a refresh left owed moot (the lease it kept is gone): had the
+        // removal failed, it would still be owed, and the old refresh token still guarded.
+        let owed = shared.lock().owed.take();
         shared.make_durable()?;
         event!(info, key = %shared.key, removed = stored.is_some(), "logged out");
-        Ok(stored.map(|(token, _)| token))
+        let owed_token = match owed {
+            Some(Owed::Token { token, .. }) => Some(token),
+            _ => None,
+        };
+        Ok(owed_token.or(stored.map(|(token, _)| token)))
     }
 
     /// The namespace of the token.
@@ -455,6 +465,18 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// Whether `token`'s access token is `access`, compared in constant time (for equal lengths).
+fn same_access(token: &Token, access: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(
+        token
+            .access_token()
+            .expose_secret()
+            .as_bytes()
+            .ct_eq(access),
+    )
 }
 
 impl fmt::Debug for Authorizer {

@@ -1,22 +1,23 @@
-//! The refresh transaction: one flight, its lease, the refresher's call and its commit.
+//! The refresh transaction: one flight, its lease, the refresher's call and its outcome.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use secrecy::ExposeSecret;
-
+use super::answer;
 use super::lease::{millis, Lease, LeaseState};
-use super::{AmbiguousFailure, Cached, DeadGrant, Pending, Shared, ROUNDS};
+use super::owed::{Owed, Under, Verdict};
+use super::{same_access, AmbiguousFailure, Cached, DeadGrant, Shared, ROUNDS};
 use crate::error::{Error, Result};
 use crate::namespace::{commit, Expect, Op, Version};
-use crate::record::{sealed::Sealed, RecordType};
+use crate::record::{RecordType, MAX_RECORD_LEN};
 use crate::refresh::RefreshError;
 use crate::token::Token;
 use crate::trace::event;
 
-const SPENT: &str = "a refresh request may have reached the server without an answer, so its \
-                     refresh token may have been spent; it is not presented again: log in again";
+pub(super) const SPENT: &str = "a refresh request reached the server, or may have, without an \
+                                answer that could be stored, so its refresh token may have been \
+                                spent; it is not presented again: log in again";
 
 /// One refresh transaction, and everyone waiting for it.
 #[derive(Default)]
@@ -26,12 +27,13 @@ pub(super) struct Flight {
 }
 
 /// What a transaction ended with.
-enum Outcome {
+pub(super) enum Outcome {
     /// A token to serve; `fresh` when it was just issued (its lifetime is known).
     Token { token: Token, fresh: bool },
-    /// A refreshed token that could not be stored (a storage error): served, and kept to be
-    /// written at the next transaction.
-    Unstored { pending: Pending, error: Error },
+    /// A refreshed token that could not be stored (a storage error, or too large for a
+    /// record): served from memory, and owed to the store (written first at the next
+    /// transaction; its lease stays meanwhile).
+    Unstored { token: Token, error: Error },
     /// A failure, and a token that is still valid (not expired) to serve meanwhile.
     Failed {
         error: Error,
@@ -42,12 +44,9 @@ enum Outcome {
 impl Shared {
     /// The refresh thread: runs one transaction, records its outcome, wakes the waiters.
     pub(super) fn run_flight(&self, flight: &Flight) {
-        let (rejected, pending) = {
-            let mut st = self.lock();
-            (st.rejected.take(), st.pending.take())
-        };
+        let rejected = self.lock().rejected.take();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            self.transaction(rejected.as_ref().map(|r| r.as_slice()), pending)
+            self.transaction(rejected.as_ref().map(|r| r.as_slice()))
         }))
         .unwrap_or_else(|_| Err(Error::backend("the refresh transaction panicked")));
         let now = self.clock.now();
@@ -64,15 +63,13 @@ impl Shared {
                 st.last_error = None;
                 Ok(token)
             }
-            Ok(Outcome::Unstored { pending, error }) => {
+            Ok(Outcome::Unstored { token, error }) => {
                 event!(error, key = %self.key, error = %error, "the refreshed token could not be stored; serving it from memory and retrying the write");
                 drop(error);
-                let token = pending.token.clone();
                 st.cached = Some(Cached {
                     refresh_at: self.refresh_point(&token, now, true),
                     token: token.clone(),
                 });
-                st.pending = Some(pending);
                 Ok(token)
             }
             Ok(Outcome::Failed { error, fallback }) => {
@@ -96,7 +93,8 @@ impl Shared {
                 }
             }
             Err(error) => {
-                // A storage error: nothing to back off from, retry on the next call.
+                // A storage error: nothing to back off from, retry on the next call. Whatever
+                // a refresh left owed is still owed (`State::owed`), and written first then.
                 st.cached = None;
                 Err(error)
             }
@@ -105,23 +103,11 @@ impl Shared {
         flight.finish(result);
     }
 
-    /// The refresh transaction: read, check the lease, take it, refresh, commit.
-    fn transaction(&self, rejected: Option<&[u8]>, pending: Option<Pending>) -> Result<Outcome> {
-        if let Some(p) = pending {
-            // First, the refreshed token the store did not take last time.
-            let ops = vec![
-                self.token_op(Some(&p.token), Expect::Exactly(p.token_version))?,
-                self.lease_op(None, Expect::Exactly(Some(p.lease_version)))?,
-            ];
-            match commit(self.ns.vault(), ops) {
-                Ok(Ok(_)) => {
-                    self.make_durable()?;
-                    event!(info, key = %self.key, "stored the refreshed token that an earlier write failed to store");
-                }
-                // The record was replaced meanwhile (a new login): that grant wins.
-                Ok(Err(_)) => self.remove_lease_if_ours()?,
-                Err(error) => return Ok(Outcome::Unstored { pending: p, error }),
-            }
+    /// The refresh transaction: settle what an earlier one left owed, read, check the lease,
+    /// take it, refresh, store.
+    fn transaction(&self, rejected: Option<&[u8]>) -> Result<Outcome> {
+        if let Some(outcome) = self.settle_owed(rejected)? {
+            return Ok(outcome);
         }
         let mut adopted_from_peer = false;
         for _ in 0..ROUNDS {
@@ -133,7 +119,9 @@ impl Shared {
                     || lease.holder == self.holder
                 {
                     // Taken on a record that has since been replaced (a new login), or our own
-                    // leftover: it guards nothing any more.
+                    // leftover: it guards nothing any more. Our own lease is a leftover here:
+                    // after a refresher call it stays only while something is owed, and what
+                    // is owed was settled above, or the transaction ended there.
                     event!(debug, key = %self.key, "removing a stale lease");
                     self.remove_lease(lease_version)?;
                     continue;
@@ -160,8 +148,7 @@ impl Shared {
                 ));
             }
             if let Some((token, _)) = &stored {
-                let refused =
-                    rejected.is_some_and(|r| token.access_token().expose_secret().as_bytes() == r);
+                let refused = rejected.is_some_and(|r| same_access(token, r));
                 if !refused && !self.needs_refresh(token, now, adopted_from_peer) {
                     event!(debug, key = %self.key, "serving the stored token");
                     return Ok(Outcome::Token {
@@ -189,151 +176,209 @@ impl Shared {
             // The lease must survive a crash before the refresh token leaves the process.
             self.make_durable()?;
             let current = stored.as_ref().map(|(t, _)| t);
+            let under = Under {
+                token_version,
+                lease_version,
+            };
+            // From here on the refresh token may be spent: until the outcome is settled in the
+            // store, the lease stays and the memory says why (an error or a panic on the way
+            // leaves `Unsettled`, which the next transaction treats as a possibly spent token).
+            self.owe(Some(Owed::Unsettled(under)));
             event!(info, key = %self.key, "refreshing");
             let answer = catch_unwind(AssertUnwindSafe(|| self.refresher.refresh(current)))
                 .unwrap_or_else(|_| Err(RefreshError::transient("the refresher panicked")));
-            return self.finish(current, token_version, lease_version, answer);
+            return self.finish(current, under, answer);
         }
         Err(Error::backend(
             "the token record kept changing during the refresh; try again",
         ))
     }
 
-    /// Commits a refresh's outcome under the lease.
+    /// Settles a refresh's outcome under the lease. From the refresher's call on, no path
+    /// leads to presenting the same refresh token again (unless the [`AmbiguousFailure`]
+    /// policy says the server does not rotate): what cannot be written now stays owed, with
+    /// the lease, and is written first at the next transaction.
     fn finish(
         &self,
         current: Option<&Token>,
-        token_version: Option<Version>,
-        lease_version: Version,
+        under: Under,
         answer: std::result::Result<Token, RefreshError>,
     ) -> Result<Outcome> {
         let now = self.clock.now();
-        match answer {
-            Ok(new) => {
-                let token = match current {
-                    Some(stored) => stored.refreshed_with(new),
-                    None => new,
-                };
-                let ops = vec![
-                    self.token_op(Some(&token), Expect::Exactly(token_version))?,
-                    self.lease_op(None, Expect::Exactly(Some(lease_version)))?,
-                ];
-                let committed = match commit(self.ns.vault(), ops) {
-                    Ok(c) => c,
-                    Err(error) => {
-                        return Ok(Outcome::Unstored {
-                            pending: Pending {
-                                token,
-                                token_version,
-                                lease_version,
-                            },
-                            error,
-                        })
-                    }
-                };
-                match committed {
-                    Ok(_) => {
-                        self.make_durable()?;
-                        #[cfg(feature = "tracing")]
-                        event!(info, key = %self.key, token = %crate::trace::short_hash(&token), "refreshed and stored");
-                        Ok(Outcome::Token { token, fresh: true })
-                    }
-                    Err(_) => {
-                        // The record changed while we refreshed (a new grant was stored): never
-                        // overwrite it. Serve it if it is good.
-                        event!(warn, key = %self.key, "the record was replaced during the refresh; keeping the replacement");
-                        self.remove_lease_if_ours()?;
-                        match self.ns.get_unchecked::<Token>(&self.key)? {
-                            Some((t, _)) if !self.needs_refresh(&t, now, true) => {
-                                Ok(Outcome::Token {
-                                    token: t,
-                                    fresh: false,
-                                })
-                            }
-                            _ => Err(self.reauth(
-                                "the record was replaced or removed while it was being refreshed",
-                            )),
-                        }
-                    }
+        let new = match answer {
+            Ok(new) => new,
+            Err(e) => return Ok(self.failed(current, under, e, now)),
+        };
+        if let Some(reason) = current.and_then(|stored| answer::foreign(stored, &new)) {
+            drop(new);
+            event!(warn, key = %self.key, reason, "refusing the refresher's answer");
+            return Ok(self.refuse(current, under, reason, now));
+        }
+        let merged = match current {
+            Some(stored) => stored.refreshed_with(new),
+            None => new,
+        };
+        let fitted = answer::fit(merged, &self.key);
+        if fitted.dropped > 0 {
+            event!(warn, key = %self.key, dropped = fitted.dropped, "the refreshed token is too large for a record; storing it without the extra fields that do not fit");
+        }
+        let token = fitted.token;
+        self.owe(Some(Owed::Token {
+            token: token.clone(),
+            under,
+        }));
+        let Some(body) = fitted.body else {
+            return Ok(Outcome::Unstored {
+                token,
+                error: Error::TooLarge {
+                    what: "the refreshed token, even without its extra fields,",
+                    limit: MAX_RECORD_LEN,
+                },
+            });
+        };
+        let ops = vec![
+            self.body_op(Some(body), Expect::Exactly(under.token_version)),
+            self.lease_op(None, Expect::Exactly(Some(under.lease_version)))?,
+        ];
+        match commit(self.ns.vault(), ops) {
+            Err(error) => Ok(Outcome::Unstored { token, error }),
+            Ok(Ok(_)) => {
+                self.owe(None);
+                self.make_durable()?;
+                #[cfg(feature = "tracing")]
+                event!(info, key = %self.key, token = %crate::trace::short_hash(&token), "refreshed and stored");
+                Ok(Outcome::Token { token, fresh: true })
+            }
+            Ok(Err(_)) => {
+                // The record changed while we refreshed (a new grant was stored, or a logout):
+                // never overwrite it. Serve it if it is good.
+                self.owe(None);
+                drop(token);
+                event!(warn, key = %self.key, "the record was replaced during the refresh; keeping the replacement");
+                self.remove_lease_if_ours()?;
+                match self.ns.get_unchecked::<Token>(&self.key)? {
+                    Some((t, _)) if !self.needs_refresh(&t, now, true) => Ok(Outcome::Token {
+                        token: t,
+                        fresh: false,
+                    }),
+                    _ => Err(self
+                        .reauth("the record was replaced or removed while it was being refreshed")),
                 }
-            }
-            Err(e) if e.is_invalid_grant() => {
-                event!(warn, key = %self.key, "the grant is dead (invalid_grant)");
-                let ops = match self.config.dead_grant {
-                    DeadGrant::Remove => {
-                        let mut ops =
-                            vec![self.lease_op(None, Expect::Exactly(Some(lease_version)))?];
-                        if token_version.is_some() {
-                            ops.push(self.token_op(None, Expect::Exactly(token_version))?);
-                        }
-                        ops
-                    }
-                    DeadGrant::Mark => {
-                        let dead = Lease {
-                            holder: [0; 16],
-                            until_ms: u64::MAX,
-                            token_version: token_version.map(Version::as_u64),
-                            state: LeaseState::Dead,
-                        };
-                        vec![self.lease_op(Some(&dead), Expect::Exactly(Some(lease_version)))?]
-                    }
-                };
-                // A conflict means the record was replaced meanwhile: leave the new one be.
-                let _ = commit(self.ns.vault(), ops)?;
-                self.make_durable()?;
-                Ok(Outcome::Failed {
-                    error: Error::Refresh(e),
-                    fallback: None,
-                })
-            }
-            Err(e)
-                if e.request_possibly_processed()
-                    && self.config.ambiguous == AmbiguousFailure::RequireLogin =>
-            {
-                event!(warn, key = %self.key, "the refresh request may have reached the server without an answer; not presenting its refresh token again");
-                let spent = Lease {
-                    holder: [0; 16],
-                    until_ms: u64::MAX,
-                    token_version: token_version.map(Version::as_u64),
-                    state: LeaseState::PossiblySpent,
-                };
-                let op = self.lease_op(Some(&spent), Expect::Exactly(Some(lease_version)))?;
-                // A conflict means the record was replaced meanwhile: leave the new one be.
-                let _ = commit(self.ns.vault(), vec![op])?;
-                self.make_durable()?;
-                let fallback = current
-                    .filter(|t| t.expires_at().is_some_and(|exp| now < exp))
-                    .cloned();
-                Ok(Outcome::Failed {
-                    error: self.reauth(SPENT),
-                    fallback,
-                })
-            }
-            Err(e) => {
-                event!(warn, key = %self.key, kind = ?e.kind(), "the refresh failed; the stored token is kept");
-                self.remove_lease(lease_version)?;
-                let fallback = current
-                    .filter(|t| t.expires_at().is_some_and(|exp| now < exp))
-                    .cloned();
-                Ok(Outcome::Failed {
-                    error: Error::Refresh(e),
-                    fallback,
-                })
             }
         }
     }
 
-    // ---- records ----
+    /// A refresher's failure: the [`DeadGrant`] policy for a dead grant, the
+    /// [`AmbiguousFailure`] policy for a request that may have been processed, else the lease
+    /// is released (the refresh token was not spent) and the record kept.
+    fn failed(
+        &self,
+        current: Option<&Token>,
+        under: Under,
+        e: RefreshError,
+        now: SystemTime,
+    ) -> Outcome {
+        if e.is_invalid_grant() {
+            event!(warn, key = %self.key, "the grant is dead (invalid_grant)");
+            let verdict = match self.config.dead_grant {
+                DeadGrant::Remove => Verdict::Remove,
+                DeadGrant::Mark => Verdict::Mark(LeaseState::Dead),
+            };
+            self.give_verdict(verdict, under);
+            return Outcome::Failed {
+                error: Error::Refresh(e),
+                fallback: None,
+            };
+        }
+        if e.request_possibly_processed() && self.config.ambiguous == AmbiguousFailure::RequireLogin
+        {
+            event!(warn, key = %self.key, "the refresh request may have reached the server without an answer; not presenting its refresh token again");
+            self.give_verdict(Verdict::Mark(LeaseState::PossiblySpent), under);
+            return Outcome::Failed {
+                error: self.reauth(SPENT),
+                fallback: unexpired(current, now),
+            };
+        }
+        event!(warn, key = %self.key, kind = ?e.kind(), "the refresh failed; the stored token is kept");
+        self.release(under);
+        Outcome::Failed {
+            error: Error::Refresh(e),
+            fallback: unexpired(current, now),
+        }
+    }
 
+    /// An answer that is not a refresh of the stored grant (another identity or resource
+    /// server): never stored nor served. The server may have rotated the refresh token when
+    /// it issued it, so the grant is marked possibly spent, unless the [`AmbiguousFailure`]
+    /// policy says the server does not rotate (then the record is kept and the refresh retried
+    /// after the backoff).
+    fn refuse(
+        &self,
+        current: Option<&Token>,
+        under: Under,
+        reason: &str,
+        now: SystemTime,
+    ) -> Outcome {
+        let error = match self.config.ambiguous {
+            AmbiguousFailure::RequireLogin => {
+                self.give_verdict(Verdict::Mark(LeaseState::PossiblySpent), under);
+                self.reauth(&format!(
+                    "{reason}; the answer is not stored, and the refresh token, which the \
+                     server may have rotated, is not presented again: log in again"
+                ))
+            }
+            AmbiguousFailure::Retry => {
+                self.release(under);
+                Error::Refresh(RefreshError::rejected(format!(
+                    "{reason}; the answer is not stored"
+                )))
+            }
+        };
+        Outcome::Failed {
+            error,
+            fallback: unexpired(current, now),
+        }
+    }
+
+    /// Releases the lease after a refresh that did not spend the refresh token. A failure to
+    /// remove it is harmless: nothing is owed, so the next transaction removes it as our own
+    /// leftover.
+    fn release(&self, under: Under) {
+        self.owe(None);
+        if let Err(error) = self.remove_lease(under.lease_version) {
+            event!(warn, key = %self.key, error = %error, "could not release the lease; it is removed at the next call");
+            drop(error);
+        }
+    }
+
+    /// An operation writing (or, with `None`, removing) the token record.
     pub(super) fn token_op(&self, token: Option<&Token>, expect: Expect) -> Result<Op<'_>> {
-        Ok(Op {
+        use crate::record::sealed::Sealed;
+        let body = token.map(|t| t.encode_body(&self.key)).transpose()?;
+        Ok(self.body_op(body, expect))
+    }
+
+    /// An operation writing an encoded token body (or, with `None`, removing the record).
+    pub(super) fn body_op(
+        &self,
+        body: Option<zeroize::Zeroizing<Vec<u8>>>,
+        expect: Expect,
+    ) -> Op<'_> {
+        Op {
             ns: &self.ns,
             key: &self.key,
-            body: token.map(|t| t.encode_body(&self.key)).transpose()?,
+            body,
             record_type: RecordType::Token,
             expect,
-        })
+        }
     }
+}
+
+/// `current` if it has not expired at `now`: served while a failure is reported.
+fn unexpired(current: Option<&Token>, now: SystemTime) -> Option<Token> {
+    current
+        .filter(|t| t.expires_at().is_some_and(|exp| now < exp))
+        .cloned()
 }
 
 impl Flight {
