@@ -52,6 +52,14 @@ use self::transaction::Flight;
 ///   after a backoff that starts at the minimum retry gap and doubles up to the maximum (or the
 ///   server's `Retry-After`). Meanwhile, a token that has not actually expired yet (only
 ///   entered its margin) is still served. A failure never yields another kind of token.
+/// - **Nothing after the refresher's call is lost.** Its outcome (the new token, or a mark on
+///   the grant) is kept in memory, with the lease, until it is in the store: a storage error
+///   or a panic on the way never leads to presenting the same refresh token again. An answer
+///   too large for a record once merged is stored without its largest extra fields (a huge
+///   `id_token`), or, if even that does not fit, served from memory until it expires. An
+///   answer naming another identity or resource server than the stored token is never
+///   stored nor served (the grant is then handled like after an ambiguous failure: see
+///   [`AmbiguousFailure`]).
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -105,9 +113,13 @@ pub enum DeadGrant {
 
 /// What the authorizer does after a refresh that failed *ambiguously*: the request may have
 /// reached the server, but no answer came back (a timeout or a lost connection after sending;
-/// see [`RefreshError::request_possibly_processed`]). The server may have exchanged, and so
+/// see [`RefreshError::request_possibly_processed`](crate::RefreshError::request_possibly_processed)). The server may have exchanged, and so
 /// spent, the refresh token; presenting it again could be refused, or, on servers with
 /// refresh-token reuse detection, revoke the whole grant.
+///
+/// The same policy applies to an answer the authorizer refuses because it names another
+/// identity or resource server than the stored token (the server answered, so it may have
+/// rotated the refresh token), and to a refresh whose outcome was lost inside the authorizer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AmbiguousFailure {
@@ -118,7 +130,9 @@ pub enum AmbiguousFailure {
     RequireLogin,
     /// Treat it as a transient failure and retry with the same refresh token after the
     /// backoff: right for servers that do not rotate refresh tokens (Globus Auth, among
-    /// others), or that accept a reused one within a grace period.
+    /// others), or that accept a reused one within a grace period. A refused answer (another
+    /// identity or resource server) is then reported as a
+    /// [`Rejected`](crate::RefreshErrorKind::Rejected) refresh error, the record kept.
     Retry,
 }
 
@@ -193,9 +207,11 @@ impl Authorizer {
     /// # Errors
     /// [`Error::Refresh`] when the refresh failed and no unexpired token is at hand (its
     /// [`kind`](crate::RefreshError::kind) says whether the grant is dead or the failure
-    /// transient); [`Error::ReauthenticationRequired`] for a grant marked dead or a refresh
-    /// interrupted elsewhere; storage errors. Within the retry gap after a failure, the
-    /// failure is returned again without a new attempt.
+    /// transient); [`Error::ReauthenticationRequired`] for a grant marked dead or possibly
+    /// spent, a refresh interrupted elsewhere, or an answer for another identity or resource
+    /// server; [`Error::TooLarge`] once a refreshed token too large to store, kept in memory,
+    /// has expired; storage errors. Within the retry gap after a failure, the failure is
+    /// returned again without a new attempt.
     pub fn token(&self) -> Result<Token> {
         self.token_within(None)
     }
