@@ -4,18 +4,20 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use zeroize::Zeroizing;
+
 use super::answer;
 use super::lease::{millis, Lease, LeaseState};
 use super::owed::{Owed, Under, Verdict};
 use super::{same_access, AmbiguousFailure, Cached, DeadGrant, Shared, ROUNDS};
 use crate::error::{Error, Result};
 use crate::namespace::{commit, Expect, Op, Version};
-use crate::record::{RecordType, MAX_RECORD_LEN};
+use crate::record::{sealed::Sealed, RecordType, MAX_RECORD_LEN};
 use crate::refresh::RefreshError;
 use crate::token::Token;
 use crate::trace::event;
 
-pub(super) const SPENT: &str = "a refresh request reached the server, or may have, without an \
+const SPENT: &str = "a refresh request reached the server, or may have, without an \
                                 answer that could be stored, so its refresh token may have been \
                                 spent; it is not presented again: log in again";
 
@@ -353,17 +355,12 @@ impl Shared {
 
     /// An operation writing (or, with `None`, removing) the token record.
     pub(super) fn token_op(&self, token: Option<&Token>, expect: Expect) -> Result<Op<'_>> {
-        use crate::record::sealed::Sealed;
         let body = token.map(|t| t.encode_body(&self.key)).transpose()?;
         Ok(self.body_op(body, expect))
     }
 
     /// An operation writing an encoded token body (or, with `None`, removing the record).
-    pub(super) fn body_op(
-        &self,
-        body: Option<zeroize::Zeroizing<Vec<u8>>>,
-        expect: Expect,
-    ) -> Op<'_> {
+    pub(super) fn body_op(&self, body: Option<Zeroizing<Vec<u8>>>, expect: Expect) -> Op<'_> {
         Op {
             ns: &self.ns,
             key: &self.key,
