@@ -16,7 +16,8 @@ use crate::token::Token;
 /// sent: [`TokenResponse::from_json`](crate::TokenResponse::from_json) does). The
 /// authorizer merges it with the stored token ([`Token::refreshed_with`]: a server that does
 /// not rotate refresh tokens does not make you lose yours) and stores it durably before
-/// anyone sees it.
+/// anyone sees it. An answer that names another identity or resource server than the stored
+/// token is refused, never stored nor served.
 ///
 /// A refresher is called by one thread at a time per key, on a thread the authorizer owns,
 /// under a lease that keeps other handles and processes from calling it for the same grant.

@@ -1,0 +1,215 @@
+//! The refresh lease: its record, and reading and writing it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use secrecy::SecretSlice;
+
+use super::Shared;
+use crate::error::{Error, Result};
+use crate::namespace::{commit, Expect, Op, Version};
+use crate::record::{sealed::Sealed, RecordType};
+use crate::token::Secret;
+
+/// The reserved key prefix of leases (keys starting with U+0000 are refused as user keys).
+pub(super) const LEASE_PREFIX: &str = "\0lease\0";
+/// Lease record layout version.
+const LEASE_VERSION: u8 = 1;
+const LEASE_LEN: usize = 1 + 1 + 16 + 8 + 1 + 8;
+
+/// A lease, as stored (sealed, as a `Secret` record at the reserved lease key).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct Lease {
+    pub(super) holder: [u8; 16],
+    /// Milliseconds since the Unix epoch.
+    pub(super) until_ms: u64,
+    /// The version of the token record the lease was taken on (`None`: no record).
+    pub(super) token_version: Option<u64>,
+    pub(super) state: LeaseState,
+}
+
+/// What a lease says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LeaseState {
+    /// A refresh is in progress (until the lease's expiry).
+    Refreshing,
+    /// The grant was refused as dead (`invalid_grant`) and marked ([`DeadGrant::Mark`]).
+    Dead,
+    /// A refresh request may have reached the server without an answer, so its refresh token
+    /// may be spent ([`AmbiguousFailure::RequireLogin`]).
+    PossiblySpent,
+}
+
+impl Shared {
+    /// Waits until the lease at `version` is gone or replaced, or has expired.
+    pub(super) fn wait_for_lease(&self, version: Version, until: SystemTime) -> Result<()> {
+        let mut poll = self.config.poll;
+        loop {
+            std::thread::sleep(poll);
+            poll = (poll * 2).min(self.config.poll * 8);
+            match self.read_lease()? {
+                Some((_, v)) if v == version => {
+                    if self.clock.now() >= until {
+                        return Ok(());
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    pub(super) fn lease_op(&self, lease: Option<&Lease>, expect: Expect) -> Result<Op<'_>> {
+        let body = match lease {
+            Some(l) => Some(
+                Secret::from_bytes(SecretSlice::from(l.encode())).encode_body(&self.lease_key)?,
+            ),
+            None => None,
+        };
+        Ok(Op {
+            ns: &self.ns,
+            key: &self.lease_key,
+            body,
+            record_type: RecordType::Secret,
+            expect,
+        })
+    }
+
+    pub(super) fn read_lease(&self) -> Result<Option<(Lease, Version)>> {
+        let Some((secret, version)) = self.ns.get_unchecked::<Secret>(&self.lease_key)? else {
+            return Ok(None);
+        };
+        let lease = Lease::decode(secret.expose_bytes()).ok_or_else(|| {
+            Error::Damaged(crate::Damage::Record {
+                namespace: self.ns.name().to_owned(),
+                key: Some(self.key.clone()),
+                reason: "the token's refresh lease does not decode",
+            })
+        })?;
+        Ok(Some((lease, version)))
+    }
+
+    pub(super) fn put_lease(
+        &self,
+        lease: &Lease,
+        expected: Option<Version>,
+    ) -> Result<std::result::Result<Version, ()>> {
+        let op = self.lease_op(Some(lease), Expect::Exactly(expected))?;
+        Ok(match commit(self.ns.vault(), vec![op])? {
+            Ok(written) => written.first().and_then(|w| w.version).ok_or(()),
+            Err(_) => Err(()),
+        })
+    }
+
+    pub(super) fn remove_lease(&self, version: Version) -> Result<()> {
+        let op = self.lease_op(None, Expect::Exactly(Some(version)))?;
+        // A conflict means someone else already replaced or removed it.
+        let _ = commit(self.ns.vault(), vec![op])?;
+        Ok(())
+    }
+
+    pub(super) fn remove_lease_if_ours(&self) -> Result<()> {
+        if let Some((lease, version)) = self.read_lease()? {
+            if lease.holder == self.holder {
+                self.remove_lease(version)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Lease {
+    pub(super) fn until(&self) -> SystemTime {
+        UNIX_EPOCH
+            .checked_add(Duration::from_millis(self.until_ms))
+            .unwrap_or(UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)))
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(LEASE_LEN);
+        out.push(LEASE_VERSION);
+        out.push(match self.state {
+            LeaseState::Refreshing => 0,
+            LeaseState::Dead => 1,
+            LeaseState::PossiblySpent => 2,
+        });
+        out.extend_from_slice(&self.holder);
+        out.extend_from_slice(&self.until_ms.to_le_bytes());
+        out.push(u8::from(self.token_version.is_some()));
+        out.extend_from_slice(&self.token_version.unwrap_or(0).to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != LEASE_LEN || bytes.first() != Some(&LEASE_VERSION) {
+            return None;
+        }
+        let state = match bytes.get(1)? {
+            0 => LeaseState::Refreshing,
+            1 => LeaseState::Dead,
+            2 => LeaseState::PossiblySpent,
+            _ => return None,
+        };
+        let holder: [u8; 16] = bytes.get(2..18)?.try_into().ok()?;
+        let until_ms = u64::from_le_bytes(bytes.get(18..26)?.try_into().ok()?);
+        let has_version = *bytes.get(26)?;
+        let version = u64::from_le_bytes(bytes.get(27..35)?.try_into().ok()?);
+        let token_version = match has_version {
+            0 if version == 0 => None,
+            1 => Some(version),
+            _ => return None,
+        };
+        Some(Self {
+            holder,
+            until_ms,
+            token_version,
+            state,
+        })
+    }
+}
+
+pub(super) fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_round_trips_and_rejects_damage() {
+        for lease in [
+            Lease {
+                holder: [7; 16],
+                until_ms: 1_700_000_000_123,
+                token_version: Some(42),
+                state: LeaseState::Refreshing,
+            },
+            Lease {
+                holder: [0; 16],
+                until_ms: u64::MAX,
+                token_version: None,
+                state: LeaseState::Dead,
+            },
+            Lease {
+                holder: [0; 16],
+                until_ms: u64::MAX,
+                token_version: Some(7),
+                state: LeaseState::PossiblySpent,
+            },
+        ] {
+            let bytes = lease.encode();
+            assert_eq!(bytes.len(), LEASE_LEN);
+            assert!(Lease::decode(&bytes) == Some(lease));
+            for cut in 0..bytes.len() {
+                assert!(Lease::decode(&bytes[..cut]).is_none());
+            }
+            let mut bad = bytes.clone();
+            bad[0] = 2;
+            assert!(Lease::decode(&bad).is_none());
+            let mut bad = bytes.clone();
+            bad[1] = 9;
+            assert!(Lease::decode(&bad).is_none());
+        }
+    }
+}
