@@ -444,3 +444,68 @@ fn an_answer_for_another_resource_server_is_refused() {
     assert_eq!(stored.resource_server(), Some("api.example.org"));
     assert_eq!(access(&stored), "at-0");
 }
+
+/// A refresher that panics may have sent the request before it did: under the default policy
+/// its refresh token is not presented again.
+#[test]
+fn a_refresher_that_panicked_does_not_get_the_same_refresh_token_again() {
+    let (_dir, vault) = sled_vault();
+    let ns = vault.namespace("user/alice").unwrap();
+    ns.put("api", &grant()).unwrap();
+    let clock = ManualClock::new(at(T0));
+    let p = Presented::default();
+    let auth = authorizer(
+        &ns,
+        &clock,
+        recording(&p, |n| {
+            if n == 1 {
+                panic!("the refresher's own bug, after it sent the request");
+            }
+            Ok(rotated(n))
+        }),
+    )
+    .retry_gap(Duration::from_secs(1), Duration::from_secs(1))
+    .build()
+    .unwrap();
+    assert!(is_reauth(&auth.token()));
+    clock.advance(Duration::from_secs(5));
+    assert!(is_reauth(&auth.token()));
+    // Another handle, after the lease, finds the mark too.
+    let other = authorizer(&ns, &clock, recording(&p, |n| Ok(rotated(n))))
+        .build()
+        .unwrap();
+    assert!(is_reauth(&other.token()));
+    assert_eq!(presented(&p), ["rt-0"]);
+}
+
+/// A grant without a refresh token (client credentials) has nothing to spend: an ambiguous
+/// failure is retried after the backoff instead of demanding a login that cannot happen.
+#[test]
+fn an_ambiguous_failure_without_a_refresh_token_is_retried() {
+    let (_dir, vault) = sled_vault();
+    let ns = vault.namespace("service").unwrap();
+    let clock = ManualClock::new(at(T0));
+    let p = Presented::default();
+    let auth = authorizer(
+        &ns,
+        &clock,
+        recording(&p, |n| {
+            if n == 1 {
+                Err(RefreshError::transient("the answer was lost")
+                    .with_request_possibly_processed())
+            } else {
+                Ok(Token::new(format!("minted-{n}").into()).with_expires_at(at(T0 + 3600)))
+            }
+        }),
+    )
+    .retry_gap(Duration::from_secs(1), Duration::from_secs(1))
+    .build()
+    .unwrap();
+    match auth.token() {
+        Err(Error::Refresh(e)) => assert_eq!(e.kind(), RefreshErrorKind::Transient),
+        other => panic!("expected a transient refresh error, got {other:?}"),
+    }
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(access(&auth.token().unwrap()), "minted-2");
+    assert_eq!(presented(&p), ["", ""]);
+}

@@ -119,7 +119,10 @@ pub enum DeadGrant {
 ///
 /// The same policy applies to an answer the authorizer refuses because it names another
 /// identity or resource server than the stored token (the server answered, so it may have
-/// rotated the refresh token), and to a refresh whose outcome was lost inside the authorizer.
+/// rotated the refresh token), to a refresher that panicked (it may have sent its request
+/// first), and to a refresh whose outcome was lost inside the authorizer. A grant without a
+/// refresh token (client credentials) has nothing to spend: its ambiguous failures are
+/// always retried after the backoff.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AmbiguousFailure {

@@ -187,8 +187,14 @@ impl Shared {
             // leaves `Unsettled`, which the next transaction treats as a possibly spent token).
             self.owe(Some(Owed::Unsettled(under)));
             event!(info, key = %self.key, "refreshing");
+            // A refresher that panicked may have sent the request first: possibly processed.
             let answer = catch_unwind(AssertUnwindSafe(|| self.refresher.refresh(current)))
-                .unwrap_or_else(|_| Err(RefreshError::transient("the refresher panicked")));
+                .unwrap_or_else(|_| {
+                    Err(RefreshError::transient(
+                        "the refresher panicked; its request may have reached the server",
+                    )
+                    .with_request_possibly_processed())
+                });
             return self.finish(current, under, answer);
         }
         Err(Error::backend(
@@ -292,7 +298,12 @@ impl Shared {
                 fallback: None,
             };
         }
-        if e.request_possibly_processed() && self.config.ambiguous == AmbiguousFailure::RequireLogin
+        // Only a refresh token can be spent: a grant without one (client credentials) loses
+        // nothing by being retried.
+        let spendable = current.is_some_and(|t| t.refresh_token().is_some());
+        if e.request_possibly_processed()
+            && spendable
+            && self.config.ambiguous == AmbiguousFailure::RequireLogin
         {
             event!(warn, key = %self.key, "the refresh request may have reached the server without an answer; not presenting its refresh token again");
             self.give_verdict(Verdict::Mark(LeaseState::PossiblySpent), under);
@@ -312,8 +323,8 @@ impl Shared {
     /// An answer that is not a refresh of the stored grant (another identity or resource
     /// server): never stored nor served. The server may have rotated the refresh token when
     /// it issued it, so the grant is marked possibly spent, unless the [`AmbiguousFailure`]
-    /// policy says the server does not rotate (then the record is kept and the refresh retried
-    /// after the backoff).
+    /// policy says the server does not rotate or the grant has no refresh token (then the
+    /// record is kept and the refresh retried after the backoff).
     fn refuse(
         &self,
         current: Option<&Token>,
@@ -321,15 +332,16 @@ impl Shared {
         reason: &str,
         now: SystemTime,
     ) -> Outcome {
+        let spendable = current.is_some_and(|t| t.refresh_token().is_some());
         let error = match self.config.ambiguous {
-            AmbiguousFailure::RequireLogin => {
+            AmbiguousFailure::RequireLogin if spendable => {
                 self.give_verdict(Verdict::Mark(LeaseState::PossiblySpent), under);
                 self.reauth(&format!(
                     "{reason}; the answer is not stored, and the refresh token, which the \
                      server may have rotated, is not presented again: log in again"
                 ))
             }
-            AmbiguousFailure::Retry => {
+            _ => {
                 self.release(under);
                 Error::Refresh(RefreshError::rejected(format!(
                     "{reason}; the answer is not stored"
