@@ -215,8 +215,8 @@ pub(crate) fn secret_json(map: &Map<String, Value>, size_hint: usize) -> Result<
     Ok(SecretString::from(text))
 }
 
-/// A writer that only counts bytes.
-struct Counter(usize);
+/// A writer that only counts bytes (sizing an encoding before writing it).
+pub(crate) struct Counter(pub(crate) usize);
 
 impl std::io::Write for Counter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

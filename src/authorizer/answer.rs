@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use crate::record::{sealed::Sealed, MAX_RECORD_LEN};
-use crate::response::{secret_json, wipe};
+use crate::response::{secret_json, wipe, Counter};
 use crate::token::Token;
 
 /// Why `answer` is not a refresh of the grant `stored`: it names another identity, or another
@@ -148,20 +148,6 @@ fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
     match serde_json::to_writer(&mut counter, value) {
         Ok(()) => counter.0,
         Err(_) => usize::MAX / 4,
-    }
-}
-
-/// A writer that only counts bytes.
-struct Counter(usize);
-
-impl std::io::Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 = self.0.saturating_add(buf.len());
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
