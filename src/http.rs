@@ -56,7 +56,8 @@ use zeroize::Zeroizing;
 /// | OAuth error `invalid_grant` (any non-5xx status) | [`InvalidGrant`](RefreshErrorKind::InvalidGrant) |
 /// | other OAuth errors (`invalid_client`, `unauthorized_client`, `invalid_scope`, `unsupported_grant_type`, `invalid_request`, ...) | [`Rejected`](RefreshErrorKind::Rejected) |
 /// | OAuth error `temporarily_unavailable` or `server_error` | [`Transient`](RefreshErrorKind::Transient) |
-/// | 5xx, 429, 408 (with `Retry-After` seconds, capped at one hour, if sent) | [`Transient`](RefreshErrorKind::Transient) |
+/// | 503, 429, 408 (with `Retry-After` seconds, capped at one hour, if sent) | [`Transient`](RefreshErrorKind::Transient) |
+/// | another 5xx without an OAuth error (a gateway's 502 or 504, a bare 500) | [`Transient`](RefreshErrorKind::Transient), and possibly processed (below) |
 /// | timeout, connection, DNS or TLS failure | [`Transient`](RefreshErrorKind::Transient) |
 /// | 2xx that is not a token response (or has no token for the stored resource server), or an answer over [`MAX_RESPONSE_LEN`] | [`Rejected`](RefreshErrorKind::Rejected), and possibly processed (below) |
 /// | another 4xx, a redirect (never followed) | [`Rejected`](RefreshErrorKind::Rejected) |
@@ -82,8 +83,10 @@ use zeroize::Zeroizing;
 /// authorizer does not present the refresh token again (see
 /// [`AmbiguousFailure`](crate::AmbiguousFailure)). Over TLS, a request counts as sent as
 /// soon as it is handed to the TLS session: a connection reset right after the handshake
-/// is (conservatively) ambiguous too. A success status whose answer cannot be read or used
-/// is marked as well: the server processed the request, and may have rotated the refresh
+/// is (conservatively) ambiguous too. A 5xx other than 503 that carries no OAuth error is
+/// marked: a gateway that gave up on a slow origin (502, 504), or a server that failed after
+/// it committed (500), may answer so after the refresh token was rotated. A success status
+/// whose answer cannot be read or used is marked as well: the server processed the request, and may have rotated the refresh
 /// token in an answer we could not take. A client-credentials grant is never marked: sending
 /// the client's credentials again spends nothing. Connecting has its own timeout, half of
 /// the whole, so that a slow connect is told apart from a slow answer.

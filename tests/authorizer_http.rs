@@ -153,7 +153,15 @@ fn invalid_grant_removes_the_record() {
 fn server_errors_are_retried_after_the_backoff_without_reuse() {
     let s = setup();
     s.server.fail_next(Failure::StatusRetryAfter(503, 7), 1);
-    s.server.fail_next(Failure::Status(500), 1);
+    // A 500 with an OAuth error: the server says it issued nothing.
+    s.server.fail_next(
+        Failure::OAuthError {
+            status: 500,
+            code: "server_error".to_owned(),
+            description: None,
+        },
+        1,
+    );
     let auth = authorizer(&s, refresher(&s, Duration::from_secs(5)));
     assert!(matches!(auth.token(), Err(Error::Refresh(e)) if e.is_transient()));
     s.clock.advance(Duration::from_secs(3)); // inside Retry-After: no request
@@ -170,6 +178,26 @@ fn server_errors_are_retried_after_the_backoff_without_reuse() {
     assert_eq!(s.server.presentations("rt-0"), 3);
     assert!(s.server.reuses().is_empty(), "{:?}", s.server.reuses());
     assert!(!s.server.is_live("rt-0"));
+}
+
+#[test]
+fn a_gateway_timeout_is_never_followed_by_a_second_presentation() {
+    let s = setup();
+    // A gateway in front of the token endpoint gives up on a slow origin, which may still
+    // have rotated the refresh token: 504 without an OAuth error.
+    s.server.fail_next(Failure::Status(504), 1);
+    let auth = authorizer(&s, refresher(&s, Duration::from_secs(5)));
+    assert!(matches!(
+        auth.token(),
+        Err(Error::ReauthenticationRequired { .. })
+    ));
+    s.clock.advance(Duration::from_secs(120));
+    assert!(matches!(
+        auth.token(),
+        Err(Error::ReauthenticationRequired { .. })
+    ));
+    assert_eq!(s.server.presentations("rt-0"), 1);
+    assert!(s.server.reuses().is_empty(), "{:?}", s.server.reuses());
 }
 
 #[test]

@@ -218,38 +218,53 @@ fn server_errors_and_throttling_are_transient() {
     let r = refresher(&server);
     let current = stored("rt-0");
 
-    server.fail_next(Failure::Status(500), 1);
-    let e = refresh_err(&r, Some(&current));
-    assert_eq!(e.kind(), RefreshErrorKind::Transient);
-    assert_eq!(e.retry_after(), None);
-    assert!(e.message().contains("HTTP 500"), "{e}");
+    // A 500, 502 or 504 without an OAuth error may come after the server committed (a
+    // gateway that timed out on a slow origin): possibly processed.
+    for status in [500, 502, 504] {
+        server.fail_next(Failure::Status(status), 1);
+        let e = refresh_err(&r, Some(&current));
+        assert_eq!(e.kind(), RefreshErrorKind::Transient);
+        assert_eq!(e.retry_after(), None);
+        assert!(e.message().contains(&format!("HTTP {status}")), "{e}");
+        assert!(e.request_possibly_processed(), "{e}");
+    }
 
-    for (status, secs) in [(503, 7), (429, 2), (502, 0)] {
+    // 503, 429 and 408 say the request was not taken on.
+    for (status, secs) in [(503, 7), (429, 2), (408, 0)] {
         server.fail_next(Failure::StatusRetryAfter(status, secs), 1);
         let e = refresh_err(&r, Some(&current));
         assert_eq!(e.kind(), RefreshErrorKind::Transient, "{e}");
         assert_eq!(e.retry_after(), Some(Duration::from_secs(secs)));
         assert!(e.message().contains(&format!("HTTP {status}")), "{e}");
+        assert!(!e.request_possibly_processed(), "{e}");
     }
+    // A 502 asking to come back later keeps its wait.
+    server.fail_next(Failure::StatusRetryAfter(502, 5), 1);
+    let e = refresh_err(&r, Some(&current));
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(5)));
 
     // An absurd Retry-After is capped at an hour.
     server.fail_next(Failure::StatusRetryAfter(503, 10_000_000), 1);
     let e = refresh_err(&r, Some(&current));
     assert_eq!(e.retry_after(), Some(Duration::from_secs(3600)));
 
-    // OAuth errors that say "later".
-    for code in ["temporarily_unavailable", "server_error"] {
-        server.fail_next(
-            Failure::OAuthError {
-                status: 400,
-                code: code.to_owned(),
-                description: None,
-            },
-            1,
-        );
-        let e = refresh_err(&r, Some(&current));
-        assert_eq!(e.kind(), RefreshErrorKind::Transient, "{e}");
-        assert_eq!(e.oauth_error(), Some(code));
+    // OAuth errors that say "later", with a 4xx or a 5xx status: the server answered with an
+    // error, so it issued nothing.
+    for status in [400, 500] {
+        for code in ["temporarily_unavailable", "server_error"] {
+            server.fail_next(
+                Failure::OAuthError {
+                    status,
+                    code: code.to_owned(),
+                    description: None,
+                },
+                1,
+            );
+            let e = refresh_err(&r, Some(&current));
+            assert_eq!(e.kind(), RefreshErrorKind::Transient, "{e}");
+            assert_eq!(e.oauth_error(), Some(code));
+            assert!(!e.request_possibly_processed(), "{e}");
+        }
     }
 
     // None of it spent the refresh token: the next try works.

@@ -158,17 +158,30 @@ pub(super) fn failure(
         Some(wait) => e.with_retry_after(wait),
         None => e,
     };
-    if (500..600).contains(&status) || status == 429 || status == 408 {
+    // 503, 429 and 408 say the request was not taken on: retry it as it was.
+    if status == 503 || status == 429 || status == 408 {
         return with_wait(RefreshError::transient(format!(
             "the {what} endpoint answered HTTP {status}"
         )));
     }
     let body = match read_body(response.into_body()) {
         Ok(body) => body,
+        Err(e) if (500..600).contains(&status) => return with_wait(e),
         Err(e) => return e,
     };
     if let Some(oauth) = OAuthError::parse(&body, secrets) {
         return with_wait(oauth.into_error(status, what));
+    }
+    if (500..600).contains(&status) {
+        // Another 5xx without an OAuth error: a gateway's 502 or 504, or a 500 raised after
+        // the server committed, can come after the server rotated the refresh token.
+        return with_wait(
+            RefreshError::transient(format!(
+                "the {what} endpoint answered HTTP {status}; the request may have been \
+                 processed"
+            ))
+            .with_request_possibly_processed(),
+        );
     }
     if (300..400).contains(&status) {
         return RefreshError::rejected(format!(
