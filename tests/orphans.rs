@@ -197,12 +197,26 @@ fn create_refuses_storage_that_holds_records_without_a_header() {
 fn create_refuses_a_directory_with_files_that_are_not_a_vaults() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    }
     match Vault::create(dir.path(), &raw_key(1)) {
         Err(Error::NotEmpty { reason, .. }) => assert!(reason.contains("notes.txt"), "{reason}"),
         other => panic!("expected NotEmpty, got {other:?}"),
     }
     assert_eq!(fs::read(dir.path().join("notes.txt")).unwrap(), b"mine");
     assert!(!dir.path().join(HEADER).exists());
+    // The refused directory is left as it was: not even its mode changed.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755);
+        let entries = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(entries, 1, "nothing was added to it");
+    }
     // An empty directory is fine.
     let empty = tempfile::tempdir().unwrap();
     Vault::create(empty.path(), &raw_key(1))

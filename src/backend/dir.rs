@@ -18,6 +18,28 @@ use super::BackendError;
 /// Follows a link to the directory (the path is the caller's choice), then checks the
 /// directory itself.
 pub(super) fn check_private_dir(dir: &Path) -> Result<(), BackendError> {
+    let meta = check_owner(dir)?;
+    #[cfg(not(unix))]
+    let _ = meta;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(BackendError::Permissions {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "has mode {mode:o}, which lets group or others create files in it; \
+                     chmod 700 it"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a path that is not a directory or that another user owns; returns its metadata.
+pub(super) fn check_owner(dir: &Path) -> Result<fs::Metadata, BackendError> {
     let meta = fs::metadata(dir)?;
     if !meta.is_dir() {
         return Err(BackendError::Permissions {
@@ -39,18 +61,8 @@ pub(super) fn check_private_dir(dir: &Path) -> Result<(), BackendError> {
                 ),
             });
         }
-        let mode = meta.mode() & 0o7777;
-        if mode & 0o022 != 0 {
-            return Err(BackendError::Permissions {
-                path: dir.to_path_buf(),
-                reason: format!(
-                    "has mode {mode:o}, which lets group or others create files in it; \
-                     chmod 700 it"
-                ),
-            });
-        }
     }
-    Ok(())
+    Ok(meta)
 }
 
 /// Options that never follow a link at the last component of the path.

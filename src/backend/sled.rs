@@ -119,12 +119,14 @@ impl SledBackend {
         cache_bytes: u64,
     ) -> Result<Self, BackendError> {
         if create {
-            create_private_dir(dir)?;
+            // Nothing about an existing directory changes before it is found fit: this
+            // user's, and empty of anything a vault does not make.
+            make_dir(dir)?;
+            dir::check_owner(dir)?;
+            check_empty_for_create(dir)?;
+            tighten_dir(dir)?;
         }
         dir::check_private_dir(dir)?;
-        if create {
-            check_empty_for_create(dir)?;
-        }
         let lock = acquire_lock(dir, lock_timeout)?;
         let data_dir = dir.join(DATA_DIR);
         let fresh = !data_dir.exists();
@@ -490,9 +492,8 @@ fn sled_err(e: sled::Error) -> BackendError {
     BackendError::Other(format!("sled: {e}"))
 }
 
-/// Creates `dir` with mode 0700, or tightens an existing one to 0700 if this user owns it
-/// (another user's directory is refused, untouched, by the check that follows).
-fn create_private_dir(dir: &Path) -> Result<(), BackendError> {
+/// Creates `dir` (and missing parents) with mode 0700; an existing one is left as it is.
+fn make_dir(dir: &Path) -> Result<(), BackendError> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -501,13 +502,18 @@ fn create_private_dir(dir: &Path) -> Result<(), BackendError> {
         builder.mode(0o700);
     }
     builder.create(dir)?;
+    Ok(())
+}
+
+/// Sets `dir`'s mode to 0700 (once it is known to be this user's and fit for a new vault).
+fn tighten_dir(dir: &Path) -> Result<(), BackendError> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        if fs::metadata(dir)?.uid() == rustix::process::geteuid().as_raw() {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-        }
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }
+    #[cfg(not(unix))]
+    let _ = dir;
     Ok(())
 }
 
