@@ -44,12 +44,15 @@ pub struct RotationReport {
 pub struct VerifyReport {
     /// One entry per namespace, sorted by name.
     pub namespaces: Vec<NamespaceReport>,
-    /// Trees in storage that belong to no namespace of the header: left by an interrupted
-    /// namespace creation or removal (undecryptable), namespaces of a newer or foreign header
-    /// (this header restored from an older backup), and data set aside when a namespace was
-    /// created over such a tree. Never dropped by the vault itself: see
-    /// [`Vault::purge_orphans`].
+    /// Trees in storage named like a namespace that the header does not list: left by an
+    /// interrupted namespace creation or removal (undecryptable), or namespaces of a newer
+    /// or foreign header (this header restored from an older backup). Never dropped by the
+    /// vault itself: see [`Vault::purge_orphans`].
     pub orphan_trees: usize,
+    /// Trees holding what a namespace's creation found under its id (an orphan) and set
+    /// aside instead of deleting. Never dropped by the vault itself: see
+    /// [`Vault::purge_set_aside`].
+    pub set_aside_trees: usize,
 }
 
 /// [`VerifyReport`] for one namespace.
@@ -86,6 +89,7 @@ impl VerifyReport {
     /// Whether nothing is damaged, missing or pending.
     pub fn is_clean(&self) -> bool {
         self.orphan_trees == 0
+            && self.set_aside_trees == 0
             && self.namespaces.iter().all(|n| {
                 n.damaged.is_empty()
                     && n.missing == 0
@@ -116,6 +120,9 @@ impl fmt::Display for VerifyReport {
         }
         if self.orphan_trees > 0 {
             writeln!(f, "{} orphaned tree(s)", self.orphan_trees)?;
+        }
+        if self.set_aside_trees > 0 {
+            writeln!(f, "{} set-aside tree(s)", self.set_aside_trees)?;
         }
         Ok(())
     }
@@ -309,9 +316,10 @@ impl Vault {
             v.sort_unstable();
             v
         };
-        let orphan_trees = self.orphan_trees()?.len();
+        let (orphan_trees, set_aside_trees) = self.unlisted_counts()?;
         let mut report = VerifyReport {
             orphan_trees,
+            set_aside_trees,
             ..VerifyReport::default()
         };
         let mut done = 0u64;

@@ -7,12 +7,17 @@
 //! these apart without keys it does not have, so it never deletes an orphan by itself:
 //!
 //! - opening, reading and verifying never write to an orphan;
-//! - creating a namespace whose storage tree still holds records first sets them aside
-//!   (copied to a tree of its own, then the original is dropped), never drops them (a tree
-//!   holding nothing but a manifest, as an interrupted creation leaves, counts no record
-//!   and is dropped);
+//! - creating a namespace whose storage tree still holds anything first sets it aside
+//!   (copied byte for byte to a tree of its own, then the original is dropped);
 //! - [`Vault::verify`] counts orphans and set-aside trees, and only
-//!   [`Vault::purge_orphans`] (`tokenvault purge-orphans`) drops them.
+//!   [`Vault::purge_orphans`] and [`Vault::purge_set_aside`] (`tokenvault purge-orphans`)
+//!   drop them.
+//!
+//! A set-aside tree is named `tokenvault/set-aside/` + the namespace id + 8 random bytes and
+//! holds the orphan's entries unchanged: with the header they belong to (for example a newer
+//! header restored after an older one was used for a while), they can be copied back under
+//! the namespace id through the [`Backend`](crate::Backend) API, after setting aside what the
+//! older header wrote there.
 
 use std::collections::HashSet;
 
@@ -20,7 +25,6 @@ use crate::backend::Batch;
 use crate::crypto::random_u64;
 use crate::error::Result;
 use crate::header::NS_ID_LEN;
-use crate::namespace::MANIFEST_ID;
 use crate::vault::Vault;
 
 /// The name prefix of a tree holding data set aside; the orphan's tree name (its namespace
@@ -30,10 +34,10 @@ const ASIDE_PREFIX: &[u8] = b"tokenvault/set-aside/";
 const PAGE: usize = 256;
 
 impl Vault {
-    /// Drops every storage tree that belongs to no namespace of this vault: the orphans and
-    /// the set-aside trees that [`verify`](Self::verify) counts in
+    /// Drops every storage tree named like a namespace that belongs to no namespace of this
+    /// vault: the orphans that [`verify`](Self::verify) counts in
     /// [`VerifyReport::orphan_trees`](crate::VerifyReport::orphan_trees). Returns how many
-    /// were dropped.
+    /// were dropped. Set-aside trees are kept ([`purge_set_aside`](Self::purge_set_aside)).
     ///
     /// Orphans are left by an interrupted namespace creation or removal (undecryptable),
     /// **or** are namespaces that a newer header (or another vault's) lists: if this vault's
@@ -58,46 +62,70 @@ impl Vault {
     /// # Errors
     /// Backend errors (what was dropped before the error stays dropped).
     pub fn purge_orphans(&self) -> Result<usize> {
+        self.purge(|kind| kind == Kind::Orphan)
+    }
+
+    /// Drops every set-aside tree: the data a namespace's creation found under its id and
+    /// set aside instead of deleting ([`VerifyReport::set_aside_trees`](crate::VerifyReport::set_aside_trees)).
+    /// Returns how many were dropped. As with [`purge_orphans`](Self::purge_orphans), this
+    /// destroys records a newer header could still open.
+    ///
+    /// # Errors
+    /// Backend errors (what was dropped before the error stays dropped).
+    pub fn purge_set_aside(&self) -> Result<usize> {
+        self.purge(|kind| kind == Kind::SetAside)
+    }
+
+    fn purge(&self, which: impl Fn(Kind) -> bool) -> Result<usize> {
         let _maintenance = self.inner.lock_maintenance();
-        let orphans = self.orphan_trees()?;
-        for tree in &orphans {
+        let trees: Vec<Vec<u8>> = self
+            .unlisted_trees()?
+            .into_iter()
+            .filter(|(_, kind)| which(*kind))
+            .map(|(tree, _)| tree)
+            .collect();
+        for tree in &trees {
             self.call(|b| b.drop_tree(tree))?;
         }
-        if !orphans.is_empty() {
+        if !trees.is_empty() {
             self.sync_now()?;
         }
-        Ok(orphans.len())
+        Ok(trees.len())
+    }
+
+    /// How many orphaned and set-aside trees there are.
+    pub(crate) fn unlisted_counts(&self) -> Result<(usize, usize)> {
+        let trees = self.unlisted_trees()?;
+        let aside = trees.iter().filter(|(_, k)| *k == Kind::SetAside).count();
+        Ok((trees.len() - aside, aside))
     }
 
     /// The trees that belong to no namespace of the header: orphaned namespace trees and
-    /// set-aside trees. Other trees (not named like a namespace) are not the vault's.
-    pub(crate) fn orphan_trees(&self) -> Result<Vec<Vec<u8>>> {
+    /// set-aside trees. Other trees (not named like either) are not the vault's.
+    fn unlisted_trees(&self) -> Result<Vec<(Vec<u8>, Kind)>> {
         let known: HashSet<[u8; NS_ID_LEN]> =
             self.read_state()?.namespaces.keys().copied().collect();
         Ok(self
             .call(|b| b.trees())?
             .into_iter()
-            .filter(|t| match <[u8; NS_ID_LEN]>::try_from(t.as_slice()) {
-                Ok(id) => !known.contains(&id),
-                Err(_) => t.starts_with(ASIDE_PREFIX),
+            .filter_map(|t| {
+                let kind = match <[u8; NS_ID_LEN]>::try_from(t.as_slice()) {
+                    Ok(id) if !known.contains(&id) => Kind::Orphan,
+                    Err(_) if t.starts_with(ASIDE_PREFIX) => Kind::SetAside,
+                    _ => return None,
+                };
+                Some((t, kind))
             })
             .collect())
     }
 
-    /// Before namespace `id` is created: if its tree still holds records (an orphan), copies
-    /// its entries to a set-aside tree, makes the copy durable, and only then drops the original.
-    /// A crash midway leaves the original intact (and perhaps a partial copy, which is
-    /// harmless). Called with the maintenance lock and the namespace's lock held.
+    /// Before namespace `id` is created: if its tree still holds anything (an orphan), copies
+    /// its entries to a set-aside tree, makes the copy durable, and only then drops the
+    /// original. A crash midway leaves the original intact (and perhaps a partial copy, which
+    /// is harmless). Called with the maintenance lock and the namespace's lock held.
     pub(crate) fn set_aside(&self, id: &[u8; NS_ID_LEN]) -> Result<()> {
-        let first = self.call(|b| b.scan(id, None, 2))?;
-        let holds_records = match first.as_slice() {
-            [] => false,
-            // Only a manifest: what a creation interrupted before its header write leaves.
-            // It counts no record (a namespace's records live in the same tree).
-            [(key, _)] => key.as_slice() != MANIFEST_ID,
-            _ => true,
-        };
-        if !holds_records {
+        if self.call(|b| b.scan(id, None, 1))?.is_empty() {
+            // Nothing stored, or an empty tree: dropping it loses nothing.
             return self.call(|b| b.drop_tree(id));
         }
         let mut aside = ASIDE_PREFIX.to_vec();
@@ -117,4 +145,13 @@ impl Vault {
         self.sync_now()?;
         self.call(|b| b.drop_tree(id))
     }
+}
+
+/// What a tree the header does not list is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Named like a namespace.
+    Orphan,
+    /// Data set aside by a namespace's creation.
+    SetAside,
 }

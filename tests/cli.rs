@@ -1243,3 +1243,46 @@ fn rewrite_record(vault: &Path, id: &[u8], bytes: Vec<u8>) {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn init_refuses_data_and_orphans_are_kept_until_purged() {
+    // `init` on a directory holding other files: exit 7, the directory untouched.
+    let env = Env::new();
+    std::fs::create_dir(&env.vault).unwrap();
+    std::fs::write(env.vault.join("notes.txt"), b"mine").unwrap();
+    let out = env
+        .run(&["init", "--key-file", env.key.to_str().unwrap()])
+        .code(EXIT_EXISTS);
+    out.one_line_error("not empty");
+    assert_eq!(std::fs::read(env.vault.join("notes.txt")).unwrap(), b"mine");
+
+    // A header restored from an older copy: the namespace created since is kept, reported
+    // by verify (not damage), and dropped only by purge-orphans.
+    let env = Env::with_vault();
+    let header = env.vault.join("tokenvault.header");
+    let older = std::fs::read(&header).unwrap();
+    let at = env.path("at.txt");
+    write_private(&at, b"at-1\n");
+    env.key(&[
+        "put",
+        "tenant",
+        "rs",
+        "--access-token-file",
+        at.to_str().unwrap(),
+    ])
+    .ok();
+    std::fs::write(&header, &older).unwrap();
+    let json = env.key(&["--json", "verify"]).ok().json();
+    assert_eq!(json["orphan_trees"], 1);
+    assert_eq!(json["set_aside_trees"], 0);
+    assert_eq!(json["clean"], false);
+    let text = env.key(&["verify"]).ok().stdout;
+    assert!(text.contains("1 orphaned storage tree(s)"), "{text}");
+    assert!(text.contains("purge-orphans"), "{text}");
+    let json = env.key(&["--json", "purge-orphans"]).ok().json();
+    assert_eq!(json["dropped"], 1);
+    assert_eq!(json["dropped_set_aside"], 0);
+    let json = env.key(&["--json", "verify"]).ok().json();
+    assert_eq!(json["orphan_trees"], 0);
+    assert_eq!(json["clean"], true);
+}

@@ -110,15 +110,19 @@ fn creating_a_namespace_over_an_orphan_sets_its_records_aside() {
     let new = vault.namespace("new").unwrap();
     new.put("k0", &small_token("rewritten")).unwrap();
     assert_eq!(new.keys().unwrap(), ["k0"]);
-    // The old records were set aside, not dropped: verify still counts an orphan.
-    assert_eq!(vault.verify(|_| {}).unwrap().orphan_trees, 1);
+    // The old records were set aside, not dropped: verify counts them.
+    let report = vault.verify(|_| {}).unwrap();
+    assert_eq!((report.orphan_trees, report.set_aside_trees), (0, 1));
+    assert!(!report.is_clean());
     vault.close().unwrap();
 
-    // Only the explicit purge drops them.
+    // Purging orphans keeps them; only the explicit purge of set-aside trees drops them.
     let vault = Vault::open(&path, &raw_key(1)).unwrap();
-    assert_eq!(vault.purge_orphans().unwrap(), 1);
+    assert_eq!(vault.purge_orphans().unwrap(), 0);
+    assert_eq!(vault.verify(|_| {}).unwrap().set_aside_trees, 1);
+    assert_eq!(vault.purge_set_aside().unwrap(), 1);
     let report = vault.verify(|_| {}).unwrap();
-    assert_eq!(report.orphan_trees, 0);
+    assert_eq!((report.orphan_trees, report.set_aside_trees), (0, 0));
     assert!(report.is_clean());
     let t: Token = vault.namespace("new").unwrap().get("k0").unwrap().unwrap();
     assert_eq!(t.access_token().expose_secret(), "rewritten");
@@ -163,6 +167,7 @@ fn the_set_aside_copy_holds_every_entry_of_the_orphan() {
         .filter(|t| t.len() != 32)
         .collect();
     assert_eq!(aside.len(), 1);
+    assert!(aside[0].starts_with(b"tokenvault/set-aside/"));
     assert!(aside[0].windows(32).any(|w| w == b_tree.as_slice()));
     assert_eq!(storage.scan(&aside[0], None, 1000).unwrap(), b_entries);
 }
@@ -237,4 +242,43 @@ fn create_with_backend_refuses_records_without_a_header() {
         storage.get(&[7; 32], b"record").unwrap().as_deref(),
         Some(&b"bytes"[..])
     );
+}
+
+#[test]
+fn a_tree_holding_only_a_manifest_is_set_aside_too() {
+    // What an interrupted creation leaves, and also what an empty namespace of a newer
+    // header looks like: kept either way.
+    let storage = MemoryBackend::new();
+    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    let older = storage.read_header().unwrap().unwrap();
+    let ns = vault.namespace("empty").unwrap();
+    ns.put("k", &small_token("x")).unwrap();
+    ns.remove("k").unwrap();
+    vault.close().unwrap();
+    let tree = storage
+        .trees()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.len() == 32)
+        .unwrap();
+    let manifest_only = storage.scan(&tree, None, 10).unwrap();
+    assert_eq!(manifest_only.len(), 1);
+
+    storage.write_header(&older).unwrap();
+    let vault = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    vault
+        .namespace("empty")
+        .unwrap()
+        .put("k", &small_token("y"))
+        .unwrap();
+    let report = vault.verify(|_| {}).unwrap();
+    assert_eq!(report.set_aside_trees, 1);
+    vault.close().unwrap();
+    let aside = storage
+        .trees()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.len() != 32)
+        .unwrap();
+    assert_eq!(storage.scan(&aside, None, 10).unwrap(), manifest_only);
 }

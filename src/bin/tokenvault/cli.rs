@@ -63,8 +63,9 @@ pub(crate) struct Global {
         value_parser = parse_seconds
     )]
     pub(crate) lock_timeout: Duration,
-    /// The most memory, in MiB, that unlocking a passphrase keyslot may take (default 2048);
-    /// a keyslot asking for more is refused before anything is allocated
+    /// The most memory, in MiB, that unlocking a passphrase keyslot may take (default 2048),
+    /// and the most work (that memory with t = 4); a keyslot asking for more is refused
+    /// before anything is allocated
     #[arg(long, global = true, value_name = "MIB", help_heading = GLOBAL)]
     pub(crate) max_kdf_mib: Option<u32>,
     /// Never draw progress bars (they are drawn only when standard error is a terminal)

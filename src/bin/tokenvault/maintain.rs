@@ -62,10 +62,15 @@ pub(crate) struct VerifyArgs {
                   creation or removal that was interrupted (and cannot be decrypted), or they \
                   are namespaces that a newer header lists: if the header file was restored \
                   from a backup, the namespaces created since are orphans to it, and this \
-                  command destroys them for good. tokenvault never drops them by itself.",
+                  command destroys them for good. tokenvault never drops them by itself. \
+                  With --set-aside, also drop the set-aside trees: what a namespace's \
+                  creation found under its id and kept aside.",
     after_help = "Example:\n  tokenvault verify --json && tokenvault purge-orphans"
 )]
 pub(crate) struct PurgeArgs {
+    /// Also drop the set-aside trees that `tokenvault verify` counts
+    #[arg(long)]
+    set_aside: bool,
     #[command(flatten)]
     open: OpenArgs,
 }
@@ -73,6 +78,7 @@ pub(crate) struct PurgeArgs {
 #[derive(Serialize)]
 struct PurgedJson {
     dropped: usize,
+    dropped_set_aside: usize,
 }
 
 #[derive(Serialize)]
@@ -95,6 +101,7 @@ struct VerifyJson<'a> {
     records_damaged: u64,
     records_missing: u64,
     orphan_trees: usize,
+    set_aside_trees: usize,
     namespaces: Vec<NamespaceJson<'a>>,
 }
 
@@ -214,6 +221,7 @@ fn verify_json(
         records_damaged: damaged,
         records_missing: missing,
         orphan_trees: report.orphan_trees,
+        set_aside_trees: report.set_aside_trees,
         namespaces: report.namespaces.iter().map(namespace_json).collect(),
     }
 }
@@ -278,6 +286,12 @@ fn verify_text(report: &VerifyReport, is_damaged: bool) -> String {
             report.orphan_trees
         ));
     }
+    if report.set_aside_trees > 0 {
+        text.push_str(&format!(
+            "{} set-aside storage tree(s): what a namespace's creation found under its id (kept; `tokenvault purge-orphans --set-aside` drops them)\n",
+            report.set_aside_trees
+        ));
+    }
     let ok: u64 = report.namespaces.iter().map(|n| n.ok).sum();
     if !is_damaged {
         let namespaces = report.namespaces.len();
@@ -294,10 +308,27 @@ fn verify_text(report: &VerifyReport, is_damaged: bool) -> String {
 pub(crate) fn purge(global: &Global, args: &PurgeArgs) -> Outcome {
     let vault = global.open(&args.open)?;
     let dropped = vault.purge_orphans()?;
+    let dropped_set_aside = if args.set_aside {
+        vault.purge_set_aside()?
+    } else {
+        0
+    };
     close(vault)?;
     if global.json {
-        output::json(&PurgedJson { dropped }, 0)
+        output::json(
+            &PurgedJson {
+                dropped,
+                dropped_set_aside,
+            },
+            0,
+        )
     } else {
-        output::text(&format!("dropped {dropped} orphaned storage tree(s)\n"))
+        let mut text = format!("dropped {dropped} orphaned storage tree(s)\n");
+        if args.set_aside {
+            text.push_str(&format!(
+                "dropped {dropped_set_aside} set-aside storage tree(s)\n"
+            ));
+        }
+        output::text(&text)
     }
 }
