@@ -936,90 +936,84 @@ fn secret_records_are_shown_redacted() {
 /// `passwd` without `--slot` changed one slot of a shared secret and left the other working.
 #[test]
 fn passwd_honours_slot_and_changes_every_slot_of_the_old_secret() {
-    let env = Env::new();
-    let file = |name: &str, text: &str| {
+    let file = |env: &Env, name: &str, text: &str| {
         let path = env.path(name);
         write_private(&path, text.as_bytes());
         path.to_str().unwrap().to_owned()
     };
-    let (a, b, c, d) = (
-        file("a.txt", "pass-a\n"),
-        file("b.txt", "pass-b\n"),
-        file("c.txt", "pass-c\n"),
-        file("d.txt", "pass-d\n"),
-    );
     let fast = "--insecure-fast-kdf";
-    env.run(&["init", "--passphrase-file", &a, fast]).ok();
-    env.run(&[
-        "keyslot",
-        "add",
-        "--passphrase-file",
-        &a,
-        "--new-passphrase-file",
-        &b,
-        fast,
-    ])
-    .ok();
-    // Slot 1 takes slot 0's passphrase: two slots, one secret.
-    let out = env
-        .run(&[
-            "passwd",
-            "--slot",
-            "1",
-            "--passphrase-file",
-            &b,
-            "--new-passphrase-file",
-            &a,
-            fast,
-        ])
-        .ok();
-    assert_eq!(out.stdout, "changed the secret of keyslot 1: passphrase (Argon2id m=64 KiB, t=1, p=1, INSECURE test parameters)\n");
-    let opens = |slot: &str, pass: &str| {
+    // A vault whose header an older tokenvault wrote: slots 0 and 2 open with "shared",
+    // slot 1 with "other" (tests/data/duplicate-slots/README.md).
+    let duplicate_slots = || {
+        let env = Env::new();
+        let shared = file(&env, "shared.txt", "shared\n");
+        env.run(&["init", "--passphrase-file", &shared, fast]).ok();
+        std::fs::copy(
+            "tests/data/duplicate-slots/passphrase.header",
+            env.vault.join("tokenvault.header"),
+        )
+        .unwrap();
+        env
+    };
+    let env = duplicate_slots();
+    let shared = file(&env, "shared.txt", "shared\n");
+    let c = file(&env, "c.txt", "pass-c\n");
+    let d = file(&env, "d.txt", "pass-d\n");
+    let opens = |env: &Env, slot: &str, pass: &str| {
         env.run(&["keyslot", "ls", "--slot", slot, "--passphrase-file", pass])
             .code
     };
-    assert_eq!((opens("0", &a), opens("1", &a)), (0, 0));
+    assert_eq!(
+        (opens(&env, "0", &shared), opens(&env, "2", &shared)),
+        (0, 0)
+    );
 
-    // `--slot 1` changes slot 1, and only it.
-    let v = env
-        .run(&[
-            "passwd",
-            "--slot",
-            "1",
-            "--passphrase-file",
-            &a,
-            "--new-passphrase-file",
-            &c,
-            fast,
-            "--json",
-        ])
-        .ok()
-        .json();
-    assert_eq!(opens("1", &c), 0);
-    assert_eq!(opens("1", &a), EXIT_WRONG_KEY);
-    assert_eq!(opens("0", &a), 0, "slot 0 keeps its secret");
-    assert_eq!(v["keyslot"]["id"], 1);
+    // `--slot 2` changes slot 2, and only it; a note says that slot 0 still has the secret.
+    let out = env.run(&[
+        "passwd",
+        "--slot",
+        "2",
+        "--passphrase-file",
+        &shared,
+        "--new-passphrase-file",
+        &c,
+        fast,
+        "--json",
+    ]);
+    assert!(out.stderr.contains("still opens keyslot(s) 0"), "{out:#?}");
+    let v = out.ok().json();
+    assert_eq!(v["keyslot"]["id"], 2);
     assert_eq!(v["keyslots"].as_array().unwrap().len(), 1);
+    assert_eq!(opens(&env, "2", &c), 0);
+    assert_eq!(opens(&env, "2", &shared), EXIT_WRONG_KEY);
+    assert_eq!(opens(&env, "0", &shared), 0, "slot 0 keeps its secret");
 
-    // Without `--slot`, every slot that the old passphrase opens is changed and named.
+    // A new secret that another slot already has is refused: nothing changes.
     env.run(&[
         "passwd",
         "--slot",
-        "1",
+        "2",
         "--passphrase-file",
         &c,
         "--new-passphrase-file",
-        &a,
+        &shared,
         fast,
     ])
-    .ok();
+    .code(EXIT_EXISTS)
+    .one_line_error("keyslot 0");
+    assert_eq!(opens(&env, "2", &c), 0);
+
+    // Without `--slot`, every slot that the old passphrase opens is changed and named.
+    let env = duplicate_slots();
+    let shared = file(&env, "shared.txt", "shared\n");
+    let d2 = file(&env, "d.txt", "pass-d\n");
     let out = env
         .run(&[
             "passwd",
             "--passphrase-file",
-            &a,
+            &shared,
             "--new-passphrase-file",
-            &d,
+            &d2,
             fast,
         ])
         .ok();
@@ -1030,14 +1024,14 @@ fn passwd_honours_slot_and_changes_every_slot_of_the_old_secret() {
         "{out:#?}"
     );
     assert!(
-        changed[1].starts_with("changed the secret of keyslot 1: "),
+        changed[1].starts_with("changed the secret of keyslot 2: "),
         "{out:#?}"
     );
-    env.run(&["ls", "--passphrase-file", &a])
+    env.run(&["ls", "--passphrase-file", &shared])
         .code(EXIT_WRONG_KEY);
-    for slot in ["0", "1"] {
-        assert_eq!(opens(slot, &a), EXIT_WRONG_KEY, "slot {slot}");
-        assert_eq!(opens(slot, &d), 0, "slot {slot}");
+    for slot in ["0", "2"] {
+        assert_eq!(opens(&env, slot, &shared), EXIT_WRONG_KEY, "slot {slot}");
+        assert_eq!(opens(&env, slot, &d2), 0, "slot {slot}");
     }
     // A slot that does not exist: not found, nothing changed.
     env.run(&[
@@ -1045,9 +1039,9 @@ fn passwd_honours_slot_and_changes_every_slot_of_the_old_secret() {
         "--slot",
         "7",
         "--passphrase-file",
-        &d,
+        &d2,
         "--new-passphrase-file",
-        &a,
+        &d,
         fast,
     ])
     .code(EXIT_NOT_FOUND);

@@ -544,15 +544,19 @@ fn seqid_counts_header_writes() {
     assert_eq!(vault.header_seqid().unwrap(), s0 + 3);
 }
 
+/// A vault whose header an older tokenvault wrote with two keyslots for one secret
+/// (`tests/data/duplicate-slots/README.md`); this version refuses to make such slots.
+fn with_duplicate_slots(file: &str) -> MemoryBackend {
+    let header = fs::read(Path::new("tests/data/duplicate-slots").join(file)).unwrap();
+    let storage = MemoryBackend::new();
+    storage.write_header(&header).unwrap();
+    storage
+}
+
 #[test]
 fn a_secret_shared_by_two_slots_rotates_both() {
-    let storage = MemoryBackend::new();
-    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
-    vault.add_keyslot(&raw_key(2)).unwrap();
-    // add_keyslot refuses a second slot for one secret; changing one slot to it does not.
-    vault.add_keyslot(&raw_key(3)).unwrap();
-    vault.change_keyslot(2, &raw_key(3), &raw_key(2)).unwrap();
-    vault.close().unwrap();
+    // Slot 0: raw key 1; slots 1 and 2: raw key 2.
+    let storage = with_duplicate_slots("raw-key.header");
     let vault = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
     vault
         .rotate_master_key_with(&[&raw_key(2), &raw_key(2)])
@@ -577,24 +581,20 @@ fn a_secret_shared_by_two_slots_rotates_both() {
 /// slot only, so the old secret kept opening the vault through the second.
 #[test]
 fn change_passphrase_changes_every_slot_the_old_secret_opens() {
-    let storage = MemoryBackend::new();
+    // Slots 0 and 2: "shared", slot 1: "other" (as an older version's add_keyslot allowed).
+    let storage = with_duplicate_slots("passphrase.header");
     let vault = fast()
-        .create_with_backend(storage.clone(), &passphrase("shared"))
-        .unwrap();
-    vault.add_keyslot(&passphrase("other")).unwrap();
-    vault.add_keyslot(&passphrase("third")).unwrap();
-    // Two slots with one secret (as an older version's add_keyslot allowed).
-    vault
-        .change_keyslot(2, &passphrase("third"), &passphrase("shared"))
+        .open_with_backend(storage.clone(), &passphrase("shared"))
         .unwrap();
 
-    // One derivation per passphrase slot to find them, one per slot re-made.
+    // One derivation per passphrase slot to find the old secret's slots, one per slot to
+    // check that the new secret opens no other, one per slot re-made.
     let before = kdf_runs_on_this_thread();
     let changed = vault
         .change_passphrase(&passphrase("shared"), &passphrase("new"))
         .unwrap();
     assert_eq!(changed, vec![0, 2]);
-    assert_eq!(kdf_runs_on_this_thread() - before, 3 + 2);
+    assert_eq!(kdf_runs_on_this_thread() - before, 3 + 3 + 2);
     assert!(matches!(
         vault.change_passphrase(&passphrase("shared"), &passphrase("x")),
         Err(Error::WrongKey)
@@ -646,25 +646,18 @@ fn change_keyslot_changes_only_the_named_slot() {
     ));
     assert_eq!(vault.header_seqid().unwrap(), seq);
 
-    // Slot 1 takes the secret of slot 0; then slot 0 alone changes.
-    vault
-        .change_keyslot(1, &passphrase("b"), &passphrase("a"))
-        .unwrap();
+    // Slot 0 alone changes, to another kind of secret; slot 1 keeps its own.
     vault
         .change_keyslot(0, &passphrase("a"), &raw_key(9))
         .unwrap();
-    assert_eq!(vault.header_seqid().unwrap(), seq + 2);
+    assert_eq!(vault.header_seqid().unwrap(), seq + 1);
     let kinds: Vec<SlotKind> = vault.keyslots().unwrap().iter().map(|s| s.kind).collect();
     assert_eq!(kinds, [SlotKind::RawKey, SlotKind::Passphrase]);
     vault.close().unwrap();
 
     let open =
         |options: VaultOptions, key: &KeySource| options.open_with_backend(storage.clone(), key);
-    assert!(matches!(
-        open(fast().slot(1), &passphrase("b")),
-        Err(Error::WrongKey)
-    ));
-    open(fast().slot(1), &passphrase("a"))
+    open(fast().slot(1), &passphrase("b"))
         .unwrap()
         .close()
         .unwrap();
@@ -794,4 +787,43 @@ fn key_files_owned_by_another_user_are_refused() {
         .unwrap()
         .close()
         .unwrap();
+}
+
+#[test]
+fn a_change_to_a_secret_that_opens_another_slot_is_refused() {
+    let storage = MemoryBackend::new();
+    let vault = fast()
+        .create_with_backend(storage.clone(), &passphrase("first"))
+        .unwrap();
+    assert_eq!(vault.add_keyslot(&passphrase("second")).unwrap(), 1);
+    let before = storage.read_header().unwrap();
+    // Both ways of changing a secret refuse to give it one that slot 1 already has: removing
+    // slot 1 later would not revoke it.
+    assert!(matches!(
+        vault.change_passphrase(&passphrase("first"), &passphrase("second")),
+        Err(Error::KeyslotExists { slot: 1 })
+    ));
+    assert!(matches!(
+        vault.change_keyslot(0, &passphrase("first"), &passphrase("second")),
+        Err(Error::KeyslotExists { slot: 1 })
+    ));
+    assert_eq!(
+        storage.read_header().unwrap(),
+        before,
+        "nothing was written"
+    );
+    // Changing a slot to its own secret again (a new salt) is fine.
+    vault
+        .change_keyslot(1, &passphrase("second"), &passphrase("second"))
+        .unwrap();
+    assert_eq!(
+        vault.keyslots_opened_by(&passphrase("second")).unwrap(),
+        [1]
+    );
+    assert_eq!(vault.keyslots_opened_by(&passphrase("first")).unwrap(), [0]);
+    assert!(vault
+        .keyslots_opened_by(&passphrase("third"))
+        .unwrap()
+        .is_empty());
+    vault.close().unwrap();
 }

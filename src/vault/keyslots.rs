@@ -77,11 +77,13 @@ impl Vault {
     /// [`Error::WrongKey`], with or without [`VaultOptions::slot`](crate::VaultOptions::slot).
     /// Returns the ids of the slots changed, in order.
     ///
-    /// Finding them costs one key derivation per slot of `old`'s kind (an Argon2 run per
-    /// passphrase slot), plus one per slot changed. To change a single slot, use
-    /// [`change_keyslot`](Self::change_keyslot). `new` is not checked against the other
-    /// slots: if it already opens one, both open with it afterwards (and a later change of
-    /// `new` changes both).
+    /// A `new` secret that already opens another keyslot is refused with
+    /// [`Error::KeyslotExists`], as in [`add_keyslot`](Self::add_keyslot): removing that
+    /// slot later would otherwise not revoke the secret.
+    ///
+    /// Finding the slots costs one key derivation per slot of `old`'s kind and one per slot
+    /// of `new`'s kind (an Argon2 run per passphrase slot), plus one per slot changed. To
+    /// change a single slot, use [`change_keyslot`](Self::change_keyslot).
     ///
     /// ```
     /// use tokenvault::{Error, KeySource, Vault};
@@ -98,8 +100,9 @@ impl Vault {
     /// ```
     ///
     /// # Errors
-    /// [`Error::WrongKey`] if `old` unlocks no slot; [`Error::KeySource`] if either key cannot
-    /// be read (nothing is changed then).
+    /// [`Error::WrongKey`] if `old` unlocks no slot; [`Error::KeyslotExists`] if `new`
+    /// already opens another slot; [`Error::KeySource`] if either key cannot be read
+    /// (nothing is changed then).
     pub fn change_passphrase(&self, old: &KeySource, new: &KeySource) -> Result<Vec<u32>> {
         let kdf = self.inner.options.kdf;
         self.update_state(|s| {
@@ -108,9 +111,40 @@ impl Vault {
                 return Err(Error::WrongKey);
             }
             let ids: Vec<u32> = opened.into_iter().map(|(id, _)| id).collect();
+            s.refuse_duplicate(new, &ids)?;
             s.replace_slots(&ids, new, &kdf)?;
             Ok(ids)
         })
+    }
+
+    /// The ids of the keyslots that `key` opens, in order: one key derivation per slot of
+    /// the key's kind (an Argon2 run per passphrase slot). Useful after
+    /// [`change_keyslot`](Self::change_keyslot), to see whether an old secret still opens
+    /// other slots.
+    ///
+    /// ```
+    /// use tokenvault::{KeySource, Vault};
+    /// use tokenvault::secrecy::SecretBox;
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let key = |byte| KeySource::raw_key(SecretBox::new(Box::new([byte; 32])));
+    /// let vault = Vault::create(dir.path().join("vault"), &key(1))?;
+    /// vault.add_keyslot(&key(2))?;
+    /// assert_eq!(vault.keyslots_opened_by(&key(2))?, [1]);
+    /// assert!(vault.keyslots_opened_by(&key(3))?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::KeySource`] if the key cannot be read; [`Error::KdfLimit`] for a slot above
+    /// the handle's cost limit.
+    pub fn keyslots_opened_by(&self, key: &KeySource) -> Result<Vec<u32>> {
+        let state = self.read_state()?;
+        Ok(state
+            .slots_opened_by(key, None)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
     }
 
     /// Replaces the secret of keyslot `id` alone: `old` must open it (exactly one key
@@ -137,7 +171,8 @@ impl Vault {
     ///
     /// # Errors
     /// [`Error::NoSuchKeyslot`]; [`Error::WrongKey`] if `old` does not open slot `id`;
-    /// [`Error::KeySource`] if either key cannot be read.
+    /// [`Error::KeyslotExists`] if `new` already opens another slot (one derivation per slot
+    /// of its kind to find out); [`Error::KeySource`] if either key cannot be read.
     pub fn change_keyslot(&self, id: u32, old: &KeySource, new: &KeySource) -> Result<()> {
         let kdf = self.inner.options.kdf;
         self.update_state(|s| {
@@ -147,6 +182,7 @@ impl Vault {
             if s.slots_opened_by(old, Some(id))?.is_empty() {
                 return Err(Error::WrongKey);
             }
+            s.refuse_duplicate(new, &[id])?;
             s.replace_slots(&[id], new, &kdf)
         })
     }
@@ -198,6 +234,18 @@ impl KeyState {
             }
         }
         Ok(opened)
+    }
+
+    /// [`Error::KeyslotExists`] if `new` opens a slot other than `changing`.
+    fn refuse_duplicate(&self, new: &KeySource, changing: &[u32]) -> Result<()> {
+        match self
+            .slots_opened_by(new, None)?
+            .into_iter()
+            .find(|(id, _)| !changing.contains(id))
+        {
+            Some((slot, _)) => Err(Error::KeyslotExists { slot }),
+            None => Ok(()),
+        }
     }
 
     /// Re-makes slots `ids` for `new` (same ids, fresh salts), and remembers their KEKs.

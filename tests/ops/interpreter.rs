@@ -608,16 +608,27 @@ impl Harness {
                 let (old, new) = (input.pick(&RAW_KEYS), input.pick(&RAW_KEYS));
                 self.log.push(format!("{op:?} {old} -> {new}"));
                 let got = self.vault.change_passphrase(&raw(old), &raw(new));
-                // Every slot that the old key opens is changed, and named (in stored order).
+                // Every slot that the old key opens is changed, and named (in stored order),
+                // unless the new key already opens another slot.
                 let ids: Vec<u32> = self
                     .slots
                     .iter()
                     .filter(|s| s.1 == old)
                     .map(|s| s.0)
                     .collect();
+                let taken = self
+                    .slots
+                    .iter()
+                    .find(|s| s.1 == new && !ids.contains(&s.0))
+                    .map(|s| s.0);
                 match got {
                     Err(Error::WrongKey) if ids.is_empty() => Ok(()),
-                    Ok(changed) if !ids.is_empty() && changed == ids => {
+                    Err(Error::KeyslotExists { slot })
+                        if !ids.is_empty() && taken == Some(slot) =>
+                    {
+                        Ok(())
+                    }
+                    Ok(changed) if !ids.is_empty() && taken.is_none() && changed == ids => {
                         for slot in &mut self.slots {
                             if slot.1 == old {
                                 slot.1 = new;

@@ -137,6 +137,17 @@ pub(crate) fn passwd(global: &Global, args: &PasswdArgs) -> Outcome {
     let slots = vault.keyslots()?;
     let changed: Vec<&KeyslotInfo> = slots.iter().filter(|s| changed.contains(&s.id)).collect();
     report_change(global, &new, &changed, "changed the secret of")?;
+    if args.open.slot.is_some() {
+        // Say so when the old secret still opens the vault through another slot.
+        let still = vault.keyslots_opened_by(&old)?;
+        if !still.is_empty() {
+            let ids: Vec<String> = still.iter().map(u32::to_string).collect();
+            output::note(&format!(
+                "note: the old secret still opens keyslot(s) {}; `tokenvault passwd` without --slot changes them all",
+                ids.join(", ")
+            ));
+        }
+    }
     close(vault)
 }
 
