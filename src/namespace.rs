@@ -236,7 +236,10 @@ impl Namespace {
     }
 
     /// How many records the namespace holds (from its authenticated manifest: no record is
-    /// opened).
+    /// opened). The count includes the records tokenvault keeps for itself beside a token
+    /// (an [`Authorizer`](crate::Authorizer)'s refresh lease or dead-grant mark), which
+    /// [`keys`](Self::keys) leaves out: the manifest counts every stored record, and its
+    /// layout is part of format version 1.
     ///
     /// # Errors
     /// [`Error::Damaged`] if the manifest fails authentication.
@@ -246,6 +249,51 @@ impl Namespace {
         };
         let (_, manifest) = self.read_manifest(&ns)?;
         Ok(manifest.count)
+    }
+
+    /// Whether the namespace holds a record under a key of its user's (one that
+    /// [`keys`](Self::keys) lists): opens records until it finds one.
+    pub(crate) fn holds_records(&self) -> Result<bool> {
+        let Some(ns) = self.state()? else {
+            return Ok(false);
+        };
+        if self.read_manifest(&ns)?.1.count == 0 {
+            return Ok(false);
+        }
+        let mut found = false;
+        self.visit_names(&ns, |name, _| {
+            found = !is_reserved(&name);
+            !found
+        })?;
+        Ok(found)
+    }
+
+    /// Opens the records of the namespace in storage order (the manifest left out) and hands
+    /// each one's key and stored bytes to `visit`, until it returns `false`.
+    fn visit_names(
+        &self,
+        ns: &NsState,
+        mut visit: impl FnMut(String, &[u8]) -> bool,
+    ) -> Result<()> {
+        self.check_fresh(ns)?;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .vault
+                .call(|b| b.scan(&self.id, after.as_deref(), 256))?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            for (rid, stored) in &page {
+                if rid.as_slice() == MANIFEST_ID {
+                    continue;
+                }
+                if !visit(self.open_name(ns, rid, stored)?, stored) {
+                    return Ok(());
+                }
+            }
+        }
     }
 
     /// The vault this namespace belongs to.
@@ -574,27 +622,15 @@ impl Namespace {
         let Some(ns) = self.state()? else {
             return Ok(Vec::new());
         };
-        self.check_fresh(&ns)?;
         let mut keys = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = self
-                .vault
-                .call(|b| b.scan(&self.id, after.as_deref(), 256))?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (rid, stored) in &page {
-                if rid.as_slice() == MANIFEST_ID {
-                    continue;
-                }
-                let name = self.open_name(&ns, rid, stored)?;
-                let wanted = record_type
-                    .is_none_or(|t| parse_prefix(stored).is_ok_and(|p| p.record_type == t));
-                if wanted && !is_reserved(&name) {
-                    keys.push(name);
-                }
+        self.visit_names(&ns, |name, stored| {
+            let wanted =
+                record_type.is_none_or(|t| parse_prefix(stored).is_ok_and(|p| p.record_type == t));
+            if wanted && !is_reserved(&name) {
+                keys.push(name);
             }
-        }
+            true
+        })?;
         keys.sort_unstable();
         Ok(keys)
     }
@@ -1027,7 +1063,7 @@ pub(crate) fn validate_namespace(name: &str) -> Result<()> {
     validate_name(name, "a namespace name must not be empty")
 }
 
-fn validate_key(key: &str) -> Result<()> {
+pub(crate) fn validate_key(key: &str) -> Result<()> {
     validate_name(key, "a record key must not be empty")?;
     if is_reserved(key) {
         return Err(Error::InvalidName {

@@ -216,8 +216,25 @@ impl TokenStore for Namespace {
         self.put(key, token).map(|_| ())
     }
 
+    /// Removes the token and, in the same atomic write, the refresh lease or dead-grant mark
+    /// an [`Authorizer`](crate::Authorizer) keeps beside it: a removed token leaves nothing
+    /// behind.
     fn remove_token(&self, key: &str) -> Result<bool> {
-        self.remove(key)
+        crate::namespace::validate_key(key)?;
+        let lease = crate::authorizer::lease_key(key);
+        let op = |key| crate::namespace::Op {
+            ns: self,
+            key,
+            body: None,
+            record_type: crate::RecordType::Token,
+            expect: crate::namespace::Expect::Anything,
+        };
+        match crate::namespace::commit(self.vault(), vec![op(key), op(&lease)])? {
+            Ok(written) => Ok(written.first().is_some_and(|w| w.existed)),
+            Err(_) => Err(Error::backend(
+                "internal: unconditional removal did not apply",
+            )),
+        }
     }
 
     fn token_keys(&self) -> Result<Vec<String>> {

@@ -379,7 +379,8 @@ impl Vault {
     }
 
     /// The names of the namespaces that hold at least one record, sorted: what Globus's
-    /// `iter_namespaces` lists. [`Vault::namespaces`] also lists namespaces whose records
+    /// `iter_namespaces` lists. Records tokenvault keeps for itself (an authorizer's refresh
+    /// lease) do not count. [`Vault::namespaces`] also lists namespaces whose records
     /// were all removed.
     ///
     /// ```
@@ -401,7 +402,7 @@ impl Vault {
     pub fn namespaces_with_records(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
         for name in self.namespaces()? {
-            if self.namespace(&name)?.record_count()? > 0 {
+            if self.namespace(&name)?.holds_records()? {
                 names.push(name);
             }
         }

@@ -509,3 +509,60 @@ fn an_ambiguous_failure_without_a_refresh_token_is_retried() {
     assert_eq!(access(&auth.token().unwrap()), "minted-2");
     assert_eq!(presented(&p), ["", ""]);
 }
+
+/// Regression (issue 13): a namespace whose only record is an authorizer's lease (here a
+/// client-credentials mint refused as a dead grant, and marked) was listed by
+/// `namespaces_with_records`, while `keys()` was empty.
+#[test]
+fn a_namespace_holding_only_a_lease_is_not_listed_as_holding_records() {
+    let (_dir, vault) = sled_vault();
+    let ns = vault.namespace("service").unwrap();
+    let clock = ManualClock::new(at(T0));
+    let p = Presented::default();
+    let auth = authorizer(
+        &ns,
+        &clock,
+        recording(&p, |_| Err(RefreshError::invalid_grant("client disabled"))),
+    )
+    .on_dead_grant(DeadGrant::Mark)
+    .build()
+    .unwrap();
+    assert!(auth.token().is_err());
+    assert!(ns.keys().unwrap().is_empty());
+    assert!(vault.namespaces_with_records().unwrap().is_empty());
+    // The manifest still counts the lease (format v1), as `record_count` documents.
+    assert_eq!(ns.record_count().unwrap(), 1);
+    assert_eq!(vault.namespaces().unwrap(), ["service"]);
+}
+
+/// Regression (issue 13): a grant marked dead and then removed with `remove_token` (instead
+/// of `logout`) left its mark behind.
+#[test]
+fn removing_a_token_removes_its_lease_too() {
+    use tokenvault::TokenStore;
+    let (_dir, vault) = sled_vault();
+    let ns = vault.namespace("user/alice").unwrap();
+    ns.put("api", &grant()).unwrap();
+    let clock = ManualClock::new(at(T0));
+    let p = Presented::default();
+    let auth = authorizer(
+        &ns,
+        &clock,
+        recording(&p, |_| Err(RefreshError::invalid_grant("revoked"))),
+    )
+    .on_dead_grant(DeadGrant::Mark)
+    .build()
+    .unwrap();
+    assert!(auth.token().is_err());
+    assert_eq!(ns.record_count().unwrap(), 2, "the token and its mark");
+    assert!(ns.remove_token("api").unwrap());
+    assert_eq!(ns.record_count().unwrap(), 0, "nothing left behind");
+    assert!(vault.namespaces_with_records().unwrap().is_empty());
+    assert!(!ns.remove_token("api").unwrap());
+    // A new grant under the key is served without the old mark getting in the way.
+    ns.put("api", &rotated(7)).unwrap();
+    let auth = authorizer(&ns, &clock, recording(&p, |n| Ok(rotated(n))))
+        .build()
+        .unwrap();
+    assert_eq!(access(&auth.token().unwrap()), "at-7");
+}

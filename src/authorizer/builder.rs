@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::lease::LEASE_PREFIX;
+use super::lease::lease_key;
 use super::{
     AmbiguousFailure, Authorizer, DeadGrant, Shared, State, DEFAULT_JITTER, DEFAULT_LEASE_TIME,
     DEFAULT_MARGIN, DEFAULT_MAX_RETRY_GAP, DEFAULT_MIN_RETRY_GAP,
@@ -128,7 +128,7 @@ impl AuthorizerBuilder {
     /// [`Error::InvalidName`] for a key the namespace would refuse.
     pub fn build(self) -> Result<Authorizer> {
         // The key must be a valid user key, and its lease key within the name limit.
-        let lease_key = format!("{LEASE_PREFIX}{}", self.key);
+        let lease_key = lease_key(&self.key);
         if self.key.is_empty() || crate::namespace::is_reserved(&self.key) {
             return Err(Error::InvalidName {
                 reason: "an authorizer needs a non-empty, unreserved record key",

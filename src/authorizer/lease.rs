@@ -12,6 +12,11 @@ use crate::token::Secret;
 
 /// The reserved key prefix of leases (keys starting with U+0000 are refused as user keys).
 pub(super) const LEASE_PREFIX: &str = "\0lease\0";
+
+/// The record key of the lease that guards the token stored under `key`.
+pub(crate) fn lease_key(key: &str) -> String {
+    format!("{LEASE_PREFIX}{key}")
+}
 /// Lease record layout version.
 const LEASE_VERSION: u8 = 1;
 const LEASE_LEN: usize = 1 + 1 + 16 + 8 + 1 + 8;

@@ -4,6 +4,7 @@
 mod answer;
 mod builder;
 mod lease;
+pub(crate) use self::lease::lease_key;
 mod owed;
 mod transaction;
 
