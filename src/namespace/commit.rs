@@ -1,0 +1,473 @@
+//! The write path: records and the manifests of their namespaces sealed and applied in one
+//! conditional atomic batch, and the single-key fast path for overwrites at a reserved
+//! generation.
+
+use std::sync::atomic::Ordering;
+
+use zeroize::Zeroizing;
+
+use crate::backend::{Batch, Condition, Write};
+use crate::error::{Error, Result};
+use crate::header::NS_ID_LEN;
+use crate::record::{parse_prefix, seal_record, Manifest, RecordContext, RecordPrefix, RecordType};
+use crate::vault::Vault;
+
+use super::{validate_key, Conflict, Namespace, Version, MANIFEST_ID, RESERVED_GENERATIONS};
+
+/// How often a write retries when a concurrent rotation step changed the record under it.
+pub(super) const WRITE_RETRIES: usize = 64;
+
+/// What a write did: the new version (`None` for a removal) and whether a record was there.
+pub(crate) struct Written {
+    pub(crate) version: Option<Version>,
+    pub(crate) existed: bool,
+}
+
+/// What a write expects of the record's current state.
+#[derive(Clone, Copy)]
+pub(crate) enum Expect {
+    Anything,
+    Exactly(Option<Version>),
+}
+
+/// One record write in a [`commit`].
+pub(crate) struct Op<'a> {
+    pub(crate) ns: &'a Namespace,
+    pub(crate) key: &'a str,
+    /// The encoded body to store; `None` removes the record.
+    pub(crate) body: Option<Zeroizing<Vec<u8>>>,
+    pub(crate) record_type: RecordType,
+    pub(crate) expect: Expect,
+}
+
+/// The write path: seal the new records and the new manifests of their namespaces, and apply
+/// them all in one conditional batch, so that either every write lands or none does. Returns
+/// `Ok(Err((i, conflict)))` when the expectation of op `i` does not hold (nothing written).
+///
+/// Namespaces that do not exist yet are created first (with the maintenance lock held); if
+/// the batch then does not apply, they are removed again, so a failed commit leaves no trace.
+pub(crate) fn commit(
+    vault: &Vault,
+    ops: Vec<Op<'_>>,
+) -> Result<Result<Vec<Written>, (usize, Conflict)>> {
+    for (i, op) in ops.iter().enumerate() {
+        if ops[..i]
+            .iter()
+            .any(|o| o.ns.id == op.ns.id && o.key == op.key)
+        {
+            return Err(Error::InvalidName {
+                reason: "the same key appears twice in one write",
+            });
+        }
+    }
+    let rids = ops
+        .iter()
+        .map(|op| op.ns.record_id(op.key))
+        .collect::<Result<Vec<_>>>()?;
+    // The namespaces involved, in a fixed order (for the lock order and the batch).
+    let mut ns_ids: Vec<[u8; NS_ID_LEN]> = ops.iter().map(|op| op.ns.id).collect();
+    ns_ids.sort_unstable();
+    ns_ids.dedup();
+    let first_op = |id: &[u8; NS_ID_LEN]| ops.iter().position(|op| op.ns.id == *id);
+
+    let state = vault.read_state()?;
+    let missing: Vec<[u8; NS_ID_LEN]> = ns_ids
+        .iter()
+        .filter(|id| !state.namespaces.contains_key(*id))
+        .copied()
+        .collect();
+    drop(state);
+    let _maintenance = (!missing.is_empty()).then(|| vault.inner.lock_maintenance());
+    let _guards = vault.inner.lock_shards(&ns_ids);
+
+    // A namespace that does not exist holds no record: an op that expects one conflicts, and
+    // a namespace only removed from is not created.
+    let mut created = Vec::new();
+    for id in &ns_ids {
+        let Some(first) = first_op(id) else { continue };
+        let ns = ops[first].ns;
+        if ns.state()?.is_some() {
+            continue;
+        }
+        for (i, op) in ops.iter().enumerate() {
+            if op.ns.id == *id && matches!(op.expect, Expect::Exactly(Some(_))) {
+                return Ok(Err((i, Conflict { current: None })));
+            }
+        }
+    }
+    for id in &ns_ids {
+        let Some(first) = first_op(id) else { continue };
+        let ns = ops[first].ns;
+        let puts = ops.iter().any(|op| op.ns.id == *id && op.body.is_some());
+        if ns.state()?.is_none() && puts {
+            ns.ensure()?;
+            created.push(ns.clone());
+        }
+    }
+    let fast = match (ops.as_slice(), rids.as_slice()) {
+        ([op], [rid]) if created.is_empty() => overwrite(vault, op, rid).transpose(),
+        _ => None,
+    };
+    let result = match fast {
+        Some(result) => result,
+        None => commit_locked(vault, &ops, &rids, &ns_ids),
+    };
+    if !matches!(result, Ok(Ok(_))) && !created.is_empty() {
+        for ns in created {
+            // Best effort: the namespace is empty, and the locks held since its creation
+            // kept every other writer out of it.
+            let _ = vault.update_state(|s| Ok(s.drop_namespace(&ns.id)));
+            let _ = vault.call(|b| b.drop_tree(&ns.id));
+        }
+        let _ = vault.sync_now();
+    }
+    drop(_guards);
+    drop(_maintenance);
+    match result {
+        // Durable once synced; the locks are released first so that concurrent writers
+        // share the sync (group commit).
+        Ok(Ok((written, Some(ticket)))) => {
+            vault.sync(ticket)?;
+            Ok(Ok(written))
+        }
+        Ok(Ok((written, None))) => Ok(Ok(written)),
+        Ok(Err(conflict)) => Ok(Err(conflict)),
+        Err(e) => Err(e),
+    }
+}
+
+/// What [`commit_locked`] did: the writes, and the sync ticket to wait for (none when nothing
+/// was written).
+type Committed = (Vec<Written>, Option<u64>);
+
+/// The fast path of a single-record write: an overwrite of an existing record at a
+/// generation the manifest has already reserved is one conditional single-key write, without
+/// the manifest (sled turns every multi-key atomic batch into a log write of its own, which
+/// dominates a buffered write; see BENCHMARKS.md). The record count does not change, and the
+/// reservation keeps every generation unique and at most the manifest's.
+///
+/// `Ok(None)`: take the general path (a new record, a removal, a condition on absence, no
+/// reservation known or left, or a record changed under us by a rotation step).
+fn overwrite(
+    vault: &Vault,
+    op: &Op<'_>,
+    rid: &[u8; 32],
+) -> Result<Option<Result<Committed, (usize, Conflict)>>> {
+    let Some(body) = &op.body else {
+        return Ok(None);
+    };
+    if matches!(op.expect, Expect::Exactly(None)) {
+        return Ok(None);
+    }
+    let handle = op.ns;
+    let Some(ns) = handle.state()? else {
+        return Ok(None);
+    };
+    let gens = &ns.gens;
+    let reserved = gens.reserved.load(Ordering::SeqCst);
+    let last = gens.last.load(Ordering::SeqCst);
+    if reserved == 0 || last >= reserved {
+        return Ok(None);
+    }
+    // Storage must still hold the manifest this handle last authenticated (else the general
+    // path reads it again, and reports damage or a rollback).
+    match vault.call(|b| b.get(&handle.id, MANIFEST_ID))? {
+        Some(stored) if gens.manifest_is(&stored) => {}
+        _ => return Ok(None),
+    }
+    let Some(current) = vault.call(|b| b.get(&handle.id, rid))? else {
+        return Ok(None);
+    };
+    let current_generation = match op.expect {
+        // A conditional write authenticates what it compares against.
+        Expect::Exactly(_) => handle.open(&ns, rid, &current, Some(op.key))?.0.generation,
+        Expect::Anything => parse_prefix(&current)
+            .map(|p| p.generation)
+            .unwrap_or_default(),
+    };
+    if current_generation > reserved {
+        // The manifest was rolled back: the general path reports it.
+        return Ok(None);
+    }
+    if let Expect::Exactly(expected) = op.expect {
+        if expected != Some(Version(current_generation)) {
+            return Ok(Some(Err((
+                0,
+                Conflict {
+                    current: Some(Version(current_generation)),
+                },
+            ))));
+        }
+    }
+    let generation = last + 1;
+    if generation <= current_generation {
+        // Only possible if a write was applied but reported as failed: let the general path
+        // read the manifest again.
+        return Ok(None);
+    }
+    let cipher = ns
+        .active_cipher()
+        .ok_or_else(|| handle.namespace_damage("the active key is missing"))?;
+    let vault_id = handle.vault_id()?;
+    // Seal a copy: the general path may still need the body.
+    let mut copy = Zeroizing::new(Vec::with_capacity(body.capacity()));
+    copy.extend_from_slice(body);
+    let sealed = seal_record(
+        cipher,
+        &RecordContext {
+            vault_id: &vault_id,
+            namespace: &handle.name,
+            record_id: rid,
+        },
+        &RecordPrefix {
+            record_type: op.record_type,
+            key_id: ns.active,
+            generation,
+        },
+        copy,
+    )?;
+    let batch = Batch {
+        conditions: vec![Condition {
+            tree: handle.id.to_vec(),
+            key: rid.to_vec(),
+            expected: Some(current),
+        }],
+        writes: vec![Write {
+            tree: handle.id.to_vec(),
+            key: rid.to_vec(),
+            value: Some(sealed),
+        }],
+    };
+    if !vault.call(|b| b.apply(&batch))? {
+        return Ok(None);
+    }
+    gens.last.store(generation, Ordering::SeqCst);
+    gens.written.fetch_max(generation, Ordering::SeqCst);
+    let written = Written {
+        version: Some(Version(generation)),
+        existed: true,
+    };
+    Ok(Some(Ok((vec![written], Some(vault.committed())))))
+}
+
+fn commit_locked(
+    vault: &Vault,
+    ops: &[Op<'_>],
+    rids: &[[u8; 32]],
+    ns_ids: &[[u8; NS_ID_LEN]],
+) -> Result<Result<Committed, (usize, Conflict)>> {
+    let vault_id = vault.read_state()?.vault_id().to_vec();
+    // Which namespace (index into `ns_ids`) each op belongs to.
+    let op_ns: Vec<usize> = ops
+        .iter()
+        .map(|op| ns_ids.iter().position(|id| *id == op.ns.id).unwrap_or(0))
+        .collect();
+    for _ in 0..WRITE_RETRIES {
+        // Per namespace: its handle, state and manifest (`None`: it does not exist, and
+        // only removals target it).
+        let mut plans = Vec::with_capacity(ns_ids.len());
+        for (p, _) in ns_ids.iter().enumerate() {
+            let Some(i) = op_ns.iter().position(|q| *q == p) else {
+                plans.push(None);
+                continue;
+            };
+            let handle = ops[i].ns;
+            plans.push(match handle.state()? {
+                Some(ns) => {
+                    let (bytes, manifest) = handle.read_manifest(&ns)?;
+                    handle.adopt_manifest(&ns, &bytes, &manifest)?;
+                    Some((handle, ns, bytes, manifest))
+                }
+                None => None,
+            });
+        }
+        // Read every current record and check the expectations before sealing anything.
+        let mut currents: Vec<Option<Vec<u8>>> = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            let Some((handle, ns, _, manifest)) = &plans[op_ns[i]] else {
+                currents.push(None);
+                continue;
+            };
+            let current = vault.call(|b| b.get(&handle.id, &rids[i]))?;
+            let current_version = match &current {
+                Some(stored) => Some(match op.expect {
+                    // A conditional write authenticates what it compares against.
+                    Expect::Exactly(_) => Version(
+                        handle
+                            .open(ns, &rids[i], stored, Some(op.key))?
+                            .0
+                            .generation,
+                    ),
+                    Expect::Anything => Version(
+                        parse_prefix(stored)
+                            .map(|p| p.generation)
+                            .unwrap_or_default(),
+                    ),
+                }),
+                None => None,
+            };
+            // No record is written at a generation its manifest has not reserved first, so a
+            // record newer than the manifest means the manifest was rolled back: generations
+            // (and so versions) would repeat, and a compare-and-swap could match a different
+            // write.
+            if current_version.is_some_and(|v| v.0 > manifest.generation) {
+                return Err(handle.namespace_damage(
+                    "a record is newer than the manifest (the manifest was rolled back); run verify",
+                ));
+            }
+            if let Expect::Exactly(expected) = op.expect {
+                if expected != current_version {
+                    return Ok(Err((
+                        i,
+                        Conflict {
+                            current: current_version,
+                        },
+                    )));
+                }
+            }
+            currents.push(current);
+        }
+        let mut batch = Batch::new();
+        // Per namespace: the generation of this write and the new manifest's.
+        let mut generations: Vec<Option<(u64, u64)>> = vec![None; ns_ids.len()];
+        let mut manifests: Vec<Option<Vec<u8>>> = vec![None; ns_ids.len()];
+        for (p, plan) in plans.iter().enumerate() {
+            let Some((handle, ns, manifest_bytes, manifest)) = plan else {
+                continue;
+            };
+            let id = ns_ids[p];
+            let mine: Vec<usize> = (0..ops.len()).filter(|i| op_ns[*i] == p).collect();
+            // Removals of absent records change nothing.
+            if !mine
+                .iter()
+                .any(|&i| ops[i].body.is_some() || currents[i].is_some())
+            {
+                continue;
+            }
+            let exhausted = || handle.namespace_damage("write generation exhausted");
+            let generation = ns
+                .gens
+                .last
+                .load(Ordering::SeqCst)
+                .checked_add(1)
+                .ok_or_else(exhausted)?;
+            // The new manifest reserves the generations after this one for overwrites.
+            let ceiling = generation
+                .checked_add(RESERVED_GENERATIONS)
+                .ok_or_else(exhausted)?
+                .max(manifest.generation);
+            let mut count = manifest.count;
+            let cipher = ns
+                .active_cipher()
+                .ok_or_else(|| handle.namespace_damage("the active key is missing"))?;
+            let ctx = |record_id| RecordContext {
+                vault_id: &vault_id,
+                namespace: &handle.name,
+                record_id,
+            };
+            for &i in &mine {
+                let current = currents[i].as_deref();
+                match (current.is_some(), ops[i].body.is_some()) {
+                    (false, true) => count += 1,
+                    (true, false) => count = count.saturating_sub(1),
+                    (false, false) => continue,
+                    (true, true) => {}
+                }
+                let sealed = match &ops[i].body {
+                    Some(body) => {
+                        // Seal a copy (the batch may be retried), with the same capacity so
+                        // that sealing never reallocates.
+                        let mut copy = Zeroizing::new(Vec::with_capacity(body.capacity()));
+                        copy.extend_from_slice(body);
+                        let prefix = RecordPrefix {
+                            record_type: ops[i].record_type,
+                            key_id: ns.active,
+                            generation,
+                        };
+                        Some(seal_record(cipher, &ctx(&rids[i]), &prefix, copy)?)
+                    }
+                    None => None,
+                };
+                batch = batch
+                    .expect(&id, &rids[i], current)
+                    .write(&id, &rids[i], sealed);
+            }
+            let new_manifest = handle.seal_manifest(
+                &vault_id,
+                cipher,
+                ns.active,
+                &Manifest {
+                    count,
+                    generation: ceiling,
+                },
+            )?;
+            manifests[p] = Some(new_manifest.clone());
+            batch = batch.expect(&id, MANIFEST_ID, Some(manifest_bytes)).write(
+                &id,
+                MANIFEST_ID,
+                Some(new_manifest),
+            );
+            generations[p] = Some((generation, ceiling));
+        }
+        let written: Vec<Written> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| Written {
+                version: op
+                    .body
+                    .as_ref()
+                    .and(generations[op_ns[i]])
+                    .map(|(g, _)| Version(g)),
+                existed: currents[i].is_some(),
+            })
+            .collect();
+        if generations.iter().all(Option::is_none) {
+            // Nothing to write (only removals of absent records).
+            return Ok(Ok((written, None)));
+        }
+        if vault.call(|b| b.apply(&batch))? {
+            for (p, plan) in plans.iter().enumerate() {
+                if let (Some((_, ns, _, _)), Some((generation, ceiling))) = (plan, generations[p]) {
+                    ns.gens.last.fetch_max(generation, Ordering::SeqCst);
+                    ns.gens.reserved.store(ceiling, Ordering::SeqCst);
+                    ns.gens.written.fetch_max(generation, Ordering::SeqCst);
+                    if let Some(m) = manifests[p].as_deref() {
+                        ns.gens.set_manifest(m);
+                    }
+                }
+            }
+            return Ok(Ok((written, Some(vault.committed()))));
+        }
+        // A rotation step re-sealed a record or a manifest under us: read again.
+    }
+    Err(Error::backend(
+        "the records kept changing under a write; retry the operation",
+    ))
+}
+
+/// Stores tokens across namespaces in one atomic commit: all of them or none. With
+/// `only_new`, every record must be absent (an existing one is a conflict, and its index is
+/// returned with nothing written). Namespaces are created as needed, and removed again if the
+/// commit fails. Returns the new versions, in order.
+pub(crate) fn put_tokens(
+    vault: &Vault,
+    items: &[(&Namespace, &str, &crate::Token)],
+    only_new: bool,
+) -> Result<Result<Vec<Version>, (usize, Conflict)>> {
+    let mut ops = Vec::with_capacity(items.len());
+    for (ns, key, token) in items {
+        validate_key(key)?;
+        ops.push(Op {
+            ns,
+            key,
+            body: Some(crate::record::sealed::Sealed::encode_body(*token, key)?),
+            record_type: RecordType::Token,
+            expect: if only_new {
+                Expect::Exactly(None)
+            } else {
+                Expect::Anything
+            },
+        });
+    }
+    Ok(commit(vault, ops)?.map(|w| w.into_iter().filter_map(|w| w.version).collect()))
+}

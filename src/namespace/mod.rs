@@ -1,0 +1,446 @@
+//! Namespaces: the records of one tenant, under their own data key.
+//!
+//! The handle and its reads and writes are here; the write path (one conditional atomic
+//! batch, and the single-key fast path for overwrites) is in `commit.rs`, the manifest (the
+//! record count, reserved generations and the checkpoint floor) in `manifest.rs`, and the
+//! rules for names in `names.rs`.
+
+mod commit;
+mod manifest;
+mod names;
+
+pub(crate) use self::commit::{commit, put_tokens, Expect, Op, Written};
+pub(crate) use self::manifest::{MANIFEST_ID, RESERVED_GENERATIONS};
+pub use self::names::MAX_NAME_LEN;
+pub(crate) use self::names::{is_reserved, validate_key, validate_namespace};
+
+use std::fmt;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::error::{Damage, Error, Result};
+use crate::header::NS_ID_LEN;
+use crate::record::{
+    decode_value, open_record, parse_prefix, OpenError, Record, RecordContext, RecordPrefix,
+    RecordType,
+};
+use crate::vault::{NsState, Vault};
+
+const RECORD_ID_LABEL: &[u8] = b"tokenvault/v1/record-id";
+
+/// A handle on one namespace of a [`Vault`]: get, put, compare-and-swap, remove, list.
+///
+/// Cheap to clone; two handles on the same namespace see each other's writes at once.
+///
+/// ```
+/// use tokenvault::{KeySource, Token, Vault};
+/// use tokenvault::secrecy::SecretBox;
+///
+/// # let dir = tempfile::tempdir()?;
+/// let vault = Vault::create(dir.path().join("v"), &KeySource::raw_key(SecretBox::new(Box::new([1; 32]))))?;
+/// let ns = vault.namespace("tenant-42")?;
+/// let v1 = ns.put("rs.example.org", &Token::new("first".into()))?;
+/// // Replace only if nobody else did since we read version v1:
+/// let swapped = ns.compare_and_swap("rs.example.org", Some(v1), &Token::new("second".into()))?;
+/// assert!(swapped.is_ok());
+/// let stale = ns.compare_and_swap("rs.example.org", Some(v1), &Token::new("third".into()))?;
+/// assert!(stale.is_err());
+/// assert_eq!(ns.keys()?, ["rs.example.org"]);
+/// assert!(ns.remove("rs.example.org")?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Namespace {
+    vault: Vault,
+    name: Arc<str>,
+    pub(crate) id: [u8; NS_ID_LEN],
+}
+
+/// The version of a stored record, returned by writes and by
+/// [`Namespace::get_versioned`]; compare-and-swap takes the version it expects.
+///
+/// Versions are the namespace's write generation at the time of the write: each write in a
+/// namespace gets a new, larger one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(u64);
+
+impl Version {
+    /// The version as a number (for logs and diagnostics).
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+/// A compare-and-swap that did not apply: the record's current version differs from the
+/// expected one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// The record's current version (`None`: it is absent).
+    pub current: Option<Version>,
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.current {
+            Some(v) => write!(f, "the record changed: it is now at {v}"),
+            None => f.write_str("the record changed: it is now absent"),
+        }
+    }
+}
+
+impl std::error::Error for Conflict {}
+
+impl Namespace {
+    pub(crate) fn new(vault: Vault, name: &str, id: [u8; NS_ID_LEN]) -> Self {
+        Self {
+            vault,
+            name: name.into(),
+            id,
+        }
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads the record `key` as `R` ([`Token`](crate::Token) or [`Secret`](crate::Secret)).
+    ///
+    /// # Errors
+    /// [`Error::WrongRecordType`] if the record holds the other type; [`Error::Damaged`] if
+    /// it fails authentication (damaged, tampered with, or moved from elsewhere).
+    pub fn get<R: Record>(&self, key: &str) -> Result<Option<R>> {
+        Ok(self.get_versioned(key)?.map(|(r, _)| r))
+    }
+
+    /// Reads the record `key` with its [`Version`], for a later
+    /// [`compare_and_swap`](Self::compare_and_swap).
+    ///
+    /// # Errors
+    /// As [`Namespace::get`].
+    pub fn get_versioned<R: Record>(&self, key: &str) -> Result<Option<(R, Version)>> {
+        validate_key(key)?;
+        self.get_unchecked(key)
+    }
+
+    /// [`get_versioned`](Self::get_versioned) without the check of the key's name, for the
+    /// crate's reserved keys.
+    pub(crate) fn get_unchecked<R: Record>(&self, key: &str) -> Result<Option<(R, Version)>> {
+        let Some(ns) = self.state()? else {
+            return Ok(None);
+        };
+        self.check_fresh(&ns)?;
+        let rid = self.record_id(key)?;
+        let Some(stored) = self.vault.call(|b| b.get(&self.id, &rid))? else {
+            return Ok(None);
+        };
+        let (prefix, plain, range) = self.open(&ns, &rid, &stored, Some(key))?;
+        if prefix.record_type != R::TYPE {
+            return Err(Error::WrongRecordType {
+                expected: R::TYPE,
+                found: prefix.record_type,
+            });
+        }
+        let (stored_key, value) =
+            decode_value::<R>(&plain[range]).map_err(|e| self.damage(Some(key), e.reason()))?;
+        if stored_key != key {
+            return Err(self.damage(Some(key), "the record holds another key's value"));
+        }
+        Ok(Some((value, Version(prefix.generation))))
+    }
+
+    /// Stores `value` under `key`, replacing what was there. Durable when it returns (unless
+    /// the vault is [buffered](crate::Durability::Buffered)). Returns the new version.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] over [`MAX_RECORD_LEN`](crate::MAX_RECORD_LEN); backend errors.
+    pub fn put<R: Record>(&self, key: &str, value: &R) -> Result<Version> {
+        match self.write(key, Some(value), Expect::Anything)? {
+            Ok(Written {
+                version: Some(v), ..
+            }) => Ok(v),
+            _ => Err(Error::backend(
+                "internal: unconditional write did not apply",
+            )),
+        }
+    }
+
+    /// Stores `value` under `key` only if the record is still at version `expected`
+    /// (`None`: only if there is no record). Atomic, and durable when it returns `Ok(Ok(_))`.
+    ///
+    /// # Errors
+    /// The outer `Result` is an error as for [`put`](Self::put) (a damaged current record is
+    /// [`Error::Damaged`]); the inner one is the [`Conflict`] when the record changed.
+    pub fn compare_and_swap<R: Record>(
+        &self,
+        key: &str,
+        expected: Option<Version>,
+        value: &R,
+    ) -> Result<Result<Version, Conflict>> {
+        Ok(self
+            .write(key, Some(value), Expect::Exactly(expected))?
+            .and_then(|w| w.version.ok_or(Conflict { current: None })))
+    }
+
+    /// Removes `key` only if it is still at version `expected`.
+    ///
+    /// # Errors
+    /// As [`compare_and_swap`](Self::compare_and_swap).
+    pub fn compare_and_remove(&self, key: &str, expected: Version) -> Result<Result<(), Conflict>> {
+        Ok(self
+            .write::<crate::Token>(key, None, Expect::Exactly(Some(expected)))?
+            .map(|_| ()))
+    }
+
+    /// Removes `key`; returns whether it was there. Durable when it returns.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn remove(&self, key: &str) -> Result<bool> {
+        // An unconditional removal cannot conflict.
+        Ok(self
+            .write::<crate::Token>(key, None, Expect::Anything)?
+            .is_ok_and(|w| w.existed))
+    }
+
+    /// The keys of all records in the namespace, sorted. Opens every record (the names are
+    /// stored only inside them).
+    ///
+    /// # Errors
+    /// [`Error::Damaged`] if a record fails authentication.
+    pub fn keys(&self) -> Result<Vec<String>> {
+        self.keys_of(None)
+    }
+
+    /// How many records the namespace holds (from its authenticated manifest: no record is
+    /// opened). The count includes the records tokenvault keeps for itself beside a token
+    /// (an [`Authorizer`](crate::Authorizer)'s refresh lease or dead-grant mark), which
+    /// [`keys`](Self::keys) leaves out: the manifest counts every stored record, and its
+    /// layout is part of format version 1.
+    ///
+    /// # Errors
+    /// [`Error::Damaged`] if the manifest fails authentication.
+    pub fn record_count(&self) -> Result<u64> {
+        let Some(ns) = self.state()? else {
+            return Ok(0);
+        };
+        let (_, manifest) = self.read_manifest(&ns)?;
+        Ok(manifest.count)
+    }
+
+    /// Whether the namespace holds a record under a key of its user's (one that
+    /// [`keys`](Self::keys) lists): opens records until it finds one.
+    pub(crate) fn holds_records(&self) -> Result<bool> {
+        let Some(ns) = self.state()? else {
+            return Ok(false);
+        };
+        if self.read_manifest(&ns)?.1.count == 0 {
+            return Ok(false);
+        }
+        let mut found = false;
+        self.visit_names(&ns, |name, _| {
+            found = !is_reserved(&name);
+            !found
+        })?;
+        Ok(found)
+    }
+
+    /// Opens the records of the namespace in storage order (the manifest left out) and hands
+    /// each one's key and stored bytes to `visit`, until it returns `false`.
+    fn visit_names(
+        &self,
+        ns: &NsState,
+        mut visit: impl FnMut(String, &[u8]) -> bool,
+    ) -> Result<()> {
+        self.check_fresh(ns)?;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .vault
+                .call(|b| b.scan(&self.id, after.as_deref(), 256))?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            for (rid, stored) in &page {
+                if rid.as_slice() == MANIFEST_ID {
+                    continue;
+                }
+                if !visit(self.open_name(ns, rid, stored)?, stored) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// The vault this namespace belongs to.
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    // ---- internals ----
+
+    fn state(&self) -> Result<Option<Arc<NsState>>> {
+        Ok(self.vault.read_state()?.namespaces.get(&self.id).cloned())
+    }
+
+    pub(crate) fn record_id(&self, key: &str) -> Result<[u8; 32]> {
+        Ok(self.vault.read_state()?.index().mac(&[
+            RECORD_ID_LABEL,
+            self.name.as_bytes(),
+            key.as_bytes(),
+        ]))
+    }
+
+    fn vault_id(&self) -> Result<Vec<u8>> {
+        Ok(self.vault.read_state()?.vault_id().to_vec())
+    }
+
+    pub(crate) fn damage(&self, key: Option<&str>, reason: &'static str) -> Error {
+        Error::Damaged(Damage::Record {
+            namespace: self.name.to_string(),
+            key: key.map(str::to_owned),
+            reason,
+        })
+    }
+
+    fn namespace_damage(&self, reason: &'static str) -> Error {
+        Error::Damaged(Damage::Namespace {
+            namespace: self.name.to_string(),
+            reason,
+        })
+    }
+
+    /// Authenticates a stored record; returns its prefix and plaintext.
+    pub(crate) fn open(
+        &self,
+        ns: &NsState,
+        rid: &[u8],
+        stored: &[u8],
+        key: Option<&str>,
+    ) -> Result<(RecordPrefix, Zeroizing<Vec<u8>>, std::ops::Range<usize>)> {
+        let fail = |e: OpenError| match e {
+            OpenError::Version(v) => Error::UnsupportedVersion {
+                found: u16::from(v),
+                supported: u16::from(crate::record::FORMAT_VERSION),
+            },
+            other => self.damage(key, other.reason()),
+        };
+        let prefix = parse_prefix(stored).map_err(fail)?;
+        // A rotation may have re-sealed the record under a key newer than the caller's
+        // snapshot of the namespace: look at the current keys before calling it damage.
+        let current;
+        let cipher = match ns.cipher(prefix.key_id) {
+            Some(cipher) => cipher,
+            None => {
+                current = self.state()?.ok_or_else(|| fail(OpenError::UnknownKey))?;
+                current
+                    .cipher(prefix.key_id)
+                    .ok_or_else(|| fail(OpenError::UnknownKey))?
+            }
+        };
+        let vault_id = self.vault_id()?;
+        let ctx = RecordContext {
+            vault_id: &vault_id,
+            namespace: &self.name,
+            record_id: rid,
+        };
+        let (plain, range) = open_record(cipher, &ctx, &prefix, stored).map_err(fail)?;
+        Ok((prefix, plain, range))
+    }
+
+    /// Opens a scanned record and returns its key, checking that it belongs at `rid`.
+    pub(crate) fn open_name(&self, ns: &NsState, rid: &[u8], stored: &[u8]) -> Result<String> {
+        let (prefix, plain, range) = self.open(ns, rid, stored, None)?;
+        let body = &plain[range];
+        let key = match prefix.record_type {
+            RecordType::Token => decode_value::<crate::Token>(body).map(|(k, _)| k),
+            RecordType::Secret => decode_value::<crate::Secret>(body).map(|(k, _)| k),
+            RecordType::Manifest => Err(OpenError::Format("a manifest stored as a record")),
+        }
+        .map_err(|e| self.damage(None, e.reason()))?;
+        if self.record_id(&key)?.as_slice() != rid {
+            return Err(self.damage(Some(&key), "the record is stored under another key's id"));
+        }
+        Ok(key)
+    }
+
+    /// The one write path for a single record: see [`commit`].
+    fn write<R: Record>(
+        &self,
+        key: &str,
+        value: Option<&R>,
+        expect: Expect,
+    ) -> Result<Result<Written, Conflict>> {
+        validate_key(key)?;
+        let op = Op {
+            ns: self,
+            key,
+            body: value.map(|v| v.encode_body(key)).transpose()?,
+            record_type: R::TYPE,
+            expect,
+        };
+        Ok(commit(&self.vault, vec![op])?
+            .map(|mut w| w.remove(0))
+            .map_err(|(_, c)| c))
+    }
+
+    /// Stores several tokens in this namespace atomically: all of them or none. Returns their
+    /// new versions, in order.
+    ///
+    /// # Errors
+    /// As [`put`](Self::put); [`Error::InvalidName`] if a key appears twice.
+    pub(crate) fn put_many(&self, tokens: &[(&str, &crate::Token)]) -> Result<Vec<Version>> {
+        let mut ops = Vec::with_capacity(tokens.len());
+        for (key, token) in tokens {
+            validate_key(key)?;
+            ops.push(Op {
+                ns: self,
+                key,
+                body: Some(crate::record::sealed::Sealed::encode_body(*token, key)?),
+                record_type: RecordType::Token,
+                expect: Expect::Anything,
+            });
+        }
+        match commit(&self.vault, ops)? {
+            Ok(written) => Ok(written.into_iter().filter_map(|w| w.version).collect()),
+            Err(_) => Err(Error::backend(
+                "internal: unconditional write did not apply",
+            )),
+        }
+    }
+
+    /// The keys of the records of type `record_type` (of any type: `None`), sorted, leaving
+    /// out the crate's reserved keys.
+    pub(crate) fn keys_of(&self, record_type: Option<RecordType>) -> Result<Vec<String>> {
+        let Some(ns) = self.state()? else {
+            return Ok(Vec::new());
+        };
+        let mut keys = Vec::new();
+        self.visit_names(&ns, |name, stored| {
+            let wanted =
+                record_type.is_none_or(|t| parse_prefix(stored).is_ok_and(|p| p.record_type == t));
+            if wanted && !is_reserved(&name) {
+                keys.push(name);
+            }
+            true
+        })?;
+        keys.sort_unstable();
+        Ok(keys)
+    }
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Namespace")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
