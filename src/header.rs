@@ -14,19 +14,12 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{sha256, Aad, Cipher, Key, Prf, KEY_LEN, NONCE_LEN, TAG_LEN, WRAPPED_KEY_LEN};
 use crate::error::{Error, Result};
+use crate::format::{
+    FORMAT_VERSION, HEADER_MAC_LABEL, INDEX_KEY_AAD_LABEL, MAGIC, MAX_HEADER_LEN, MAX_KEYSLOTS,
+    NAMESPACE_AAD_LABEL, NS_ID_LEN, SLOT_AAD_LABEL, VAULT_ID_LEN, WRAP_LABEL,
+};
 use crate::keys::{KdfParams, SlotKind};
-use crate::record::FORMAT_VERSION;
 
-/// The header file's first eight bytes.
-pub(crate) const MAGIC: [u8; 8] = [0x89, b'T', b'V', b'A', b'U', b'L', b'T', b'\n'];
-/// Bytes in the vault id.
-pub(crate) const VAULT_ID_LEN: usize = 16;
-/// Bytes in a namespace id (the HMAC of its name).
-pub(crate) const NS_ID_LEN: usize = 32;
-/// Most keyslots a vault holds.
-pub const MAX_KEYSLOTS: usize = 32;
-/// Largest header file read.
-pub(crate) const MAX_HEADER_LEN: usize = 256 * 1024 * 1024;
 /// Largest slot parameter block.
 const MAX_PARAMS_LEN: usize = 1024;
 /// Largest sealed namespace entry.
@@ -44,12 +37,6 @@ const KIND_RAW_KEY: u8 = 2;
 const ARGON2_VERSION: u32 = 0x13;
 /// Salt bytes for new slots.
 pub(crate) const SLOT_SALT_LEN: usize = 32;
-
-const SLOT_AAD_LABEL: &[u8] = b"tokenvault/v1/keyslot";
-const INDEX_KEY_AAD_LABEL: &[u8] = b"tokenvault/v1/index-key";
-const NAMESPACE_AAD_LABEL: &[u8] = b"tokenvault/v1/namespace";
-const HEADER_MAC_LABEL: &[u8] = b"tokenvault/v1/header-mac";
-const WRAP_LABEL: &[u8] = b"tokenvault/v1/wrap";
 
 /// The parsed header, everything except the VMK-dependent checks.
 #[derive(Clone)]

@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{derive_key, Key, KEY_LEN};
 use crate::error::{Error, Result};
+use crate::format::RAW_KEY_KEK_LABEL;
 
 /// A secret that unlocks a vault: a passphrase, a raw 32-byte key, or a key file.
 ///
@@ -430,8 +431,6 @@ impl fmt::Debug for KdfParams {
 pub(crate) fn raw_key_kek(key: &Key, salt: &[u8]) -> Result<Key> {
     derive_key(salt, key.bytes(), RAW_KEY_KEK_LABEL)
 }
-
-const RAW_KEY_KEK_LABEL: &[u8] = b"tokenvault/v1/keyslot/raw-key";
 
 thread_local! {
     static KDF_RUNS: Cell<u64> = const { Cell::new(0) };

@@ -7,6 +7,7 @@ mod backend;
 mod clock;
 mod crypto;
 mod error;
+mod format;
 mod header;
 #[cfg(feature = "http")]
 mod http;
@@ -32,7 +33,8 @@ pub use crate::namespace::{Conflict, Namespace, Version, MAX_NAME_LEN};
 pub use crate::vault::{Durability, KeyslotInfo, Vault, VaultOptions, DEFAULT_LOCK_TIMEOUT};
 
 // What a vault stores.
-pub use crate::record::{Record, RecordType, MAX_RECORD_LEN};
+pub use crate::format::MAX_RECORD_LEN;
+pub use crate::record::{Record, RecordType};
 pub use crate::token::{Secret, Token};
 
 // Token-store semantics.
@@ -60,7 +62,7 @@ pub use crate::validate::{
 };
 
 // Keys.
-pub use crate::header::MAX_KEYSLOTS;
+pub use crate::format::MAX_KEYSLOTS;
 pub use crate::keys::{KdfParams, KeySource, SlotKind};
 
 // Maintenance.

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 use crate::backend::Batch;
 use crate::crypto::{Key, TAG_LEN};
 use crate::error::{Damage, Error, Result};
-use crate::header::NS_ID_LEN;
+use crate::format::NS_ID_LEN;
 use crate::namespace::{Namespace, MANIFEST_ID};
 use crate::record::{
     decode_manifest, parse_prefix, seal_record, RecordContext, RecordPrefix, RecordType,

@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use crate::backend::Batch;
 use crate::crypto::random_u64;
 use crate::error::Result;
-use crate::header::NS_ID_LEN;
+use crate::format::NS_ID_LEN;
 use crate::vault::Vault;
 
 /// The name prefix of a tree holding data set aside; the orphan's tree name (its namespace

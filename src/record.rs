@@ -21,23 +21,18 @@ use crate::crypto::{Aad, Cipher, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::token::{Secret, Token, TokenParts};
 
-/// The on-disk format version of records and of the header.
-pub(crate) const FORMAT_VERSION: u8 = 1;
-/// The payload framing version (the byte in front of the bincode body).
-pub(crate) const PAYLOAD_VERSION: u8 = 1;
+pub(crate) use crate::format::{FORMAT_VERSION, MAX_RECORD_LEN};
+use crate::format::{PAYLOAD_VERSION, RECORD_AAD_LABEL};
+
 /// Plaintexts are zero-padded to a multiple of this many bytes, so records of similar size
 /// are indistinguishable on disk.
 pub(crate) const PAD_BUCKET: usize = 256;
-/// Largest padded plaintext of one record.
-pub const MAX_RECORD_LEN: usize = 64 * 1024;
 /// Bytes in front of the nonce in a stored record.
 pub(crate) const RECORD_PREFIX_LEN: usize = 1 + 1 + 4 + 8;
 /// Bytes in front of the ciphertext in a stored record.
 pub(crate) const RECORD_HEADER_LEN: usize = RECORD_PREFIX_LEN + NONCE_LEN;
 /// Framing bytes in front of the bincode body.
 const FRAME_LEN: usize = 1 + 4;
-
-const RECORD_AAD_LABEL: &[u8] = b"tokenvault/v1/record";
 
 type BincodeConfig = Configuration<LittleEndian, Fixint, Limit<MAX_RECORD_LEN>>;
 

@@ -13,9 +13,9 @@ use subtle::ConstantTimeEq;
 use crate::backend::{Backend, BackendError, SledBackend};
 use crate::crypto::{fill_random, Cipher, Key, Prf};
 use crate::error::{Damage, Error, Result};
+use crate::format::{NAMESPACE_ID_LABEL, NS_ID_LEN, VAULT_ID_LEN};
 use crate::header::{
-    open_ns, seal_ns, Header, NsEntry, NsKeys, Slot, SlotParams, VmkKeys, NS_ID_LEN, SLOT_SALT_LEN,
-    VAULT_ID_LEN,
+    open_ns, seal_ns, Header, NsEntry, NsKeys, Slot, SlotParams, VmkKeys, SLOT_SALT_LEN,
 };
 use crate::keys::{raw_key_kek, KdfParams, KeySource, Material, SlotKind};
 use crate::namespace::{validate_namespace, Namespace};
@@ -25,7 +25,6 @@ mod keyslots;
 /// Default time to wait for another holder of the vault directory to let go.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 const NS_LOCK_SHARDS: usize = 64;
-const NS_ID_LABEL: &[u8] = b"tokenvault/v1/namespace-id";
 
 /// An open vault: tokens and secrets for many namespaces, sealed on disk.
 ///
@@ -362,7 +361,7 @@ impl Vault {
         let id = self
             .read_state()?
             .index
-            .mac(&[NS_ID_LABEL, name.as_bytes()]);
+            .mac(&[NAMESPACE_ID_LABEL, name.as_bytes()]);
         Ok(Namespace::new(self.clone(), name, id))
     }
 
@@ -615,7 +614,7 @@ impl Vault {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn format_version(&self) -> u16 {
-        u16::from(crate::record::FORMAT_VERSION)
+        u16::from(crate::format::FORMAT_VERSION)
     }
 
     /// The header's sequence number: incremented by exactly one on every header change.
@@ -949,7 +948,7 @@ impl VaultOptions {
             if validate_namespace(&keys.name).is_err() {
                 return Err(Error::header("a namespace entry holds an invalid name"));
             }
-            if index.mac(&[NS_ID_LABEL, keys.name.as_bytes()]) != entry.id {
+            if index.mac(&[NAMESPACE_ID_LABEL, keys.name.as_bytes()]) != entry.id {
                 return Err(Error::header(
                     "a namespace entry is filed under another name's id",
                 ));

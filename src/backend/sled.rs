@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use super::{dir, Backend, BackendError, Batch, ScanPage};
-use crate::header::MAX_HEADER_LEN;
+use crate::format::MAX_HEADER_LEN;
 
 /// The lock file's name inside the vault directory.
 pub(crate) const LOCK_FILE: &str = "tokenvault.lock";

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use crate::backend::{Batch, Condition, Write};
 use crate::error::{Error, Result};
-use crate::header::NS_ID_LEN;
+use crate::format::NS_ID_LEN;
 use crate::record::{parse_prefix, seal_record, Manifest, RecordContext, RecordPrefix, RecordType};
 use crate::vault::Vault;
 

@@ -20,14 +20,13 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use crate::error::{Damage, Error, Result};
-use crate::header::NS_ID_LEN;
+use crate::format::NS_ID_LEN;
+use crate::format::RECORD_ID_LABEL;
 use crate::record::{
     decode_value, open_record, parse_prefix, OpenError, Record, RecordContext, RecordPrefix,
     RecordType,
 };
 use crate::vault::{NsState, Vault};
-
-const RECORD_ID_LABEL: &[u8] = b"tokenvault/v1/record-id";
 
 /// A handle on one namespace of a [`Vault`]: get, put, compare-and-swap, remove, list.
 ///
@@ -329,7 +328,7 @@ impl Namespace {
         let fail = |e: OpenError| match e {
             OpenError::Version(v) => Error::UnsupportedVersion {
                 found: u16::from(v),
-                supported: u16::from(crate::record::FORMAT_VERSION),
+                supported: u16::from(crate::format::FORMAT_VERSION),
             },
             other => self.damage(key, other.reason()),
         };

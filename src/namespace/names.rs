@@ -1,9 +1,7 @@
 //! Names: namespace names and record keys, and the keys reserved for tokenvault itself.
 
 use crate::error::{Error, Result};
-
-/// Longest namespace name or record key, in bytes.
-pub const MAX_NAME_LEN: usize = 1024;
+pub use crate::format::MAX_NAME_LEN;
 
 pub(crate) fn validate_namespace(name: &str) -> Result<()> {
     validate_name(name, "a namespace name must not be empty")

@@ -6,7 +6,8 @@ use subtle::ConstantTimeEq;
 use super::{try_slot, KeyState, KeyslotInfo, Vault};
 use crate::crypto::Key;
 use crate::error::{Error, Result};
-use crate::header::{SlotParams, MAX_KEYSLOTS};
+use crate::format::MAX_KEYSLOTS;
+use crate::header::SlotParams;
 use crate::keys::{KdfParams, KeySource};
 
 impl Vault {
