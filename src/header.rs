@@ -12,6 +12,7 @@
 
 use zeroize::Zeroizing;
 
+use crate::bytes::{Reader, Truncated};
 use crate::crypto::{sha256, Aad, Cipher, Key, Prf, KEY_LEN, NONCE_LEN, TAG_LEN, WRAPPED_KEY_LEN};
 use crate::error::{Error, Result};
 use crate::format::{
@@ -97,9 +98,13 @@ impl Slot {
         let mut r = Reader::new(&self.params);
         let parsed = match self.kind_code {
             KIND_PASSPHRASE => {
-                let version = r.u32()?;
-                let (m, t, p) = (r.u32()?, r.u32()?, r.u32()?);
-                let salt = r.short_bytes()?;
+                let version = r.u32().map_err(truncated)?;
+                let (m, t, p) = (
+                    r.u32().map_err(truncated)?,
+                    r.u32().map_err(truncated)?,
+                    r.u32().map_err(truncated)?,
+                );
+                let salt = r.short_bytes().map_err(truncated)?;
                 if version != ARGON2_VERSION {
                     return Err(Error::header("unknown Argon2 version in a keyslot"));
                 }
@@ -109,13 +114,13 @@ impl Slot {
                 SlotParams::Passphrase { kdf, salt }
             }
             KIND_RAW_KEY => {
-                let salt = r.short_bytes()?;
+                let salt = r.short_bytes().map_err(truncated)?;
                 check_salt(salt)?;
                 SlotParams::RawKey { salt }
             }
             _ => return Ok(SlotParams::Unknown),
         };
-        r.finish()?;
+        finish(&r)?;
         Ok(parsed)
     }
 
@@ -208,23 +213,23 @@ impl Header {
             return Err(Error::header("checksum mismatch"));
         }
         let mut r = Reader::new(&file[FIXED_LEN..FIXED_LEN + body_len]);
-        let vault_id = r.array::<VAULT_ID_LEN>()?;
-        let seqid = r.u64()?;
-        let next_slot_id = r.u32()?;
-        let slot_count = usize::from(r.u16()?);
+        let vault_id = r.array::<VAULT_ID_LEN>().map_err(truncated)?;
+        let seqid = r.u64().map_err(truncated)?;
+        let next_slot_id = r.u32().map_err(truncated)?;
+        let slot_count = usize::from(r.u16().map_err(truncated)?);
         if slot_count == 0 || slot_count > MAX_KEYSLOTS {
             return Err(Error::header("keyslot count out of bounds"));
         }
         let mut slots = Vec::with_capacity(slot_count);
         for _ in 0..slot_count {
-            let id = r.u32()?;
-            let kind_code = r.u8()?;
-            let params_len = usize::from(r.u16()?);
+            let id = r.u32().map_err(truncated)?;
+            let kind_code = r.u8().map_err(truncated)?;
+            let params_len = usize::from(r.u16().map_err(truncated)?);
             if params_len > MAX_PARAMS_LEN {
                 return Err(Error::header("keyslot parameters too long"));
             }
-            let params = r.take(params_len)?.to_vec();
-            let wrapped_vmk = r.array::<WRAPPED_KEY_LEN>()?;
+            let params = r.take(params_len).map_err(truncated)?.to_vec();
+            let wrapped_vmk = r.array::<WRAPPED_KEY_LEN>().map_err(truncated)?;
             if id >= next_slot_id || slots.iter().any(|s: &Slot| s.id == id) {
                 return Err(Error::header("keyslot ids are inconsistent"));
             }
@@ -235,8 +240,8 @@ impl Header {
                 wrapped_vmk,
             });
         }
-        let wrapped_index_key = r.array::<WRAPPED_KEY_LEN>()?;
-        let ns_count = r.u32()? as usize;
+        let wrapped_index_key = r.array::<WRAPPED_KEY_LEN>().map_err(truncated)?;
+        let ns_count = r.u32().map_err(truncated)? as usize;
         // Each entry takes at least its id, a length and a sealed minimum; bound the count
         // by what the remaining bytes can hold before allocating.
         let min_entry = NS_ID_LEN + 4 + NONCE_LEN + NS_PAD + TAG_LEN;
@@ -245,15 +250,15 @@ impl Header {
         }
         let mut namespaces = Vec::with_capacity(ns_count);
         for _ in 0..ns_count {
-            let id = r.array::<NS_ID_LEN>()?;
-            let blob_len = r.u32()? as usize;
+            let id = r.array::<NS_ID_LEN>().map_err(truncated)?;
+            let blob_len = r.u32().map_err(truncated)? as usize;
             if !(NONCE_LEN + NS_PAD + TAG_LEN..=MAX_NS_BLOB_LEN).contains(&blob_len) {
                 return Err(Error::header("namespace entry length out of bounds"));
             }
-            let blob = r.take(blob_len)?.to_vec();
+            let blob = r.take(blob_len).map_err(truncated)?.to_vec();
             namespaces.push(NsEntry { id, blob });
         }
-        r.finish()?;
+        finish(&r)?;
         let mut ids: Vec<&[u8; NS_ID_LEN]> = namespaces.iter().map(|n| &n.id).collect();
         ids.sort_unstable();
         if ids.windows(2).any(|w| w[0] == w[1]) {
@@ -443,67 +448,17 @@ fn ns_aad(vault_id: &[u8], id: &[u8]) -> Vec<u8> {
         .finish()
 }
 
-/// A bounds-checked reader over header bytes; every read past the end is a header error.
-struct Reader<'a> {
-    data: &'a [u8],
+/// A header field cut short.
+fn truncated(_: Truncated) -> Error {
+    Error::header("header truncated inside a field")
 }
 
-impl<'a> Reader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Self { data }
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if n > self.data.len() {
-            return Err(Error::header("header truncated inside a field"));
-        }
-        let (head, tail) = self.data.split_at(n);
-        self.data = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn u8(&mut self) -> Result<u8> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-
-    fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-
-    /// `len u8 | bytes`.
-    fn short_bytes(&mut self) -> Result<&'a [u8]> {
-        let n = usize::from(self.u8()?);
-        self.take(n)
-    }
-
-    fn remaining(&self) -> usize {
-        self.data.len()
-    }
-
-    fn rest(&self) -> &'a [u8] {
-        self.data
-    }
-
-    fn finish(&self) -> Result<()> {
-        if self.data.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::header("trailing bytes in a header field"))
-        }
+/// A header field must be read to its end.
+fn finish(r: &Reader<'_>) -> Result<()> {
+    if r.remaining() == 0 {
+        Ok(())
+    } else {
+        Err(Error::header("trailing bytes in a header field"))
     }
 }
 

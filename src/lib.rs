@@ -4,6 +4,7 @@
 
 mod authorizer;
 mod backend;
+mod bytes;
 mod clock;
 mod crypto;
 mod error;

@@ -17,6 +17,7 @@ use bincode::config::{self, Configuration, Fixint, Limit, LittleEndian};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::bytes::Reader;
 use crate::crypto::{Aad, Cipher, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::token::{Secret, Token, TokenParts};
@@ -306,16 +307,14 @@ pub(crate) fn parse_prefix(stored: &[u8]) -> Result<RecordPrefix, OpenError> {
             OpenError::Format("unknown record format version")
         });
     }
-    let record_type =
-        RecordType::from_code(stored[1]).ok_or(OpenError::Format("unknown record type"))?;
-    let mut key_id = [0u8; 4];
-    key_id.copy_from_slice(&stored[2..6]);
-    let mut generation = [0u8; 8];
-    generation.copy_from_slice(&stored[6..14]);
+    let truncated = |_| OpenError::Format("record shorter than its prefix");
+    let mut r = Reader::new(&stored[1..]);
+    let record_type = RecordType::from_code(r.u8().map_err(truncated)?)
+        .ok_or(OpenError::Format("unknown record type"))?;
     Ok(RecordPrefix {
         record_type,
-        key_id: u32::from_le_bytes(key_id),
-        generation: u64::from_le_bytes(generation),
+        key_id: r.u32().map_err(truncated)?,
+        generation: r.u64().map_err(truncated)?,
     })
 }
 
@@ -344,17 +343,14 @@ pub(crate) fn open_record(
 
 /// Checks `payload_version | body_len | body | zeros` and returns the body's range.
 pub(crate) fn unframe(plain: &[u8]) -> Result<std::ops::Range<usize>, OpenError> {
-    let (&version, rest) = plain
-        .split_first()
-        .ok_or(OpenError::Payload("empty payload"))?;
+    let mut r = Reader::new(plain);
+    let version = r.u8().map_err(|_| OpenError::Payload("empty payload"))?;
     if version != PAYLOAD_VERSION {
         return Err(OpenError::Payload("unknown payload version"));
     }
-    let len_bytes: [u8; 4] = rest
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .ok_or(OpenError::Payload("truncated payload frame"))?;
-    let body_len = u32::from_le_bytes(len_bytes) as usize;
+    let body_len = r
+        .u32()
+        .map_err(|_| OpenError::Payload("truncated payload frame"))? as usize;
     let end = FRAME_LEN
         .checked_add(body_len)
         .filter(|&end| end <= plain.len())

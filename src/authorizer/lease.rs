@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use secrecy::SecretSlice;
 
 use super::Shared;
+use crate::bytes::Reader;
 use crate::error::{Error, Result};
 use crate::namespace::{commit, Expect, Op, Version};
 use crate::record::{sealed::Sealed, RecordType};
@@ -147,16 +148,17 @@ impl Lease {
         if bytes.len() != LEASE_LEN || bytes.first() != Some(&LEASE_VERSION) {
             return None;
         }
-        let state = match bytes.get(1)? {
+        let mut r = Reader::new(&bytes[1..]);
+        let state = match r.u8().ok()? {
             0 => LeaseState::Refreshing,
             1 => LeaseState::Dead,
             2 => LeaseState::PossiblySpent,
             _ => return None,
         };
-        let holder: [u8; 16] = bytes.get(2..18)?.try_into().ok()?;
-        let until_ms = u64::from_le_bytes(bytes.get(18..26)?.try_into().ok()?);
-        let has_version = *bytes.get(26)?;
-        let version = u64::from_le_bytes(bytes.get(27..35)?.try_into().ok()?);
+        let holder: [u8; 16] = r.array().ok()?;
+        let until_ms = r.u64().ok()?;
+        let has_version = r.u8().ok()?;
+        let version = r.u64().ok()?;
         let token_version = match has_version {
             0 if version == 0 => None,
             1 => Some(version),
