@@ -267,6 +267,52 @@ fn help_for_every_command_exits_zero_and_names_its_key_flags() {
     }
 }
 
+/// The variables behind `--vault`, `--key-file` and `--passphrase-file` (clap's `env`) are
+/// named in `--help`, never their values.
+#[test]
+fn help_names_the_environment_variables_but_never_their_values() {
+    let vars = [
+        ("TOKENVAULT_VAULT", "/vault-VALUE-1"),
+        ("TOKENVAULT_KEY_FILE", "/key-VALUE-2"),
+        ("TOKENVAULT_PASSPHRASE_FILE", "/passphrase-VALUE-3"),
+    ];
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["init", "--help"],
+        &["ls", "--help"],
+        &["passwd", "-h"],
+        &["keyslot", "add", "--help"],
+    ] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args);
+        for (name, value) in vars {
+            cmd.env(name, value);
+        }
+        let out = run(cmd, None).ok();
+        // The top level has no secret flags: it names only TOKENVAULT_VAULT.
+        let named = if args.len() == 1 {
+            &vars[..1]
+        } else {
+            &vars[..]
+        };
+        for (name, _) in named {
+            assert!(
+                out.stdout.contains(name),
+                "{args:?} lacks {name}: {}",
+                out.stdout
+            );
+        }
+        for (_, value) in vars {
+            assert!(
+                !out.stdout.contains(value) && !out.stderr.contains(value),
+                "{args:?} shows {value}: {}",
+                out.stdout
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Storing and reading tokens.
 
@@ -856,6 +902,76 @@ fn no_terminal_and_no_secret_source_fails_at_once() {
     let mut cmd = env.cmd(&["ls"]);
     cmd.env("TOKENVAULT_KEY_FILE", &env.key);
     run(cmd, None).ok();
+}
+
+/// A secret flag overrides `TOKENVAULT_KEY_FILE` and `TOKENVAULT_PASSPHRASE_FILE`; without one,
+/// setting both is a usage error; a variable set but empty counts as unset.
+#[test]
+fn secret_flags_override_the_environment_and_empty_variables_are_unset() {
+    let env = Env::with_vault();
+    let pass = env.path("pass.txt");
+    write_private(&pass, b"a passphrase\n");
+    let with = |vars: &[(&str, &Path)], args: &[&str]| {
+        let mut cmd = env.cmd(args);
+        for (name, value) in vars {
+            cmd.env(name, value);
+        }
+        run(cmd, None)
+    };
+    let missing = env.path("missing");
+    let key = env.key.as_path();
+    let both = [
+        ("TOKENVAULT_KEY_FILE", key),
+        ("TOKENVAULT_PASSPHRASE_FILE", pass.as_path()),
+    ];
+    with(&both, &["ls"])
+        .code(EXIT_USAGE)
+        .one_line_error("both TOKENVAULT_KEY_FILE and TOKENVAULT_PASSPHRASE_FILE are set");
+    let key_arg = key.to_str().unwrap();
+    with(&both, &["ls", "--key-file", key_arg]).ok();
+    // The flag is used, not the variable (which names no file).
+    with(
+        &[("TOKENVAULT_KEY_FILE", &missing)],
+        &["ls", "--key-file", key_arg],
+    )
+    .ok();
+    with(&[("TOKENVAULT_KEY_FILE", &missing)], &["ls"])
+        .code(EXIT_USAGE)
+        .one_line_error("missing");
+    // Empty: as if unset (here, no secret source at all, and no terminal).
+    let empty = Path::new("");
+    with(
+        &[
+            ("TOKENVAULT_KEY_FILE", key),
+            ("TOKENVAULT_PASSPHRASE_FILE", empty),
+        ],
+        &["ls"],
+    )
+    .ok();
+    with(
+        &[
+            ("TOKENVAULT_KEY_FILE", empty),
+            ("TOKENVAULT_PASSPHRASE_FILE", empty),
+        ],
+        &["ls"],
+    )
+    .code(EXIT_USAGE)
+    .one_line_error("no passphrase source");
+    // `--vault` overrides TOKENVAULT_VAULT, which counts as unset when empty.
+    let mut cmd = Command::new(BIN);
+    cmd.args(["ls", "--key-file", key_arg, "--vault"])
+        .arg(&env.vault)
+        .env("TOKENVAULT_VAULT", &missing);
+    run(cmd, None).ok();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["ls", "--key-file", key_arg])
+        .env("TOKENVAULT_VAULT", "")
+        .env("XDG_CONFIG_HOME", env.path("config"));
+    if cfg!(all(unix, not(target_os = "macos"))) {
+        run(cmd, None)
+            .code(EXIT_NOT_FOUND)
+            .one_line_error("config/tokenvault/vault");
+    }
 }
 
 #[test]

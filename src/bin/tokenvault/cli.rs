@@ -1,19 +1,16 @@
-//! The command line: global options and the list of commands. Each command's own flags live
-//! beside its implementation.
+//! The command line: the program's help, and the options every command takes. The commands
+//! and their own flags are in `commands/`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::TypedValueParser;
+use clap::{Args, Parser};
+use tokenvault::KdfParams;
 
-use crate::info::InfoArgs;
-use crate::init::InitArgs;
-use crate::keyslots::{KeyslotAddArgs, KeyslotLsArgs, KeyslotRmArgs, PasswdArgs};
-use crate::list::{LsArgs, RmArgs};
-use crate::maintain::{PurgeArgs, RotateArgs, VerifyArgs};
-use crate::migrate::ImportArgs;
-use crate::read::GetArgs;
-use crate::store::PutArgs;
+use crate::commands::Command;
+use crate::environment::{PathArg, PathOrEnv, VAULT_ENV};
+use crate::kdf::limit_of_mib;
+use crate::when;
 
 /// Operate an encrypted tokenvault vault from a shell.
 #[derive(Debug, Parser)]
@@ -46,9 +43,17 @@ const GLOBAL: &str = "Global options";
 /// Options every command takes, before or after the command name.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// The vault directory [default: $TOKENVAULT_VAULT, else <config dir>/tokenvault/vault]
-    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
-    pub(crate) vault: Option<PathBuf>,
+    /// The vault directory [default: <config dir>/tokenvault/vault]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = GLOBAL,
+        env = VAULT_ENV,
+        hide_env_values = true,
+        value_parser = PathOrEnv
+    )]
+    pub(crate) vault: Option<PathArg>,
     /// Print JSON on standard output instead of text (shapes: docs/cli.md)
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub(crate) json: bool,
@@ -60,69 +65,23 @@ pub(crate) struct Global {
         value_name = "SECONDS",
         help_heading = GLOBAL,
         default_value = "2",
-        value_parser = parse_seconds
+        value_parser = when::parse_seconds
     )]
     pub(crate) lock_timeout: Duration,
     /// The most memory, in MiB, that unlocking a passphrase keyslot may take (default 2048),
     /// and the most work (that memory with t = 4); a keyslot asking for more is refused
     /// before anything is allocated
-    #[arg(long, global = true, value_name = "MIB", help_heading = GLOBAL)]
-    pub(crate) max_kdf_mib: Option<u32>,
+    #[arg(
+        long = "max-kdf-mib",
+        global = true,
+        value_name = "MIB",
+        help_heading = GLOBAL,
+        value_parser = clap::value_parser!(u32).try_map(limit_of_mib)
+    )]
+    pub(crate) kdf_limit: Option<KdfParams>,
     /// Never draw progress bars (they are drawn only when standard error is a terminal)
     #[arg(long, short, global = true, help_heading = GLOBAL)]
     pub(crate) quiet: bool,
-}
-
-/// The commands.
-#[derive(Debug, Subcommand)]
-pub(crate) enum Command {
-    /// Create a vault, unlocked by a passphrase or a key file
-    Init(InitArgs),
-    /// Store a token, from flags or from an OAuth token response
-    Put(PutArgs),
-    /// Show a stored token (secrets redacted unless asked for)
-    Get(GetArgs),
-    /// List namespaces, or the keys in one namespace
-    Ls(LsArgs),
-    /// Remove a record, or a whole namespace
-    Rm(RmArgs),
-    /// Change the passphrase (or key) of the keyslot you unlock with
-    Passwd(PasswdArgs),
-    /// Add, remove or list keyslots
-    Keyslot {
-        #[command(subcommand)]
-        command: KeyslotCommand,
-    },
-    /// Rotate a namespace's data key, re-sealing its records
-    Rotate(RotateArgs),
-    /// Import the token files of the Globus or Sharetribe SDKs
-    Import(ImportArgs),
-    /// Authenticate every record; report damaged ones (exit code 6)
-    Verify(VerifyArgs),
-    /// Show the format version, keyslots, counts and size on disk
-    Info(InfoArgs),
-    /// Drop storage that belongs to no namespace (what verify reports as orphaned)
-    PurgeOrphans(PurgeArgs),
-}
-
-/// `tokenvault keyslot ...`.
-#[derive(Debug, Subcommand)]
-pub(crate) enum KeyslotCommand {
-    /// Add a keyslot for another passphrase or key file
-    Add(KeyslotAddArgs),
-    /// Remove a keyslot: its secret no longer opens the vault
-    Rm(KeyslotRmArgs),
-    /// List the keyslots, with their Argon2 parameters
-    Ls(KeyslotLsArgs),
-}
-
-/// Parses a duration in seconds, with an optional fraction (`2`, `0.5`).
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("{text:?} is not a duration in seconds (0 or more)"))
 }
 
 const AFTER_HELP: &str = "\

@@ -7,61 +7,35 @@
 //! Secrets never come from the command line: passphrases come from a file, a file descriptor,
 //! an environment variable named by a flag, a key file, or a no-echo prompt on a terminal;
 //! token values from files, standard input or named environment variables.
+//!
+//! Each command is a file in `commands/` named after it; the files here are what they share.
 
 #![forbid(unsafe_code)]
 
 mod cli;
+mod commands;
+mod environment;
 mod failure;
-mod info;
-mod init;
 mod input;
-mod keyslots;
-mod list;
-mod maintain;
-mod migrate;
+mod kdf;
+mod keyslot_output;
 mod output;
 mod progress;
-mod read;
 mod secrets;
-mod store;
 mod terminal;
-mod vault_path;
+mod vault;
 mod when;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, KeyslotCommand};
-use crate::failure::Outcome;
+use crate::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    match cli.command.run(&cli.global) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(),
-    }
-}
-
-/// Runs one command.
-fn run(cli: Cli) -> Outcome {
-    let global = &cli.global;
-    match &cli.command {
-        Command::Init(args) => init::run(global, args),
-        Command::Put(args) => store::put(global, args),
-        Command::Get(args) => read::get(global, args),
-        Command::Ls(args) => list::ls(global, args),
-        Command::Rm(args) => list::rm(global, args),
-        Command::Passwd(args) => keyslots::passwd(global, args),
-        Command::Keyslot { command } => match command {
-            KeyslotCommand::Add(args) => keyslots::add(global, args),
-            KeyslotCommand::Rm(args) => keyslots::rm(global, args),
-            KeyslotCommand::Ls(args) => keyslots::ls(global, args),
-        },
-        Command::Rotate(args) => maintain::rotate(global, args),
-        Command::PurgeOrphans(args) => maintain::purge(global, args),
-        Command::Import(args) => migrate::import(global, args),
-        Command::Verify(args) => maintain::verify(global, args),
-        Command::Info(args) => info::run(global, args),
     }
 }

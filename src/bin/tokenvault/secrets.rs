@@ -7,22 +7,24 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use tokenvault::KeySource;
 
+use crate::environment::{PathArg, PathOrEnv, KEY_FILE_ENV, PASSPHRASE_FILE_ENV};
 use crate::failure::{Failure, Outcome};
 use crate::input::{generate_key_file, secret, Input, MAX_PASSPHRASE_LEN};
 use crate::terminal::prompt;
-
-/// A key file to unlock with when no secret flag is given.
-pub(crate) const KEY_FILE_ENV: &str = "TOKENVAULT_KEY_FILE";
-/// A passphrase file to unlock with when no secret flag is given.
-pub(crate) const PASSPHRASE_FILE_ENV: &str = "TOKENVAULT_PASSPHRASE_FILE";
 
 /// How to get the secret that unlocks the vault.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Unlocking the vault (give at most one; else a prompt)")]
 pub(crate) struct UnlockArgs {
     /// Read the passphrase from this file (less one trailing newline)
-    #[arg(long, value_name = "PATH")]
-    passphrase_file: Option<PathBuf>,
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = PASSPHRASE_FILE_ENV,
+        hide_env_values = true,
+        value_parser = PathOrEnv
+    )]
+    passphrase_file: Option<PathArg>,
     /// Read the passphrase from this open file descriptor (Unix), e.g. 3 with `3<file`
     #[arg(long, value_name = "N")]
     passphrase_fd: Option<u32>,
@@ -30,8 +32,14 @@ pub(crate) struct UnlockArgs {
     #[arg(long, value_name = "NAME")]
     passphrase_env: Option<String>,
     /// Use a key file: 32 raw bytes or 64 hex digits, mode 0600
-    #[arg(long, value_name = "PATH")]
-    key_file: Option<PathBuf>,
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = KEY_FILE_ENV,
+        hide_env_values = true,
+        value_parser = PathOrEnv
+    )]
+    key_file: Option<PathArg>,
 }
 
 /// How to open an existing vault: the secret, and optionally the keyslot to try.
@@ -122,21 +130,39 @@ impl UnlockArgs {
     }
 
     fn resolve(&self, generate: Option<&Path>) -> Outcome<Spec> {
+        let flag =
+            |arg: &Option<PathArg>| arg.as_ref().and_then(PathArg::flag).map(Path::to_path_buf);
         let given = [
-            self.passphrase_file
-                .as_ref()
-                .map(|p| Spec::Passphrase(Input::PassphraseFile(p.clone()))),
+            flag(&self.passphrase_file).map(|p| Spec::Passphrase(Input::PassphraseFile(p))),
             self.passphrase_fd.map(|fd| Spec::Passphrase(Input::Fd(fd))),
             self.passphrase_env
                 .as_ref()
                 .map(|n| Spec::Passphrase(Input::Env(n.clone()))),
-            self.key_file.as_ref().map(|p| Spec::KeyFile(p.clone())),
+            flag(&self.key_file).map(Spec::KeyFile),
             generate.map(|p| Spec::Generate(p.to_path_buf())),
         ];
         let flags = "--passphrase-file, --passphrase-fd, --passphrase-env, --key-file";
         match one_of(given, flags)? {
             Some(spec) => Ok(spec),
-            None => from_environment(),
+            None => self.environment_spec(),
+        }
+    }
+
+    /// `TOKENVAULT_KEY_FILE` or `TOKENVAULT_PASSPHRASE_FILE`, else the prompt: when no secret
+    /// flag is on the command line.
+    fn environment_spec(&self) -> Outcome<Spec> {
+        let env =
+            |arg: &Option<PathArg>| arg.as_ref().and_then(PathArg::env).map(Path::to_path_buf);
+        match (env(&self.key_file), env(&self.passphrase_file)) {
+            (Some(_), Some(_)) => Err(Failure::usage(format!(
+                "both {KEY_FILE_ENV} and {PASSPHRASE_FILE_ENV} are set"
+            ))
+            .hint("unset one of them, or pass a secret flag, which takes precedence")),
+            (Some(key_file), None) => Ok(Spec::KeyFile(key_file)),
+            (None, Some(passphrase_file)) => {
+                Ok(Spec::Passphrase(Input::PassphraseFile(passphrase_file)))
+            }
+            (None, None) => Ok(Spec::Prompt),
         }
     }
 }
@@ -197,26 +223,6 @@ fn one_of<const N: usize>(given: [Option<Spec>; N], flags: &str) -> Outcome<Opti
         return Err(Failure::usage(format!("give only one of {flags}")));
     }
     Ok(first)
-}
-
-/// `TOKENVAULT_KEY_FILE` or `TOKENVAULT_PASSPHRASE_FILE`, else the prompt.
-fn from_environment() -> Outcome<Spec> {
-    let var = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    match (var(KEY_FILE_ENV), var(PASSPHRASE_FILE_ENV)) {
-        (Some(_), Some(_)) => Err(Failure::usage(format!(
-            "both {KEY_FILE_ENV} and {PASSPHRASE_FILE_ENV} are set"
-        ))
-        .hint("unset one of them, or pass a secret flag, which takes precedence")),
-        (Some(key_file), None) => Ok(Spec::KeyFile(key_file)),
-        (None, Some(passphrase_file)) => {
-            Ok(Spec::Passphrase(Input::PassphraseFile(passphrase_file)))
-        }
-        (None, None) => Ok(Spec::Prompt),
-    }
 }
 
 const UNLOCK_HINT: &str = "pass --passphrase-file PATH, --passphrase-fd N, --passphrase-env NAME \

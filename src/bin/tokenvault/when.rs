@@ -1,4 +1,5 @@
-//! Times on the command line: RFC 3339 in UTC for output; RFC 3339 or Unix seconds for input.
+//! Times on the command line: RFC 3339 in UTC for output; RFC 3339 or Unix seconds for input;
+//! and durations in seconds (`--lock-timeout`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -98,6 +99,15 @@ pub(crate) fn parse(text: &str) -> Result<SystemTime, String> {
     };
     let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset;
     from_unix(secs).ok_or_else(bad)
+}
+
+/// Parses a duration in seconds, with an optional fraction (`2`, `0.5`).
+pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{text:?} is not a duration in seconds (0 or more)"))
 }
 
 fn from_unix(secs: i64) -> Option<SystemTime> {

@@ -1,5 +1,4 @@
-//! `tokenvault rotate`, `tokenvault verify` and `tokenvault purge-orphans`: work over the
-//! whole storage.
+//! `tokenvault verify`: authenticate every record, and report what is damaged.
 
 use clap::Args;
 use serde::Serialize;
@@ -7,34 +6,10 @@ use tokenvault::{NamespaceReport, VerifyReport};
 
 use crate::cli::Global;
 use crate::failure::{Exit, Failure, Outcome};
-use crate::list::require_namespace;
 use crate::output;
 use crate::progress::Bar;
 use crate::secrets::OpenArgs;
-use crate::vault_path::close;
-
-/// `tokenvault rotate`.
-#[derive(Debug, Args)]
-#[command(
-    long_about = "Rotate the data key of each NAMESPACE (or of every namespace with --all): a \
-                  new random key becomes active at once, every record is re-sealed under it, \
-                  and only then is the old key destroyed. If the command is interrupted, the \
-                  next open of the vault finishes the rotation. Shows a progress bar on a \
-                  terminal.",
-    after_help = "Examples:\n  \
-                  tokenvault rotate tenant-42\n  \
-                  tokenvault rotate --all --json"
-)]
-pub(crate) struct RotateArgs {
-    /// The namespaces whose data key to rotate
-    #[arg(required_unless_present = "all")]
-    namespaces: Vec<String>,
-    /// Rotate every namespace
-    #[arg(long, conflicts_with = "namespaces")]
-    all: bool,
-    #[command(flatten)]
-    open: OpenArgs,
-}
+use crate::vault::close;
 
 /// `tokenvault verify`.
 #[derive(Debug, Args)]
@@ -52,45 +27,6 @@ pub(crate) struct RotateArgs {
 pub(crate) struct VerifyArgs {
     #[command(flatten)]
     open: OpenArgs,
-}
-
-/// `tokenvault purge-orphans`.
-#[derive(Debug, Args)]
-#[command(
-    long_about = "Drop the storage trees that belong to no namespace of this vault's header: \
-                  the orphans that `tokenvault verify` counts. They are left by a namespace \
-                  creation or removal that was interrupted (and cannot be decrypted), or they \
-                  are namespaces that a newer header lists: if the header file was restored \
-                  from a backup, the namespaces created since are orphans to it, and this \
-                  command destroys them for good. tokenvault never drops them by itself. \
-                  With --set-aside, also drop the set-aside trees: what a namespace's \
-                  creation found under its id and kept aside.",
-    after_help = "Example:\n  tokenvault verify --json && tokenvault purge-orphans"
-)]
-pub(crate) struct PurgeArgs {
-    /// Also drop the set-aside trees that `tokenvault verify` counts
-    #[arg(long)]
-    set_aside: bool,
-    #[command(flatten)]
-    open: OpenArgs,
-}
-
-#[derive(Serialize)]
-struct PurgedJson {
-    dropped: usize,
-    dropped_set_aside: usize,
-}
-
-#[derive(Serialize)]
-struct RotationsJson {
-    rotated: Vec<RotatedJson>,
-}
-
-#[derive(Serialize)]
-struct RotatedJson {
-    namespace: String,
-    key_id: u32,
-    resealed: u64,
 }
 
 #[derive(Serialize)]
@@ -122,49 +58,8 @@ struct DamagedJson<'a> {
     reason: &'a str,
 }
 
-/// Runs `tokenvault rotate`.
-pub(crate) fn rotate(global: &Global, args: &RotateArgs) -> Outcome {
-    let vault = global.open(&args.open)?;
-    let names = if args.all {
-        vault.namespaces()?
-    } else {
-        for name in &args.namespaces {
-            require_namespace(&vault, name)?;
-        }
-        args.namespaces.clone()
-    };
-    let mut rotated = Vec::new();
-    for name in names {
-        let bar = Bar::records(global, &format!("rotating {}", output::quoted(&name)));
-        let report = vault.rotate_namespace_key(&name, |p| bar.update(p))?;
-        bar.finish();
-        rotated.push(RotatedJson {
-            namespace: name,
-            key_id: report.key_id,
-            resealed: report.resealed,
-        });
-    }
-    close(vault)?;
-    if global.json {
-        return output::json(&RotationsJson { rotated }, 0);
-    }
-    let text: String = rotated
-        .iter()
-        .map(|r| {
-            format!(
-                "rotated {}: data key {}, {} stored record{} re-sealed (its manifest included)\n",
-                output::quoted(&r.namespace),
-                r.key_id,
-                r.resealed,
-                if r.resealed == 1 { "" } else { "s" }
-            )
-        })
-        .collect();
-    output::text(&text)
-}
-
 /// Runs `tokenvault verify`.
-pub(crate) fn verify(global: &Global, args: &VerifyArgs) -> Outcome {
+pub(crate) fn run(global: &Global, args: &VerifyArgs) -> Outcome {
     let vault = global.open(&args.open)?;
     let bar = Bar::records(global, "verifying");
     let report = vault.verify(|p| bar.update(p))?;
@@ -302,33 +197,4 @@ fn verify_text(report: &VerifyReport, is_damaged: bool) -> String {
         ));
     }
     text
-}
-
-/// Runs `tokenvault purge-orphans`.
-pub(crate) fn purge(global: &Global, args: &PurgeArgs) -> Outcome {
-    let vault = global.open(&args.open)?;
-    let dropped = vault.purge_orphans()?;
-    let dropped_set_aside = if args.set_aside {
-        vault.purge_set_aside()?
-    } else {
-        0
-    };
-    close(vault)?;
-    if global.json {
-        output::json(
-            &PurgedJson {
-                dropped,
-                dropped_set_aside,
-            },
-            0,
-        )
-    } else {
-        let mut text = format!("dropped {dropped} orphaned storage tree(s)\n");
-        if args.set_aside {
-            text.push_str(&format!(
-                "dropped {dropped_set_aside} set-aside storage tree(s)\n"
-            ));
-        }
-        output::text(&text)
-    }
 }

@@ -13,7 +13,7 @@ use crate::failure::{Exit, Failure, Outcome};
 use crate::input::{secret, Input};
 use crate::output;
 use crate::secrets::OpenArgs;
-use crate::vault_path::close;
+use crate::vault::close;
 use crate::when;
 
 const FIELDS: &str = "Token fields (the access token is required)";
@@ -118,7 +118,7 @@ struct PutJson<'a> {
 }
 
 /// Runs `tokenvault put`.
-pub(crate) fn put(global: &Global, args: &PutArgs) -> Outcome {
+pub(crate) fn run(global: &Global, args: &PutArgs) -> Outcome {
     let access = pick(
         "access token",
         &args.access_token_file,

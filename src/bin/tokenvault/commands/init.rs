@@ -7,10 +7,11 @@ use serde::Serialize;
 
 use crate::cli::Global;
 use crate::failure::Outcome;
-use crate::keyslots::{describe_slot, SlotJson};
+use crate::kdf::KdfArgs;
+use crate::keyslot_output::{describe_slot, SlotJson};
 use crate::output;
 use crate::secrets::UnlockArgs;
-use crate::vault_path::{close, KdfArgs};
+use crate::vault::close;
 
 /// `tokenvault init`.
 #[derive(Debug, Args)]
@@ -50,7 +51,7 @@ struct InitJson<'a> {
 /// Runs `tokenvault init`.
 pub(crate) fn run(global: &Global, args: &InitArgs) -> Outcome {
     let path = global.vault_path()?;
-    let kdf = args.kdf.params()?;
+    let kdf = args.kdf.params();
     if kdf.is_insecure() {
         output::note(
             "warning: --insecure-fast-kdf makes the passphrase easy to guess; use it only in tests",
@@ -59,7 +60,7 @@ pub(crate) fn run(global: &Global, args: &InitArgs) -> Outcome {
     let new = args
         .secret
         .initial_secret(args.generate_key_file.as_deref(), &path)?;
-    let vault = match global.options()?.kdf(kdf).create(&path, &new.key) {
+    let vault = match global.options().kdf(kdf).create(&path, &new.key) {
         Ok(vault) => vault,
         Err(e) => {
             new.discard();

@@ -12,7 +12,7 @@ use crate::cli::Global;
 use crate::failure::{Exit, Failure, Outcome};
 use crate::output::{self, SecretText};
 use crate::secrets::OpenArgs;
-use crate::vault_path::close;
+use crate::vault::close;
 use crate::when;
 
 /// `tokenvault get`.
@@ -100,7 +100,7 @@ struct SecretJson<'a> {
 }
 
 /// Runs `tokenvault get`.
-pub(crate) fn get(global: &Global, args: &GetArgs) -> Outcome {
+pub(crate) fn run(global: &Global, args: &GetArgs) -> Outcome {
     let vault = global.open(&args.open)?;
     let ns = vault.namespace(&args.namespace)?;
     let stored = read(&ns, &args.key)?;

@@ -1,41 +1,15 @@
-//! `tokenvault ls` and `tokenvault rm`: namespaces and the keys in them.
+//! `tokenvault rm`: remove a record, or a whole namespace.
 
 use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
 use serde::Serialize;
-use tokenvault::Vault;
 
 use crate::cli::Global;
 use crate::failure::{Exit, Failure, Outcome};
 use crate::output;
 use crate::secrets::OpenArgs;
-use crate::vault_path::close;
-
-/// `tokenvault ls`.
-#[derive(Debug, Args)]
-#[command(
-    long_about = "Without NAMESPACE, list the namespaces, one per line (with --long, with \
-                  their record counts). With NAMESPACE, list its record keys. Names are \
-                  sorted. Listing keys opens every record of the namespace, since names are \
-                  stored only inside the sealed records.",
-    after_help = "Examples:\n  \
-                  tokenvault ls\n  \
-                  tokenvault ls --long\n  \
-                  tokenvault ls tenant-42 --json"
-)]
-pub(crate) struct LsArgs {
-    /// List the record keys of this namespace instead of the namespaces
-    namespace: Option<String>,
-    /// Show each namespace's record count
-    #[arg(long, short)]
-    long: bool,
-    /// Leave out namespaces that hold no record
-    #[arg(long)]
-    non_empty: bool,
-    #[command(flatten)]
-    open: OpenArgs,
-}
+use crate::vault::close;
 
 /// `tokenvault rm`.
 #[derive(Debug, Args)]
@@ -65,77 +39,14 @@ pub(crate) struct RmArgs {
 }
 
 #[derive(Serialize)]
-struct NamespaceJson {
-    name: String,
-    records: u64,
-}
-
-#[derive(Serialize)]
-struct NamespacesJson {
-    namespaces: Vec<NamespaceJson>,
-}
-
-#[derive(Serialize)]
-struct KeysJson<'a> {
-    namespace: &'a str,
-    keys: &'a [String],
-}
-
-#[derive(Serialize)]
 struct RemovedJson<'a> {
     namespace: &'a str,
     key: Option<&'a str>,
     removed: bool,
 }
 
-/// Runs `tokenvault ls`.
-pub(crate) fn ls(global: &Global, args: &LsArgs) -> Outcome {
-    let vault = global.open(&args.open)?;
-    let text = match &args.namespace {
-        Some(name) => {
-            require_namespace(&vault, name)?;
-            let keys = vault.namespace(name)?.keys()?;
-            if global.json {
-                close(vault)?;
-                return output::json(
-                    &KeysJson {
-                        namespace: name,
-                        keys: &keys,
-                    },
-                    0,
-                );
-            }
-            keys.iter()
-                .map(|k| format!("{}\n", output::escaped(k)))
-                .collect::<String>()
-        }
-        None => {
-            let mut namespaces = Vec::new();
-            for name in vault.namespaces()? {
-                let records = vault.namespace(&name)?.record_count()?;
-                if records > 0 || !args.non_empty {
-                    namespaces.push(NamespaceJson { name, records });
-                }
-            }
-            if global.json {
-                close(vault)?;
-                return output::json(&NamespacesJson { namespaces }, 0);
-            }
-            namespaces
-                .iter()
-                .map(|n| match args.long {
-                    true => format!("{}\t{}\n", output::escaped(&n.name), n.records),
-                    false => format!("{}\n", output::escaped(&n.name)),
-                })
-                .collect()
-        }
-    };
-    close(vault)?;
-    output::text(&text)
-}
-
 /// Runs `tokenvault rm`.
-pub(crate) fn rm(global: &Global, args: &RmArgs) -> Outcome {
+pub(crate) fn run(global: &Global, args: &RmArgs) -> Outcome {
     if args.key.is_none() && !args.yes {
         confirm(&format!(
             "Remove namespace {} and every record in it? [y/N] ",
@@ -178,19 +89,6 @@ pub(crate) fn rm(global: &Global, args: &RmArgs) -> Outcome {
         (_, false) => "nothing to remove\n".to_owned(),
     };
     output::text(&text)
-}
-
-/// Fails with "not found" unless the vault has namespace `name`.
-pub(crate) fn require_namespace(vault: &Vault, name: &str) -> Outcome {
-    if vault.namespaces()?.iter().any(|n| n == name) {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            Exit::NotFound,
-            format!("no namespace {}", output::quoted(name)),
-        )
-        .hint("list the namespaces with `tokenvault ls`"))
-    }
 }
 
 /// Asks `question` on the terminal; anything but `y`/`yes` declines. Without a terminal,

@@ -7,10 +7,10 @@ use serde::Serialize;
 
 use crate::cli::Global;
 use crate::failure::{Failure, Outcome};
-use crate::keyslots::{describe_slot, SlotJson};
+use crate::keyslot_output::{describe_slot, SlotJson};
 use crate::output::{self, line};
 use crate::secrets::OpenArgs;
-use crate::vault_path::close;
+use crate::vault::close;
 
 /// `tokenvault info`.
 #[derive(Debug, Args)]

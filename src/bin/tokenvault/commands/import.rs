@@ -11,7 +11,7 @@ use crate::failure::{Exit, Failure, Outcome};
 use crate::output;
 use crate::progress::Bar;
 use crate::secrets::OpenArgs;
-use crate::vault_path::close;
+use crate::vault::close;
 use crate::when;
 
 /// `tokenvault import`.
@@ -109,7 +109,7 @@ struct KeptJson<'a> {
 }
 
 /// Runs `tokenvault import`.
-pub(crate) fn import(global: &Global, args: &ImportArgs) -> Outcome {
+pub(crate) fn run(global: &Global, args: &ImportArgs) -> Outcome {
     if !args.file.exists() {
         return Err(Failure::new(
             Exit::NotFound,

@@ -1,0 +1,72 @@
+//! The commands: one file each, named after the command, with its flags (`...Args`) and its
+//! `run`.
+
+mod get;
+mod import;
+mod info;
+mod init;
+mod keyslot;
+mod ls;
+mod passwd;
+mod purge_orphans;
+mod put;
+mod rm;
+mod rotate;
+mod verify;
+
+use clap::Subcommand;
+
+use crate::cli::Global;
+use crate::failure::Outcome;
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a vault, unlocked by a passphrase or a key file
+    Init(init::InitArgs),
+    /// Store a token, from flags or from an OAuth token response
+    Put(put::PutArgs),
+    /// Show a stored token (secrets redacted unless asked for)
+    Get(get::GetArgs),
+    /// List namespaces, or the keys in one namespace
+    Ls(ls::LsArgs),
+    /// Remove a record, or a whole namespace
+    Rm(rm::RmArgs),
+    /// Change the passphrase (or key) of the keyslot you unlock with
+    Passwd(passwd::PasswdArgs),
+    /// Add, remove or list keyslots
+    Keyslot {
+        #[command(subcommand)]
+        command: keyslot::KeyslotCommand,
+    },
+    /// Rotate a namespace's data key, re-sealing its records
+    Rotate(rotate::RotateArgs),
+    /// Import the token files of the Globus or Sharetribe SDKs
+    Import(import::ImportArgs),
+    /// Authenticate every record; report damaged ones (exit code 6)
+    Verify(verify::VerifyArgs),
+    /// Show the format version, keyslots, counts and size on disk
+    Info(info::InfoArgs),
+    /// Drop storage that belongs to no namespace (what verify reports as orphaned)
+    PurgeOrphans(purge_orphans::PurgeOrphansArgs),
+}
+
+impl Command {
+    /// Runs the command.
+    pub(crate) fn run(&self, global: &Global) -> Outcome {
+        match self {
+            Self::Init(args) => init::run(global, args),
+            Self::Put(args) => put::run(global, args),
+            Self::Get(args) => get::run(global, args),
+            Self::Ls(args) => ls::run(global, args),
+            Self::Rm(args) => rm::run(global, args),
+            Self::Passwd(args) => passwd::run(global, args),
+            Self::Keyslot { command } => keyslot::run(global, command),
+            Self::Rotate(args) => rotate::run(global, args),
+            Self::Import(args) => import::run(global, args),
+            Self::Verify(args) => verify::run(global, args),
+            Self::Info(args) => info::run(global, args),
+            Self::PurgeOrphans(args) => purge_orphans::run(global, args),
+        }
+    }
+}

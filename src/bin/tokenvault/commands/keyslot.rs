@@ -1,0 +1,132 @@
+//! `tokenvault keyslot add|rm|ls`: the keyslots, one per secret that opens the vault.
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use tokenvault::KeyslotInfo;
+
+use crate::cli::Global;
+use crate::failure::Outcome;
+use crate::kdf::KdfArgs;
+use crate::keyslot_output::{describe_slot, report_change, SlotJson};
+use crate::output;
+use crate::secrets::{NewSecretArgs, OpenArgs};
+use crate::vault::close;
+
+/// `tokenvault keyslot ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyslotCommand {
+    /// Add a keyslot for another passphrase or key file
+    Add(KeyslotAddArgs),
+    /// Remove a keyslot: its secret no longer opens the vault
+    Rm(KeyslotRmArgs),
+    /// List the keyslots, with their Argon2 parameters
+    Ls(KeyslotLsArgs),
+}
+
+/// `tokenvault keyslot add`.
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Add a keyslot: another passphrase or key file that opens the vault, for \
+                  example a recovery key kept offline. Rewrites only the header file. A secret \
+                  that already opens a keyslot is refused (exit code 7), which costs one key \
+                  derivation per keyslot of its kind.",
+    after_help = "Examples:\n  \
+                  tokenvault keyslot add --generate-key-file recovery.key\n  \
+                  tokenvault keyslot add --key-file main.key --new-passphrase-env NEW_PASS"
+)]
+pub(crate) struct KeyslotAddArgs {
+    #[command(flatten)]
+    open: OpenArgs,
+    #[command(flatten)]
+    new: NewSecretArgs,
+    #[command(flatten)]
+    kdf: KdfArgs,
+}
+
+/// `tokenvault keyslot rm`.
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Remove keyslot ID: its secret no longer opens this vault, nor any copy of \
+                  the vault directory made afterwards. The last keyslot cannot be removed.",
+    after_help = "Example:\n  tokenvault keyslot ls && tokenvault keyslot rm 1"
+)]
+pub(crate) struct KeyslotRmArgs {
+    /// The keyslot to remove (see `tokenvault keyslot ls`)
+    id: u32,
+    #[command(flatten)]
+    open: OpenArgs,
+}
+
+/// `tokenvault keyslot ls`.
+#[derive(Debug, Args)]
+#[command(
+    long_about = "List the keyslots: id, kind (passphrase or raw key) and, for passphrase \
+                  keyslots, the Argon2id parameters.",
+    after_help = "Example:\n  tokenvault keyslot ls --json"
+)]
+pub(crate) struct KeyslotLsArgs {
+    #[command(flatten)]
+    open: OpenArgs,
+}
+
+#[derive(Serialize)]
+struct SlotsJson {
+    keyslots: Vec<SlotJson>,
+}
+
+#[derive(Serialize)]
+struct RemovedJson {
+    removed: u32,
+}
+
+/// Runs `tokenvault keyslot ...`.
+pub(crate) fn run(global: &Global, command: &KeyslotCommand) -> Outcome {
+    match command {
+        KeyslotCommand::Add(args) => add(global, args),
+        KeyslotCommand::Rm(args) => rm(global, args),
+        KeyslotCommand::Ls(args) => ls(global, args),
+    }
+}
+
+/// Runs `tokenvault keyslot add`.
+fn add(global: &Global, args: &KeyslotAddArgs) -> Outcome {
+    let vault = global
+        .open_keeping_key(&args.open, Some(args.kdf.params()))?
+        .0;
+    let new = args.new.new_secret()?;
+    let id = match vault.add_keyslot(&new.key) {
+        Ok(id) => id,
+        Err(e) => {
+            new.discard();
+            return Err(e.into());
+        }
+    };
+    let slots = vault.keyslots()?;
+    let added: Vec<&KeyslotInfo> = slots.iter().filter(|s| s.id == id).collect();
+    report_change(global, &new, &added, "added")?;
+    close(vault)
+}
+
+/// Runs `tokenvault keyslot rm`.
+fn rm(global: &Global, args: &KeyslotRmArgs) -> Outcome {
+    let vault = global.open(&args.open)?;
+    vault.remove_keyslot(args.id)?;
+    close(vault)?;
+    if global.json {
+        return output::json(&RemovedJson { removed: args.id }, 0);
+    }
+    output::text(&format!("removed keyslot {}\n", args.id))
+}
+
+/// Runs `tokenvault keyslot ls`.
+fn ls(global: &Global, args: &KeyslotLsArgs) -> Outcome {
+    let vault = global.open(&args.open)?;
+    let slots = vault.keyslots()?;
+    close(vault)?;
+    if global.json {
+        let slots: Vec<SlotJson> = slots.iter().map(SlotJson::from).collect();
+        return output::json(&SlotsJson { keyslots: slots }, 0);
+    }
+    let text: String = slots.iter().map(|s| describe_slot(s) + "\n").collect();
+    output::text(&text)
+}

@@ -1,0 +1,112 @@
+//! Keyslots in output: one line of text, or a JSON object; and the report of the commands
+//! that change or add keyslots (`passwd`, `keyslot add`).
+
+use serde::Serialize;
+use tokenvault::{KeyslotInfo, SlotKind};
+
+use crate::cli::Global;
+use crate::failure::Outcome;
+use crate::output;
+use crate::secrets::NewSecret;
+
+/// A keyslot in `--json` output.
+#[derive(Serialize)]
+pub(crate) struct SlotJson {
+    id: u32,
+    kind: String,
+    kdf: Option<KdfJson>,
+}
+
+#[derive(Serialize)]
+struct KdfJson {
+    algorithm: &'static str,
+    m_kib: u32,
+    t: u32,
+    p: u32,
+    insecure: bool,
+}
+
+#[derive(Serialize)]
+struct SlotChangeJson<'a> {
+    /// The first slot changed or added (the only one, but for `passwd` of a shared secret).
+    keyslot: Option<SlotJson>,
+    /// Every slot changed or added.
+    keyslots: Vec<SlotJson>,
+    generated_key_file: Option<&'a str>,
+}
+
+/// One line about a keyslot: `keyslot 0: passphrase (Argon2id m=65536 KiB, t=3, p=4)`.
+pub(crate) fn describe_slot(slot: &KeyslotInfo) -> String {
+    let mut text = format!("keyslot {}: {}", slot.id, kind_name(slot.kind));
+    if let Some(kdf) = &slot.kdf {
+        text.push_str(&format!(
+            " (Argon2id m={} KiB, t={}, p={}{})",
+            kdf.m_kib(),
+            kdf.t(),
+            kdf.p(),
+            if kdf.is_insecure() {
+                ", INSECURE test parameters"
+            } else {
+                ""
+            }
+        ));
+    }
+    text
+}
+
+/// Prints what `passwd` or `keyslot add` did, naming the slots it changed or added.
+pub(crate) fn report_change(
+    global: &Global,
+    new: &NewSecret,
+    slots: &[&KeyslotInfo],
+    verb: &str,
+) -> Outcome {
+    let generated = new.generated().map(|p| p.display().to_string());
+    if global.json {
+        return output::json(
+            &SlotChangeJson {
+                keyslot: slots.first().map(|s| SlotJson::from(*s)),
+                keyslots: slots.iter().map(|s| SlotJson::from(*s)).collect(),
+                generated_key_file: generated.as_deref(),
+            },
+            0,
+        );
+    }
+    let mut text: String = slots
+        .iter()
+        .map(|slot| format!("{verb} {}\n", describe_slot(slot)))
+        .collect();
+    if let Some(file) = &generated {
+        text.push_str(&format!(
+            "wrote a new key file at {}: back it up\n",
+            output::escaped(file)
+        ));
+    }
+    output::text(&text)
+}
+
+/// The `kind` of a keyslot in output: `passphrase`, `raw-key`, or `unknown-N`.
+fn kind_name(kind: SlotKind) -> String {
+    match kind {
+        SlotKind::Passphrase => "passphrase".to_owned(),
+        SlotKind::RawKey => "raw-key".to_owned(),
+        SlotKind::Unknown(code) => format!("unknown-{code}"),
+        _ => "unknown".to_owned(),
+    }
+}
+
+impl From<&KeyslotInfo> for SlotJson {
+    fn from(slot: &KeyslotInfo) -> Self {
+        Self {
+            id: slot.id,
+            kind: kind_name(slot.kind),
+            kdf: slot.kdf.map(|kdf| KdfJson {
+                algorithm: "argon2id",
+                m_kib: kdf.m_kib(),
+                t: kdf.t(),
+                p: kdf.p(),
+                insecure: kdf.is_insecure(),
+            }),
+        }
+    }
+}
