@@ -8,10 +8,12 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::{fast, full_token, raw_key, records, small_token, FaultyBackend};
+use common::{fast, full_token, raw_key, records, small_token, BackendExt, FaultyBackend};
 use tokenvault::__private::RESERVED_GENERATIONS;
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{Backend, Durability, Error, MemoryBackend, Progress, Token, Vault, VaultOptions};
+use tokenvault::{
+    Backend, Durability, Error, MemoryBackend, Progress, SledOptions, Token, Vault, VaultOptions,
+};
 
 #[test]
 fn every_write_is_flushed_before_it_returns() {
@@ -183,7 +185,7 @@ fn a_second_holder_waits_then_gets_locked() {
     let vault = Vault::create(&path, &raw_key(1)).unwrap();
     let started = Instant::now();
     let err = VaultOptions::new()
-        .lock_timeout(Duration::from_millis(300))
+        .sled(SledOptions::new().lock_timeout(Duration::from_millis(300)))
         .open(&path, &raw_key(1))
         .unwrap_err();
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -199,7 +201,7 @@ fn a_second_holder_waits_then_gets_locked() {
         vault.close().unwrap();
     });
     let vault = VaultOptions::new()
-        .lock_timeout(Duration::from_secs(10))
+        .sled(SledOptions::new().lock_timeout(Duration::from_secs(10)))
         .open(&path, &raw_key(1))
         .unwrap();
     closer.join().unwrap();
@@ -213,7 +215,7 @@ fn close_then_reopen_works_every_time() {
     Vault::create(&path, &raw_key(1)).unwrap().close().unwrap();
     for i in 0..50 {
         let vault = VaultOptions::new()
-            .lock_timeout(Duration::ZERO)
+            .sled(SledOptions::new().lock_timeout(Duration::ZERO))
             .open(&path, &raw_key(1))
             .unwrap_or_else(|e| panic!("reopen {i}: {e}"));
         vault
@@ -228,7 +230,7 @@ fn close_then_reopen_works_every_time() {
         let _vault = Vault::open(&path, &raw_key(1)).unwrap();
     }
     let vault = VaultOptions::new()
-        .lock_timeout(Duration::ZERO)
+        .sled(SledOptions::new().lock_timeout(Duration::ZERO))
         .open(&path, &raw_key(1))
         .unwrap();
     assert_eq!(vault.namespace("n").unwrap().keys().unwrap().len(), 50);
@@ -856,7 +858,7 @@ fn the_cache_size_is_a_setting_of_the_process_not_of_the_vault() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v");
     let vault = VaultOptions::new()
-        .cache_capacity(1 << 20)
+        .sled(SledOptions::new().cache_capacity(1 << 20))
         .create(&path, &raw_key(1))
         .unwrap();
     let ns = vault.namespace("n").unwrap();
@@ -867,7 +869,7 @@ fn the_cache_size_is_a_setting_of_the_process_not_of_the_vault() {
     vault.close().unwrap();
     for cache in [256 << 10, 256 << 20] {
         let vault = VaultOptions::new()
-            .cache_capacity(cache)
+            .sled(SledOptions::new().cache_capacity(cache))
             .open(&path, &raw_key(1))
             .unwrap();
         let ns = vault.namespace("n").unwrap();

@@ -18,7 +18,7 @@ fn create_refuses_existing_and_open_refuses_missing() {
     let path = dir.path().join("v");
     let err = Vault::open(&path, &raw_key(1)).unwrap_err();
     assert!(
-        matches!(&err, Error::NotFound { path: p } if p == &path),
+        matches!(&err, Error::NotFound { path: Some(p) } if p == &path),
         "{err}"
     );
     assert!(!path.exists(), "open must not create anything");
@@ -344,8 +344,9 @@ fn every_error_message_says_what_to_do() {
             path: "/tmp/x".into(),
         },
         Error::NotFound {
-            path: "/tmp/x".into(),
+            path: Some("/tmp/x".into()),
         },
+        Error::NotFound { path: None },
     ];
     for e in errors {
         let s = e.to_string();

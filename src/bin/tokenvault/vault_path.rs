@@ -89,7 +89,8 @@ impl Global {
 
     /// Options for opening or creating the vault.
     pub(crate) fn options(&self) -> Outcome<VaultOptions> {
-        let options = VaultOptions::new().lock_timeout(self.lock_timeout);
+        let sled = tokenvault::SledOptions::new().lock_timeout(self.lock_timeout);
+        let options = VaultOptions::new().sled(sled);
         let Some(mib) = self.max_kdf_mib else {
             return Ok(options);
         };
