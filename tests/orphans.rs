@@ -236,7 +236,7 @@ fn create_with_backend_refuses_records_without_a_header() {
     storage.put(&[7; 32], b"record", b"bytes".to_vec()).unwrap();
     assert!(matches!(
         Vault::create_with_backend(storage.clone(), &raw_key(1)),
-        Err(Error::NotEmpty { .. })
+        Err(Error::NotEmpty { path: None, .. })
     ));
     assert_eq!(
         storage.get(&[7; 32], b"record").unwrap().as_deref(),

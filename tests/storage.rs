@@ -12,7 +12,8 @@ use common::{fast, full_token, raw_key, records, small_token, BackendExt, Faulty
 use tokenvault::__private::RESERVED_GENERATIONS;
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::{
-    Backend, Durability, Error, MemoryBackend, Progress, SledOptions, Token, Vault, VaultOptions,
+    Backend, BackendErrorKind, Durability, Error, MemoryBackend, Progress, SledBackend,
+    SledOptions, Token, Vault, VaultOptions,
 };
 
 #[test]
@@ -194,6 +195,13 @@ fn a_second_holder_waits_then_gets_locked() {
         "{err}"
     );
     assert!(err.to_string().contains(&path.display().to_string()));
+    // The backend underneath says the same, with its kind and path.
+    let err = SledOptions::new()
+        .lock_timeout(Duration::ZERO)
+        .open(&path)
+        .unwrap_err();
+    assert_eq!(err.kind(), BackendErrorKind::Locked);
+    assert_eq!(err.path(), Some(path.as_path()));
 
     // A holder that lets go within the timeout is waited for.
     let closer = std::thread::spawn(move || {
@@ -206,6 +214,27 @@ fn a_second_holder_waits_then_gets_locked() {
         .unwrap();
     closer.join().unwrap();
     vault.close().unwrap();
+}
+
+#[test]
+fn backend_errors_keep_their_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let err = SledBackend::open(&missing).unwrap_err();
+    assert_eq!(err.kind(), BackendErrorKind::Io);
+    let source = std::error::Error::source(&err).unwrap();
+    let io = source.downcast_ref::<std::io::Error>().unwrap();
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    // The vault's message holds the whole chain.
+    SledBackend::create(&missing).unwrap().close().unwrap();
+    std::fs::remove_dir_all(missing.join("data")).unwrap();
+    std::fs::write(missing.join("tokenvault.header"), b"").unwrap();
+    let err = Vault::open(&missing, &raw_key(1)).unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(
+        err.to_string().contains("missing its data directory"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -32,6 +32,20 @@ fn create_refuses_existing_and_open_refuses_missing() {
 }
 
 #[test]
+fn errors_about_a_backend_name_no_path() {
+    let storage = MemoryBackend::new();
+    let err = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap_err();
+    assert!(matches!(err, Error::NotFound { path: None }), "{err}");
+    Vault::create_with_backend(storage.clone(), &raw_key(1))
+        .unwrap()
+        .close()
+        .unwrap();
+    let err = Vault::create_with_backend(storage, &raw_key(1)).unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { path: None }), "{err}");
+    assert!(!err.to_string().contains('<'), "{err}");
+}
+
+#[test]
 fn round_trip_every_field_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v");
