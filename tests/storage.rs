@@ -227,8 +227,8 @@ fn backend_errors_keep_their_source() {
     assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
     // The vault's message holds the whole chain.
     SledBackend::create(&missing).unwrap().close().unwrap();
-    std::fs::remove_dir_all(missing.join("data")).unwrap();
-    std::fs::write(missing.join("tokenvault.header"), b"").unwrap();
+    fs::remove_dir_all(missing.join("data")).unwrap();
+    fs::write(missing.join("tokenvault.header"), b"").unwrap();
     let err = Vault::open(&missing, &raw_key(1)).unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err}");
     assert!(

@@ -52,6 +52,15 @@ pub struct SledOptions {
 impl SledOptions {
     /// The defaults: a page cache of [`DEFAULT_CACHE_CAPACITY`] bytes, and a lock timeout
     /// of [`DEFAULT_LOCK_TIMEOUT`].
+    ///
+    /// ```
+    /// use tokenvault::{SledOptions, DEFAULT_CACHE_CAPACITY, DEFAULT_LOCK_TIMEOUT};
+    ///
+    /// let defaults = SledOptions::new()
+    ///     .cache_capacity(DEFAULT_CACHE_CAPACITY)
+    ///     .lock_timeout(DEFAULT_LOCK_TIMEOUT);
+    /// assert_eq!(defaults, SledOptions::new());
+    /// ```
     pub fn new() -> Self {
         Self {
             cache_capacity: DEFAULT_CACHE_CAPACITY,
