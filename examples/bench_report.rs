@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use tokenvault::__private::bench::RecordParts;
 use tokenvault::secrecy::SecretString;
 use tokenvault::{
-    Authorizer, Durability, Import, KdfParams, KeySource, RefreshError, Token, TokenStore, Vault,
-    VaultOptions,
+    Authorizer, Durability, Import, KdfParams, KeySource, RefreshError, SledOptions, Token,
+    TokenStore, Vault, VaultOptions,
 };
 use workload::{
     bench_dir, filled_vault, id, once, per_op, per_op_n, raw_key, token, RawSled, KEY, NS,
@@ -554,7 +554,7 @@ fn scale(quick: bool, cache_mib: Option<u64>) -> Result<(), Box<dyn std::error::
         let cache = cache_mib.map_or(tokenvault::DEFAULT_CACHE_CAPACITY, |m| m << 20);
         filled_vault(&path, &raw_key(), n, 1000).close()?;
         let vault = VaultOptions::new()
-            .cache_capacity(cache)
+            .sled(SledOptions::new().cache_capacity(cache))
             .open(&path, &raw_key())?;
         let ns = vault.namespace(NS)?;
         let get = per_op(budget, 5, || {
@@ -600,7 +600,7 @@ fn scale(quick: bool, cache_mib: Option<u64>) -> Result<(), Box<dyn std::error::
         let disk = workload::disk_bytes(&path);
         let buffered = VaultOptions::new()
             .durability(Durability::Buffered)
-            .cache_capacity(cache)
+            .sled(SledOptions::new().cache_capacity(cache))
             .open(&path, &raw_key())?;
         let bns = buffered.namespace(NS)?;
         let put_buf = per_op(budget, 5, || {
@@ -608,7 +608,7 @@ fn scale(quick: bool, cache_mib: Option<u64>) -> Result<(), Box<dyn std::error::
         });
         buffered.close()?;
         let vault = VaultOptions::new()
-            .cache_capacity(cache)
+            .sled(SledOptions::new().cache_capacity(cache))
             .open(&path, &raw_key())?;
         if cache_mib.is_some() {
             warm(&tenants(&vault), n);

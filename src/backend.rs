@@ -2,68 +2,23 @@
 //!
 //! A backend stores opaque bytes: the vault hands it only ciphertext, HMAC'd names and the
 //! header file, so a backend never needs any cryptography. Two ship with the crate:
-//! [`SledBackend`] (the embedded default, one directory on disk) and [`MemoryBackend`].
+//! [`SledBackend`] (the embedded default, one directory on disk, tuned with [`SledOptions`])
+//! and [`MemoryBackend`].
 
 mod dir;
+mod error;
 mod memory;
 mod sled;
 
 use std::fmt;
 
+pub use self::error::{BackendError, BackendErrorKind};
 pub use self::memory::MemoryBackend;
 pub(crate) use self::sled::HEADER_FILE;
-pub use self::sled::{SledBackend, DEFAULT_CACHE_CAPACITY};
+pub use self::sled::{SledBackend, SledOptions, DEFAULT_CACHE_CAPACITY, DEFAULT_LOCK_TIMEOUT};
 
 /// One page of a [`Backend::scan`]: `(key, value)` pairs in key order.
 pub type ScanPage = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// A failure inside a backend: an I/O error, a database error, a lost lock.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum BackendError {
-    /// Another holder has the storage locked.
-    Locked(std::path::PathBuf),
-    /// A file or directory of the storage is unsafe to use: a directory that another user
-    /// owns or that group or others can write, a link where a file belongs, a file that is
-    /// not a regular file.
-    Permissions {
-        /// The file or directory.
-        path: std::path::PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The storage holds data that a new vault must not overwrite (files that are not a
-    /// vault's, or records without a header).
-    NotEmpty {
-        /// The directory.
-        path: std::path::PathBuf,
-        /// What was found.
-        reason: String,
-    },
-    /// Anything else, described in words without secrets.
-    Other(String),
-}
-
-impl fmt::Display for BackendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Locked(p) => write!(f, "{} is locked by another holder", p.display()),
-            Self::Permissions { path, reason } => write!(f, "{} {reason}", path.display()),
-            Self::NotEmpty { path, reason } => {
-                write!(f, "{} is not empty: {reason}", path.display())
-            }
-            Self::Other(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for BackendError {}
-
-impl From<std::io::Error> for BackendError {
-    fn from(e: std::io::Error) -> Self {
-        Self::Other(format!("I/O error: {e}"))
-    }
-}
 
 /// One write in a [`Batch`]: set `key` in `tree` to `value`, or remove it when `value` is
 /// `None`.
@@ -128,7 +83,19 @@ impl Batch {
     }
 }
 
-/// Byte-level storage for a vault.
+/// Byte-level storage for a vault: exactly the calls the vault makes. A single write is a
+/// [`Batch`] of one, and a failure is a [`BackendError`] whose [`BackendErrorKind`] decides
+/// how the vault reports it.
+///
+/// ```
+/// use tokenvault::{Backend, Batch, MemoryBackend};
+///
+/// let storage = MemoryBackend::new();
+/// let applied = storage.apply(&Batch::new().write(b"tree", b"key", Some(b"value".to_vec())))?;
+/// assert!(applied);
+/// assert_eq!(storage.get(b"tree", b"key")?, Some(b"value".to_vec()));
+/// # Ok::<(), tokenvault::BackendError>(())
+/// ```
 ///
 /// # Contract
 ///
@@ -182,30 +149,4 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// Flushes and releases the storage (locks, files). Returns only once another holder
     /// could open it. Later calls on this backend fail.
     fn close(&self) -> Result<(), BackendError>;
-
-    /// Sets `key` in `tree` to `value`, unconditionally.
-    fn put(&self, tree: &[u8], key: &[u8], value: Vec<u8>) -> Result<(), BackendError> {
-        self.apply(&Batch::new().write(tree, key, Some(value)))
-            .map(|_| ())
-    }
-
-    /// Removes `key` from `tree`, unconditionally.
-    fn remove(&self, tree: &[u8], key: &[u8]) -> Result<(), BackendError> {
-        self.apply(&Batch::new().write(tree, key, None)).map(|_| ())
-    }
-
-    /// Sets `key` to `new` (or removes it) only if it holds exactly `expected` now.
-    fn compare_and_swap(
-        &self,
-        tree: &[u8],
-        key: &[u8],
-        expected: Option<&[u8]>,
-        new: Option<Vec<u8>>,
-    ) -> Result<bool, BackendError> {
-        self.apply(
-            &Batch::new()
-                .expect(tree, key, expected)
-                .write(tree, key, new),
-        )
-    }
 }

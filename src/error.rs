@@ -15,13 +15,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// A vault already exists at this path; [`Vault::create`](crate::Vault::create) never
-    /// overwrites one. Open it instead, or choose another path.
+    /// A vault already exists at this path (or in this backend);
+    /// [`Vault::create`](crate::Vault::create) never overwrites one. Open it instead, or
+    /// choose another path.
     AlreadyExists {
-        /// The vault directory.
-        path: PathBuf,
+        /// The vault directory, or `None` for a vault on a [`Backend`](crate::Backend) given
+        /// to [`Vault::create_with_backend`](crate::Vault::create_with_backend).
+        path: Option<PathBuf>,
     },
-    /// The storage backend failed (an I/O error, or an error or panic inside sled).
+    /// The storage backend failed (an I/O error, or an error or panic inside sled). The
+    /// message holds the [`BackendError`](crate::BackendError) and its sources.
     ///
     /// What was already stored is unaffected; the operation that failed may or may not have
     /// taken effect and is safe to retry.
@@ -74,7 +77,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// Another process (or another handle in this process) holds the vault, and did not let
-    /// go within the configured lock timeout.
+    /// go within the lock timeout ([`SledOptions::lock_timeout`](crate::SledOptions::lock_timeout)).
     Locked {
         /// The vault directory.
         path: PathBuf,
@@ -90,18 +93,20 @@ pub enum Error {
         /// The slots this handle cannot re-wrap.
         slots: Vec<u32>,
     },
-    /// No vault exists at this path.
+    /// No vault exists at this path (or in this backend).
     NotFound {
-        /// The vault directory.
-        path: PathBuf,
+        /// The vault directory, or `None` for a [`Backend`](crate::Backend) given to
+        /// [`Vault::open_with_backend`](crate::Vault::open_with_backend).
+        path: Option<PathBuf>,
     },
     /// The path holds data but no vault header, or files a vault does not make:
     /// [`Vault::create`](crate::Vault::create) makes a vault only in a new or empty directory
     /// and never removes what it finds (a vault whose header file was lost keeps its records
     /// for a restored header).
     NotEmpty {
-        /// The directory (or `<backend>`).
-        path: PathBuf,
+        /// The directory, or `None` for a [`Backend`](crate::Backend) given to
+        /// [`Vault::create_with_backend`](crate::Vault::create_with_backend).
+        path: Option<PathBuf>,
         /// What was found there.
         reason: String,
     },
@@ -204,10 +209,13 @@ pub enum Damage {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::AlreadyExists { path } => write!(
+            Self::AlreadyExists { path: Some(path) } => write!(
                 f,
                 "a vault already exists at {}; open it instead of creating it",
                 path.display()
+            ),
+            Self::AlreadyExists { path: None } => f.write_str(
+                "a vault already exists in this storage backend; open it instead of creating it",
             ),
             Self::Backend { message } => write!(f, "storage backend error: {message}"),
             Self::Closed => f.write_str("the vault was closed; open it again"),
@@ -234,11 +242,19 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Self::NoSuchKeyslot { slot } => write!(f, "the vault has no keyslot {slot}"),
-            Self::NotEmpty { path, reason } => write!(
+            Self::NotEmpty {
+                path: Some(path),
+                reason,
+            } => write!(
                 f,
                 "{} is not empty ({reason}); a vault is created only in a new or empty \
                  directory, and nothing there is removed",
                 path.display()
+            ),
+            Self::NotEmpty { path: None, reason } => write!(
+                f,
+                "the storage backend is not empty ({reason}); a vault is created only in \
+                 empty storage, and nothing there is removed"
             ),
             Self::UnsafePath { path, reason } => {
                 write!(f, "refusing to use {}: it {reason}", path.display())
@@ -260,10 +276,13 @@ impl fmt::Display for Error {
                 "cannot rotate the master key: the secrets of keyslots {slots:?} are not known \
                  to this handle; pass them to rotate_master_key_with or remove those slots"
             ),
-            Self::NotFound { path } => write!(
+            Self::NotFound { path: Some(path) } => write!(
                 f,
                 "no vault at {}; create one with Vault::create",
                 path.display()
+            ),
+            Self::NotFound { path: None } => f.write_str(
+                "the storage backend holds no vault; create one with Vault::create_with_backend",
             ),
             Self::TooLarge { what, limit } => {
                 write!(f, "{what} exceeds the limit of {limit} bytes")

@@ -31,7 +31,7 @@ mod vault;
 
 // Opening and using a vault.
 pub use crate::namespace::{Conflict, Namespace, Version, MAX_NAME_LEN};
-pub use crate::vault::{Durability, KeyslotInfo, Vault, VaultOptions, DEFAULT_LOCK_TIMEOUT};
+pub use crate::vault::{Durability, KeyslotInfo, Vault, VaultOptions};
 
 // What a vault stores.
 pub use crate::format::MAX_RECORD_LEN;
@@ -73,8 +73,8 @@ pub use crate::maintenance::{
 
 // Storage.
 pub use crate::backend::{
-    Backend, BackendError, Batch, Condition, MemoryBackend, ScanPage, SledBackend, Write,
-    DEFAULT_CACHE_CAPACITY,
+    Backend, BackendError, BackendErrorKind, Batch, Condition, MemoryBackend, ScanPage,
+    SledBackend, SledOptions, Write, DEFAULT_CACHE_CAPACITY, DEFAULT_LOCK_TIMEOUT,
 };
 
 // Errors.

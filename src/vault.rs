@@ -6,10 +6,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
-use std::time::Duration;
 
-
-use crate::backend::{Backend, BackendError, SledBackend};
+use crate::backend::{Backend, BackendError, BackendErrorKind, SledOptions};
 use crate::crypto::{fill_random, Key, Prf};
 use crate::error::{Damage, Error, Result};
 use crate::format::{NAMESPACE_ID_LABEL, NS_ID_LEN, VAULT_ID_LEN};
@@ -24,8 +22,6 @@ mod keyslots;
 use self::group_commit::GroupCommit;
 pub(crate) use self::key_state::{Generations, KeyState, NsState};
 
-/// Default time to wait for another holder of the vault directory to let go.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 const NS_LOCK_SHARDS: usize = 64;
 
 /// An open vault: tokens and secrets for many namespaces, sealed on disk.
@@ -70,26 +66,27 @@ pub enum Durability {
     Buffered,
 }
 
-/// How to create or open a vault: Argon2 policy, lock timeout, durability, keyslot choice.
+/// How to create or open a vault: Argon2 policy, durability, keyslot choice, and the
+/// [`SledOptions`] of the directory that [`create`](Self::create) and [`open`](Self::open)
+/// use.
 ///
 /// ```
 /// use std::time::Duration;
-/// use tokenvault::{Durability, KdfParams, VaultOptions};
+/// use tokenvault::{Durability, KdfParams, SledOptions, VaultOptions};
 ///
 /// let options = VaultOptions::new()
 ///     .kdf(KdfParams::STRONG)
-///     .lock_timeout(Duration::from_secs(10))
+///     .sled(SledOptions::new().lock_timeout(Duration::from_secs(10)))
 ///     .durability(Durability::Durable);
 /// # let _ = options;
 /// ```
 #[derive(Clone, Debug)]
 pub struct VaultOptions {
     kdf: KdfParams,
-    lock_timeout: Duration,
     durability: Durability,
     slot: Option<u32>,
     upgrade_weak_slots: bool,
-    cache_capacity: u64,
+    sled: SledOptions,
     kdf_limit: KdfParams,
 }
 
@@ -135,7 +132,8 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`] if there is no vault; [`Error::WrongKey`] if no keyslot accepts
     /// `key`; [`Error::Damaged`] if the header is damaged or was tampered with;
-    /// [`Error::Locked`] if another process holds it past the lock timeout;
+    /// [`Error::Locked`] if another process holds it past the lock timeout
+    /// ([`DEFAULT_LOCK_TIMEOUT`](crate::DEFAULT_LOCK_TIMEOUT); see [`VaultOptions::sled`]);
     /// [`Error::UnsupportedVersion`] if a newer tokenvault wrote it.
     pub fn open(path: impl AsRef<Path>, key: &KeySource) -> Result<Self> {
         VaultOptions::new().open(path, key)
@@ -521,16 +519,15 @@ impl Default for VaultOptions {
 }
 
 impl VaultOptions {
-    /// The defaults: [`KdfParams::RFC9106_SECOND`], a 2-second lock timeout,
-    /// [`Durability::Durable`], any keyslot, no automatic KDF upgrade.
+    /// The defaults: [`KdfParams::RFC9106_SECOND`], [`Durability::Durable`], any keyslot,
+    /// no automatic KDF upgrade, the default [`SledOptions`] (a 2-second lock timeout).
     pub fn new() -> Self {
         Self {
             kdf: KdfParams::default(),
-            lock_timeout: DEFAULT_LOCK_TIMEOUT,
             durability: Durability::Durable,
             slot: None,
             upgrade_weak_slots: false,
-            cache_capacity: crate::backend::DEFAULT_CACHE_CAPACITY,
+            sled: SledOptions::new(),
             kdf_limit: KdfParams::DEFAULT_LIMIT,
         }
     }
@@ -543,14 +540,6 @@ impl VaultOptions {
         self
     }
 
-    /// How long to wait for another holder of the vault directory before
-    /// [`Error::Locked`].
-    #[must_use]
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = timeout;
-        self
-    }
-
     /// When mutating calls return; see [`Durability`].
     #[must_use]
     pub fn durability(mut self, durability: Durability) -> Self {
@@ -558,23 +547,26 @@ impl VaultOptions {
         self
     }
 
-    /// The size of sled's page cache for a vault in a directory, in bytes (default
-    /// [`DEFAULT_CACHE_CAPACITY`](crate::DEFAULT_CACHE_CAPACITY), 64 MiB). The cache holds
-    /// ciphertext only. Reads of records outside it decode their node from sled's log, so a
-    /// service reading many records at random should size it to its working set (a
-    /// 1,590-byte sealed token takes about 2.2 KB). No effect on
-    /// [`create_with_backend`](Self::create_with_backend) and
-    /// [`open_with_backend`](Self::open_with_backend).
+    /// The options of the [`SledBackend`](crate::SledBackend) that [`create`](Self::create)
+    /// and [`open`](Self::open) build in the vault directory: its page cache and lock
+    /// timeout (default [`SledOptions::new`]). A backend given to
+    /// [`create_with_backend`](Self::create_with_backend) or
+    /// [`open_with_backend`](Self::open_with_backend) comes with its own options.
     ///
     /// ```
-    /// use tokenvault::VaultOptions;
+    /// use std::time::Duration;
+    /// use tokenvault::{SledOptions, VaultOptions};
     ///
-    /// let options = VaultOptions::new().cache_capacity(512 * 1024 * 1024);
+    /// let options = VaultOptions::new().sled(
+    ///     SledOptions::new()
+    ///         .cache_capacity(512 * 1024 * 1024)
+    ///         .lock_timeout(Duration::from_secs(10)),
+    /// );
     /// # let _ = options;
     /// ```
     #[must_use]
-    pub fn cache_capacity(mut self, bytes: u64) -> Self {
-        self.cache_capacity = bytes;
+    pub fn sled(mut self, options: SledOptions) -> Self {
+        self.sled = options;
         self
     }
 
@@ -626,11 +618,13 @@ impl VaultOptions {
         let path = path.as_ref();
         // Resolve the key first: a bad key source must not leave a half-made vault behind.
         let material = key.material()?;
-        let backend = SledBackend::with_cache(path, true, self.lock_timeout, self.cache_capacity)
+        let backend = self
+            .sled
+            .create(path)
             .map_err(|e| backend_error(e, Some(path)))?;
         if guarded(&backend, |b| b.read_header())?.is_some() {
             return Err(Error::AlreadyExists {
-                path: path.to_path_buf(),
+                path: Some(path.to_path_buf()),
             });
         }
         self.create_inner(Box::new(backend), key, material, Some(path.to_path_buf()))
@@ -644,10 +638,12 @@ impl VaultOptions {
         let path = path.as_ref();
         if !path.join(crate::backend::HEADER_FILE).is_file() {
             return Err(Error::NotFound {
-                path: path.to_path_buf(),
+                path: Some(path.to_path_buf()),
             });
         }
-        let backend = SledBackend::with_cache(path, false, self.lock_timeout, self.cache_capacity)
+        let backend = self
+            .sled
+            .open(path)
             .map_err(|e| backend_error(e, Some(path)))?;
         self.open_inner(Box::new(backend), key, Some(path.to_path_buf()))
     }
@@ -659,9 +655,7 @@ impl VaultOptions {
     pub fn create_with_backend(self, backend: impl Backend, key: &KeySource) -> Result<Vault> {
         let material = key.material()?;
         if guarded(&backend, |b| b.read_header())?.is_some() {
-            return Err(Error::AlreadyExists {
-                path: PathBuf::from("<backend>"),
-            });
+            return Err(Error::AlreadyExists { path: None });
         }
         self.create_inner(Box::new(backend), key, material, None)
     }
@@ -683,11 +677,10 @@ impl VaultOptions {
     ) -> Result<Vault> {
         // A create writes nothing before its header: records without a header are a vault
         // whose header file was lost (or another program's data). Never remove them.
-        let path_or_backend = || path.clone().unwrap_or_else(|| PathBuf::from("<backend>"));
         for tree in guarded(backend.as_ref(), |b| b.trees())? {
             if !guarded(backend.as_ref(), |b| b.scan(&tree, None, 1))?.is_empty() {
                 return Err(Error::NotEmpty {
-                    path: path_or_backend(),
+                    path: path.clone(),
                     reason: "its storage holds records but no vault header; restore the \
                              header file from a backup to open them"
                         .into(),
@@ -736,10 +729,8 @@ impl VaultOptions {
         key: &KeySource,
         path: Option<PathBuf>,
     ) -> Result<Vault> {
-        let bytes =
-            guarded(backend.as_ref(), |b| b.read_header())?.ok_or_else(|| Error::NotFound {
-                path: path.clone().unwrap_or_else(|| PathBuf::from("<backend>")),
-            })?;
+        let bytes = guarded(backend.as_ref(), |b| b.read_header())?
+            .ok_or_else(|| Error::NotFound { path: path.clone() })?;
         let header = Header::parse(&bytes)?;
         let (slot_id, kek, vmk) = unlock_slot(&header, key, self.slot, &self.kdf_limit)?;
         let vmk_keys = VmkKeys::new(&vmk, &header.vault_id)?;
@@ -1001,14 +992,25 @@ fn guarded<T>(
     }
 }
 
+/// A backend's error as the vault reports it: a lock, an unsafe path and a directory that is
+/// not empty as their own variants (about the backend's path, else the vault's `path`),
+/// everything else as [`Error::Backend`] with the whole chain of sources in its message
+/// (prefixed with the vault's `path`, when there is one).
 fn backend_error(e: BackendError, path: Option<&Path>) -> Error {
-    match e {
-        BackendError::Locked(p) => Error::Locked { path: p },
-        BackendError::Permissions { path, reason } => Error::UnsafePath { path, reason },
-        BackendError::NotEmpty { path, reason } => Error::NotEmpty { path, reason },
-        BackendError::Other(message) => match path {
-            Some(p) => Error::backend(format!("{}: {message}", p.display())),
-            None => Error::backend(message),
+    let at = e.path().or(path).map(Path::to_path_buf);
+    match (e.kind(), at) {
+        (BackendErrorKind::Locked, Some(path)) => Error::Locked { path },
+        (BackendErrorKind::UnsafePath, Some(path)) => Error::UnsafePath {
+            path,
+            reason: e.reason().to_owned(),
+        },
+        (BackendErrorKind::NotEmpty, path) => Error::NotEmpty {
+            path,
+            reason: e.reason().to_owned(),
+        },
+        _ => match path {
+            Some(p) => Error::backend(format!("{}: {}", p.display(), e.chain())),
+            None => Error::backend(e.chain()),
         },
     }
 }

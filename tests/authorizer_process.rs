@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use common::raw_key;
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{Authorizer, Error, RefreshError, Token, Vault, VaultOptions};
+use tokenvault::{Authorizer, Error, RefreshError, SledOptions, Token, Vault, VaultOptions};
 
 const ENV_DIR: &str = "TOKENVAULT_AUTH_CHILD_DIR";
 const ENV_MODE: &str = "TOKENVAULT_AUTH_CHILD_MODE";
@@ -43,7 +43,7 @@ fn child_main() {
     };
     let dir = PathBuf::from(dir);
     let vault = VaultOptions::new()
-        .lock_timeout(Duration::from_secs(60))
+        .sled(SledOptions::new().lock_timeout(Duration::from_secs(60)))
         .open(dir.join("vault"), &raw_key(1))
         .unwrap();
     let ns = vault.namespace("n").unwrap();

@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::BackendExt;
 use serde_json::Value;
-use tokenvault::{Backend, SledBackend, Token, Vault, VaultOptions};
+use tokenvault::{Backend, SledOptions, Token, Vault, VaultOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tokenvault");
 /// A hang guard, not a timing assertion: every command here takes well under a second.
@@ -1328,7 +1329,10 @@ fn ls_get_and_errors_escape_control_characters() {
 
 /// The (storage id, stored bytes) of every record of the vault's only namespace.
 fn namespace_records(vault: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let backend = SledBackend::open(vault, Duration::from_secs(5)).unwrap();
+    let backend = SledOptions::new()
+        .lock_timeout(Duration::from_secs(5))
+        .open(vault)
+        .unwrap();
     let trees = backend.trees().unwrap();
     assert_eq!(trees.len(), 1);
     let records: Vec<(Vec<u8>, Vec<u8>)> = backend
@@ -1343,7 +1347,10 @@ fn namespace_records(vault: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// Replaces the stored bytes of record `id` in the vault's only namespace.
 fn rewrite_record(vault: &Path, id: &[u8], bytes: Vec<u8>) {
-    let backend = SledBackend::open(vault, Duration::from_secs(5)).unwrap();
+    let backend = SledOptions::new()
+        .lock_timeout(Duration::from_secs(5))
+        .open(vault)
+        .unwrap();
     let tree = backend.trees().unwrap().remove(0);
     backend.put(&tree, id, bytes).unwrap();
     backend.flush().unwrap();

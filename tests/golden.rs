@@ -22,8 +22,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{json, Value};
 use tokenvault::secrecy::{ExposeSecret, SecretBox, SecretSlice, SecretString};
 use tokenvault::{
-    Backend, Error, KdfParams, KeySource, MemoryBackend, Secret, SledBackend, SlotKind, Token,
-    Vault, VaultOptions,
+    Backend, Batch, Error, KdfParams, KeySource, MemoryBackend, Secret, SledBackend, SlotKind,
+    Token, Vault, VaultOptions,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -411,7 +411,7 @@ fn sled_golden_refuses_wrong_keys() {
 #[test]
 fn sled_golden_stores_the_bytes_of_the_json_golden() {
     let (_tmp, dir) = sled_copy();
-    let backend = SledBackend::open(&dir, Duration::from_secs(2)).unwrap();
+    let backend = SledBackend::open(&dir).unwrap();
     let stored = dump(&backend);
     backend.close().unwrap();
     let expected = dump_from_json(&load_json());
@@ -445,7 +445,9 @@ fn json_golden_opens_in_a_memory_backend() {
     storage.write_header(&d.header).unwrap();
     for (tree, entries) in &d.trees {
         for (key, value) in entries {
-            storage.put(tree, key, value.clone()).unwrap();
+            storage
+                .apply(&Batch::new().write(tree, key, Some(value.clone())))
+                .unwrap();
         }
     }
     let vault = Vault::open_with_backend(storage.clone(), &raw_key_source()).unwrap();
@@ -553,7 +555,7 @@ fn regenerate() {
     remove_empty_dirs(&sled_out);
 
     // The stored bytes, read through the backend from the original (not the output).
-    let backend = SledBackend::open(&dir, Duration::from_secs(2)).unwrap();
+    let backend = SledBackend::open(&dir).unwrap();
     let d = dump(&backend);
     backend.close().unwrap();
     let mut json = dump_to_json(&d);

@@ -34,8 +34,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokenvault::secrecy::{ExposeSecret, SecretBox, SecretSlice, SecretString};
 use tokenvault::{
-    Backend, Conflict, Error, KdfParams, KeySource, MemoryBackend, Secret, SledBackend, Token,
-    Vault, VaultOptions,
+    Backend, Batch, Conflict, Error, KdfParams, KeySource, MemoryBackend, Secret, SledBackend,
+    SledOptions, Token, Vault, VaultOptions,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -871,7 +871,9 @@ fn debug_and_display_never_show_a_secret() {
     let page = storage.scan(&tree, None, 10).unwrap();
     let (id, mut sealed) = page.into_iter().find(|(k, _)| k.len() == 32).unwrap();
     sealed[60] ^= 1;
-    storage.put(&tree, &id, sealed).unwrap();
+    storage
+        .apply(&Batch::new().write(&tree, &id, Some(sealed)))
+        .unwrap();
     let mut progress = Vec::new();
     let report = vault.verify(|p| progress.push(p)).unwrap();
     assert!(!report.is_clean());
@@ -952,7 +954,7 @@ fn debug_and_display_never_show_a_secret() {
     errors.push((
         "Locked",
         fast()
-            .lock_timeout(Duration::ZERO)
+            .sled(SledOptions::new().lock_timeout(Duration::ZERO))
             .open(&path, &pass)
             .unwrap_err(),
     ));
@@ -981,7 +983,7 @@ fn debug_and_display_never_show_a_secret() {
         fast().open(&path, &canary_raw_key()).unwrap_err(),
     ));
 
-    let sled = SledBackend::create(&dir.path().join("sled"), Duration::from_secs(2)).unwrap();
+    let sled = SledBackend::create(dir.path().join("sled")).unwrap();
     check_debug("SledBackend", &sled);
     let sled_vault = fast().create_with_backend(sled, &pass).unwrap();
     sled_vault.namespace("n").unwrap().put("k", &token).unwrap();

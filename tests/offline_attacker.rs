@@ -462,7 +462,7 @@ fn a_copied_vault_directory_reveals_nothing() {
         .iter()
         .flat_map(|f| fs::read(f).unwrap())
         .collect();
-    let backend = SledBackend::open(&tmp.path().join("vault"), Duration::from_secs(2)).unwrap();
+    let backend = SledBackend::open(tmp.path().join("vault")).unwrap();
     let mut records = 0;
     for tree in backend.trees().unwrap() {
         for (_, value) in backend.scan(&tree, None, 1000).unwrap() {

@@ -8,7 +8,7 @@ mod common;
 
 use std::fs;
 
-use common::{raw_key, small_token};
+use common::{raw_key, small_token, BackendExt};
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::{Backend, Error, MemoryBackend, Token, Vault};
 
@@ -187,7 +187,7 @@ fn create_refuses_storage_that_holds_records_without_a_header() {
     // The header file is lost; `tokenvault init` runs again on the directory.
     fs::remove_file(path.join(HEADER)).unwrap();
     match Vault::create(&path, &raw_key(2)) {
-        Err(Error::NotEmpty { path: p, .. }) => assert_eq!(p, path),
+        Err(Error::NotEmpty { path: p, .. }) => assert_eq!(p.as_ref(), Some(&path)),
         other => panic!("expected NotEmpty, got {other:?}"),
     }
     // The records are still there for the restored header.
@@ -236,7 +236,7 @@ fn create_with_backend_refuses_records_without_a_header() {
     storage.put(&[7; 32], b"record", b"bytes".to_vec()).unwrap();
     assert!(matches!(
         Vault::create_with_backend(storage.clone(), &raw_key(1)),
-        Err(Error::NotEmpty { .. })
+        Err(Error::NotEmpty { path: None, .. })
     ));
     assert_eq!(
         storage.get(&[7; 32], b"record").unwrap().as_deref(),

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 
-use common::{full_token, raw_key, records, small_token, FaultyBackend};
+use common::{full_token, raw_key, records, small_token, BackendExt, FaultyBackend};
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::{Backend, Damage, Error, MemoryBackend, Secret, Token, Vault};
 

@@ -8,10 +8,13 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::{fast, full_token, raw_key, records, small_token, FaultyBackend};
+use common::{fast, full_token, raw_key, records, small_token, BackendExt, FaultyBackend};
 use tokenvault::__private::RESERVED_GENERATIONS;
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{Backend, Durability, Error, MemoryBackend, Progress, Token, Vault, VaultOptions};
+use tokenvault::{
+    Backend, BackendErrorKind, Durability, Error, MemoryBackend, Progress, SledBackend,
+    SledOptions, Token, Vault, VaultOptions,
+};
 
 #[test]
 fn every_write_is_flushed_before_it_returns() {
@@ -183,7 +186,7 @@ fn a_second_holder_waits_then_gets_locked() {
     let vault = Vault::create(&path, &raw_key(1)).unwrap();
     let started = Instant::now();
     let err = VaultOptions::new()
-        .lock_timeout(Duration::from_millis(300))
+        .sled(SledOptions::new().lock_timeout(Duration::from_millis(300)))
         .open(&path, &raw_key(1))
         .unwrap_err();
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -192,6 +195,13 @@ fn a_second_holder_waits_then_gets_locked() {
         "{err}"
     );
     assert!(err.to_string().contains(&path.display().to_string()));
+    // The backend underneath says the same, with its kind and path.
+    let err = SledOptions::new()
+        .lock_timeout(Duration::ZERO)
+        .open(&path)
+        .unwrap_err();
+    assert_eq!(err.kind(), BackendErrorKind::Locked);
+    assert_eq!(err.path(), Some(path.as_path()));
 
     // A holder that lets go within the timeout is waited for.
     let closer = std::thread::spawn(move || {
@@ -199,11 +209,32 @@ fn a_second_holder_waits_then_gets_locked() {
         vault.close().unwrap();
     });
     let vault = VaultOptions::new()
-        .lock_timeout(Duration::from_secs(10))
+        .sled(SledOptions::new().lock_timeout(Duration::from_secs(10)))
         .open(&path, &raw_key(1))
         .unwrap();
     closer.join().unwrap();
     vault.close().unwrap();
+}
+
+#[test]
+fn backend_errors_keep_their_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let err = SledBackend::open(&missing).unwrap_err();
+    assert_eq!(err.kind(), BackendErrorKind::Io);
+    let source = std::error::Error::source(&err).unwrap();
+    let io = source.downcast_ref::<std::io::Error>().unwrap();
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    // The vault's message holds the whole chain.
+    SledBackend::create(&missing).unwrap().close().unwrap();
+    fs::remove_dir_all(missing.join("data")).unwrap();
+    fs::write(missing.join("tokenvault.header"), b"").unwrap();
+    let err = Vault::open(&missing, &raw_key(1)).unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(
+        err.to_string().contains("missing its data directory"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -213,7 +244,7 @@ fn close_then_reopen_works_every_time() {
     Vault::create(&path, &raw_key(1)).unwrap().close().unwrap();
     for i in 0..50 {
         let vault = VaultOptions::new()
-            .lock_timeout(Duration::ZERO)
+            .sled(SledOptions::new().lock_timeout(Duration::ZERO))
             .open(&path, &raw_key(1))
             .unwrap_or_else(|e| panic!("reopen {i}: {e}"));
         vault
@@ -228,7 +259,7 @@ fn close_then_reopen_works_every_time() {
         let _vault = Vault::open(&path, &raw_key(1)).unwrap();
     }
     let vault = VaultOptions::new()
-        .lock_timeout(Duration::ZERO)
+        .sled(SledOptions::new().lock_timeout(Duration::ZERO))
         .open(&path, &raw_key(1))
         .unwrap();
     assert_eq!(vault.namespace("n").unwrap().keys().unwrap().len(), 50);
@@ -856,7 +887,7 @@ fn the_cache_size_is_a_setting_of_the_process_not_of_the_vault() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v");
     let vault = VaultOptions::new()
-        .cache_capacity(1 << 20)
+        .sled(SledOptions::new().cache_capacity(1 << 20))
         .create(&path, &raw_key(1))
         .unwrap();
     let ns = vault.namespace("n").unwrap();
@@ -867,7 +898,7 @@ fn the_cache_size_is_a_setting_of_the_process_not_of_the_vault() {
     vault.close().unwrap();
     for cache in [256 << 10, 256 << 20] {
         let vault = VaultOptions::new()
-            .cache_capacity(cache)
+            .sled(SledOptions::new().cache_capacity(cache))
             .open(&path, &raw_key(1))
             .unwrap();
         let ns = vault.namespace("n").unwrap();

@@ -21,11 +21,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{fast, full_token, passphrase, raw_key, records, small_token};
+use common::{fast, full_token, passphrase, raw_key, records, small_token, BackendExt};
 use sha2::{Digest, Sha256};
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::{
-    Backend, Damage, Error, KeySource, MemoryBackend, Namespace, Secret, Token, Vault, VaultOptions,
+    Backend, Damage, Error, KeySource, MemoryBackend, Namespace, Secret, SledOptions, Token, Vault,
+    VaultOptions,
 };
 
 /// A deterministic xorshift generator: every trial is reproducible from its seed.
@@ -742,7 +743,7 @@ fn run_trial(path: &Path, history: &History) -> Trial {
     no_panic(|| {
         let mut trial = Trial::default();
         match VaultOptions::new()
-            .lock_timeout(Duration::ZERO)
+            .sled(SledOptions::new().lock_timeout(Duration::ZERO))
             .open(path, &raw_key(1))
         {
             Ok(vault) => {

@@ -18,7 +18,7 @@ fn create_refuses_existing_and_open_refuses_missing() {
     let path = dir.path().join("v");
     let err = Vault::open(&path, &raw_key(1)).unwrap_err();
     assert!(
-        matches!(&err, Error::NotFound { path: p } if p == &path),
+        matches!(&err, Error::NotFound { path: Some(p) } if p == &path),
         "{err}"
     );
     assert!(!path.exists(), "open must not create anything");
@@ -29,6 +29,20 @@ fn create_refuses_existing_and_open_refuses_missing() {
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
     // The existing vault is untouched and still opens with its key.
     Vault::open(&path, &raw_key(1)).unwrap().close().unwrap();
+}
+
+#[test]
+fn errors_about_a_backend_name_no_path() {
+    let storage = MemoryBackend::new();
+    let err = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap_err();
+    assert!(matches!(err, Error::NotFound { path: None }), "{err}");
+    Vault::create_with_backend(storage.clone(), &raw_key(1))
+        .unwrap()
+        .close()
+        .unwrap();
+    let err = Vault::create_with_backend(storage, &raw_key(1)).unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { path: None }), "{err}");
+    assert!(!err.to_string().contains('<'), "{err}");
 }
 
 #[test]
@@ -344,8 +358,9 @@ fn every_error_message_says_what_to_do() {
             path: "/tmp/x".into(),
         },
         Error::NotFound {
-            path: "/tmp/x".into(),
+            path: Some("/tmp/x".into()),
         },
+        Error::NotFound { path: None },
     ];
     for e in errors {
         let s = e.to_string();

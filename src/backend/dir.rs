@@ -8,11 +8,12 @@
 //! there. Files are opened with `O_NOFOLLOW` (a link is an error, never followed), created
 //! with `O_EXCL` (never an existing file), and get their mode on the descriptor.
 
+use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::path::Path;
 
-use super::BackendError;
+use super::{BackendError, BackendErrorKind};
 
 /// Refuses a vault directory that another user owns or that group or others can write.
 /// Follows a link to the directory (the path is the caller's choice), then checks the
@@ -26,13 +27,13 @@ pub(super) fn check_private_dir(dir: &Path) -> Result<(), BackendError> {
         use std::os::unix::fs::MetadataExt;
         let mode = meta.mode() & 0o7777;
         if mode & 0o022 != 0 {
-            return Err(BackendError::Permissions {
-                path: dir.to_path_buf(),
-                reason: format!(
+            return Err(unsafe_path(
+                dir,
+                format!(
                     "has mode {mode:o}, which lets group or others create files in it; \
                      chmod 700 it"
                 ),
-            });
+            ));
         }
     }
     Ok(())
@@ -42,24 +43,21 @@ pub(super) fn check_private_dir(dir: &Path) -> Result<(), BackendError> {
 pub(super) fn check_owner(dir: &Path) -> Result<fs::Metadata, BackendError> {
     let meta = fs::metadata(dir)?;
     if !meta.is_dir() {
-        return Err(BackendError::Permissions {
-            path: dir.to_path_buf(),
-            reason: "is not a directory".into(),
-        });
+        return Err(unsafe_path(dir, "is not a directory"));
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
         let me = rustix::process::geteuid().as_raw();
         if meta.uid() != me {
-            return Err(BackendError::Permissions {
-                path: dir.to_path_buf(),
-                reason: format!(
+            return Err(unsafe_path(
+                dir,
+                format!(
                     "is owned by user id {}, not by this process's user (id {me}); another \
                      user could replace the vault's files",
                     meta.uid()
                 ),
-            });
+            ));
         }
     }
     Ok(meta)
@@ -84,7 +82,7 @@ pub(super) fn open_regular(path: &Path) -> Result<Option<File>, BackendError> {
     let file = match no_follow(OpenOptions::new().read(true)).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(refused(path, &e)),
+        Err(e) => return Err(refused(path, e)),
     };
     check_regular(path, &file)?;
     Ok(Some(file))
@@ -101,7 +99,7 @@ pub(super) fn open_lock_file(path: &Path) -> Result<File, BackendError> {
     }
     let file = no_follow(&mut options)
         .open(path)
-        .map_err(|e| refused(path, &e))?;
+        .map_err(|e| refused(path, e))?;
     check_regular(path, &file)?;
     set_private(&file)?;
     Ok(file)
@@ -124,7 +122,7 @@ pub(super) fn create_new_private(path: &Path) -> Result<File, BackendError> {
         Ok(file) => file,
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
             remove_if_present(path)?;
-            options.open(path).map_err(|e| refused(path, &e))?
+            options.open(path).map_err(|e| refused(path, e))?
         }
         Err(e) => return Err(e.into()),
     };
@@ -146,10 +144,7 @@ fn check_regular(path: &Path, file: &File) -> Result<(), BackendError> {
     if file.metadata()?.is_file() {
         Ok(())
     } else {
-        Err(BackendError::Permissions {
-            path: path.to_path_buf(),
-            reason: "is not a regular file".into(),
-        })
+        Err(unsafe_path(path, "is not a regular file"))
     }
 }
 
@@ -166,19 +161,24 @@ fn set_private(file: &File) -> Result<(), BackendError> {
 
 /// An open refused because the name is a link (`ELOOP` under `O_NOFOLLOW`) or already
 /// taken, as a typed error; other I/O errors as they are.
-fn refused(path: &Path, e: &std::io::Error) -> BackendError {
+fn refused(path: &Path, e: std::io::Error) -> BackendError {
     #[cfg(unix)]
     if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-        return BackendError::Permissions {
-            path: path.to_path_buf(),
-            reason: "is a symbolic link; the vault's files are never opened through a link".into(),
-        };
+        return unsafe_path(
+            path,
+            "is a symbolic link; the vault's files are never opened through a link",
+        );
     }
     if e.kind() == ErrorKind::AlreadyExists {
-        return BackendError::Permissions {
-            path: path.to_path_buf(),
-            reason: "was created again by someone else while the vault replaced it".into(),
-        };
+        return unsafe_path(
+            path,
+            "was created again by someone else while the vault replaced it",
+        );
     }
-    BackendError::Other(format!("{}: I/O error: {e}", path.display()))
+    BackendError::from(e).with_path(path)
+}
+
+/// A [`BackendErrorKind::UnsafePath`] error about `path`; `reason` reads after the path.
+fn unsafe_path(path: &Path, reason: impl Into<Cow<'static, str>>) -> BackendError {
+    BackendError::new(BackendErrorKind::UnsafePath, reason).with_path(path)
 }

@@ -6,6 +6,11 @@
 //! <dir>/tokenvault.header   0600  the header file, replaced atomically
 //! <dir>/data/               sled's directory (its files inherit the umask inside <dir>)
 //! ```
+//!
+//! Opening one (the options, the checks, the lock) is in `options.rs`; this file is the
+//! open backend.
+
+mod options;
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -18,8 +23,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
-use super::{dir, Backend, BackendError, Batch, ScanPage};
+use super::{dir, Backend, BackendError, BackendErrorKind, Batch, ScanPage};
 use crate::format::MAX_HEADER_LEN;
+
+pub use self::options::{SledOptions, DEFAULT_CACHE_CAPACITY, DEFAULT_LOCK_TIMEOUT};
 
 /// The lock file's name inside the vault directory.
 pub(crate) const LOCK_FILE: &str = "tokenvault.lock";
@@ -33,9 +40,6 @@ const SLED_DATA_FILE: &str = "db";
 const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
 /// Where sled puts log items too large for its segments.
 const SLED_BLOBS_DIR: &str = "blobs";
-/// The default size of sled's page cache, in bytes (64 MiB): about 30,000 records of a
-/// typical token.
-pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
 /// How long `close` waits for sled's threads to release the directory.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -43,19 +47,19 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// [`Vault::create`](crate::Vault::create) and [`Vault::open`](crate::Vault::open) use it.
 /// Open it directly to wrap it in a backend of your own (instrumentation, fault injection)
-/// and pass that to [`Vault::open_with_backend`](crate::Vault::open_with_backend):
+/// and pass that to [`Vault::open_with_backend`](crate::Vault::open_with_backend); tune it
+/// with [`SledOptions`]:
 ///
 /// ```
-/// use std::time::Duration;
 /// use tokenvault::secrecy::SecretBox;
 /// use tokenvault::{KeySource, SledBackend, Vault};
 ///
 /// # let dir = tempfile::tempdir()?;
 /// let key = KeySource::raw_key(SecretBox::new(Box::new([3u8; 32])));
-/// let backend = SledBackend::create(&dir.path().join("v"), Duration::from_secs(2))?;
+/// let backend = SledBackend::create(dir.path().join("v"))?;
 /// let vault = Vault::create_with_backend(backend, &key)?;
 /// vault.close()?;
-/// let backend = SledBackend::open(&dir.path().join("v"), Duration::from_secs(2))?;
+/// let backend = SledBackend::open(dir.path().join("v"))?;
 /// let vault = Vault::open_with_backend(backend, &key)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -78,97 +82,23 @@ struct Open {
 
 impl SledBackend {
     /// Creates the directory (mode 0700) if needed, takes tokenvault's lock file (waiting up
-    /// to `lock_timeout` for another holder), then creates or opens sled inside it.
+    /// to [`DEFAULT_LOCK_TIMEOUT`] for another holder), then creates or opens sled inside it,
+    /// with the default [`SledOptions`].
     ///
     /// # Errors
-    /// [`BackendError::Locked`] past the timeout; I/O and sled errors.
-    pub fn create(dir: &Path, lock_timeout: Duration) -> Result<Self, BackendError> {
-        Self::open_dir(dir, true, lock_timeout, DEFAULT_CACHE_CAPACITY)
+    /// As [`SledOptions::create`].
+    pub fn create(dir: impl AsRef<Path>) -> Result<Self, BackendError> {
+        SledOptions::new().create(dir)
     }
 
     /// Takes tokenvault's lock file in an existing vault directory (waiting up to
-    /// `lock_timeout`), then opens sled inside it.
+    /// [`DEFAULT_LOCK_TIMEOUT`]), then opens sled inside it, with the default
+    /// [`SledOptions`].
     ///
     /// # Errors
-    /// [`BackendError::Locked`] past the timeout; an error if the directory has no sled
-    /// data; I/O and sled errors.
-    pub fn open(dir: &Path, lock_timeout: Duration) -> Result<Self, BackendError> {
-        Self::open_dir(dir, false, lock_timeout, DEFAULT_CACHE_CAPACITY)
-    }
-
-    /// As [`create`](Self::create) (`create = true`) or [`open`](Self::open), with sled's
-    /// page cache holding up to `cache_bytes` (of ciphertext) instead of
-    /// [`DEFAULT_CACHE_CAPACITY`]. A read of a record outside the cache decodes its node from
-    /// the log: size the cache to the vault's working set (`BENCHMARKS.md`, "Scale").
-    ///
-    /// # Errors
-    /// As [`create`](Self::create) and [`open`](Self::open).
-    pub fn with_cache(
-        dir: &Path,
-        create: bool,
-        lock_timeout: Duration,
-        cache_bytes: u64,
-    ) -> Result<Self, BackendError> {
-        Self::open_dir(dir, create, lock_timeout, cache_bytes)
-    }
-
-    fn open_dir(
-        dir: &Path,
-        create: bool,
-        lock_timeout: Duration,
-        cache_bytes: u64,
-    ) -> Result<Self, BackendError> {
-        if create {
-            // Nothing about an existing directory changes before it is found fit: this
-            // user's, and empty of anything a vault does not make.
-            make_dir(dir)?;
-            dir::check_owner(dir)?;
-            check_empty_for_create(dir)?;
-            tighten_dir(dir)?;
-        }
-        dir::check_private_dir(dir)?;
-        let lock = acquire_lock(dir, lock_timeout)?;
-        let data_dir = dir.join(DATA_DIR);
-        let fresh = !data_dir.exists();
-        if fresh && !create {
-            return Err(BackendError::Other(format!(
-                "{} is missing its data directory",
-                dir.display()
-            )));
-        }
-        if !fresh {
-            remove_interrupted_snapshots(&data_dir)?;
-        }
-        let config = sled::Config::new()
-            .path(&data_dir)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(500));
-        let db = catch_unwind(AssertUnwindSafe(|| config.open()))
-            .map_err(|_| BackendError::Other("sled panicked while opening its files".into()))?
-            .map_err(sled_err)?;
-        let data_file = File::open(data_dir.join(SLED_DATA_FILE))?;
-        if fresh {
-            db.flush().map_err(sled_err)?;
-            data_file.sync_all()?;
-            sync_dir(&data_dir)?;
-            sync_dir(dir)?;
-        }
-        // A header write interrupted by a crash leaves only the temporary file behind.
-        if dir::remove_if_present(&dir.join(HEADER_TMP_FILE))? {
-            sync_dir(dir)?;
-        }
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            lock: Mutex::new(Some(lock)),
-            db: RwLock::new(Some(Open {
-                db,
-                data_file,
-                blobs_dir: data_dir.join(SLED_BLOBS_DIR),
-                last_flush: Mutex::new(SystemTime::UNIX_EPOCH),
-                batch_gate: Mutex::new(()),
-                trees: Mutex::new(HashMap::new()),
-            })),
-        })
+    /// As [`SledOptions::open`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, BackendError> {
+        SledOptions::new().open(dir)
     }
 
     /// The vault directory.
@@ -180,33 +110,25 @@ impl SledBackend {
         &self,
         f: impl FnOnce(&Open) -> Result<T, BackendError>,
     ) -> Result<T, BackendError> {
-        let guard = self
-            .db
-            .read()
-            .map_err(|_| BackendError::Other("backend lock poisoned".into()))?;
+        let guard = self.db.read().map_err(poisoned)?;
         match guard.as_ref() {
             Some(open) => f(open),
-            None => Err(BackendError::Other("the backend is closed".into())),
+            None => Err(BackendError::new(
+                BackendErrorKind::Closed,
+                "the backend is closed",
+            )),
         }
     }
 
     fn release(&self) -> Result<(), BackendError> {
-        let open = self
-            .db
-            .write()
-            .map_err(|_| BackendError::Other("backend lock poisoned".into()))?
-            .take();
+        let open = self.db.write().map_err(poisoned)?.take();
         if let Some(open) = open {
             let flushed = open.flush();
             drop(open);
             wait_for_release(&self.dir.join(DATA_DIR).join(SLED_DATA_FILE))?;
             flushed?;
         }
-        let lock = self
-            .lock
-            .lock()
-            .map_err(|_| BackendError::Other("backend lock poisoned".into()))?
-            .take();
+        let lock = self.lock.lock().map_err(poisoned)?.take();
         if let Some(lock) = lock {
             lock.unlock()?;
         }
@@ -216,10 +138,7 @@ impl SledBackend {
 
 impl Open {
     fn tree(&self, name: &[u8]) -> Result<sled::Tree, BackendError> {
-        let mut trees = self
-            .trees
-            .lock()
-            .map_err(|_| BackendError::Other("backend lock poisoned".into()))?;
+        let mut trees = self.trees.lock().map_err(poisoned)?;
         if let Some(t) = trees.get(name) {
             return Ok(t.clone());
         }
@@ -229,12 +148,7 @@ impl Open {
     }
 
     fn existing_tree(&self, name: &[u8]) -> Result<Option<sled::Tree>, BackendError> {
-        let cached = self
-            .trees
-            .lock()
-            .map_err(|_| BackendError::Other("backend lock poisoned".into()))?
-            .get(name)
-            .cloned();
+        let cached = self.trees.lock().map_err(poisoned)?.get(name).cloned();
         if cached.is_some() {
             return Ok(cached);
         }
@@ -248,10 +162,7 @@ impl Open {
 
     fn flush(&self) -> Result<(), BackendError> {
         let started = SystemTime::now();
-        let since = *self
-            .last_flush
-            .lock()
-            .map_err(|_| BackendError::Other("backend lock poisoned".into()))?;
+        let since = *self.last_flush.lock().map_err(poisoned)?;
         // sled's flush ends in sync_file_range, which survives a killed process but not a
         // power loss; fdatasync the data file as well.
         self.db.flush().map_err(sled_err)?;
@@ -405,10 +316,7 @@ impl Backend for SledBackend {
             // file truncation queued behind them, nothing moves again (BENCHMARKS.md, "The
             // write stall"). One batch at a time, each followed by sled's own (non-durable)
             // flush, which waits until its log write is done, keeps that queue short.
-            let _gate = o
-                .batch_gate
-                .lock()
-                .map_err(|_| BackendError::Other("backend lock poisoned".into()))?;
+            let _gate = o.batch_gate.lock().map_err(poisoned)?;
             let result = refs.as_slice().transaction(|tx| {
                 for c in &batch.conditions {
                     let current = tx[index(&c.tree)].get(&c.key)?;
@@ -444,10 +352,7 @@ impl Backend for SledBackend {
 
     fn drop_tree(&self, tree: &[u8]) -> Result<(), BackendError> {
         self.with_open(|o| {
-            o.trees
-                .lock()
-                .map_err(|_| BackendError::Other("backend lock poisoned".into()))?
-                .remove(tree);
+            o.trees.lock().map_err(poisoned)?.remove(tree);
             o.db.drop_tree(tree).map_err(sled_err)?;
             Ok(())
         })
@@ -489,72 +394,17 @@ impl Drop for SledBackend {
 }
 
 fn sled_err(e: sled::Error) -> BackendError {
-    BackendError::Other(format!("sled: {e}"))
+    let kind = match &e {
+        sled::Error::Io(_) => BackendErrorKind::Io,
+        sled::Error::Corruption { .. } => BackendErrorKind::Damaged,
+        _ => BackendErrorKind::Other,
+    };
+    BackendError::new(kind, "sled").with_source(e)
 }
 
-/// Creates `dir` (and missing parents) with mode 0700; an existing one is left as it is.
-fn make_dir(dir: &Path) -> Result<(), BackendError> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)?;
-    Ok(())
-}
-
-/// Sets `dir`'s mode to 0700 (once it is known to be this user's and fit for a new vault).
-fn tighten_dir(dir: &Path) -> Result<(), BackendError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-/// Refuses to create a vault in a directory that holds anything a vault does not make (a
-/// vault is created in a new or empty directory; an interrupted create leaves only the lock
-/// file, sled's directory and the header's temporary file). Whether sled's directory holds
-/// records is for the vault to check.
-fn check_empty_for_create(dir: &Path) -> Result<(), BackendError> {
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let ours = [LOCK_FILE, HEADER_TMP_FILE, DATA_DIR, HEADER_FILE];
-        if !ours.iter().any(|n| name.as_os_str() == *n) {
-            return Err(BackendError::NotEmpty {
-                path: dir.to_path_buf(),
-                reason: format!(
-                    "it holds {:?}, which is not a vault's",
-                    name.to_string_lossy()
-                ),
-            });
-        }
-    }
-    Ok(())
-}
-
-fn acquire_lock(dir: &Path, timeout: Duration) -> Result<File, BackendError> {
-    let file = dir::open_lock_file(&dir.join(LOCK_FILE))?;
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(fs::TryLockError::WouldBlock) => {
-                if Instant::now() >= deadline {
-                    return Err(BackendError::Locked(dir.to_path_buf()));
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
-        }
-    }
+/// A lock poisoned by a panic in another thread.
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> BackendError {
+    BackendError::new(BackendErrorKind::Other, "backend lock poisoned")
 }
 
 /// Waits until sled's lock on its data file is gone (sled's threads may outlive `Db`'s drop).
@@ -575,37 +425,14 @@ fn wait_for_release(data_file: &Path) -> Result<(), BackendError> {
                 std::thread::sleep(Duration::from_millis(1));
             }
             Err(fs::TryLockError::WouldBlock) => {
-                return Err(BackendError::Other(
-                    "sled did not release its files within 30 s".into(),
+                return Err(BackendError::new(
+                    BackendErrorKind::Other,
+                    "sled did not release its files within 30 s",
                 ))
             }
             Err(fs::TryLockError::Error(e)) => return Err(e.into()),
         }
     }
-}
-
-/// Removes the `snap.*.generating` files that a process killed while sled wrote a snapshot
-/// leaves behind. sled 0.34.7 writes a snapshot to `snap.<lsn>.generating`, syncs it and
-/// renames it to `snap.<lsn>`; but at open it reads the highest-numbered `snap.*` file,
-/// leftovers included, and refuses to open with "Read corrupted data" when that is an
-/// interrupted one (sled issue #1527). A leftover is never the authoritative snapshot (the
-/// previous snapshot and the log are), so removing it is what sled itself should do.
-/// Called with the directory lock held.
-fn remove_interrupted_snapshots(data_dir: &Path) -> Result<(), BackendError> {
-    let mut removed = false;
-    for entry in fs::read_dir(data_dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("snap.") && name.ends_with(".generating") {
-            fs::remove_file(entry.path())?;
-            removed = true;
-        }
-    }
-    if removed {
-        sync_dir(data_dir)?;
-    }
-    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BackendError> {

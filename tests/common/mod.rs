@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokenvault::secrecy::{SecretBox, SecretString};
 use tokenvault::{
-    Backend, BackendError, Batch, KdfParams, KeySource, MemoryBackend, ScanPage, Token,
-    VaultOptions,
+    Backend, BackendError, BackendErrorKind, Batch, KdfParams, KeySource, MemoryBackend, ScanPage,
+    Token, VaultOptions,
 };
 
 /// A raw key source made of `byte` repeated.
@@ -104,7 +104,10 @@ impl Backend for FaultyBackend {
     fn apply(&self, batch: &Batch) -> Result<bool, BackendError> {
         let left = self.fail_after.load(Ordering::SeqCst);
         if left == 0 {
-            return Err(BackendError::Other("injected failure".into()));
+            return Err(BackendError::new(
+                BackendErrorKind::Other,
+                "injected failure",
+            ));
         }
         if left > 0 {
             self.fail_after.fetch_sub(1, Ordering::SeqCst);
@@ -127,6 +130,38 @@ impl Backend for FaultyBackend {
         self.inner.close()
     }
 }
+
+/// Single writes on any backend, for tests that plant or damage stored bytes: each is one
+/// [`Batch`] through [`Backend::apply`].
+pub trait BackendExt: Backend {
+    /// Sets `key` in `tree` to `value`, unconditionally.
+    fn put(&self, tree: &[u8], key: &[u8], value: Vec<u8>) -> Result<(), BackendError> {
+        self.apply(&Batch::new().write(tree, key, Some(value)))
+            .map(|_| ())
+    }
+
+    /// Removes `key` from `tree`, unconditionally.
+    fn remove(&self, tree: &[u8], key: &[u8]) -> Result<(), BackendError> {
+        self.apply(&Batch::new().write(tree, key, None)).map(|_| ())
+    }
+
+    /// Sets `key` to `new` (or removes it) only if it holds exactly `expected` now.
+    fn compare_and_swap(
+        &self,
+        tree: &[u8],
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<Vec<u8>>,
+    ) -> Result<bool, BackendError> {
+        self.apply(
+            &Batch::new()
+                .expect(tree, key, expected)
+                .write(tree, key, new),
+        )
+    }
+}
+
+impl<B: Backend + ?Sized> BackendExt for B {}
 
 /// Every (tree, key, value) in a backend.
 pub fn dump(backend: &dyn Backend) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {

@@ -99,11 +99,11 @@ impl From<Error> for Failure {
                 ),
             )
             .hint(LOCKED_HINT),
-            Error::NotFound { path } => {
+            Error::NotFound { path: Some(path) } => {
                 Self::new(Exit::NotFound, format!("no vault at {}", path.display()))
                     .hint(NO_VAULT_HINT)
             }
-            Error::AlreadyExists { path } => Self::new(
+            Error::AlreadyExists { path: Some(path) } => Self::new(
                 Exit::Exists,
                 format!("a vault already exists at {}", path.display()),
             )

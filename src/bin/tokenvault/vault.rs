@@ -30,7 +30,8 @@ impl Global {
 
     /// Options for opening or creating the vault.
     pub(crate) fn options(&self) -> VaultOptions {
-        let options = VaultOptions::new().lock_timeout(self.lock_timeout);
+        let sled = tokenvault::SledOptions::new().lock_timeout(self.lock_timeout);
+        let options = VaultOptions::new().sled(sled);
         match self.kdf_limit {
             Some(limit) => options.kdf_limit(limit),
             None => options,
