@@ -10,7 +10,7 @@ mod workload;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tokenvault::__private::bench::RecordParts;
+use tokenvault::test_hooks::bench::RecordParts;
 use tokenvault::{Authorizer, Durability, RefreshError, Token, VaultOptions};
 use workload::{bench_dir, filled_vault, id, raw_key, token, RawSled, KEY, NS};
 

@@ -22,7 +22,7 @@ use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use tokenvault::__private::bench::RecordParts;
+use tokenvault::test_hooks::bench::RecordParts;
 use tokenvault::secrecy::SecretString;
 use tokenvault::{
     Authorizer, Durability, Import, KdfParams, KeySource, RefreshError, Token, TokenStore, Vault,
@@ -392,7 +392,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let kdf = KdfParams::default();
     let argon = once(5, || {
         black_box(
-            tokenvault::__private::argon2id(
+            tokenvault::test_hooks::argon2id(
                 kdf.m_kib(),
                 kdf.t(),
                 kdf.p(),

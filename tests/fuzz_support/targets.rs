@@ -29,21 +29,21 @@ use tokenvault::{
 
 /// `record`: arbitrary bytes opened as a sealed record under the hook's fixed key.
 pub(crate) fn check_record(data: &[u8]) -> Result<(), String> {
-    tokenvault::__private::fuzz_record(data)
+    tokenvault::test_hooks::fuzz_record(data)
 }
 
 /// `payload`: arbitrary bytes decoded as a decrypted payload (framing, padding, bincode).
 pub(crate) fn check_payload(data: &[u8]) -> Result<(), String> {
-    tokenvault::__private::fuzz_payload(data)
+    tokenvault::test_hooks::fuzz_payload(data)
 }
 
 /// `header`: arbitrary bytes parsed as a header file, as given and again with the magic,
 /// version, length and checksum fixed up (almost no mutation survives the SHA-256 checksum,
 /// so without the fix-up the body parser would be out of the fuzzer's reach).
 pub(crate) fn check_header(data: &[u8]) -> Result<(), String> {
-    tokenvault::__private::fuzz_header(data)?;
+    tokenvault::test_hooks::fuzz_header(data)?;
     if let Some(fixed) = fix_framing(data) {
-        tokenvault::__private::fuzz_header(&fixed).map_err(|e| format!("(framing fixed) {e}"))?;
+        tokenvault::test_hooks::fuzz_header(&fixed).map_err(|e| format!("(framing fixed) {e}"))?;
     }
     Ok(())
 }
@@ -1227,16 +1227,16 @@ fn response_vault() -> tokenvault::Namespace {
 /// no panic; an error is one that reading a file can give and quotes no access or refresh
 /// token of the input; the records of a file that reads have valid names (Globus: keyed by
 /// their resource server) and round-trip through a vault; a file that reads as Globus JSON is
-/// detected as such (see `tokenvault::__private::fuzz_import`).
+/// detected as such (see `tokenvault::test_hooks::fuzz_import`).
 ///
 /// A JSON object is checked again with whitespace in front, past the 16 bytes a sniffer may
 /// look at first: random mutations almost never make so long a prefix of a valid file.
 pub(crate) fn check_import(data: &[u8]) -> Result<(), String> {
-    tokenvault::__private::fuzz_import(data)?;
+    tokenvault::test_hooks::fuzz_import(data)?;
     if data.first() == Some(&b'{') {
         let mut padded = b" \n\t\r".repeat(5);
         padded.extend_from_slice(data);
-        tokenvault::__private::fuzz_import(&padded)
+        tokenvault::test_hooks::fuzz_import(&padded)
             .map_err(|e| format!("(after 20 bytes of whitespace) {e}"))?;
     }
     Ok(())
