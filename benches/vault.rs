@@ -1,11 +1,8 @@
 //! Criterion benchmarks of the vault's operations and of their floors (the irreducible parts
 //! measured alone). `cargo bench --bench vault`; the one-table report with ratios is
-//! `cargo run --release --example bench_report` (see BENCHMARKS.md).
+//! `cargo bench --bench bench_report` (see BENCHMARKS.md).
 
 #![allow(clippy::unwrap_used, missing_docs)]
-
-#[path = "support/workload.rs"]
-mod workload;
 
 use std::hint::black_box;
 

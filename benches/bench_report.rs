@@ -2,9 +2,9 @@
 //! measured by the same harness in the same run), printed as one table.
 //!
 //! ```text
-//! cargo run --release --example bench_report              # the table (a few minutes)
-//! cargo run --release --example bench_report -- --quick   # shorter measurements
-//! cargo run --release --example bench_report -- --scale   # 1k / 100k / 1M records (long)
+//! cargo bench --bench bench_report              # the table (a few minutes)
+//! cargo bench --bench bench_report -- --quick   # shorter measurements
+//! cargo bench --bench bench_report -- --scale   # 1k / 100k / 1M records (long)
 //! ```
 //!
 //! The floors: a vault get is an HMAC of the names, a storage get, an AEAD open and a bincode
@@ -14,9 +14,6 @@
 //! `benches/vault.rs` measures the same operations with criterion.
 
 #![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
-
-#[path = "../benches/support/workload.rs"]
-mod workload;
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
@@ -263,7 +260,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             r.unwrap();
             // As the vault's sled backend does after every atomic batch: without this
             // flush, a sustained run of transactions deadlocks sled 0.34.7 (see
-            // BENCHMARKS.md, "The write stall", and `examples/sled_stress.rs`).
+            // BENCHMARKS.md, "The write stall", and `benches/sled_stress.rs`).
             fraw.db.flush().unwrap();
         }
         fraw.durable_flush();
