@@ -19,8 +19,8 @@ use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use tokenvault::test_hooks::bench::RecordParts;
 use tokenvault::secrecy::SecretString;
+use tokenvault::test_hooks::bench::RecordParts;
 use tokenvault::{
     Authorizer, Durability, Import, KdfParams, KeySource, RefreshError, Token, TokenStore, Vault,
     VaultOptions,

@@ -24,10 +24,7 @@ fn main() {
     // `cargo bench` adds `--bench` to the arguments.
     let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
     let mode = args.get(1).cloned().unwrap_or_else(|| "tx".into());
-    let total: u64 = args
-        .get(2)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(200_000);
+    let total: u64 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(200_000);
     let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
     let db = sled::Config::new()
         .path(dir.path())

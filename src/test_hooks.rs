@@ -15,6 +15,8 @@ pub use self::import_hook::fuzz_import;
 
 /// The record pipeline's parts, for the benchmarks' floors.
 pub mod bench;
+pub mod fuzz;
+pub mod ops;
 
 use crate::crypto::{derive_key, Key};
 use crate::header::{Header, VmkKeys};

@@ -9,8 +9,8 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use common::{fast, full_token, raw_key, records, small_token, FaultyBackend};
-use tokenvault::test_hooks::RESERVED_GENERATIONS;
 use tokenvault::secrecy::ExposeSecret;
+use tokenvault::test_hooks::RESERVED_GENERATIONS;
 use tokenvault::{Backend, Durability, Error, MemoryBackend, Progress, Token, Vault, VaultOptions};
 
 #[test]
