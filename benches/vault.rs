@@ -1,16 +1,13 @@
 //! Criterion benchmarks of the vault's operations and of their floors (the irreducible parts
 //! measured alone). `cargo bench --bench vault`; the one-table report with ratios is
-//! `cargo run --release --example bench_report` (see BENCHMARKS.md).
+//! `cargo bench --bench bench_report` (see BENCHMARKS.md).
 
 #![allow(clippy::unwrap_used, missing_docs)]
-
-#[path = "support/workload.rs"]
-mod workload;
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tokenvault::__private::bench::RecordParts;
+use tokenvault::test_hooks::bench::RecordParts;
 use tokenvault::{Authorizer, Durability, RefreshError, Token, VaultOptions};
 use workload::{bench_dir, filled_vault, id, raw_key, token, RawSled, KEY, NS};
 

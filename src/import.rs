@@ -30,9 +30,13 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use self::files::{read_file, remove, snapshot};
+// For the import fuzz hook (`test_hooks`).
+#[cfg(feature = "test-hooks")]
 pub(crate) use self::format::detect_bytes;
 use self::records::check;
-pub(crate) use self::records::{Item, Parsed};
+#[cfg(feature = "test-hooks")]
+pub(crate) use self::records::Item;
+pub(crate) use self::records::Parsed;
 use crate::error::{Damage, Error, Result};
 use crate::namespace::{put_tokens, Namespace};
 use crate::response::MAX_RESPONSE_LEN;

@@ -1,5 +1,6 @@
 //! Key sources (passphrase, raw key, key file) and the Argon2id policy.
 
+#[cfg(feature = "test-hooks")]
 use std::cell::Cell;
 use std::fmt;
 use std::io::Read;
@@ -386,6 +387,7 @@ impl KdfParams {
     /// `Argon2id(v = 0x13, m, t, p, password, salt) -> 32 bytes`, with working memory that is
     /// allocated fallibly and wiped afterwards.
     pub(crate) fn derive(&self, password: &[u8], salt: &[u8]) -> Result<Key> {
+        #[cfg(feature = "test-hooks")]
         count_kdf_run();
         let params = Params::new(self.m_kib, self.t, self.p, Some(KEY_LEN)).map_err(|e| {
             Error::KdfParams {
@@ -432,15 +434,19 @@ pub(crate) fn raw_key_kek(key: &Key, salt: &[u8]) -> Result<Key> {
     derive_key(salt, key.bytes(), RAW_KEY_KEK_LABEL)
 }
 
+#[cfg(feature = "test-hooks")]
 thread_local! {
     static KDF_RUNS: Cell<u64> = const { Cell::new(0) };
 }
 
+/// Counts an Argon2 derivation on this thread.
+#[cfg(feature = "test-hooks")]
 fn count_kdf_run() {
     KDF_RUNS.with(|c| c.set(c.get() + 1));
 }
 
 /// How many Argon2 derivations this thread has run (for tests of the one-KDF-per-slot rule).
+#[cfg(feature = "test-hooks")]
 pub(crate) fn kdf_runs_on_this_thread() -> u64 {
     KDF_RUNS.with(Cell::get)
 }

@@ -83,6 +83,8 @@ pub use crate::error::{Damage, Error, Result, ValidationError};
 // Re-export crates used in our public API.
 pub use secrecy;
 
+// Hooks for the fuzz targets, the known-answer and counting tests and the benchmarks: not for
+// users, outside semver, and compiled only with the non-default feature `test-hooks`.
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
-#[path = "private.rs"]
-pub mod __private;
+pub mod test_hooks;

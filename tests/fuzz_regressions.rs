@@ -2,19 +2,15 @@
 //!
 //! Every input that ever crashed a target is kept in `tests/regressions/<target>/`; the seed
 //! corpus is `fuzz/seeds/<target>/`. Both are replayed here through the code the fuzz targets
-//! run (`tests/fuzz_support/targets.rs`, `tests/ops/interpreter.rs`), so a regression fails
+//! run (`tokenvault::test_hooks::fuzz` and `::ops`, feature `test-hooks`), so a regression fails
 //! `cargo test` even where cargo-fuzz is not installed. See `fuzz/run.sh` for the fuzzer.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-#[path = "ops/interpreter.rs"]
-mod interpreter;
-#[path = "fuzz_support/targets.rs"]
-mod targets;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use interpreter::Op;
+use tokenvault::test_hooks::fuzz as targets;
+use tokenvault::test_hooks::ops::{self as interpreter, Op};
 
 type Check = fn(&[u8]) -> Result<(), String>;
 

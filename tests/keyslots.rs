@@ -10,8 +10,8 @@ use std::path::Path;
 
 use common::{fast, passphrase, raw_key, small_token};
 use sha2::{Digest, Sha256};
-use tokenvault::__private::kdf_runs_on_this_thread;
 use tokenvault::secrecy::ExposeSecret;
+use tokenvault::test_hooks::kdf_runs_on_this_thread;
 use tokenvault::{
     Backend, Damage, Error, KdfParams, KeySource, MemoryBackend, SlotKind, Token, Vault,
     VaultOptions,

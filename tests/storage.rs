@@ -9,8 +9,8 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use common::{fast, full_token, raw_key, records, small_token, BackendExt, FaultyBackend};
-use tokenvault::__private::RESERVED_GENERATIONS;
 use tokenvault::secrecy::ExposeSecret;
+use tokenvault::test_hooks::RESERVED_GENERATIONS;
 use tokenvault::{
     Backend, BackendErrorKind, Durability, Error, MemoryBackend, Progress, SledBackend,
     SledOptions, Token, Vault, VaultOptions,

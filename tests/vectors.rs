@@ -1,13 +1,13 @@
 //! Known-answer tests for the primitives the vault is built on, run through the vault's own
-//! wrappers (`tokenvault::__private`) where it has one:
+//! wrappers (`tokenvault::test_hooks`, feature `test-hooks`) where it has one:
 //!
 //! - Wycheproof XChaCha20-Poly1305 (every vector, through the vault's AEAD wrapper) and
 //!   ChaCha20-Poly1305 (every vector, through `chacha20poly1305` directly), from the files
 //!   vendored in `tests/vectors/wycheproof/` (see the README there for their source);
 //! - Argon2id: RFC 9106 section 5.3 through the `argon2` crate, and the vault's own
-//!   no-secret, no-data usage through `__private::argon2id`, cross-checked against an
+//!   no-secret, no-data usage through `test_hooks::argon2id`, cross-checked against an
 //!   independent implementation (argon2-cffi, i.e. the reference C code);
-//! - HKDF-SHA-256: RFC 5869 test cases 1-3 through `__private::hkdf_sha256`.
+//! - HKDF-SHA-256: RFC 5869 test cases 1-3 through `test_hooks::hkdf_sha256`.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -17,7 +17,7 @@ use argon2::{Algorithm, Argon2, AssociatedData, ParamsBuilder, Version};
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, XChaCha20Poly1305, XNonce};
 use serde_json::Value;
-use tokenvault::__private::{argon2id, hkdf_sha256, xchacha20poly1305_open};
+use tokenvault::test_hooks::{argon2id, hkdf_sha256, xchacha20poly1305_open};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -281,7 +281,7 @@ fn argon2id_rfc9106_section_5_3() {
 }
 
 /// The vault's own Argon2id usage (no secret, no associated data, 32-byte tag) through
-/// `__private::argon2id`.
+/// `test_hooks::argon2id`.
 ///
 /// The expected outputs were computed once with argon2-cffi 25.1.0 (Python bindings of the
 /// reference C implementation), pasted here, and are not recomputed at test time:

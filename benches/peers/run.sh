@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures tokenvault against the peer token stores, in one run on this machine:
 #   Globus SDK SQLiteTokenStorage and JSONTokenStorage (Python), the Sharetribe integration
-#   SDK's fileStore (Node), and tokenvault (examples/bench_peers.rs, release build) with
+#   SDK's fileStore (Node), and tokenvault (benches/bench_peers.rs, release build) with
 #   durable and with buffered puts.
 # Same workload everywhere: 2,000 token records over 10 namespaces, stored one per call,
 # then each read back once. Every store runs REPS times (default 3), back to back and
@@ -26,8 +26,8 @@ started=$SECONDS
 bash "$here/install.sh"
 installed=$SECONDS
 
-say "building examples/bench_peers (release)"
-cargo build --quiet --release --example bench_peers --manifest-path "$root/Cargo.toml"
+say "building benches/bench_peers (bench profile: release)"
+cargo bench --quiet --no-run --bench bench_peers --manifest-path "$root/Cargo.toml"
 built=$SECONDS
 
 results="$peers/results-$(date +%Y%m%d-%H%M%S).jsonl"
@@ -41,7 +41,7 @@ timed() { # NAME COMMAND...: runs COMMAND, appends its JSON line to $results
 }
 for rep in $(seq 1 "$REPS"); do
     say "run $rep of $REPS"
-    timed "tokenvault" "$target/release/examples/bench_peers"
+    timed "tokenvault" cargo bench --quiet --bench bench_peers --manifest-path "$root/Cargo.toml"
     timed "sharetribe fileStore" node "$here/sharetribe_bench.js"
     timed "globus SQLiteTokenStorage" \
         "$peers/python/bin/python" "$here/globus_bench.py" --storage sqlite --get-sample "$GET_SAMPLE"

@@ -1,9 +1,8 @@
-//! `open_vault`: see `check_open_vault` in tests/fuzz_support/targets.rs (shared with
+//! `open_vault`: see `check_open_vault` in src/test_hooks/fuzz.rs (shared with
 //! tests/fuzz_regressions.rs, which replays every crash input without the fuzzer).
 #![no_main]
 
-#[path = "../../tests/fuzz_support/targets.rs"]
-mod targets;
+use tokenvault::test_hooks::fuzz as targets;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Err(violation) = targets::check_open_vault(data) {

@@ -1,9 +1,8 @@
-//! `ops`: operation sequences checked against a model; see tests/ops/interpreter.rs (shared
+//! `ops`: operation sequences checked against a model; see src/test_hooks/ops.rs (shared
 //! with tests/fuzz_regressions.rs, which replays every crash input without the fuzzer).
 #![no_main]
 
-#[path = "../../tests/ops/interpreter.rs"]
-mod interpreter;
+use tokenvault::test_hooks::ops as interpreter;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Err(divergence) = interpreter::run(data) {

@@ -2,8 +2,8 @@
 //! stored one `put` per record, then each read back once with `get`.
 //!
 //! ```text
-//! cargo run --release --example bench_peers                     # what benches/peers/run.sh runs
-//! cargo run --release --example bench_peers -- --records 500 --namespaces 5
+//! cargo bench --bench bench_peers                     # what benches/peers/run.sh runs
+//! cargo bench --bench bench_peers -- --records 500 --namespaces 5
 //! ```
 //!
 //! Twice: in a vault with the default durability (every `put` is on stable storage when it

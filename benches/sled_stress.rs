@@ -3,11 +3,11 @@
 //! that the vault's work-around holds (BENCHMARKS.md, "The write stall").
 //!
 //! ```text
-//! cargo run --release --example sled_stress -- tx 300000       # raw sled transactions: can deadlock (1 run in 3 here)
-//! cargo run --release --example sled_stress -- insert 200000   # raw sled plain inserts: completes
-//! cargo run --release --example sled_stress -- vault 200000    # overwrites through the vault
-//! CHURN=1 cargo run --release --example sled_stress -- vault 200000   # creates and removals
-//! CREATE=1 cargo run --release --example sled_stress -- vault 100000  # creates only
+//! cargo bench --bench sled_stress -- tx 300000       # raw sled transactions: can deadlock (1 run in 3 here)
+//! cargo bench --bench sled_stress -- insert 200000   # raw sled plain inserts: completes
+//! cargo bench --bench sled_stress -- vault 200000    # overwrites through the vault
+//! CHURN=1 cargo bench --bench sled_stress -- vault 200000   # creates and removals
+//! CREATE=1 cargo bench --bench sled_stress -- vault 100000  # creates only
 //! ```
 //!
 //! In `vault` mode, `SKIP_DURABLE=1` skips the 1,400 durable puts before the sustained ones,
@@ -21,11 +21,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 fn main() {
-    let mode = std::env::args().nth(1).unwrap_or_else(|| "tx".into());
-    let total: u64 = std::env::args()
-        .nth(2)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(200_000);
+    // `cargo bench` adds `--bench` to the arguments.
+    let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
+    let mode = args.get(1).cloned().unwrap_or_else(|| "tx".into());
+    let total: u64 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(200_000);
     let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
     let db = sled::Config::new()
         .path(dir.path())

@@ -1,42 +1,43 @@
 //! Operation sequences decoded from raw bytes, run against a vault on a `MemoryBackend` and
 //! checked step by step against a plain model. Shared by the `ops` fuzz target
-//! (`fuzz/fuzz_targets/ops.rs`) and `tests/fuzz_regressions.rs` through `#[path]`, so that the
-//! same bytes replay identically with and without the fuzzer.
+//! (`fuzz/fuzz_targets/ops.rs`) and `tests/fuzz_regressions.rs`, so that the same bytes
+//! replay identically with and without the fuzzer.
 //!
 //! Encoding: one opcode byte (taken modulo [`OP_COUNT`]), then the operation's argument bytes;
 //! past the end of the input every argument byte reads as 0, and the run stops at the next
 //! opcode. Names are few (three namespaces, four record keys, four raw keys) so that
 //! operations collide. At most [`MAX_OPS`] operations run; then the whole vault is compared
 //! with the model once more.
-#![allow(dead_code)]
+// Test harness code: failing loudly on anything unexpected is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
-use tokenvault::secrecy::SecretBox;
-use tokenvault::{
+use crate::secrecy::SecretBox;
+use crate::{
     Conflict, Error, KeySource, MemoryBackend, RecordType, Secret, SlotKind, Token, Vault,
     VaultOptions, Version,
 };
 
 /// Namespaces the operations use.
-pub(crate) const NAMESPACES: [&str; 3] = ["a", "b", "tenant-42"];
+pub const NAMESPACES: [&str; 3] = ["a", "b", "tenant-42"];
 /// Record keys the operations use.
-pub(crate) const KEYS: [&str; 4] = ["k", "k2", "rs.example.org", "client-secret"];
+pub const KEYS: [&str; 4] = ["k", "k2", "rs.example.org", "client-secret"];
 /// Raw keys (each is its byte repeated 32 times).
-pub(crate) const RAW_KEYS: [u8; 4] = [1, 2, 3, 4];
+pub const RAW_KEYS: [u8; 4] = [1, 2, 3, 4];
 /// Operations run at most.
-pub(crate) const MAX_OPS: usize = 128;
+pub const MAX_OPS: usize = 128;
 /// Opcodes, in the order of [`Op`].
-pub(crate) const OP_COUNT: u8 = 24;
+pub const OP_COUNT: u8 = 24;
 /// The largest body that fits one record (docs/format.md 5.3: `5 + body_len <= 65536`).
 const MAX_BODY: usize = 65_536 - 5;
 
 /// The operations, by opcode. Arguments follow the opcode as noted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub(crate) enum Op {
+pub enum Op {
     /// ns, key, value: `put` a token.
     PutToken = 0,
     /// ns, key, value: `put` a secret.
@@ -122,7 +123,7 @@ impl Op {
 }
 
 /// Builds an input: `(op, argument bytes)` pairs, concatenated.
-pub(crate) fn encode(ops: &[(Op, &[u8])]) -> Vec<u8> {
+pub fn encode(ops: &[(Op, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     for (op, args) in ops {
         out.push(*op as u8);
@@ -133,7 +134,7 @@ pub(crate) fn encode(ops: &[(Op, &[u8])]) -> Vec<u8> {
 
 /// Runs the operations in `data`. `Err` describes the first divergence from the model, with
 /// the operations that led to it.
-pub(crate) fn run(data: &[u8]) -> Result<(), String> {
+pub fn run(data: &[u8]) -> Result<(), String> {
     let mut h = Harness::new()?;
     let mut input = Input { data };
     let mut step = 0;
@@ -549,7 +550,7 @@ impl Harness {
                 let k = input.pick(&RAW_KEYS);
                 self.log.push(format!("{op:?} key {k}"));
                 let got = self.vault.add_keyslot(&raw(k));
-                if self.slots.len() >= tokenvault::MAX_KEYSLOTS {
+                if self.slots.len() >= crate::MAX_KEYSLOTS {
                     return match got {
                         Err(Error::KeyslotLimit) => Ok(()),
                         other => Err(format!(
@@ -786,7 +787,7 @@ impl Harness {
                 let (ns, key, which) =
                     (input.pick(&NAMESPACES), input.pick(&KEYS), input.byte() % 4);
                 self.log.push(format!("{op:?} {ns:?} {key:?} {which}"));
-                let long = "x".repeat(tokenvault::MAX_NAME_LEN + 1);
+                let long = "x".repeat(crate::MAX_NAME_LEN + 1);
                 let got = match which {
                     0 => self.vault.namespace("").map(|_| ()),
                     1 => self.vault.namespace(&long).map(|_| ()),

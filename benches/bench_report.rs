@@ -2,9 +2,9 @@
 //! measured by the same harness in the same run), printed as one table.
 //!
 //! ```text
-//! cargo run --release --example bench_report              # the table (a few minutes)
-//! cargo run --release --example bench_report -- --quick   # shorter measurements
-//! cargo run --release --example bench_report -- --scale   # 1k / 100k / 1M records (long)
+//! cargo bench --bench bench_report              # the table (a few minutes)
+//! cargo bench --bench bench_report -- --quick   # shorter measurements
+//! cargo bench --bench bench_report -- --scale   # 1k / 100k / 1M records (long)
 //! ```
 //!
 //! The floors: a vault get is an HMAC of the names, a storage get, an AEAD open and a bincode
@@ -15,15 +15,12 @@
 
 #![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
 
-#[path = "../benches/support/workload.rs"]
-mod workload;
-
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use tokenvault::__private::bench::RecordParts;
 use tokenvault::secrecy::SecretString;
+use tokenvault::test_hooks::bench::RecordParts;
 use tokenvault::{
     Authorizer, Durability, Import, KdfParams, KeySource, RefreshError, SledOptions, Token,
     TokenStore, Vault, VaultOptions,
@@ -263,7 +260,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             r.unwrap();
             // As the vault's sled backend does after every atomic batch: without this
             // flush, a sustained run of transactions deadlocks sled 0.34.7 (see
-            // BENCHMARKS.md, "The write stall", and `examples/sled_stress.rs`).
+            // BENCHMARKS.md, "The write stall", and `benches/sled_stress.rs`).
             fraw.db.flush().unwrap();
         }
         fraw.durable_flush();
@@ -392,7 +389,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let kdf = KdfParams::default();
     let argon = once(5, || {
         black_box(
-            tokenvault::__private::argon2id(
+            tokenvault::test_hooks::argon2id(
                 kdf.m_kib(),
                 kdf.t(),
                 kdf.p(),

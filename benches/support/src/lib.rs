@@ -1,8 +1,8 @@
 //! The benchmarks' shared workload: a realistic token record, vaults filled with them, and
 //! the floor's storage parts (raw sled with the same bytes, with and without the durable flush
-//! the vault does). Included by `benches/vault.rs` (criterion) and
-//! `examples/bench_report.rs` (the table) with `#[path]`.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+//! the vault does), through the public API only. Used by `benches/vault.rs` (criterion) and
+//! `benches/bench_report.rs` (the table), as the dev-dependency `workload`.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -45,7 +45,8 @@ pub fn raw_key() -> KeySource {
 
 /// A fresh directory for benchmark data, on the same disk as the build (not a RAM disk).
 pub fn bench_dir(name: &str) -> tempfile::TempDir {
-    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    // tokenvault's own target directory (this crate is benches/support/).
+    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-data");
     std::fs::create_dir_all(&base).unwrap();
     tempfile::Builder::new()
         .prefix(name)

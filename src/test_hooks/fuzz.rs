@@ -1,6 +1,6 @@
 //! The bodies of the fuzz targets in `fuzz/fuzz_targets/`, shared with
-//! `tests/fuzz_regressions.rs` through `#[path]` so that an input replays identically with
-//! and without the fuzzer.
+//! `tests/fuzz_regressions.rs` so that an input replays identically with and without the
+//! fuzzer.
 //!
 //! Every `check_*` returns `Err` describing a violated invariant (the fuzz target turns it
 //! into a crash, the regression test into a failure); a panic inside is a failure as well.
@@ -9,41 +9,42 @@
 //! this file carries a small independent encoder of the header format (docs/format.md
 //! sections 3 and 4): it re-derives a real vault's keys from its raw key and can re-seal
 //! keyslots, the index key and namespace entries, and recompute the MAC and the checksum.
-#![allow(dead_code)]
+// Test harness code: failing loudly on anything unexpected is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::OnceLock;
 
+use crate::secrecy::{SecretBox, SecretString};
+use crate::{
+    Backend, Batch, Damage, Error, KdfParams, KeySource, MemoryBackend, Secret, Token, Vault,
+    VaultOptions,
+};
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use tokenvault::secrecy::{SecretBox, SecretString};
-use tokenvault::{
-    Backend, Batch, Damage, Error, KdfParams, KeySource, MemoryBackend, Secret, Token, Vault,
-    VaultOptions,
-};
 
 // ---------------------------------------------------------------------------------------
 // record, payload, header
 
 /// `record`: arbitrary bytes opened as a sealed record under the hook's fixed key.
-pub(crate) fn check_record(data: &[u8]) -> Result<(), String> {
-    tokenvault::__private::fuzz_record(data)
+pub fn check_record(data: &[u8]) -> Result<(), String> {
+    super::fuzz_record(data)
 }
 
 /// `payload`: arbitrary bytes decoded as a decrypted payload (framing, padding, bincode).
-pub(crate) fn check_payload(data: &[u8]) -> Result<(), String> {
-    tokenvault::__private::fuzz_payload(data)
+pub fn check_payload(data: &[u8]) -> Result<(), String> {
+    super::fuzz_payload(data)
 }
 
 /// `header`: arbitrary bytes parsed as a header file, as given and again with the magic,
 /// version, length and checksum fixed up (almost no mutation survives the SHA-256 checksum,
 /// so without the fix-up the body parser would be out of the fuzzer's reach).
-pub(crate) fn check_header(data: &[u8]) -> Result<(), String> {
-    tokenvault::__private::fuzz_header(data)?;
+pub fn check_header(data: &[u8]) -> Result<(), String> {
+    super::fuzz_header(data)?;
     if let Some(fixed) = fix_framing(data) {
-        tokenvault::__private::fuzz_header(&fixed).map_err(|e| format!("(framing fixed) {e}"))?;
+        super::fuzz_header(&fixed).map_err(|e| format!("(framing fixed) {e}"))?;
     }
     Ok(())
 }
@@ -54,7 +55,7 @@ const TRAILER_LEN: usize = 64;
 
 /// `data` with the magic, version 1, `body_len` and checksum made consistent with its length
 /// (`None` if it is shorter than an empty header).
-pub(crate) fn fix_framing(data: &[u8]) -> Option<Vec<u8>> {
+pub fn fix_framing(data: &[u8]) -> Option<Vec<u8>> {
     if data.len() < FIXED_LEN + TRAILER_LEN {
         return None;
     }
@@ -326,10 +327,10 @@ fn set_mac(file: &mut [u8], vmk: &[u8; 32]) {
 // The real vault the open_vault target mutates.
 
 /// The raw key of the vault's first slot, and of a second raw slot.
-pub(crate) const FIXTURE_KEY: [u8; 32] = [9u8; 32];
-pub(crate) const FIXTURE_KEY_2: [u8; 32] = [8u8; 32];
+pub const FIXTURE_KEY: [u8; 32] = [9u8; 32];
+pub const FIXTURE_KEY_2: [u8; 32] = [8u8; 32];
 /// The raw key the arbitrary-bytes half of `open_vault` tries (no vault has it).
-pub(crate) const STRANGER_KEY: [u8; 32] = [7u8; 32];
+pub const STRANGER_KEY: [u8; 32] = [7u8; 32];
 const FIXTURE_PASSPHRASE: &str = "fuzz fixture passphrase";
 /// The namespaces and records of the fixture.
 const FIXTURE_RECORDS: [(&str, &str); 3] = [
@@ -352,12 +353,13 @@ type Tree = (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>);
 /// A namespace's name, active key id and `(key id, key)` list.
 type NsKeys = (String, u32, Vec<(u32, [u8; 32])>);
 
-pub(crate) struct Fixture {
+#[allow(missing_debug_implementations)]
+pub struct Fixture {
     /// The real header file.
-    pub(crate) header: Vec<u8>,
+    pub header: Vec<u8>,
     fields: HeaderFields,
     /// Every tree and its entries.
-    pub(crate) trees: Vec<Tree>,
+    pub trees: Vec<Tree>,
     vmk: [u8; 32],
     index_key: [u8; 32],
     /// Each namespace's name, active key id and keys, as decrypted from the header.
@@ -368,14 +370,14 @@ pub(crate) struct Fixture {
     floors: Vec<u64>,
 }
 
-pub(crate) fn raw_key(bytes: [u8; 32]) -> KeySource {
+pub fn raw_key(bytes: [u8; 32]) -> KeySource {
     KeySource::raw_key(SecretBox::new(Box::new(bytes)))
 }
 
 /// The real vault, built once per process: a raw slot (key 9), a passphrase slot (the
 /// insecure test KDF, never derived by the target), a second raw slot (key 8), namespaces
 /// `alpha` (a token and a secret) and `beta` (a token, its data key rotated once).
-pub(crate) fn fixture() -> &'static Fixture {
+pub fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| build_fixture().unwrap_or_else(|e| panic!("fixture: {e}")))
 }
@@ -564,7 +566,7 @@ impl Input<'_> {
 /// edited by a small program read from the input, with the length, MAC and checksum
 /// optionally recomputed. An edited header whose MAC was not recomputed must not open; one
 /// whose MAC was recomputed may, and the vault must then work without panicking.
-pub(crate) fn check_open_vault(data: &[u8]) -> Result<(), String> {
+pub fn check_open_vault(data: &[u8]) -> Result<(), String> {
     stranger_must_fail(data)?;
     if let Some(fixed) = fix_framing(data) {
         stranger_must_fail(&fixed).map_err(|e| format!("(framing fixed) {e}"))?;
@@ -656,7 +658,7 @@ fn edited_real_header(data: &[u8]) -> Result<(), String> {
 }
 
 /// What opening the edited header of an `open_vault` input gives, for diagnosis.
-pub(crate) fn explain_open_vault(data: &[u8]) -> String {
+pub fn explain_open_vault(data: &[u8]) -> String {
     let fx = fixture();
     let (file, fix_mac, key) = edited_header(data);
     let opened = fx
@@ -1068,7 +1070,7 @@ fn exercise(vault: Vault, storage: &MemoryBackend, key: [u8; 32]) -> Result<(), 
 
 /// Small inputs for each target, from the fixture vault (header, sealed records, and
 /// payloads decrypted from its records), written by the `generate_seeds` test.
-pub(crate) fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let fx = fixture();
     let mut out = Vec::new();
     out.push(("header", "real-header".to_string(), fx.header.clone()));
@@ -1149,9 +1151,9 @@ fn decrypt_record(fx: &Fixture, tree: &[u8], rid: &[u8], stored: &[u8]) -> Optio
 /// at least one token, each with a non-empty access token and token type, that survives a
 /// refresh merge with itself and a round trip through a vault record (or is refused as too
 /// large), and whose `Debug` does not show its access token.
-pub(crate) fn check_response(data: &[u8]) -> Result<(), String> {
-    use tokenvault::secrecy::ExposeSecret;
-    use tokenvault::{TokenResponse, TokenStore};
+pub fn check_response(data: &[u8]) -> Result<(), String> {
+    use crate::secrecy::ExposeSecret;
+    use crate::{TokenResponse, TokenStore};
 
     let sent = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
     let response = match TokenResponse::from_json(data, sent) {
@@ -1206,7 +1208,7 @@ pub(crate) fn check_response(data: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn response_vault() -> tokenvault::Namespace {
+fn response_vault() -> crate::Namespace {
     static VAULT: OnceLock<Vault> = OnceLock::new();
     VAULT
         .get_or_init(|| {
@@ -1227,17 +1229,16 @@ fn response_vault() -> tokenvault::Namespace {
 /// no panic; an error is one that reading a file can give and quotes no access or refresh
 /// token of the input; the records of a file that reads have valid names (Globus: keyed by
 /// their resource server) and round-trip through a vault; a file that reads as Globus JSON is
-/// detected as such (see `tokenvault::__private::fuzz_import`).
+/// detected as such (see `super::fuzz_import`).
 ///
 /// A JSON object is checked again with whitespace in front, past the 16 bytes a sniffer may
 /// look at first: random mutations almost never make so long a prefix of a valid file.
-pub(crate) fn check_import(data: &[u8]) -> Result<(), String> {
-    tokenvault::__private::fuzz_import(data)?;
+pub fn check_import(data: &[u8]) -> Result<(), String> {
+    super::fuzz_import(data)?;
     if data.first() == Some(&b'{') {
         let mut padded = b" \n\t\r".repeat(5);
         padded.extend_from_slice(data);
-        tokenvault::__private::fuzz_import(&padded)
-            .map_err(|e| format!("(after 20 bytes of whitespace) {e}"))?;
+        super::fuzz_import(&padded).map_err(|e| format!("(after 20 bytes of whitespace) {e}"))?;
     }
     Ok(())
 }

@@ -1,18 +1,22 @@
-//! Hooks for the fuzz targets and the known-answer tests. Not part of the stable interface:
-//! hidden from the docs and free to change in any release.
+//! Hooks for the fuzz targets, the known-answer and KDF-counting tests and the benchmarks.
+//!
+//! NOT FOR USERS: compiled only with the non-default feature `test-hooks` (which this
+//! crate's own tests, examples and benchmarks and the fuzz crate enable), hidden from the
+//! docs, outside semver and free to change in any release. A build without the feature has
+//! none of it, and no hook runs on the production path.
 //!
 //! Each `fuzz_*` function feeds arbitrary bytes to one parser and checks the invariants that
 //! must hold whatever the input; it returns `Err` with a description when one is violated (the
 //! fuzz target turns that into a crash). A panic inside is a bug as well.
 
-#[path = "private/import_hook.rs"]
 mod import_hook;
 
 pub use self::import_hook::fuzz_import;
 
 /// The record pipeline's parts, for the benchmarks' floors.
-#[path = "private/bench.rs"]
 pub mod bench;
+pub mod fuzz;
+pub mod ops;
 
 use crate::crypto::{derive_key, Key};
 use crate::header::{Header, VmkKeys};
