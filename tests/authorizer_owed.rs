@@ -86,6 +86,30 @@ fn authorizer(
         .lease_poll(Duration::from_millis(1))
 }
 
+/// Alice's expired grant on a sled vault, a clock at `T0`, and no refresh token presented.
+fn alice() -> (tempfile::TempDir, Vault, Namespace, ManualClock, Presented) {
+    let (dir, vault) = sled_vault();
+    let ns = vault.namespace("user/alice").unwrap();
+    ns.put("api", &grant()).unwrap();
+    (
+        dir,
+        vault,
+        ns,
+        ManualClock::new(at(T0)),
+        Presented::default(),
+    )
+}
+
+/// Another handle, one with a rotating refresher, finds the grant marked too, and `rt-0` is
+/// the only refresh token ever presented.
+fn assert_no_handle_presents_it_again(ns: &Namespace, clock: &ManualClock, p: &Presented) {
+    let other = authorizer(ns, clock, recording(p, |n| Ok(rotated(n))))
+        .build()
+        .unwrap();
+    assert!(is_reauth(&other.token()));
+    assert_eq!(presented(p), ["rt-0"]);
+}
+
 fn sled_vault() -> (tempfile::TempDir, Vault) {
     let dir = tempfile::tempdir().unwrap();
     let vault = Vault::create(dir.path().join("v"), &raw_key(1)).unwrap();
@@ -107,11 +131,7 @@ fn is_reauth(result: &Result<Token, Error>) -> bool {
 /// the old refresh token is never presented again, by this handle or another.
 #[test]
 fn an_answer_too_large_for_a_record_is_stored_without_the_fields_that_do_not_fit() {
-    let (_dir, vault) = sled_vault();
-    let ns = vault.namespace("user/alice").unwrap();
-    ns.put("api", &grant()).unwrap();
-    let clock = ManualClock::new(at(T0));
-    let p = Presented::default();
+    let (_dir, _vault, ns, clock, p) = alice();
     let huge = "I".repeat(70_000);
     assert!(huge.len() > MAX_RECORD_LEN);
     let auth = authorizer(
@@ -157,11 +177,7 @@ fn an_answer_too_large_for_a_record_is_stored_without_the_fields_that_do_not_fit
 /// A new login replaces it.
 #[test]
 fn an_answer_that_never_fits_is_kept_in_memory_and_its_predecessor_never_presented_again() {
-    let (_dir, vault) = sled_vault();
-    let ns = vault.namespace("user/alice").unwrap();
-    ns.put("api", &grant()).unwrap();
-    let clock = ManualClock::new(at(T0));
-    let p = Presented::default();
+    let (_dir, _vault, ns, clock, p) = alice();
     let big = "A".repeat(70_000);
     let auth = authorizer(
         &ns,
@@ -351,11 +367,7 @@ fn a_failed_logout_keeps_the_owed_token_and_a_logout_revokes_it() {
 /// rotated alice's refresh token when it answered).
 #[test]
 fn an_answer_for_another_identity_is_refused_and_never_stored() {
-    let (_dir, vault) = sled_vault();
-    let ns = vault.namespace("user/alice").unwrap();
-    ns.put("api", &grant()).unwrap();
-    let clock = ManualClock::new(at(T0));
-    let p = Presented::default();
+    let (_dir, _vault, ns, clock, p) = alice();
     let auth = authorizer(
         &ns,
         &clock,
@@ -376,11 +388,7 @@ fn an_answer_for_another_identity_is_refused_and_never_stored() {
 
     clock.set(at(T0 + 120));
     assert!(is_reauth(&auth.token()));
-    let other = authorizer(&ns, &clock, recording(&p, |n| Ok(rotated(n))))
-        .build()
-        .unwrap();
-    assert!(is_reauth(&other.token()));
-    assert_eq!(presented(&p), ["rt-0"]);
+    assert_no_handle_presents_it_again(&ns, &clock, &p);
 }
 
 /// With `AmbiguousFailure::Retry` (the server does not rotate refresh tokens), an answer for
@@ -388,11 +396,7 @@ fn an_answer_for_another_identity_is_refused_and_never_stored() {
 /// the backoff with the same refresh token.
 #[test]
 fn with_the_retry_policy_a_foreign_answer_is_rejected_and_retried() {
-    let (_dir, vault) = sled_vault();
-    let ns = vault.namespace("user/alice").unwrap();
-    ns.put("api", &grant()).unwrap();
-    let clock = ManualClock::new(at(T0));
-    let p = Presented::default();
+    let (_dir, _vault, ns, clock, p) = alice();
     let auth = authorizer(
         &ns,
         &clock,
@@ -420,11 +424,7 @@ fn with_the_retry_policy_a_foreign_answer_is_rejected_and_retried() {
 /// An answer for another resource server than the stored token's is refused the same way.
 #[test]
 fn an_answer_for_another_resource_server_is_refused() {
-    let (_dir, vault) = sled_vault();
-    let ns = vault.namespace("user/alice").unwrap();
-    ns.put("api", &grant()).unwrap();
-    let clock = ManualClock::new(at(T0));
-    let p = Presented::default();
+    let (_dir, _vault, ns, clock, p) = alice();
     let auth = authorizer(
         &ns,
         &clock,
@@ -449,11 +449,7 @@ fn an_answer_for_another_resource_server_is_refused() {
 /// its refresh token is not presented again.
 #[test]
 fn a_refresher_that_panicked_does_not_get_the_same_refresh_token_again() {
-    let (_dir, vault) = sled_vault();
-    let ns = vault.namespace("user/alice").unwrap();
-    ns.put("api", &grant()).unwrap();
-    let clock = ManualClock::new(at(T0));
-    let p = Presented::default();
+    let (_dir, _vault, ns, clock, p) = alice();
     let auth = authorizer(
         &ns,
         &clock,
@@ -471,11 +467,7 @@ fn a_refresher_that_panicked_does_not_get_the_same_refresh_token_again() {
     clock.advance(Duration::from_secs(5));
     assert!(is_reauth(&auth.token()));
     // Another handle, after the lease, finds the mark too.
-    let other = authorizer(&ns, &clock, recording(&p, |n| Ok(rotated(n))))
-        .build()
-        .unwrap();
-    assert!(is_reauth(&other.token()));
-    assert_eq!(presented(&p), ["rt-0"]);
+    assert_no_handle_presents_it_again(&ns, &clock, &p);
 }
 
 /// A grant without a refresh token (client credentials) has nothing to spend: an ambiguous
@@ -540,11 +532,7 @@ fn a_namespace_holding_only_a_lease_is_not_listed_as_holding_records() {
 #[test]
 fn removing_a_token_removes_its_lease_too() {
     use tokenvault::TokenStore;
-    let (_dir, vault) = sled_vault();
-    let ns = vault.namespace("user/alice").unwrap();
-    ns.put("api", &grant()).unwrap();
-    let clock = ManualClock::new(at(T0));
-    let p = Presented::default();
+    let (_dir, vault, ns, clock, p) = alice();
     let auth = authorizer(
         &ns,
         &clock,
