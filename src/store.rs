@@ -59,7 +59,8 @@ pub trait TokenStore: Send + Sync {
     /// Whatever the store fails with.
     fn remove_token(&self, key: &str) -> Result<bool>;
 
-    /// The keys that hold tokens, sorted.
+    /// The keys that hold tokens, sorted. On a vault [`Namespace`], this leaves out records
+    /// of other types ([`Secret`](crate::Secret)s), which [`Namespace::keys`] lists too.
     ///
     /// # Errors
     /// Whatever the store fails with.

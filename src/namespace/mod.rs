@@ -209,8 +209,10 @@ impl Namespace {
             .is_ok_and(|w| w.existed))
     }
 
-    /// The keys of all records in the namespace, sorted. Opens every record (the names are
-    /// stored only inside them).
+    /// The keys of all records in the namespace, tokens and secrets alike, sorted
+    /// ([`TokenStore::token_keys`](crate::TokenStore::token_keys) lists only the tokens).
+    /// Records tokenvault keeps for itself (an authorizer's lease) are left out. Opens every
+    /// record (the names are stored only inside them).
     ///
     /// # Errors
     /// [`Error::Damaged`] if a record fails authentication.
