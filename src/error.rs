@@ -12,7 +12,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// No variant ever carries secret material: messages name paths, namespaces, record keys and
 /// slot ids, never token values, passphrases or keys.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// A vault already exists at this path (or in this backend);
@@ -149,7 +149,7 @@ pub enum Error {
     /// An error from a user-written [`TokenStore`](crate::TokenStore), passed through
     /// unchanged. Its messages must not
     /// carry secrets: that is up to the code that made it.
-    Store(Box<dyn std::error::Error + Send + Sync + 'static>),
+    Store(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>),
     /// A [`Validator`](crate::Validator) refused a token: nothing was written.
     Validation(ValidationError),
     /// The authorizer cannot produce a valid token without the user logging in again: the
@@ -407,6 +407,94 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
+/// What kind of failure an [`Error`] is: enough to decide what to do without matching every
+/// variant ([`Error::kind`]).
+///
+/// ```
+/// use tokenvault::{ErrorKind, KeySource, Vault};
+/// use tokenvault::secrecy::SecretBox;
+///
+/// # let dir = tempfile::tempdir()?;
+/// let key = |byte| KeySource::raw_key(SecretBox::new(Box::new([byte; 32])));
+/// Vault::create(dir.path().join("v"), &key(1))?.close()?;
+/// let err = Vault::open(dir.path().join("v"), &key(2)).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::WrongKey);
+/// let err = Vault::open(dir.path().join("nothing here"), &key(1)).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::NotFound);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Stored bytes are damaged or were tampered with (a record, a namespace, the header, a
+    /// file that does not read back): run `verify`, restore from a backup.
+    Damaged,
+    /// No keyslot accepts the key or passphrase.
+    WrongKey,
+    /// Another process or handle holds the vault: retry later.
+    Locked,
+    /// Nothing is there: no vault at the path, no such keyslot.
+    NotFound,
+    /// A failure that may pass: storage (I/O) errors, temporary refresh failures. The
+    /// operation is safe to retry.
+    Transient,
+    /// The caller's input or configuration is refused: a name, parameters, a key source, a
+    /// size, a token response, a validator's verdict, a refresh refused as misconfigured.
+    InvalidInput,
+    /// The user must log in again: the grant is dead, or its refresh token may be spent.
+    Reauthenticate,
+    /// The vault's state forbids the operation: it exists already, holds data, is closed,
+    /// was written by a newer version, or its files are unsafe; a keyslot limit or rule.
+    Refused,
+    /// An error from code tokenvault does not know (a user-written store or validator).
+    Other,
+}
+
+impl Error {
+    /// The kind of this error (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        use crate::import::ImportErrorKind as I;
+        use crate::refresh::RefreshErrorKind as R;
+        match self {
+            Self::Damaged(_) => ErrorKind::Damaged,
+            Self::WrongKey => ErrorKind::WrongKey,
+            Self::Locked { .. } => ErrorKind::Locked,
+            Self::NotFound { .. } | Self::NoSuchKeyslot { .. } => ErrorKind::NotFound,
+            Self::Backend { .. } => ErrorKind::Transient,
+            Self::InvalidResponse { .. }
+            | Self::KeySource { .. }
+            | Self::KdfParams { .. }
+            | Self::InvalidName { .. }
+            | Self::TooLarge { .. }
+            | Self::Validation(_)
+            | Self::WrongRecordType { .. } => ErrorKind::InvalidInput,
+            Self::ReauthenticationRequired { .. } => ErrorKind::Reauthenticate,
+            Self::Refresh(e) => match e.kind() {
+                R::InvalidGrant => ErrorKind::Reauthenticate,
+                R::Transient => ErrorKind::Transient,
+                _ => ErrorKind::InvalidInput,
+            },
+            Self::Import(e) => match &e.kind {
+                I::Io { .. } => ErrorKind::Transient,
+                I::Exists { .. } => ErrorKind::Refused,
+                I::VerifyFailed { .. } => ErrorKind::Damaged,
+                _ => ErrorKind::InvalidInput,
+            },
+            Self::AlreadyExists { .. }
+            | Self::NotEmpty { .. }
+            | Self::UnsafePath { .. }
+            | Self::Closed
+            | Self::UnsupportedVersion { .. }
+            | Self::KeyslotExists { .. }
+            | Self::KeyslotLimit
+            | Self::LastKeyslot
+            | Self::SlotSecretsMissing { .. }
+            | Self::KdfLimit { .. } => ErrorKind::Refused,
+            Self::Store(_) => ErrorKind::Other,
+        }
+    }
+}
+
 impl From<Damage> for Error {
     fn from(damage: Damage) -> Self {
         Self::Damaged(damage)
@@ -422,73 +510,7 @@ impl Error {
 
     /// Wraps an error from a user-written store or validator as [`Error::Store`].
     pub fn store(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
-        Self::Store(error.into())
-    }
-
-    /// A copy of this error, for handing one failure to several waiters (the authorizer's
-    /// single flight). Errors that hold a foreign error object are copied by their message.
-    pub(crate) fn duplicate(&self) -> Self {
-        match self {
-            Self::AlreadyExists { path } => Self::AlreadyExists { path: path.clone() },
-            Self::Backend { message } => Self::backend(message.clone()),
-            Self::Closed => Self::Closed,
-            Self::Damaged(d) => Self::Damaged(d.clone()),
-            Self::InvalidResponse { reason } => Self::invalid_response(reason.clone()),
-            Self::KeyslotExists { slot } => Self::KeyslotExists { slot: *slot },
-            Self::KeyslotLimit => Self::KeyslotLimit,
-            Self::KeySource { reason } => Self::KeySource {
-                reason: reason.clone(),
-            },
-            Self::KdfParams { reason } => Self::KdfParams {
-                reason: reason.clone(),
-            },
-            Self::LastKeyslot => Self::LastKeyslot,
-            Self::InvalidName { reason } => Self::InvalidName { reason },
-            Self::Locked { path } => Self::Locked { path: path.clone() },
-            Self::NoSuchKeyslot { slot } => Self::NoSuchKeyslot { slot: *slot },
-            Self::NotEmpty { path, reason } => Self::NotEmpty {
-                path: path.clone(),
-                reason: reason.clone(),
-            },
-            Self::UnsafePath { path, reason } => Self::UnsafePath {
-                path: path.clone(),
-                reason: reason.clone(),
-            },
-            Self::KdfLimit { slot, asked, limit } => Self::KdfLimit {
-                slot: *slot,
-                asked: *asked,
-                limit: *limit,
-            },
-            Self::SlotSecretsMissing { slots } => Self::SlotSecretsMissing {
-                slots: slots.clone(),
-            },
-            Self::NotFound { path } => Self::NotFound { path: path.clone() },
-            Self::ReauthenticationRequired {
-                namespace,
-                key,
-                reason,
-            } => Self::ReauthenticationRequired {
-                namespace: namespace.clone(),
-                key: key.clone(),
-                reason: reason.clone(),
-            },
-            Self::Refresh(e) => Self::Refresh(e.clone()),
-            Self::TooLarge { what, limit } => Self::TooLarge {
-                what,
-                limit: *limit,
-            },
-            Self::UnsupportedVersion { found, supported } => Self::UnsupportedVersion {
-                found: *found,
-                supported: *supported,
-            },
-            Self::Validation(e) => Self::Validation(e.clone()),
-            Self::WrongRecordType { expected, found } => Self::WrongRecordType {
-                expected: *expected,
-                found: *found,
-            },
-            Self::WrongKey => Self::WrongKey,
-            Self::Import(_) | Self::Store(_) => Self::store(self.to_string()),
-        }
+        Self::Store(std::sync::Arc::from(error.into()))
     }
 
     pub(crate) fn invalid_response(reason: impl Into<String>) -> Self {

@@ -78,7 +78,7 @@ pub use crate::backend::{
 };
 
 // Errors.
-pub use crate::error::{Damage, Error, Result, ValidationError};
+pub use crate::error::{Damage, Error, ErrorKind, Result, ValidationError};
 
 // Re-export crates used in our public API.
 pub use secrecy;

@@ -396,3 +396,69 @@ fn keys_starting_with_nul_are_reserved() {
     ns.put("a\0b", &small_token("a")).unwrap();
     assert_eq!(ns.keys().unwrap(), ["a\0b"]);
 }
+
+#[test]
+fn every_error_has_a_kind_and_copies_keep_it() {
+    use std::time::Duration;
+    use tokenvault::{ErrorKind, RefreshError, SledOptions, VaultOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    let vault = Vault::create(&path, &raw_key(1)).unwrap();
+    let kinds = [
+        (
+            VaultOptions::new()
+                .sled(SledOptions::new().lock_timeout(Duration::ZERO))
+                .open(&path, &raw_key(1))
+                .unwrap_err(),
+            ErrorKind::Locked,
+        ),
+        (vault.namespace("").unwrap_err(), ErrorKind::InvalidInput),
+        (vault.remove_keyslot(0).unwrap_err(), ErrorKind::Refused),
+        (vault.remove_keyslot(9).unwrap_err(), ErrorKind::NotFound),
+        (
+            Error::Refresh(RefreshError::invalid_grant("revoked")),
+            ErrorKind::Reauthenticate,
+        ),
+        (
+            Error::Refresh(RefreshError::transient("503")),
+            ErrorKind::Transient,
+        ),
+        (
+            Error::Refresh(RefreshError::rejected("invalid_client")),
+            ErrorKind::InvalidInput,
+        ),
+        (Error::store("a user store's failure"), ErrorKind::Other),
+    ];
+    vault.close().unwrap();
+    for (error, kind) in kinds {
+        assert_eq!(error.kind(), kind, "{error:?}");
+        let copy = error.clone();
+        assert_eq!(copy.kind(), kind);
+        assert_eq!(copy.to_string(), error.to_string());
+    }
+    assert_eq!(
+        Vault::create(&path, &raw_key(1)).unwrap_err().kind(),
+        ErrorKind::Refused
+    );
+    assert_eq!(
+        Vault::open(&path, &raw_key(2)).unwrap_err().kind(),
+        ErrorKind::WrongKey
+    );
+    assert_eq!(
+        Vault::open(dir.path().join("none"), &raw_key(1))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    // A damaged header.
+    let header = path.join("tokenvault.header");
+    let mut bytes = std::fs::read(&header).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&header, bytes).unwrap();
+    assert_eq!(
+        Vault::open(&path, &raw_key(1)).unwrap_err().kind(),
+        ErrorKind::Damaged
+    );
+}

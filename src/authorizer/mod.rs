@@ -341,7 +341,7 @@ impl Authorizer {
             if let Some(retry_at) = st.retry_at {
                 if now < retry_at {
                     if let Some(e) = &st.last_error {
-                        return Err(e.duplicate());
+                        return Err(e.clone());
                     }
                 }
             }

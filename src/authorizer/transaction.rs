@@ -78,7 +78,7 @@ impl Shared {
                 st.failures = st.failures.saturating_add(1);
                 let retry_at = now + self.backoff(st.failures, &error);
                 st.retry_at = Some(retry_at);
-                st.last_error = Some(error.duplicate());
+                st.last_error = Some(error.clone());
                 match fallback {
                     Some(token) => {
                         let expiry = token.expires_at().unwrap_or(retry_at);
@@ -403,7 +403,7 @@ impl Flight {
             if let Some(r) = result.as_ref() {
                 return match r {
                     Ok(token) => Ok(token.clone()),
-                    Err(e) => Err(e.duplicate()),
+                    Err(e) => Err(e.clone()),
                 };
             }
             result = match deadline {

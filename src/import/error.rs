@@ -26,7 +26,7 @@ use crate::error::Error;
 /// assert!(e.to_string().contains("3.0"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ImportError {
     /// The file being imported.
@@ -61,7 +61,7 @@ pub struct ImportError {
 /// assert!(vault.namespaces()?.is_empty());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum ImportErrorKind {
     /// The file could not be read.
