@@ -52,7 +52,9 @@ pub enum RecordType {
     Token,
     /// A [`Secret`].
     Secret,
-    /// A namespace manifest (internal).
+    /// A namespace manifest: tokenvault's own record (format section 5.5), never one a
+    /// caller reads or writes. Not part of the public API.
+    #[doc(hidden)]
     Manifest,
 }
 
