@@ -126,10 +126,17 @@ impl<In: Transport> Connector<In> for Recorder {
 /// A write that fails did not hand over its last byte: the request is then incomplete, and
 /// cannot be processed. Over TLS, rustls accepts the plaintext before it reaches the socket,
 /// so a write "succeeds" as soon as the session is up: conservative (possibly processed).
-#[derive(Debug)]
 struct Recorded<T> {
     inner: T,
     progress: Option<Arc<Progress>>,
+}
+
+/// Names the wrapper only: the inner transport's buffers may hold the request (and with it
+/// the refresh token or client secret).
+impl<T> fmt::Debug for Recorded<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorded").finish_non_exhaustive()
+    }
 }
 
 impl<T: Transport> Transport for Recorded<T> {
