@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::record::RecordType;
+use crate::format::RecordType;
 
 /// A `Result` whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -46,11 +46,6 @@ pub enum Error {
     },
     /// A vault holds at most [`MAX_KEYSLOTS`](crate::MAX_KEYSLOTS) keyslots.
     KeyslotLimit,
-    /// An import from a plaintext token file failed. [`ImportError`](crate::ImportError) says
-    /// which file and why. Nothing was written to the vault, except after
-    /// [`ImportErrorKind::VerifyFailed`](crate::ImportErrorKind::VerifyFailed), where the
-    /// records were written but did not read back as imported (and the source was kept).
-    Import(crate::import::ImportError),
     /// A token response could not be read as an OAuth 2.0 token response (RFC 6749 section
     /// 5.1). The reason names the field, never its value.
     InvalidResponse {
@@ -228,7 +223,6 @@ impl fmt::Display for Error {
                 "the vault already has {} keyslots; remove one first",
                 crate::MAX_KEYSLOTS
             ),
-            Self::Import(e) => write!(f, "{e}"),
             Self::InvalidResponse { reason } => write!(f, "invalid token response: {reason}"),
             Self::KeySource { reason } => write!(f, "the key source is unusable: {reason}"),
             Self::KdfParams { reason } => write!(f, "Argon2 parameters refused: {reason}"),
@@ -351,7 +345,6 @@ impl std::error::Error for Error {
         match self {
             Self::Store(e) => Some(e.as_ref()),
             Self::Refresh(e) => Some(e),
-            Self::Import(e) => Some(e),
             _ => None,
         }
     }
@@ -407,8 +400,11 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
-/// What kind of failure an [`Error`] is: enough to decide what to do without matching every
-/// variant ([`Error::kind`]).
+/// What kind of failure an error is: enough to decide what to do without matching every
+/// variant. [`Error::kind`] classifies a vault error, [`ErrorKind::of`] any error of this
+/// crate (an [`ImportError`](crate::ImportError), a
+/// [`RefreshError`](crate::RefreshError), a [`BackendError`](crate::BackendError), or one
+/// of these behind a `Box<dyn Error>`).
 ///
 /// ```
 /// use tokenvault::{ErrorKind, KeySource, Vault};
@@ -453,8 +449,6 @@ pub enum ErrorKind {
 impl Error {
     /// The kind of this error (see [`ErrorKind`]).
     pub fn kind(&self) -> ErrorKind {
-        use crate::import::ImportErrorKind as I;
-        use crate::refresh::RefreshErrorKind as R;
         match self {
             Self::Damaged(_) => ErrorKind::Damaged,
             Self::WrongKey => ErrorKind::WrongKey,
@@ -469,17 +463,7 @@ impl Error {
             | Self::Validation(_)
             | Self::WrongRecordType { .. } => ErrorKind::InvalidInput,
             Self::ReauthenticationRequired { .. } => ErrorKind::Reauthenticate,
-            Self::Refresh(e) => match e.kind() {
-                R::InvalidGrant => ErrorKind::Reauthenticate,
-                R::Transient => ErrorKind::Transient,
-                _ => ErrorKind::InvalidInput,
-            },
-            Self::Import(e) => match &e.kind {
-                I::Io { .. } => ErrorKind::Transient,
-                I::Exists { .. } => ErrorKind::Refused,
-                I::VerifyFailed { .. } => ErrorKind::Damaged,
-                _ => ErrorKind::InvalidInput,
-            },
+            Self::Refresh(e) => refresh_kind(e),
             Self::AlreadyExists { .. }
             | Self::NotEmpty { .. }
             | Self::UnsafePath { .. }
@@ -492,6 +476,17 @@ impl Error {
             | Self::KdfLimit { .. } => ErrorKind::Refused,
             Self::Store(_) => ErrorKind::Other,
         }
+    }
+}
+
+/// How a failed refresh is classified: a dead grant needs a login, a temporary failure may
+/// pass, every other refusal is about the request.
+pub(crate) fn refresh_kind(e: &crate::refresh::RefreshError) -> ErrorKind {
+    use crate::refresh::RefreshErrorKind as R;
+    match e.kind() {
+        R::InvalidGrant => ErrorKind::Reauthenticate,
+        R::Transient => ErrorKind::Transient,
+        _ => ErrorKind::InvalidInput,
     }
 }
 

@@ -41,3 +41,50 @@ pub(crate) const NAMESPACE_ID_LABEL: &[u8] = b"tokenvault/v1/namespace-id";
 pub(crate) const RECORD_ID_LABEL: &[u8] = b"tokenvault/v1/record-id";
 /// First `lp` field of a record's AAD (section 5.2).
 pub(crate) const RECORD_AAD_LABEL: &[u8] = b"tokenvault/v1/record";
+
+/// The name prefix of a storage tree holding data set aside; the orphan's tree name (its
+/// namespace id) and 8 random bytes follow, so that the name is never a namespace id.
+pub(crate) const ASIDE_PREFIX: &[u8] = b"tokenvault/set-aside/";
+
+/// The type of a stored record, bound into its associated data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RecordType {
+    /// An OAuth [`Token`](crate::Token).
+    Token,
+    /// A [`Secret`](crate::Secret).
+    Secret,
+    /// A namespace manifest: tokenvault's own record (format section 5.5), never one a
+    /// caller reads or writes. Not part of the public API.
+    #[doc(hidden)]
+    Manifest,
+}
+
+impl RecordType {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Self::Token => 1,
+            Self::Secret => 2,
+            Self::Manifest => 3,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::Token),
+            2 => Some(Self::Secret),
+            3 => Some(Self::Manifest),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for RecordType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Token => "token",
+            Self::Secret => "secret",
+            Self::Manifest => "manifest",
+        })
+    }
+}

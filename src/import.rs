@@ -292,7 +292,7 @@ impl Import {
     /// asked (see [`remove_source`](Self::remove_source)).
     ///
     /// ```
-    /// use tokenvault::{Error, Import, ImportErrorKind, KeySource, Token, Vault};
+    /// use tokenvault::{Import, ImportErrorKind, KeySource, Token, Vault};
     /// use tokenvault::secrecy::SecretBox;
     ///
     /// # let dir = tempfile::tempdir()?;
@@ -304,7 +304,7 @@ impl Import {
     /// Import::globus_json(&file).run(&vault)?;
     /// // The same records again: a conflict, and nothing is written.
     /// let again = Import::globus_json(&file).run(&vault);
-    /// assert!(matches!(again, Err(Error::Import(e)) if matches!(e.kind, ImportErrorKind::Exists { .. })));
+    /// assert!(matches!(again, Err(e) if matches!(e.kind, ImportErrorKind::Exists { .. })));
     /// // Unless replacing is asked for.
     /// let report = Import::globus_json(&file).overwrite(true).run(&vault)?;
     /// assert!(report.imported[0].replaced);
@@ -312,17 +312,22 @@ impl Import {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Import`] when the file cannot be read, is not valid, holds a record the vault
-    /// already has (without [`overwrite`](Self::overwrite)), or does not read back as written
-    /// ([`ImportErrorKind`] says which). Errors of the vault itself ([`Error::Backend`],
-    /// [`Error::Closed`], [`Error::Damaged`], ...) are returned as they are. Either way the
-    /// vault is unchanged, except after [`ImportErrorKind::VerifyFailed`], and the source is
-    /// kept.
-    pub fn run(&self, vault: &Vault) -> Result<ImportReport> {
-        let fail = |kind| Error::Import(ImportError::new(&self.path, kind));
+    /// An [`ImportError`] when the file cannot be read, is not valid, holds a record the
+    /// vault already has (without [`overwrite`](Self::overwrite)), or does not read back as
+    /// written ([`ImportErrorKind`] says which); errors of the vault itself
+    /// ([`Error::Backend`], [`Error::Closed`], [`Error::Damaged`], ...) as
+    /// [`ImportErrorKind::Vault`]. Either way the vault is unchanged, except after
+    /// [`ImportErrorKind::VerifyFailed`], and the source is kept.
+    pub fn run(&self, vault: &Vault) -> Result<ImportReport, ImportError> {
+        self.run_in(vault)
+            .map_err(|kind| ImportError::new(&self.path, kind))
+    }
+
+    /// [`run`](Self::run), failing with the kind of error only.
+    fn run_in(&self, vault: &Vault) -> Result<ImportReport, ImportErrorKind> {
         let files = self.source_files();
         let before = snapshot(&files);
-        let parsed = self.parse().map_err(fail)?;
+        let parsed = self.parse()?;
         let items = parsed.items;
 
         // Which records exist already, before anything is written.
@@ -340,13 +345,13 @@ impl Import {
             let exists = match ns.get_versioned::<Token>(&item.key) {
                 Ok(found) => found.is_some(),
                 Err(Error::WrongRecordType { .. } | Error::Damaged(Damage::Record { .. })) => true,
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             if exists && !self.overwrite {
-                return Err(fail(ImportErrorKind::Exists {
+                return Err(ImportErrorKind::Exists {
                     namespace: item.namespace.clone(),
                     key: item.key.clone(),
-                }));
+                });
             }
             replaced.push(exists);
         }
@@ -381,14 +386,14 @@ impl Import {
             let ns = handle(&item.namespace).ok_or_else(|| internal("namespace handle"))?;
             batch.push((ns, item.key.as_str(), &item.token));
         }
-        match put_tokens(vault, &batch, !self.overwrite)? {
+        match put_tokens(&vault.engine, &batch, !self.overwrite)? {
             Ok(_) => {}
             Err((i, _)) => {
                 let item = items.get(i).ok_or_else(|| internal("conflict index"))?;
-                return Err(fail(ImportErrorKind::Exists {
+                return Err(ImportErrorKind::Exists {
                     namespace: item.namespace.clone(),
                     key: item.key.clone(),
-                }));
+                });
             }
         }
 
@@ -397,13 +402,13 @@ impl Import {
             let same = match ns.get::<Token>(&item.key) {
                 Ok(Some(stored)) => stored.same_as(&item.token),
                 Ok(None) | Err(Error::Damaged(_) | Error::WrongRecordType { .. }) => false,
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             if !same {
-                return Err(fail(ImportErrorKind::VerifyFailed {
+                return Err(ImportErrorKind::VerifyFailed {
                     namespace: item.namespace.clone(),
                     key: item.key.clone(),
-                }));
+                });
             }
         }
 

@@ -60,8 +60,10 @@
 mod authorizer;
 mod backend;
 mod bytes;
+mod classify;
 mod clock;
 mod crypto;
+mod engine;
 mod error;
 mod format;
 mod header;
@@ -71,6 +73,7 @@ mod import;
 mod keys;
 mod maintenance;
 mod namespace;
+mod options;
 mod orphans;
 mod record;
 mod refresh;
@@ -86,7 +89,8 @@ mod vault;
 
 // Opening and using a vault.
 pub use crate::namespace::{Conflict, Namespace, Version, MAX_NAME_LEN};
-pub use crate::vault::{Durability, KeyslotInfo, Vault, VaultOptions};
+pub use crate::options::{Durability, VaultOptions};
+pub use crate::vault::{KeyslotInfo, Vault};
 
 // What a vault stores.
 pub use crate::format::MAX_RECORD_LEN;

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
@@ -147,9 +148,9 @@ impl Vault {
         progress: impl FnMut(Progress),
     ) -> Result<RotationReport> {
         let ns = self.namespace(name)?;
-        let _maintenance = self.inner.lock_maintenance();
-        let guard = self.inner.lock_ns(&ns.id);
-        let key_id = self.update_state(|s| {
+        let _maintenance = self.engine.lock_maintenance();
+        let guard = self.engine.lock_ns(&ns.id);
+        let key_id = self.engine.update_state(|s| {
             let mut keys = s.namespace_keys(&ns.id).ok_or(Error::InvalidName {
                 reason: "no such namespace",
             })?;
@@ -179,7 +180,7 @@ impl Vault {
     /// Finishes every pending rotation; failures leave the rotation pending (`verify`
     /// reports it) rather than failing the open.
     pub(crate) fn resume_rotations(&self) {
-        let pending: Vec<String> = match self.read_state() {
+        let pending: Vec<String> = match self.engine.read_state() {
             Ok(s) => s
                 .namespaces
                 .values()
@@ -188,7 +189,7 @@ impl Vault {
                 .collect(),
             Err(_) => return,
         };
-        let _maintenance = self.inner.lock_maintenance();
+        let _maintenance = self.engine.lock_maintenance();
         for name in pending {
             if let Ok(ns) = self.namespace(&name) {
                 let _ = self.finish_rotation(&ns, |_| {});
@@ -199,22 +200,25 @@ impl Vault {
     /// Re-seals every record of `ns` that is not under the active key, then drops the
     /// other keys. Called with the maintenance lock held.
     fn finish_rotation(&self, ns: &Namespace, mut progress: impl FnMut(Progress)) -> Result<u64> {
-        let state =
-            self.read_state()?
-                .namespaces
-                .get(&ns.id)
-                .cloned()
-                .ok_or(Error::InvalidName {
-                    reason: "no such namespace",
-                })?;
-        let vault_id = self.read_state()?.vault_id().to_vec();
+        let state = self
+            .engine
+            .read_state()?
+            .namespaces
+            .get(&ns.id)
+            .cloned()
+            .ok_or(Error::InvalidName {
+                reason: "no such namespace",
+            })?;
+        let vault_id = self.engine.read_state()?.vault_id().to_vec();
         let total = self.manifest_count(ns, &state);
         let mut done = 0u64;
         let mut resealed = 0u64;
         let mut failed = 0u64;
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = self.call(|b| b.scan(&ns.id, after.as_deref(), PAGE))?;
+            let page = self
+                .engine
+                .call(|b| b.scan(&ns.id, after.as_deref(), PAGE))?;
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
             for (rid, stored) in page {
@@ -255,11 +259,11 @@ impl Vault {
                         &rid,
                         Some(resealed_bytes),
                     );
-                    if self.call(|b| b.apply(&batch))? {
+                    if self.engine.call(|b| b.apply(&batch))? {
                         resealed += 1;
                         break;
                     }
-                    match self.call(|b| b.get(&ns.id, &rid))? {
+                    match self.engine.call(|b| b.get(&ns.id, &rid))? {
                         Some(now) => stored = now,
                         None => break,
                     }
@@ -267,7 +271,7 @@ impl Vault {
                 done += 1;
             }
             // Re-sealed records must be durable before the old key can go.
-            self.sync_now()?;
+            self.engine.sync_now()?;
             progress(Progress { done, total });
         }
         if failed > 0 {
@@ -277,9 +281,9 @@ impl Vault {
                          pending and the old key is kept (run verify)",
             }));
         }
-        let guard = self.inner.lock_ns(&ns.id);
+        let guard = self.engine.lock_ns(&ns.id);
         let id: [u8; NS_ID_LEN] = ns.id;
-        self.update_state(|s| {
+        self.engine.update_state(|s| {
             if let Some(mut keys) = s.namespace_keys(&id) {
                 let active = keys.active;
                 keys.keys.retain(|(kid, _)| *kid == active);
@@ -291,8 +295,8 @@ impl Vault {
         Ok(resealed)
     }
 
-    fn manifest_count(&self, ns: &Namespace, state: &crate::vault::NsState) -> Option<u64> {
-        let stored = self.call(|b| b.get(&ns.id, MANIFEST_ID)).ok()??;
+    fn manifest_count(&self, ns: &Namespace, state: &crate::engine::NsState) -> Option<u64> {
+        let stored = self.engine.call(|b| b.get(&ns.id, MANIFEST_ID)).ok()??;
         let (prefix, plain, range) = ns.open(state, MANIFEST_ID, &stored, None).ok()?;
         (prefix.record_type == RecordType::Manifest)
             .then(|| decode_manifest(&plain[range]).ok().map(|m| m.count + 1))
@@ -307,7 +311,7 @@ impl Vault {
     /// Backend errors only; damage is reported in the [`VerifyReport`].
     pub fn verify(&self, mut progress: impl FnMut(Progress)) -> Result<VerifyReport> {
         let namespaces: Vec<(String, [u8; NS_ID_LEN])> = {
-            let s = self.read_state()?;
+            let s = self.engine.read_state()?;
             let mut v: Vec<_> = s
                 .namespaces
                 .iter()
@@ -326,8 +330,8 @@ impl Vault {
         let mut total = 0u64;
         let mut states = Vec::new();
         for (name, id) in &namespaces {
-            let ns = Namespace::new(self.clone(), name, *id);
-            let Some(state) = self.read_state()?.namespaces.get(id).cloned() else {
+            let ns = Namespace::new(Arc::clone(&self.engine), name, *id);
+            let Some(state) = self.engine.read_state()?.namespaces.get(id).cloned() else {
                 continue;
             };
             total += self.manifest_count(&ns, &state).unwrap_or(0);
@@ -346,7 +350,9 @@ impl Vault {
             let mut generations = Vec::new();
             let mut after: Option<Vec<u8>> = None;
             loop {
-                let page = self.call(|b| b.scan(&ns.id, after.as_deref(), PAGE))?;
+                let page = self
+                    .engine
+                    .call(|b| b.scan(&ns.id, after.as_deref(), PAGE))?;
                 let Some((last, _)) = page.last() else { break };
                 after = Some(last.clone());
                 for (rid, stored) in &page {

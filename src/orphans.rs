@@ -21,17 +21,9 @@
 
 use std::collections::HashSet;
 
-use crate::backend::Batch;
-use crate::crypto::random_u64;
 use crate::error::Result;
-use crate::format::NS_ID_LEN;
+use crate::format::{ASIDE_PREFIX, NS_ID_LEN};
 use crate::vault::Vault;
-
-/// The name prefix of a tree holding data set aside; the orphan's tree name (its namespace
-/// id) and 8 random bytes follow, so that the name is never a namespace id.
-const ASIDE_PREFIX: &[u8] = b"tokenvault/set-aside/";
-/// Entries copied per batch when setting a tree aside.
-const PAGE: usize = 256;
 
 impl Vault {
     /// Drops every storage tree named like a namespace that belongs to no namespace of this
@@ -77,7 +69,7 @@ impl Vault {
     }
 
     fn purge(&self, which: impl Fn(Kind) -> bool) -> Result<usize> {
-        let _maintenance = self.inner.lock_maintenance();
+        let _maintenance = self.engine.lock_maintenance();
         let trees: Vec<Vec<u8>> = self
             .unlisted_trees()?
             .into_iter()
@@ -85,10 +77,10 @@ impl Vault {
             .map(|(tree, _)| tree)
             .collect();
         for tree in &trees {
-            self.call(|b| b.drop_tree(tree))?;
+            self.engine.call(|b| b.drop_tree(tree))?;
         }
         if !trees.is_empty() {
-            self.sync_now()?;
+            self.engine.sync_now()?;
         }
         Ok(trees.len())
     }
@@ -103,9 +95,15 @@ impl Vault {
     /// The trees that belong to no namespace of the header: orphaned namespace trees and
     /// set-aside trees. Other trees (not named like either) are not the vault's.
     fn unlisted_trees(&self) -> Result<Vec<(Vec<u8>, Kind)>> {
-        let known: HashSet<[u8; NS_ID_LEN]> =
-            self.read_state()?.namespaces.keys().copied().collect();
+        let known: HashSet<[u8; NS_ID_LEN]> = self
+            .engine
+            .read_state()?
+            .namespaces
+            .keys()
+            .copied()
+            .collect();
         Ok(self
+            .engine
             .call(|b| b.trees())?
             .into_iter()
             .filter_map(|t| {
@@ -117,33 +115,6 @@ impl Vault {
                 Some((t, kind))
             })
             .collect())
-    }
-
-    /// Before namespace `id` is created: if its tree still holds anything (an orphan), copies
-    /// its entries to a set-aside tree, makes the copy durable, and only then drops the
-    /// original. A crash midway leaves the original intact (and perhaps a partial copy, which
-    /// is harmless). Called with the maintenance lock and the namespace's lock held.
-    pub(crate) fn set_aside(&self, id: &[u8; NS_ID_LEN]) -> Result<()> {
-        if self.call(|b| b.scan(id, None, 1))?.is_empty() {
-            // Nothing stored, or an empty tree: dropping it loses nothing.
-            return self.call(|b| b.drop_tree(id));
-        }
-        let mut aside = ASIDE_PREFIX.to_vec();
-        aside.extend_from_slice(id);
-        aside.extend_from_slice(&random_u64()?.to_le_bytes());
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = self.call(|b| b.scan(id, after.as_deref(), PAGE))?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            let mut batch = Batch::new();
-            for (key, value) in page {
-                batch = batch.write(&aside, &key, Some(value));
-            }
-            self.call(|b| b.apply(&batch))?;
-        }
-        self.sync_now()?;
-        self.call(|b| b.drop_tree(id))
     }
 }
 

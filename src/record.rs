@@ -11,7 +11,6 @@
 //! little-endian) of the record's fields, decoded with a size limit and required to consume
 //! exactly `body_len` bytes.
 
-use std::fmt;
 
 use bincode::config::{self, Configuration, Fixint, Limit, LittleEndian};
 use serde::{Deserialize, Serialize};
@@ -22,6 +21,7 @@ use crate::crypto::{Aad, Cipher, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::token::{Secret, Token, TokenParts};
 
+pub use crate::format::RecordType;
 pub(crate) use crate::format::{FORMAT_VERSION, MAX_RECORD_LEN};
 use crate::format::{PAYLOAD_VERSION, RECORD_AAD_LABEL};
 
@@ -42,49 +42,6 @@ const fn bincode_config() -> BincodeConfig {
         .with_little_endian()
         .with_fixed_int_encoding()
         .with_limit::<MAX_RECORD_LEN>()
-}
-
-/// The type of a stored record, bound into its associated data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RecordType {
-    /// An OAuth [`Token`].
-    Token,
-    /// A [`Secret`].
-    Secret,
-    /// A namespace manifest: tokenvault's own record (format section 5.5), never one a
-    /// caller reads or writes. Not part of the public API.
-    #[doc(hidden)]
-    Manifest,
-}
-
-impl RecordType {
-    pub(crate) fn code(self) -> u8 {
-        match self {
-            Self::Token => 1,
-            Self::Secret => 2,
-            Self::Manifest => 3,
-        }
-    }
-
-    pub(crate) fn from_code(code: u8) -> Option<Self> {
-        match code {
-            1 => Some(Self::Token),
-            2 => Some(Self::Secret),
-            3 => Some(Self::Manifest),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for RecordType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Token => "token",
-            Self::Secret => "secret",
-            Self::Manifest => "manifest",
-        })
-    }
 }
 
 pub(crate) mod sealed {

@@ -230,7 +230,7 @@ impl TokenStore for Namespace {
             record_type: crate::RecordType::Token,
             expect: crate::namespace::Expect::Anything,
         };
-        match crate::namespace::commit(self.vault(), vec![op(key), op(&lease)])? {
+        match crate::namespace::commit(self.engine(), vec![op(key), op(&lease)])? {
             Ok(written) => Ok(written.first().is_some_and(|w| w.existed)),
             Err(_) => Err(Error::backend(
                 "internal: unconditional removal did not apply",

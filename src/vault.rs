@@ -1,30 +1,26 @@
-//! The vault: unlocking, the key state, header updates, keyslots, durability.
+//! The vault handle: creating and opening a vault, its namespaces, master-key rotation,
+//! checkpoints and closing. Keyslot changes are in `keyslots`; the shared state in
+//! `crate::engine`.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::Arc;
 
-use crate::backend::{Backend, BackendError, BackendErrorKind};
+use crate::backend::Backend;
 use crate::crypto::{fill_random, Key, Prf};
+use crate::engine::{
+    backend_error, guarded, new_slot, unlock_slot, Engine, Generations, KeyState, NsState,
+};
 use crate::error::{Damage, Error, Result};
 use crate::format::{NAMESPACE_ID_LABEL, NS_ID_LEN, VAULT_ID_LEN};
-use crate::header::{open_ns, Header, Slot, SlotParams, VmkKeys, SLOT_SALT_LEN};
-use crate::keys::{raw_key_kek, KdfParams, KeySource, Material, SlotKind};
+use crate::header::{open_ns, Header, Slot, SlotParams, VmkKeys};
+use crate::keys::{KdfParams, KeySource, Material, SlotKind};
 use crate::namespace::{validate_namespace, Namespace};
+use crate::options::VaultOptions;
 
-mod group_commit;
-mod key_state;
 mod keyslots;
-mod options;
-
-use self::group_commit::GroupCommit;
-pub(crate) use self::key_state::{Generations, KeyState, NsState};
-pub use self::options::{Durability, VaultOptions};
-
-const NS_LOCK_SHARDS: usize = 64;
 
 /// An open vault: tokens and secrets for many namespaces, sealed on disk.
 ///
@@ -50,7 +46,7 @@ const NS_LOCK_SHARDS: usize = 64;
 /// ```
 #[derive(Clone)]
 pub struct Vault {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) engine: Arc<Engine>,
 }
 
 /// A keyslot as [`Vault::keyslots`] reports it.
@@ -63,19 +59,6 @@ pub struct KeyslotInfo {
     pub kind: SlotKind,
     /// Its Argon2 parameters, for a passphrase slot.
     pub kdf: Option<KdfParams>,
-}
-
-pub(crate) struct Inner {
-    backend: RwLock<Option<Box<dyn Backend>>>,
-    path: Option<PathBuf>,
-    state: RwLock<KeyState>,
-    header_write: Mutex<()>,
-    /// Serializes key rotations and namespace removals: two rotations of one namespace at
-    /// once could each drop a key the other just re-sealed records under.
-    maintenance: Mutex<()>,
-    ns_locks: Vec<Mutex<()>>,
-    commit: GroupCommit,
-    pub(crate) options: VaultOptions,
 }
 
 impl Vault {
@@ -128,10 +111,11 @@ impl Vault {
     pub fn namespace(&self, name: &str) -> Result<Namespace> {
         validate_namespace(name)?;
         let id = self
+            .engine
             .read_state()?
             .index
             .mac(&[NAMESPACE_ID_LABEL, name.as_bytes()]);
-        Ok(Namespace::new(self.clone(), name, id))
+        Ok(Namespace::new(Arc::clone(&self.engine), name, id))
     }
 
     /// The names of all namespaces, sorted. A namespace exists from its first write until
@@ -140,7 +124,7 @@ impl Vault {
     /// # Errors
     /// [`Error::Closed`] after [`Vault::close`].
     pub fn namespaces(&self) -> Result<Vec<String>> {
-        let state = self.read_state()?;
+        let state = self.engine.read_state()?;
         let mut names: Vec<String> = state.namespaces.values().map(|n| n.name.clone()).collect();
         names.sort_unstable();
         Ok(names)
@@ -185,14 +169,14 @@ impl Vault {
     /// Backend errors; [`Error::InvalidName`].
     pub fn remove_namespace(&self, name: &str) -> Result<bool> {
         let ns = self.namespace(name)?;
-        let _maintenance = self.inner.lock_maintenance();
-        let _guard = self.inner.lock_ns(&ns.id);
-        if !self.read_state()?.namespaces.contains_key(&ns.id) {
+        let _maintenance = self.engine.lock_maintenance();
+        let _guard = self.engine.lock_ns(&ns.id);
+        if !self.engine.read_state()?.namespaces.contains_key(&ns.id) {
             return Ok(false);
         }
-        let existed = self.update_state(|s| Ok(s.drop_namespace(&ns.id)))?;
-        self.call(|b| b.drop_tree(&ns.id))?;
-        self.sync_now()?;
+        let existed = self.engine.update_state(|s| Ok(s.drop_namespace(&ns.id)))?;
+        self.engine.call(|b| b.drop_tree(&ns.id))?;
+        self.engine.sync_now()?;
         Ok(existed)
     }
 
@@ -217,7 +201,7 @@ impl Vault {
     /// # Errors
     /// [`Error::SlotSecretsMissing`]; [`Error::WrongKey`] if a given source opens no slot.
     pub fn rotate_master_key_with(&self, others: &[&KeySource]) -> Result<()> {
-        self.update_state(|s| {
+        self.engine.update_state(|s| {
             for source in others {
                 // Try the slots whose secret is still unknown, so that a secret shared by two
                 // slots unlocks the second one too.
@@ -278,7 +262,7 @@ impl Vault {
     /// # Errors
     /// Backend errors.
     pub fn flush(&self) -> Result<()> {
-        self.sync_now()
+        self.engine.sync_now()
     }
 
     /// Flushes, [checkpoints](Self::checkpoint) and closes the vault, releasing the
@@ -289,12 +273,12 @@ impl Vault {
     /// # Errors
     /// A failed final flush, checkpoint or release (the vault is closed in any case).
     pub fn close(self) -> Result<()> {
-        let checkpointed = if self.inner.is_closed() {
+        let checkpointed = if self.engine.is_closed() {
             Ok(())
         } else {
             self.checkpoint()
         };
-        let closed = self.inner.shutdown();
+        let closed = self.engine.shutdown();
         checkpointed.and(closed)
     }
 
@@ -309,7 +293,7 @@ impl Vault {
     /// A failed flush or header write.
     pub fn checkpoint(&self) -> Result<()> {
         let due: Vec<([u8; NS_ID_LEN], String, Arc<Generations>, u64)> = {
-            let state = self.read_state()?;
+            let state = self.engine.read_state()?;
             state
                 .namespaces
                 .iter()
@@ -331,7 +315,7 @@ impl Vault {
         let mut floors = Vec::with_capacity(due.len());
         let mut failed = None;
         for (id, name, gens, written) in due {
-            match Namespace::new(self.clone(), &name, id).raise_manifest(&gens) {
+            match Namespace::new(Arc::clone(&self.engine), &name, id).raise_manifest(&gens) {
                 Ok(Some(floor)) => floors.push((id, gens, floor, written)),
                 Ok(None) => {}
                 Err(e) => {
@@ -341,8 +325,8 @@ impl Vault {
         }
         if !floors.is_empty() {
             // Only durable manifests may become floors.
-            self.sync_now()?;
-            self.update_state(|s| {
+            self.engine.sync_now()?;
+            self.engine.update_state(|s| {
                 for (id, gens, floor, _) in &floors {
                     // The same namespace, not one removed and created again since.
                     let same = s
@@ -367,7 +351,7 @@ impl Vault {
 
     /// The vault directory, for a vault on disk.
     pub fn path(&self) -> Option<&Path> {
-        self.inner.path.as_deref()
+        self.engine.path()
     }
 
     /// The on-disk format version of this vault (`docs/format.md`), for diagnostics such as
@@ -391,86 +375,15 @@ impl Vault {
     /// # Errors
     /// [`Error::Closed`] after [`Vault::close`].
     pub fn header_seqid(&self) -> Result<u64> {
-        Ok(self.read_state()?.header.seqid)
-    }
-
-    // Internal plumbing shared with the namespace and maintenance modules.
-
-    pub(crate) fn read_state(&self) -> Result<RwLockReadGuard<'_, KeyState>> {
-        if self.inner.is_closed() {
-            return Err(Error::Closed);
-        }
-        self.inner
-            .state
-            .read()
-            .map_err(|_| Error::backend("vault state lock poisoned"))
-    }
-
-    /// Applies a change to a copy of the key state, writes the resulting header (seqid + 1)
-    /// durably, then installs the copy. Nothing changes if any step fails.
-    pub(crate) fn update_state<T>(&self, f: impl FnOnce(&mut KeyState) -> Result<T>) -> Result<T> {
-        let _guard = lock(&self.inner.header_write);
-        let mut draft = self.read_state()?.duplicate()?;
-        let out = f(&mut draft)?;
-        draft.header.seqid = draft.header.seqid.wrapping_add(1);
-        let bytes = draft.header.encode(&draft.vmk_keys)?;
-        self.call(|b| b.write_header(&bytes))?;
-        *self
-            .inner
-            .state
-            .write()
-            .map_err(|_| Error::backend("vault state lock poisoned"))? = draft;
-        Ok(out)
-    }
-
-    /// Runs a backend call, turning a closed vault, backend errors and panics into errors.
-    pub(crate) fn call<T>(
-        &self,
-        f: impl FnOnce(&dyn Backend) -> Result<T, BackendError>,
-    ) -> Result<T> {
-        let guard = self
-            .inner
-            .backend
-            .read()
-            .map_err(|_| Error::backend("backend lock poisoned"))?;
-        let backend = guard.as_deref().ok_or(Error::Closed)?;
-        guarded(backend, f)
-    }
-
-    /// Waits until the write committed as `ticket` is durable (no wait when buffered).
-    /// Whether writes return before they are durable ([`Durability::Buffered`]).
-    pub(crate) fn is_buffered(&self) -> bool {
-        self.inner.options.durability == Durability::Buffered
-    }
-
-    pub(crate) fn sync(&self, ticket: u64) -> Result<()> {
-        if self.inner.options.durability == Durability::Buffered {
-            return Ok(());
-        }
-        self.inner
-            .commit
-            .wait_durable(ticket, || self.call(|b| b.flush()))
-    }
-
-    /// Takes a commit ticket for a write that has just been applied.
-    pub(crate) fn committed(&self) -> u64 {
-        self.inner.commit.ticket()
-    }
-
-    /// Flushes now, whatever the durability mode.
-    pub(crate) fn sync_now(&self) -> Result<()> {
-        let ticket = self.committed();
-        self.inner
-            .commit
-            .wait_durable(ticket, || self.call(|b| b.flush()))
+        Ok(self.engine.read_state()?.header.seqid)
     }
 }
 
 impl fmt::Debug for Vault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Vault")
-            .field("path", &self.inner.path)
-            .field("options", &self.inner.options)
+            .field("path", &self.engine.path())
+            .field("options", &self.engine.options)
             .finish_non_exhaustive()
     }
 }
@@ -649,22 +562,13 @@ impl Vault {
         path: Option<PathBuf>,
     ) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                backend: RwLock::new(Some(backend)),
-                path,
-                state: RwLock::new(state),
-                header_write: Mutex::new(()),
-                maintenance: Mutex::new(()),
-                ns_locks: (0..NS_LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
-                commit: GroupCommit::default(),
-                options,
-            }),
+            engine: Arc::new(Engine::new(backend, state, options, path)),
         }
     }
 
     fn upgrade_slot(&self, id: u32, key: &KeySource, policy: &KdfParams) -> Result<()> {
         let weak = {
-            let state = self.read_state()?;
+            let state = self.engine.read_state()?;
             state.header.slots.iter().any(|slot| {
                 slot.id == id
                     && matches!(
@@ -676,7 +580,7 @@ impl Vault {
         if !weak {
             return Ok(());
         }
-        self.update_state(|s| {
+        self.engine.update_state(|s| {
             let (slot, kek) = s.new_slot(id, key, policy)?;
             if let Some(existing) = s.header.slots.iter_mut().find(|slot| slot.id == id) {
                 *existing = slot;
@@ -687,201 +591,21 @@ impl Vault {
     }
 }
 
-impl Inner {
-    pub(crate) fn lock_maintenance(&self) -> MutexGuard<'_, ()> {
-        lock(&self.maintenance)
-    }
-
-    pub(crate) fn lock_ns(&self, id: &[u8; NS_ID_LEN]) -> MutexGuard<'_, ()> {
-        let shard = usize::from(id[0]) % self.ns_locks.len();
-        lock(&self.ns_locks[shard])
-    }
-
-    /// Locks the shards of several namespaces, each once, in ascending order (the lock order
-    /// that keeps writers spanning namespaces from deadlocking each other).
-    pub(crate) fn lock_shards(&self, ids: &[[u8; NS_ID_LEN]]) -> Vec<MutexGuard<'_, ()>> {
-        let mut shards: Vec<usize> = ids
-            .iter()
-            .map(|id| usize::from(id[0]) % self.ns_locks.len())
-            .collect();
-        shards.sort_unstable();
-        shards.dedup();
-        shards
-            .into_iter()
-            .map(|s| lock(&self.ns_locks[s]))
-            .collect()
-    }
-
-    fn is_closed(&self) -> bool {
-        self.backend.read().map(|b| b.is_none()).unwrap_or(true)
-    }
-
-    fn shutdown(&self) -> Result<()> {
-        let backend = self
-            .backend
-            .write()
-            .map_err(|_| Error::backend("backend lock poisoned"))?
-            .take();
-        match backend {
-            Some(backend) => {
-                let flushed = guarded(backend.as_ref(), |b| b.flush());
-                let closed = guarded(backend.as_ref(), |b| b.close());
-                flushed.and(closed)
-            }
-            None => Ok(()),
+impl Namespace {
+    /// The vault this namespace belongs to (a handle on the same open vault).
+    ///
+    /// ```
+    /// # use tokenvault::{KeySource, Vault};
+    /// # use tokenvault::secrecy::SecretBox;
+    /// # let dir = tempfile::tempdir()?;
+    /// let vault = Vault::create(dir.path().join("v"), &KeySource::raw_key(SecretBox::new(Box::new([1; 32]))))?;
+    /// let ns = vault.namespace("tenant-42")?;
+    /// assert_eq!(ns.vault().path(), vault.path());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn vault(&self) -> Vault {
+        Vault {
+            engine: Arc::clone(self.engine()),
         }
     }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Best effort; `Vault::close` is the way to see errors.
-        let _ = self.shutdown();
-    }
-}
-
-/// Unwraps the VMK with `source`: tries each slot of the source's kind (only `only`, if
-/// given), checking its stored parameters' bounds, and the caller's `limit`, before deriving
-/// anything. A passphrase slot above the limit is skipped; if no slot opens, the error is
-/// [`Error::KdfLimit`] for the first slot skipped, else [`Error::WrongKey`].
-fn unlock_slot(
-    header: &Header,
-    source: &KeySource,
-    only: Option<u32>,
-    limit: &KdfParams,
-) -> Result<(u32, Key, Key)> {
-    let kind = source.kind();
-    let candidates: Vec<&Slot> = header
-        .slots
-        .iter()
-        .filter(|s| s.kind() == kind && only.is_none_or(|id| id == s.id))
-        .collect();
-    if candidates.is_empty() {
-        return Err(match only {
-            Some(id) if !header.slots.iter().any(|s| s.id == id) => {
-                Error::NoSuchKeyslot { slot: id }
-            }
-            _ => Error::WrongKey,
-        });
-    }
-    let material = source.material()?;
-    let mut skipped = None;
-    for slot in candidates {
-        let tried = match try_slot(&header.vault_id, slot, &material, limit) {
-            Err(e @ Error::KdfLimit { .. }) => {
-                skipped.get_or_insert(e);
-                continue;
-            }
-            tried => tried?,
-        };
-        if let Some((kek, vmk)) = tried {
-            return Ok((slot.id, kek, vmk));
-        }
-    }
-    Err(skipped.unwrap_or(Error::WrongKey))
-}
-
-/// Tries `material` on one slot: its KEK and the VMK it unwraps, or `None` if it does not
-/// open the slot (one derivation; none for a slot of another kind). A passphrase slot that
-/// costs more than `limit` is not derived: [`Error::KdfLimit`].
-fn try_slot(
-    vault_id: &[u8],
-    slot: &Slot,
-    material: &Material<'_>,
-    limit: &KdfParams,
-) -> Result<Option<(Key, Key)>> {
-    let kek = match (slot.parse_params()?, material) {
-        (SlotParams::Passphrase { kdf, .. }, Material::Passphrase(_)) if kdf.exceeds(limit) => {
-            return Err(Error::KdfLimit {
-                slot: slot.id,
-                asked: kdf,
-                limit: *limit,
-            })
-        }
-        (SlotParams::Passphrase { kdf, salt }, Material::Passphrase(p)) => kdf.derive(p, salt)?,
-        (SlotParams::RawKey { salt }, Material::Raw(k)) => raw_key_kek(k, salt)?,
-        _ => return Ok(None),
-    };
-    let aad = Slot::aad(vault_id, slot.id, slot.kind_code, &slot.params);
-    Ok(kek
-        .cipher()
-        .unwrap_key(&aad, &slot.wrapped_vmk)
-        .map(|vmk| (kek, vmk)))
-}
-
-/// A new keyslot `id` for `source`, wrapping `vmk`.
-fn new_slot(
-    vault_id: &[u8],
-    id: u32,
-    source: &KeySource,
-    kdf: &KdfParams,
-    limit: &KdfParams,
-    vmk: &Key,
-) -> Result<(Slot, Key)> {
-    if source.kind() == SlotKind::Passphrase && kdf.exceeds(limit) {
-        return Err(Error::KdfLimit {
-            slot: id,
-            asked: *kdf,
-            limit: *limit,
-        });
-    }
-    let mut salt = [0u8; SLOT_SALT_LEN];
-    fill_random(&mut salt)?;
-    let material = source.material()?;
-    let ((kind_code, params), kek) = match &material {
-        Material::Passphrase(p) => (Slot::passphrase_params(kdf, &salt), kdf.derive(p, &salt)?),
-        Material::Raw(k) => (Slot::raw_key_params(&salt), raw_key_kek(k, &salt)?),
-    };
-    let aad = Slot::aad(vault_id, id, kind_code, &params);
-    let wrapped_vmk = kek.cipher().wrap_key(&aad, vmk)?;
-    Ok((
-        Slot {
-            id,
-            kind_code,
-            params,
-            wrapped_vmk,
-        },
-        kek,
-    ))
-}
-
-/// Runs a backend call with panics caught.
-fn guarded<T>(
-    backend: &dyn Backend,
-    f: impl FnOnce(&dyn Backend) -> Result<T, BackendError>,
-) -> Result<T> {
-    match catch_unwind(AssertUnwindSafe(|| f(backend))) {
-        Ok(result) => result.map_err(|e| backend_error(e, None)),
-        Err(_) => Err(Error::backend(
-            "the storage backend panicked (its files may be damaged); run verify",
-        )),
-    }
-}
-
-/// A backend's error as the vault reports it: a lock, an unsafe path and a directory that is
-/// not empty as their own variants (about the backend's path, else the vault's `path`),
-/// everything else as [`Error::Backend`] with the whole chain of sources in its message
-/// (prefixed with the vault's `path`, when there is one).
-fn backend_error(e: BackendError, path: Option<&Path>) -> Error {
-    let at = e.path().or(path).map(Path::to_path_buf);
-    match (e.kind(), at) {
-        (BackendErrorKind::Locked, Some(path)) => Error::Locked { path },
-        (BackendErrorKind::UnsafePath, Some(path)) => Error::UnsafePath {
-            path,
-            reason: e.reason().to_owned(),
-        },
-        (BackendErrorKind::NotEmpty, path) => Error::NotEmpty {
-            path,
-            reason: e.reason().to_owned(),
-        },
-        _ => match path {
-            Some(p) => Error::backend(format!("{}: {}", p.display(), e.chain())),
-            None => Error::backend(e.chain()),
-        },
-    }
-}
-
-fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
-    // The mutexes guard no data, so a poisoned one is still usable.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

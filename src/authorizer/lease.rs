@@ -99,7 +99,7 @@ impl Shared {
         expected: Option<Version>,
     ) -> Result<std::result::Result<Version, ()>> {
         let op = self.lease_op(Some(lease), Expect::Exactly(expected))?;
-        Ok(match commit(self.ns.vault(), vec![op])? {
+        Ok(match commit(self.ns.engine(), vec![op])? {
             Ok(written) => written.first().and_then(|w| w.version).ok_or(()),
             Err(_) => Err(()),
         })
@@ -108,7 +108,7 @@ impl Shared {
     pub(super) fn remove_lease(&self, version: Version) -> Result<()> {
         let op = self.lease_op(None, Expect::Exactly(Some(version)))?;
         // A conflict means someone else already replaced or removed it.
-        let _ = commit(self.ns.vault(), vec![op])?;
+        let _ = commit(self.ns.engine(), vec![op])?;
         Ok(())
     }
 

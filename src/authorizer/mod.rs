@@ -304,7 +304,7 @@ impl Authorizer {
             shared.lease_op(None, Expect::Anything)?,
         ];
         // Unconditional removals cannot conflict.
-        let _ = commit(shared.ns.vault(), ops)?;
+        let _ = commit(shared.ns.engine(), ops)?;
         // Only now is what a refresh left owed moot (the lease it kept is gone): had the
         // removal failed, it would still be owed, and the old refresh token still guarded.
         let owed = shared.lock().owed.take();
@@ -480,7 +480,7 @@ impl Shared {
     }
 
     fn make_durable(&self) -> Result<()> {
-        if self.ns.vault().is_buffered() {
+        if self.ns.engine().is_buffered() {
             self.ns.vault().flush()?;
         }
         Ok(())

@@ -101,7 +101,7 @@ impl Shared {
                     self.body_op(Some(body), Expect::Exactly(under.token_version)),
                     self.lease_op(None, Expect::Exactly(Some(under.lease_version)))?,
                 ];
-                commit(self.ns.vault(), ops)
+                commit(self.ns.engine(), ops)
             }
             Err(error) => Err(error),
         };
@@ -179,7 +179,7 @@ impl Shared {
                 vec![self.lease_op(Some(&mark), lease_expect)?]
             }
         };
-        let _ = commit(self.ns.vault(), ops)?;
+        let _ = commit(self.ns.engine(), ops)?;
         self.owe(None);
         self.make_durable()
     }

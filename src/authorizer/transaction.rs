@@ -248,7 +248,7 @@ impl Shared {
             self.body_op(Some(body), Expect::Exactly(under.token_version)),
             self.lease_op(None, Expect::Exactly(Some(under.lease_version)))?,
         ];
-        match commit(self.ns.vault(), ops) {
+        match commit(self.ns.engine(), ops) {
             Err(error) => Ok(Outcome::Unstored { token, error }),
             Ok(Ok(_)) => {
                 self.owe(None);

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 
 /// An import that failed, and why. Nothing was written to the vault, except after
 /// [`ImportErrorKind::VerifyFailed`] (the records were written but did not read back as
@@ -12,7 +12,7 @@ use crate::error::Error;
 /// Names files, namespaces, keys and fields, never a token value.
 ///
 /// ```
-/// use tokenvault::{Error, Import, ImportErrorKind, KeySource, Vault};
+/// use tokenvault::{Import, ImportErrorKind, KeySource, Vault};
 /// use tokenvault::secrecy::SecretBox;
 ///
 /// # let dir = tempfile::tempdir()?;
@@ -20,7 +20,7 @@ use crate::error::Error;
 /// std::fs::write(&file, r#"{"format_version": "3.0", "data": {}}"#)?;
 /// let vault = Vault::create(dir.path().join("vault"), &KeySource::raw_key(SecretBox::new(Box::new([7u8; 32]))))?;
 ///
-/// let Err(Error::Import(e)) = Import::globus_json(&file).run(&vault) else { panic!() };
+/// let Err(e) = Import::globus_json(&file).run(&vault) else { panic!() };
 /// assert_eq!(e.path, file);
 /// assert!(matches!(&e.kind, ImportErrorKind::UnsupportedVersion { found } if found == "3.0"));
 /// assert!(e.to_string().contains("3.0"));
@@ -38,7 +38,7 @@ pub struct ImportError {
 /// What went wrong in an import.
 ///
 /// ```
-/// use tokenvault::{Error, Import, ImportErrorKind, KeySource, Vault};
+/// use tokenvault::{Import, ImportErrorKind, KeySource, Vault};
 /// use tokenvault::secrecy::SecretBox;
 ///
 /// # let dir = tempfile::tempdir()?;
@@ -48,7 +48,7 @@ pub struct ImportError {
 /// let vault = Vault::create(dir.path().join("vault"), &KeySource::raw_key(SecretBox::new(Box::new([7u8; 32]))))?;
 ///
 /// match Import::globus_json(&file).run(&vault) {
-///     Err(Error::Import(e)) => match &e.kind {
+///     Err(e) => match &e.kind {
 ///         ImportErrorKind::InvalidRecord { namespace, key, reason } => {
 ///             assert_eq!((namespace.as_str(), key.as_str()), ("DEFAULT", "rs"));
 ///             assert!(reason.contains("expires_at_seconds"));
@@ -56,7 +56,7 @@ pub struct ImportError {
 ///         }
 ///         other => panic!("{other}"),
 ///     },
-///     other => panic!("{other:?}"),
+///     Ok(report) => panic!("{report}"),
 /// }
 /// assert!(vault.namespaces()?.is_empty());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -135,9 +135,34 @@ pub enum ImportErrorKind {
         /// The key.
         key: String,
     },
+    /// The vault failed (closed, damaged, a storage error, ...): the vault's own
+    /// [`Error`], also the [source](std::error::Error::source) of the [`ImportError`].
+    /// Nothing was imported.
+    Vault(Error),
+}
+
+impl From<Error> for ImportErrorKind {
+    fn from(e: Error) -> Self {
+        Self::Vault(e)
+    }
 }
 
 impl ImportError {
+    /// The kind of failure, as [`ErrorKind::of`] classifies it: I/O errors are
+    /// [`Transient`](ErrorKind::Transient), a record the vault holds already
+    /// [`Refused`](ErrorKind::Refused), a record that did not read back
+    /// [`Damaged`](ErrorKind::Damaged), the vault's own errors as [`Error::kind`] says,
+    /// everything else about the file [`InvalidInput`](ErrorKind::InvalidInput).
+    pub fn error_kind(&self) -> ErrorKind {
+        match &self.kind {
+            ImportErrorKind::Io { .. } => ErrorKind::Transient,
+            ImportErrorKind::Exists { .. } => ErrorKind::Refused,
+            ImportErrorKind::VerifyFailed { .. } => ErrorKind::Damaged,
+            ImportErrorKind::Vault(e) => e.kind(),
+            _ => ErrorKind::InvalidInput,
+        }
+    }
+
     pub(super) fn new(path: &Path, kind: ImportErrorKind) -> Self {
         Self {
             path: path.to_owned(),
@@ -202,15 +227,17 @@ impl fmt::Display for ImportErrorKind {
                 "record {key:?} in namespace {namespace:?} did not read back as written; the \
                  records were written, the source file was kept"
             ),
+            Self::Vault(e) => write!(f, "{e}"),
         }
     }
 }
 
-impl std::error::Error for ImportError {}
-
-impl From<ImportError> for Error {
-    fn from(e: ImportError) -> Self {
-        Self::Import(e)
+impl std::error::Error for ImportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ImportErrorKind::Vault(e) => Some(e),
+            _ => None,
+        }
     }
 }
 

@@ -7,10 +7,10 @@ use std::sync::atomic::Ordering;
 use zeroize::Zeroizing;
 
 use crate::backend::{Batch, Condition, Write};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::NS_ID_LEN;
 use crate::record::{parse_prefix, seal_record, Manifest, RecordContext, RecordPrefix, RecordType};
-use crate::vault::Vault;
 
 use super::{validate_key, Conflict, Namespace, Version, MANIFEST_ID, RESERVED_GENERATIONS};
 
@@ -47,7 +47,7 @@ pub(crate) struct Op<'a> {
 /// Namespaces that do not exist yet are created first (with the maintenance lock held); if
 /// the batch then does not apply, they are removed again, so a failed commit leaves no trace.
 pub(crate) fn commit(
-    vault: &Vault,
+    engine: &Engine,
     ops: Vec<Op<'_>>,
 ) -> Result<Result<Vec<Written>, (usize, Conflict)>> {
     for (i, op) in ops.iter().enumerate() {
@@ -70,15 +70,15 @@ pub(crate) fn commit(
     ns_ids.dedup();
     let first_op = |id: &[u8; NS_ID_LEN]| ops.iter().position(|op| op.ns.id == *id);
 
-    let state = vault.read_state()?;
+    let state = engine.read_state()?;
     let missing: Vec<[u8; NS_ID_LEN]> = ns_ids
         .iter()
         .filter(|id| !state.namespaces.contains_key(*id))
         .copied()
         .collect();
     drop(state);
-    let _maintenance = (!missing.is_empty()).then(|| vault.inner.lock_maintenance());
-    let _guards = vault.inner.lock_shards(&ns_ids);
+    let _maintenance = (!missing.is_empty()).then(|| engine.lock_maintenance());
+    let _guards = engine.lock_shards(&ns_ids);
 
     // A namespace that does not exist holds no record: an op that expects one conflicts, and
     // a namespace only removed from is not created.
@@ -105,21 +105,21 @@ pub(crate) fn commit(
         }
     }
     let fast = match (ops.as_slice(), rids.as_slice()) {
-        ([op], [rid]) if created.is_empty() => overwrite(vault, op, rid).transpose(),
+        ([op], [rid]) if created.is_empty() => overwrite(engine, op, rid).transpose(),
         _ => None,
     };
     let result = match fast {
         Some(result) => result,
-        None => commit_locked(vault, &ops, &rids, &ns_ids),
+        None => commit_locked(engine, &ops, &rids, &ns_ids),
     };
     if !matches!(result, Ok(Ok(_))) && !created.is_empty() {
         for ns in created {
             // Best effort: the namespace is empty, and the locks held since its creation
             // kept every other writer out of it.
-            let _ = vault.update_state(|s| Ok(s.drop_namespace(&ns.id)));
-            let _ = vault.call(|b| b.drop_tree(&ns.id));
+            let _ = engine.update_state(|s| Ok(s.drop_namespace(&ns.id)));
+            let _ = engine.call(|b| b.drop_tree(&ns.id));
         }
-        let _ = vault.sync_now();
+        let _ = engine.sync_now();
     }
     drop(_guards);
     drop(_maintenance);
@@ -127,7 +127,7 @@ pub(crate) fn commit(
         // Durable once synced; the locks are released first so that concurrent writers
         // share the sync (group commit).
         Ok(Ok((written, Some(ticket)))) => {
-            vault.sync(ticket)?;
+            engine.sync(ticket)?;
             Ok(Ok(written))
         }
         Ok(Ok((written, None))) => Ok(Ok(written)),
@@ -149,7 +149,7 @@ type Committed = (Vec<Written>, Option<u64>);
 /// `Ok(None)`: take the general path (a new record, a removal, a condition on absence, no
 /// reservation known or left, or a record changed under us by a rotation step).
 fn overwrite(
-    vault: &Vault,
+    engine: &Engine,
     op: &Op<'_>,
     rid: &[u8; 32],
 ) -> Result<Option<Result<Committed, (usize, Conflict)>>> {
@@ -171,11 +171,11 @@ fn overwrite(
     }
     // Storage must still hold the manifest this handle last authenticated (else the general
     // path reads it again, and reports damage or a rollback).
-    match vault.call(|b| b.get(&handle.id, MANIFEST_ID))? {
+    match engine.call(|b| b.get(&handle.id, MANIFEST_ID))? {
         Some(stored) if gens.manifest_is(&stored) => {}
         _ => return Ok(None),
     }
-    let Some(current) = vault.call(|b| b.get(&handle.id, rid))? else {
+    let Some(current) = engine.call(|b| b.get(&handle.id, rid))? else {
         return Ok(None);
     };
     let current_generation = match op.expect {
@@ -238,7 +238,7 @@ fn overwrite(
             value: Some(sealed),
         }],
     };
-    if !vault.call(|b| b.apply(&batch))? {
+    if !engine.call(|b| b.apply(&batch))? {
         return Ok(None);
     }
     gens.last.store(generation, Ordering::SeqCst);
@@ -247,16 +247,16 @@ fn overwrite(
         version: Some(Version(generation)),
         existed: true,
     };
-    Ok(Some(Ok((vec![written], Some(vault.committed())))))
+    Ok(Some(Ok((vec![written], Some(engine.committed())))))
 }
 
 fn commit_locked(
-    vault: &Vault,
+    engine: &Engine,
     ops: &[Op<'_>],
     rids: &[[u8; 32]],
     ns_ids: &[[u8; NS_ID_LEN]],
 ) -> Result<Result<Committed, (usize, Conflict)>> {
-    let vault_id = vault.read_state()?.vault_id().to_vec();
+    let vault_id = engine.read_state()?.vault_id().to_vec();
     // Which namespace (index into `ns_ids`) each op belongs to.
     let op_ns: Vec<usize> = ops
         .iter()
@@ -288,7 +288,7 @@ fn commit_locked(
                 currents.push(None);
                 continue;
             };
-            let current = vault.call(|b| b.get(&handle.id, &rids[i]))?;
+            let current = engine.call(|b| b.get(&handle.id, &rids[i]))?;
             let current_version = match &current {
                 Some(stored) => Some(match op.expect {
                     // A conditional write authenticates what it compares against.
@@ -425,7 +425,7 @@ fn commit_locked(
             // Nothing to write (only removals of absent records).
             return Ok(Ok((written, None)));
         }
-        if vault.call(|b| b.apply(&batch))? {
+        if engine.call(|b| b.apply(&batch))? {
             for (p, plan) in plans.iter().enumerate() {
                 if let (Some((_, ns, _, _)), Some((generation, ceiling))) = (plan, generations[p]) {
                     ns.gens.last.fetch_max(generation, Ordering::SeqCst);
@@ -436,7 +436,7 @@ fn commit_locked(
                     }
                 }
             }
-            return Ok(Ok((written, Some(vault.committed()))));
+            return Ok(Ok((written, Some(engine.committed()))));
         }
         // A rotation step re-sealed a record or a manifest under us: read again.
     }
@@ -450,7 +450,7 @@ fn commit_locked(
 /// returned with nothing written). Namespaces are created as needed, and removed again if the
 /// commit fails. Returns the new versions, in order.
 pub(crate) fn put_tokens(
-    vault: &Vault,
+    engine: &Engine,
     items: &[(&Namespace, &str, &crate::Token)],
     only_new: bool,
 ) -> Result<Result<Vec<Version>, (usize, Conflict)>> {
@@ -469,5 +469,5 @@ pub(crate) fn put_tokens(
             },
         });
     }
-    Ok(commit(vault, ops)?.map(|w| w.into_iter().filter_map(|w| w.version).collect()))
+    Ok(commit(engine, ops)?.map(|w| w.into_iter().filter_map(|w| w.version).collect()))
 }

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use crate::backend::Batch;
 use crate::crypto::random_u64;
 use crate::crypto::Key;
+use crate::engine::NsState;
 use crate::error::{Error, Result};
 use crate::header::NsKeys;
 use crate::record::{
     decode_manifest, encode_manifest, seal_record, Manifest, RecordContext, RecordPrefix,
     RecordType,
 };
-use crate::vault::NsState;
 
 use super::commit::WRITE_RETRIES;
 use super::Namespace;
@@ -32,7 +32,7 @@ pub(crate) const RESERVED_GENERATIONS: u64 = 4096;
 impl Namespace {
     /// The namespace's manifest, authenticated and checked against the header's floor.
     pub(crate) fn read_manifest(&self, ns: &NsState) -> Result<(Vec<u8>, Manifest)> {
-        match self.vault.call(|b| b.get(&self.id, MANIFEST_ID))? {
+        match self.engine.call(|b| b.get(&self.id, MANIFEST_ID))? {
             Some(stored) => {
                 let (prefix, plain, range) = self
                     .open(ns, MANIFEST_ID, &stored, None)
@@ -120,9 +120,9 @@ impl Namespace {
     /// created again). Not durable until the next flush.
     pub(crate) fn raise_manifest(
         &self,
-        gens: &Arc<crate::vault::Generations>,
+        gens: &Arc<crate::engine::Generations>,
     ) -> Result<Option<u64>> {
-        let _guard = self.vault.inner.lock_shards(&[self.id]);
+        let _guard = self.engine.lock_shards(&[self.id]);
         let vault_id = self.vault_id()?;
         for _ in 0..WRITE_RETRIES {
             let Some(ns) = self.state()? else {
@@ -153,7 +153,7 @@ impl Namespace {
             let batch = Batch::new()
                 .expect(&self.id, MANIFEST_ID, Some(&stored))
                 .write(&self.id, MANIFEST_ID, Some(sealed));
-            if self.vault.call(|b| b.apply(&batch))? {
+            if self.engine.call(|b| b.apply(&batch))? {
                 gens.reserved.store(ceiling, Ordering::SeqCst);
                 if let Some(w) = batch.writes.first().and_then(|w| w.value.as_deref()) {
                     gens.set_manifest(w);
@@ -183,7 +183,7 @@ impl Namespace {
         // that a listed namespace without a manifest can only mean lost data. Whatever is
         // stored under the id already is an orphan (an interrupted removal, or a namespace of
         // a newer header): set it aside, never drop it (`orphans.rs`).
-        self.vault.set_aside(&id)?;
+        self.engine.set_aside(&id)?;
         let vault_id = self.vault_id()?;
         let manifest = self.seal_manifest(
             &vault_id,
@@ -194,11 +194,11 @@ impl Namespace {
                 generation,
             },
         )?;
-        self.vault
+        self.engine
             .call(|b| b.apply(&Batch::new().write(&id, MANIFEST_ID, Some(manifest))))?;
-        self.vault.sync_now()?;
+        self.engine.sync_now()?;
         let name = self.name.to_string();
-        self.vault.update_state(|s| {
+        self.engine.update_state(|s| {
             if !s.namespaces.contains_key(&id) {
                 let keys = NsKeys {
                     name,

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use crate::engine::{Engine, NsState};
 use crate::error::{Damage, Error, Result};
 use crate::format::NS_ID_LEN;
 use crate::format::RECORD_ID_LABEL;
@@ -26,7 +27,6 @@ use crate::record::{
     decode_value, open_record, parse_prefix, OpenError, Record, RecordContext, RecordPrefix,
     RecordType,
 };
-use crate::vault::{NsState, Vault};
 
 /// A handle on one namespace of a [`Vault`]: get, put, compare-and-swap, remove, list.
 ///
@@ -51,7 +51,7 @@ use crate::vault::{NsState, Vault};
 /// ```
 #[derive(Clone)]
 pub struct Namespace {
-    vault: Vault,
+    engine: Arc<Engine>,
     name: Arc<str>,
     pub(crate) id: [u8; NS_ID_LEN],
 }
@@ -97,9 +97,9 @@ impl fmt::Display for Conflict {
 impl std::error::Error for Conflict {}
 
 impl Namespace {
-    pub(crate) fn new(vault: Vault, name: &str, id: [u8; NS_ID_LEN]) -> Self {
+    pub(crate) fn new(engine: Arc<Engine>, name: &str, id: [u8; NS_ID_LEN]) -> Self {
         Self {
-            vault,
+            engine,
             name: name.into(),
             id,
         }
@@ -137,7 +137,7 @@ impl Namespace {
         };
         self.check_fresh(&ns)?;
         let rid = self.record_id(key)?;
-        let Some(stored) = self.vault.call(|b| b.get(&self.id, &rid))? else {
+        let Some(stored) = self.engine.call(|b| b.get(&self.id, &rid))? else {
             return Ok(None);
         };
         let (prefix, plain, range) = self.open(&ns, &rid, &stored, Some(key))?;
@@ -264,7 +264,7 @@ impl Namespace {
         let mut after: Option<Vec<u8>> = None;
         loop {
             let page = self
-                .vault
+                .engine
                 .call(|b| b.scan(&self.id, after.as_deref(), 256))?;
             let Some((last, _)) = page.last() else {
                 return Ok(());
@@ -281,19 +281,19 @@ impl Namespace {
         }
     }
 
-    /// The vault this namespace belongs to.
-    pub fn vault(&self) -> &Vault {
-        &self.vault
+    /// The engine this handle and its vault share.
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 
     // ---- internals ----
 
     fn state(&self) -> Result<Option<Arc<NsState>>> {
-        Ok(self.vault.read_state()?.namespaces.get(&self.id).cloned())
+        Ok(self.engine.read_state()?.namespaces.get(&self.id).cloned())
     }
 
     pub(crate) fn record_id(&self, key: &str) -> Result<[u8; 32]> {
-        Ok(self.vault.read_state()?.index().mac(&[
+        Ok(self.engine.read_state()?.index().mac(&[
             RECORD_ID_LABEL,
             self.name.as_bytes(),
             key.as_bytes(),
@@ -301,7 +301,7 @@ impl Namespace {
     }
 
     fn vault_id(&self) -> Result<Vec<u8>> {
-        Ok(self.vault.read_state()?.vault_id().to_vec())
+        Ok(self.engine.read_state()?.vault_id().to_vec())
     }
 
     pub(crate) fn damage(&self, key: Option<&str>, reason: &'static str) -> Error {
@@ -388,7 +388,7 @@ impl Namespace {
             record_type: R::TYPE,
             expect,
         };
-        Ok(commit(&self.vault, vec![op])?
+        Ok(commit(&self.engine, vec![op])?
             .map(|mut w| w.remove(0))
             .map_err(|(_, c)| c))
     }
@@ -410,7 +410,7 @@ impl Namespace {
                 expect: Expect::Anything,
             });
         }
-        match commit(&self.vault, ops)? {
+        match commit(&self.engine, ops)? {
             Ok(written) => Ok(written.into_iter().filter_map(|w| w.version).collect()),
             Err(_) => Err(Error::backend(
                 "internal: unconditional write did not apply",

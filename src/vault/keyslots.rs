@@ -3,8 +3,9 @@
 
 use subtle::ConstantTimeEq;
 
-use super::{try_slot, KeyState, KeyslotInfo, Vault};
+use super::{KeyslotInfo, Vault};
 use crate::crypto::Key;
+use crate::engine::{try_slot, KeyState};
 use crate::error::{Error, Result};
 use crate::format::MAX_KEYSLOTS;
 use crate::header::SlotParams;
@@ -36,8 +37,8 @@ impl Vault {
     /// [`Error::KeyslotLimit`] past [`MAX_KEYSLOTS`](crate::MAX_KEYSLOTS) slots;
     /// [`Error::KeySource`] if the key cannot be read.
     pub fn add_keyslot(&self, key: &KeySource) -> Result<u32> {
-        let kdf = self.inner.options.kdf;
-        self.update_state(|s| {
+        let kdf = self.engine.options.kdf;
+        self.engine.update_state(|s| {
             if s.header.slots.len() >= MAX_KEYSLOTS {
                 return Err(Error::KeyslotLimit);
             }
@@ -59,7 +60,7 @@ impl Vault {
     /// # Errors
     /// [`Error::LastKeyslot`] for the only slot; [`Error::NoSuchKeyslot`].
     pub fn remove_keyslot(&self, id: u32) -> Result<()> {
-        self.update_state(|s| {
+        self.engine.update_state(|s| {
             if !s.header.slots.iter().any(|slot| slot.id == id) {
                 return Err(Error::NoSuchKeyslot { slot: id });
             }
@@ -105,8 +106,8 @@ impl Vault {
     /// already opens another slot; [`Error::KeySource`] if either key cannot be read
     /// (nothing is changed then).
     pub fn change_passphrase(&self, old: &KeySource, new: &KeySource) -> Result<Vec<u32>> {
-        let kdf = self.inner.options.kdf;
-        self.update_state(|s| {
+        let kdf = self.engine.options.kdf;
+        self.engine.update_state(|s| {
             let opened = s.slots_opened_by(old, None)?;
             if opened.is_empty() {
                 return Err(Error::WrongKey);
@@ -140,7 +141,7 @@ impl Vault {
     /// [`Error::KeySource`] if the key cannot be read; [`Error::KdfLimit`] for a slot above
     /// the handle's cost limit.
     pub fn keyslots_opened_by(&self, key: &KeySource) -> Result<Vec<u32>> {
-        let state = self.read_state()?;
+        let state = self.engine.read_state()?;
         Ok(state
             .slots_opened_by(key, None)?
             .into_iter()
@@ -175,8 +176,8 @@ impl Vault {
     /// [`Error::KeyslotExists`] if `new` already opens another slot (one derivation per slot
     /// of its kind to find out); [`Error::KeySource`] if either key cannot be read.
     pub fn change_keyslot(&self, id: u32, old: &KeySource, new: &KeySource) -> Result<()> {
-        let kdf = self.inner.options.kdf;
-        self.update_state(|s| {
+        let kdf = self.engine.options.kdf;
+        self.engine.update_state(|s| {
             if !s.header.slots.iter().any(|slot| slot.id == id) {
                 return Err(Error::NoSuchKeyslot { slot: id });
             }
@@ -193,7 +194,7 @@ impl Vault {
     /// # Errors
     /// [`Error::Closed`] after [`Vault::close`].
     pub fn keyslots(&self) -> Result<Vec<KeyslotInfo>> {
-        let state = self.read_state()?;
+        let state = self.engine.read_state()?;
         Ok(state
             .header
             .slots

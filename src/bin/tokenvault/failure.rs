@@ -7,7 +7,7 @@ use std::fmt::Display;
 use std::io::Write;
 use std::process::ExitCode;
 
-use tokenvault::{Damage, Error, ImportErrorKind};
+use tokenvault::{Damage, Error, ImportError, ImportErrorKind};
 
 /// The exit codes (docs/cli.md, `tokenvault --help`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,7 +137,6 @@ impl From<Error> for Failure {
             Error::UnsupportedVersion { .. } => {
                 Self::other(message).hint("upgrade tokenvault to a version that reads this vault")
             }
-            Error::Import(e) => import_failure(&e.kind, message),
             Error::InvalidResponse { .. } => Self::other(message).hint(
                 "the file must hold an OAuth 2.0 token response (RFC 6749 section 5.1) as JSON",
             ),
@@ -146,9 +145,17 @@ impl From<Error> for Failure {
     }
 }
 
-/// An import's failure, by its kind.
-fn import_failure(kind: &ImportErrorKind, message: String) -> Failure {
+impl From<ImportError> for Failure {
+    /// An import's failure, by its kind; the vault's own errors as they are.
+    fn from(error: ImportError) -> Self {
+        let message = error.to_string();
+        import_failure(error.kind, message)
+    }
+}
+
+fn import_failure(kind: ImportErrorKind, message: String) -> Failure {
     match kind {
+        ImportErrorKind::Vault(e) => Failure::from(e),
         ImportErrorKind::Exists { .. } => Failure::new(Exit::Exists, message)
             .hint("pass --overwrite to replace the records in the vault (or remove them first)"),
         ImportErrorKind::VerifyFailed { .. } => Failure::new(Exit::Damaged, message)

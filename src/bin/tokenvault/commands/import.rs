@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use tokenvault::{Error, Import, ImportFormat, ImportReport};
+use tokenvault::{Import, ImportFormat, ImportReport};
 
 use crate::cli::Global;
 use crate::failure::{Exit, Failure, Outcome};
@@ -173,7 +173,7 @@ fn detect(args: &ImportArgs) -> Outcome<Format> {
         Ok(ImportFormat::GlobusSqlite) => Ok(Format::GlobusSqlite),
         Ok(ImportFormat::SharetribeFile) => Ok(Format::Sharetribe),
         Ok(other) => Err(Failure::other(format!("unsupported format: {other}"))),
-        Err(e) => Err(Error::Import(e).into()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -19,14 +19,14 @@ use super::{new_slot, unlock_slot};
 /// Everything unlocked: the current header and the keys it wraps.
 pub(crate) struct KeyState {
     pub(crate) header: Header,
-    pub(super) vmk: Key,
-    pub(super) vmk_keys: VmkKeys,
-    pub(super) index_key: Key,
-    pub(super) index: Prf,
+    pub(crate) vmk: Key,
+    pub(crate) vmk_keys: VmkKeys,
+    pub(crate) index_key: Key,
+    pub(crate) index: Prf,
     /// Key-encryption keys of the slots this handle knows the secret of.
-    pub(super) keks: HashMap<u32, Key>,
+    pub(crate) keks: HashMap<u32, Key>,
     /// The costliest Argon2 derivation this handle runs ([`VaultOptions::kdf_limit`]).
-    pub(super) kdf_limit: KdfParams,
+    pub(crate) kdf_limit: KdfParams,
     pub(crate) namespaces: HashMap<[u8; NS_ID_LEN], Arc<NsState>>,
 }
 
@@ -35,7 +35,7 @@ pub(crate) struct NsState {
     pub(crate) name: String,
     pub(crate) active: u32,
     pub(crate) ciphers: Vec<(u32, Cipher)>,
-    pub(super) keys: Vec<(u32, Key)>,
+    pub(crate) keys: Vec<(u32, Key)>,
     /// The generation recorded in the header: the manifest is never behind it.
     pub(crate) floor: u64,
     /// Whether this handle has checked the manifest against the floor.
@@ -88,7 +88,7 @@ impl Generations {
 }
 
 impl NsState {
-    pub(super) fn new(keys: NsKeys) -> Self {
+    pub(crate) fn new(keys: NsKeys) -> Self {
         Self {
             ciphers: keys.keys.iter().map(|(id, k)| (*id, k.cipher())).collect(),
             name: keys.name,
@@ -118,7 +118,7 @@ impl NsState {
         self.keys.len() > 1
     }
 
-    pub(super) fn to_keys(&self) -> NsKeys {
+    pub(crate) fn to_keys(&self) -> NsKeys {
         NsKeys {
             name: self.name.clone(),
             floor: self.floor,
@@ -133,7 +133,7 @@ impl NsState {
 }
 
 impl KeyState {
-    pub(super) fn duplicate(&self) -> Result<Self> {
+    pub(crate) fn duplicate(&self) -> Result<Self> {
         Ok(Self {
             header: self.header.clone(),
             vmk: self.vmk.duplicate(),
@@ -188,7 +188,7 @@ impl KeyState {
 
     /// Which slot `source` opens, and its KEK: one derivation per slot of the source's kind
     /// tried, exactly one when `only` names the slot.
-    pub(super) fn find_slot(&self, source: &KeySource, only: Option<u32>) -> Result<(u32, Key)> {
+    pub(crate) fn find_slot(&self, source: &KeySource, only: Option<u32>) -> Result<(u32, Key)> {
         let (id, kek, vmk) = unlock_slot(&self.header, source, only, &self.kdf_limit)?;
         if bool::from(vmk.bytes().ct_eq(self.vmk.bytes())) {
             Ok((id, kek))
@@ -198,7 +198,7 @@ impl KeyState {
     }
 
     /// Builds a slot for `source`, wrapping the current VMK, with a fresh salt.
-    pub(super) fn new_slot(
+    pub(crate) fn new_slot(
         &self,
         id: u32,
         source: &KeySource,

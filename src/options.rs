@@ -34,12 +34,12 @@ pub enum Durability {
 /// ```
 #[derive(Clone, Debug)]
 pub struct VaultOptions {
-    pub(super) kdf: KdfParams,
-    pub(super) durability: Durability,
-    pub(super) slot: Option<u32>,
-    pub(super) upgrade_weak_slots: bool,
-    pub(super) sled: SledOptions,
-    pub(super) kdf_limit: KdfParams,
+    pub(crate) kdf: KdfParams,
+    pub(crate) durability: Durability,
+    pub(crate) slot: Option<u32>,
+    pub(crate) upgrade_weak_slots: bool,
+    pub(crate) sled: SledOptions,
+    pub(crate) kdf_limit: KdfParams,
 }
 
 impl Default for VaultOptions {

@@ -1,0 +1,61 @@
+//! [`ErrorKind::of`]: one classification for every error of the crate, whichever layer
+//! returned it.
+
+use crate::backend::{BackendError, BackendErrorKind};
+use crate::error::{refresh_kind, Error, ErrorKind, ValidationError};
+use crate::import::ImportError;
+use crate::refresh::RefreshError;
+
+impl ErrorKind {
+    /// The kind of `error`: the first error of this crate in its
+    /// [source](std::error::Error::source) chain decides ([`Error::kind`],
+    /// [`ImportError::error_kind`], a [`RefreshError`]'s kind, a [`BackendError`]'s kind);
+    /// [`Other`](ErrorKind::Other) if the chain holds none.
+    ///
+    /// ```
+    /// use tokenvault::{ErrorKind, Import, KeySource, Vault};
+    /// use tokenvault::secrecy::SecretBox;
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let vault = Vault::create(dir.path().join("v"), &KeySource::raw_key(SecretBox::new(Box::new([1; 32]))))?;
+    /// let missing = Import::globus_json(dir.path().join("no such file")).run(&vault);
+    /// let boxed: Box<dyn std::error::Error> = missing.unwrap_err().into();
+    /// assert_eq!(ErrorKind::of(boxed.as_ref()), ErrorKind::Transient);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn of(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(e) = e.downcast_ref::<Error>() {
+                return e.kind();
+            }
+            if let Some(e) = e.downcast_ref::<ImportError>() {
+                return e.error_kind();
+            }
+            if let Some(e) = e.downcast_ref::<RefreshError>() {
+                return refresh_kind(e);
+            }
+            if e.downcast_ref::<ValidationError>().is_some() {
+                return ErrorKind::InvalidInput;
+            }
+            if let Some(e) = e.downcast_ref::<BackendError>() {
+                return backend_kind(e.kind());
+            }
+            next = e.source();
+        }
+        ErrorKind::Other
+    }
+}
+
+/// How a storage backend's error is classified.
+fn backend_kind(kind: BackendErrorKind) -> ErrorKind {
+    match kind {
+        BackendErrorKind::Damaged => ErrorKind::Damaged,
+        BackendErrorKind::Locked => ErrorKind::Locked,
+        BackendErrorKind::NotFound => ErrorKind::NotFound,
+        BackendErrorKind::Closed | BackendErrorKind::NotEmpty | BackendErrorKind::UnsafePath => {
+            ErrorKind::Refused
+        }
+        _ => ErrorKind::Transient,
+    }
+}
