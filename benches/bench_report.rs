@@ -19,12 +19,13 @@ use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use tokenvault::backend::SledOptions;
+use tokenvault::import::Import;
+use tokenvault::oauth::{Authorizer, RefreshError};
 use tokenvault::secrecy::SecretString;
+use tokenvault::store::TokenStore;
 use tokenvault::test_hooks::bench::RecordParts;
-use tokenvault::{
-    Authorizer, Durability, Import, KdfParams, KeySource, RefreshError, SledOptions, Token,
-    TokenStore, Vault, VaultOptions,
-};
+use tokenvault::{Durability, KdfParams, KeySource, Token, Vault, VaultOptions};
 use workload::{
     bench_dir, filled_vault, id, once, per_op, per_op_n, raw_key, token, RawSled, KEY, NS,
 };
@@ -548,7 +549,7 @@ fn scale(quick: bool, cache_mib: Option<u64>) -> Result<(), Box<dyn std::error::
     for &n in sizes {
         let dir = bench_dir("scale");
         let path = dir.path().join("v");
-        let cache = cache_mib.map_or(tokenvault::DEFAULT_CACHE_CAPACITY, |m| m << 20);
+        let cache = cache_mib.map_or(tokenvault::backend::DEFAULT_CACHE_CAPACITY, |m| m << 20);
         filled_vault(&path, &raw_key(), n, 1000).close()?;
         let vault = VaultOptions::new()
             .sled(SledOptions::new().cache_capacity(cache))

@@ -7,8 +7,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use tokenvault::oauth::{Authorizer, RefreshError};
 use tokenvault::test_hooks::bench::RecordParts;
-use tokenvault::{Authorizer, Durability, RefreshError, Token, VaultOptions};
+use tokenvault::{Durability, Token, VaultOptions};
 use workload::{bench_dir, filled_vault, id, raw_key, token, RawSled, KEY, NS};
 
 fn floor(c: &mut Criterion) {

@@ -6,8 +6,10 @@
 
 use std::time::{Duration, SystemTime};
 
+use tokenvault::oauth::TokenResponse;
 use tokenvault::secrecy::{ExposeSecret, SecretBox};
-use tokenvault::{KeySource, MemoryStore, Token, TokenResponse, TokenStore, Vault};
+use tokenvault::store::{MemoryStore, TokenStore};
+use tokenvault::{KeySource, Token, Vault};
 
 /// Reads are served from memory when possible; every write goes to the vault first (so a
 /// crash never loses a token that was handed out) and then to memory. Unlike a cache that

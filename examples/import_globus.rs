@@ -13,8 +13,9 @@
 
 use std::path::PathBuf;
 
+use tokenvault::import::{Import, ImportFormat};
 use tokenvault::secrecy::SecretBox;
-use tokenvault::{Import, ImportFormat, KeySource, Token, Vault};
+use tokenvault::{KeySource, Token, Vault};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let source = match std::env::args_os().nth(1) {

@@ -17,10 +17,9 @@ mod token_server;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokenvault::oauth::{Authorizer, ClientAuth, Clock, HttpRefresher, ManualClock};
 use tokenvault::secrecy::{ExposeSecret, SecretBox, SecretString};
-use tokenvault::{
-    Authorizer, ClientAuth, Clock, HttpRefresher, KeySource, ManualClock, Token, Vault,
-};
+use tokenvault::{KeySource, Token, Vault};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = token_server::TokenServer::start(token_server::Config::default());

@@ -88,13 +88,13 @@ impl Batch {
 /// how the vault reports it.
 ///
 /// ```
-/// use tokenvault::{Backend, Batch, MemoryBackend};
+/// use tokenvault::backend::{Backend, Batch, MemoryBackend};
 ///
 /// let storage = MemoryBackend::new();
 /// let applied = storage.apply(&Batch::new().write(b"tree", b"key", Some(b"value".to_vec())))?;
 /// assert!(applied);
 /// assert_eq!(storage.get(b"tree", b"key")?, Some(b"value".to_vec()));
-/// # Ok::<(), tokenvault::BackendError>(())
+/// # Ok::<(), tokenvault::backend::BackendError>(())
 /// ```
 ///
 /// # Contract

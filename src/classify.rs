@@ -13,7 +13,8 @@ impl ErrorKind {
     /// [`Other`](ErrorKind::Other) if the chain holds none.
     ///
     /// ```
-    /// use tokenvault::{ErrorKind, Import, KeySource, Vault};
+    /// use tokenvault::{ErrorKind, KeySource, Vault};
+    /// use tokenvault::import::Import;
     /// use tokenvault::secrecy::SecretBox;
     ///
     /// # let dir = tempfile::tempdir()?;

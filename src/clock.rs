@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tokenvault::{Clock, ManualClock, SystemClock};
+/// use tokenvault::oauth::{Clock, ManualClock, SystemClock};
 ///
 /// let before = SystemTime::now();
 /// assert!(SystemClock.now() >= before);
@@ -38,7 +38,7 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tokenvault::{Clock, ManualClock};
+/// use tokenvault::oauth::{Clock, ManualClock};
 ///
 /// let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000));
 /// let shared = clock.clone();

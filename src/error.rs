@@ -19,12 +19,12 @@ pub enum Error {
     /// [`Vault::create`](crate::Vault::create) never overwrites one. Open it instead, or
     /// choose another path.
     AlreadyExists {
-        /// The vault directory, or `None` for a vault on a [`Backend`](crate::Backend) given
+        /// The vault directory, or `None` for a vault on a [`Backend`](crate::backend::Backend) given
         /// to [`Vault::create_with_backend`](crate::Vault::create_with_backend).
         path: Option<PathBuf>,
     },
     /// The storage backend failed (an I/O error, or an error or panic inside sled). The
-    /// message holds the [`BackendError`](crate::BackendError) and its sources.
+    /// message holds the [`BackendError`](crate::backend::BackendError) and its sources.
     ///
     /// What was already stored is unaffected; the operation that failed may or may not have
     /// taken effect and is safe to retry.
@@ -44,7 +44,7 @@ pub enum Error {
         /// The keyslot that the secret already opens.
         slot: u32,
     },
-    /// A vault holds at most [`MAX_KEYSLOTS`](crate::MAX_KEYSLOTS) keyslots.
+    /// A vault holds at most [`MAX_KEYSLOTS`](crate::format::MAX_KEYSLOTS) keyslots.
     KeyslotLimit,
     /// A token response could not be read as an OAuth 2.0 token response (RFC 6749 section
     /// 5.1). The reason names the field, never its value.
@@ -72,7 +72,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// Another process (or another handle in this process) holds the vault, and did not let
-    /// go within the lock timeout ([`SledOptions::lock_timeout`](crate::SledOptions::lock_timeout)).
+    /// go within the lock timeout ([`SledOptions::lock_timeout`](crate::backend::SledOptions::lock_timeout)).
     Locked {
         /// The vault directory.
         path: PathBuf,
@@ -90,7 +90,7 @@ pub enum Error {
     },
     /// No vault exists at this path (or in this backend).
     NotFound {
-        /// The vault directory, or `None` for a [`Backend`](crate::Backend) given to
+        /// The vault directory, or `None` for a [`Backend`](crate::backend::Backend) given to
         /// [`Vault::open_with_backend`](crate::Vault::open_with_backend).
         path: Option<PathBuf>,
     },
@@ -99,7 +99,7 @@ pub enum Error {
     /// and never removes what it finds (a vault whose header file was lost keeps its records
     /// for a restored header).
     NotEmpty {
-        /// The directory, or `None` for a [`Backend`](crate::Backend) given to
+        /// The directory, or `None` for a [`Backend`](crate::backend::Backend) given to
         /// [`Vault::create_with_backend`](crate::Vault::create_with_backend).
         path: Option<PathBuf>,
         /// What was found there.
@@ -141,11 +141,11 @@ pub enum Error {
         /// The newest version this library reads.
         supported: u16,
     },
-    /// An error from a user-written [`TokenStore`](crate::TokenStore), passed through
+    /// An error from a user-written [`TokenStore`](crate::store::TokenStore), passed through
     /// unchanged. Its messages must not
     /// carry secrets: that is up to the code that made it.
     Store(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>),
-    /// A [`Validator`](crate::Validator) refused a token: nothing was written.
+    /// A [`Validator`](crate::store::Validator) refused a token: nothing was written.
     Validation(ValidationError),
     /// The authorizer cannot produce a valid token without the user logging in again: the
     /// grant is dead, marked dead, or a refresh was interrupted with its refresh token
@@ -159,7 +159,7 @@ pub enum Error {
         /// Why (never a secret).
         reason: String,
     },
-    /// A refresh failed: [`RefreshError::kind`](crate::RefreshError::kind) says whether the
+    /// A refresh failed: [`RefreshError::kind`](crate::oauth::RefreshError::kind) says whether the
     /// grant is dead, the failure transient, or the request refused.
     Refresh(crate::refresh::RefreshError),
     /// The record exists but holds another type of secret (for example a [`Secret`](crate::Secret)
@@ -221,7 +221,7 @@ impl fmt::Display for Error {
             Self::KeyslotLimit => write!(
                 f,
                 "the vault already has {} keyslots; remove one first",
-                crate::MAX_KEYSLOTS
+                crate::format::MAX_KEYSLOTS
             ),
             Self::InvalidResponse { reason } => write!(f, "invalid token response: {reason}"),
             Self::KeySource { reason } => write!(f, "the key source is unusable: {reason}"),
@@ -350,7 +350,7 @@ impl std::error::Error for Error {
     }
 }
 
-/// A token refused by a [`Validator`](crate::Validator): which validator, where, and why.
+/// A token refused by a [`Validator`](crate::store::Validator): which validator, where, and why.
 ///
 /// Never holds token values: the reason is written by the validator, and the built-in ones
 /// name fields and scopes, never secrets.
@@ -402,8 +402,8 @@ impl std::error::Error for ValidationError {}
 
 /// What kind of failure an error is: enough to decide what to do without matching every
 /// variant. [`Error::kind`] classifies a vault error, [`ErrorKind::of`] any error of this
-/// crate (an [`ImportError`](crate::ImportError), a
-/// [`RefreshError`](crate::RefreshError), a [`BackendError`](crate::BackendError), or one
+/// crate (an [`ImportError`](crate::import::ImportError), a
+/// [`RefreshError`](crate::oauth::RefreshError), a [`BackendError`](crate::backend::BackendError), or one
 /// of these behind a `Box<dyn Error>`).
 ///
 /// ```

@@ -1,7 +1,10 @@
-//! The format's fixed numbers: version numbers, domain-separation labels, sizes and limits,
-//! as `docs/format.md` lists them (section 2 for the labels). A leaf module: it depends on
-//! nothing else in the crate, and the codecs (header, records, keys) take their constants
-//! from here.
+//! The format's limits and record types: how long a name and a record may be, how many
+//! keyslots a vault holds, and what a record holds ([`RecordType`]).
+//!
+//! Inside the crate this leaf module also holds the format's version numbers,
+//! domain-separation labels and sizes, as `docs/format.md` lists them (section 2 for the
+//! labels); it depends on nothing else in the crate, and the codecs (header, records, keys)
+//! take their constants from here.
 
 /// The on-disk format version of records and of the header.
 pub(crate) const FORMAT_VERSION: u8 = 1;

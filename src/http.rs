@@ -45,7 +45,7 @@ use zeroize::Zeroizing;
 /// else the top-level token (refused as [`RefreshErrorKind::Rejected`] if that one names
 /// another resource server than the stored token); the others are dropped. An answer
 /// without a refresh token gives a token without one: the
-/// [`Authorizer`](crate::Authorizer) keeps the stored refresh token
+/// [`Authorizer`](crate::oauth::Authorizer) keeps the stored refresh token
 /// ([`Token::refreshed_with`]).
 ///
 /// **How it fails.** The HTTP status and the OAuth error code decide the
@@ -81,7 +81,7 @@ use zeroize::Zeroizing;
 /// answer was lost. It is marked
 /// [`request_possibly_processed`](RefreshError::request_possibly_processed), so that the
 /// authorizer does not present the refresh token again (see
-/// [`AmbiguousFailure`](crate::AmbiguousFailure)). Over TLS, a request counts as sent as
+/// [`AmbiguousFailure`](crate::oauth::AmbiguousFailure)). Over TLS, a request counts as sent as
 /// soon as it is handed to the TLS session: a connection reset right after the handshake
 /// is (conservatively) ambiguous too. A 5xx other than 503 that carries no OAuth error is
 /// marked: a gateway that gave up on a slow origin (502, 504), or a server that failed after
@@ -102,7 +102,7 @@ use zeroize::Zeroizing;
 /// addresses. The whole exchange, from DNS to the last byte of the answer, is bounded by
 /// the [`timeout`](Self::timeout) (10 s by default), which must stay below the
 /// authorizer's lease time
-/// ([`AuthorizerBuilder::lease_time`](crate::AuthorizerBuilder::lease_time), 30 s by default).
+/// ([`AuthorizerBuilder::lease_time`](crate::oauth::AuthorizerBuilder::lease_time), 30 s by default).
 ///
 /// Each request opens a new connection (no pool): a kept-alive connection that the server
 /// closed meanwhile fails only once the request is written, which would make a request the
@@ -117,14 +117,14 @@ use zeroize::Zeroizing;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tokenvault::{ClientAuth, HttpRefresher};
+/// use tokenvault::oauth::{ClientAuth, HttpRefresher};
 ///
 /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/oauth2/token", "my-app")?
 ///     .client_secret("client-secret-value".into(), ClientAuth::Basic)
 ///     .timeout(Duration::from_secs(5));
 /// assert!(!format!("{refresher:?}").contains("client-secret-value"));
 /// // `refresher` goes to an `Authorizer`, which calls `refresh` when the token is due.
-/// # Ok::<(), tokenvault::RefreshError>(())
+/// # Ok::<(), tokenvault::oauth::RefreshError>(())
 /// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 #[derive(Clone)]
@@ -144,12 +144,12 @@ pub struct HttpRefresher {
 /// How an [`HttpRefresher`] sends its client secret (RFC 6749 section 2.3.1).
 ///
 /// ```
-/// use tokenvault::{ClientAuth, HttpRefresher};
+/// use tokenvault::oauth::{ClientAuth, HttpRefresher};
 ///
 /// let refresher = HttpRefresher::client_credentials_grant("https://auth.example.org/token", "svc")?
 ///     .client_secret("s3cret".into(), ClientAuth::Post);
 /// assert_eq!(refresher.client_auth(), Some(ClientAuth::Post));
-/// # Ok::<(), tokenvault::RefreshError>(())
+/// # Ok::<(), tokenvault::oauth::RefreshError>(())
 /// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -166,12 +166,12 @@ pub enum ClientAuth {
 /// Which grant an [`HttpRefresher`] exchanges.
 ///
 /// ```
-/// use tokenvault::{GrantType, HttpRefresher};
+/// use tokenvault::oauth::{GrantType, HttpRefresher};
 ///
 /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app")?;
 /// assert_eq!(refresher.grant(), GrantType::RefreshToken);
 /// assert_eq!(GrantType::ClientCredentials.as_str(), "client_credentials");
-/// # Ok::<(), tokenvault::RefreshError>(())
+/// # Ok::<(), tokenvault::oauth::RefreshError>(())
 /// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -188,11 +188,11 @@ impl HttpRefresher {
     /// default lease time of 30 seconds.
     ///
     /// ```
-    /// use tokenvault::HttpRefresher;
+    /// use tokenvault::oauth::HttpRefresher;
     ///
     /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app")?;
     /// assert_eq!(refresher.request_timeout(), HttpRefresher::DEFAULT_TIMEOUT);
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -204,7 +204,7 @@ impl HttpRefresher {
     /// `http` to a literal loopback address), or carries a user name or password.
     ///
     /// ```
-    /// use tokenvault::HttpRefresher;
+    /// use tokenvault::oauth::HttpRefresher;
     ///
     /// assert!(HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app").is_ok());
     /// assert!(HttpRefresher::refresh_token_grant("http://127.0.0.1:8080/token", "app").is_ok());
@@ -224,19 +224,19 @@ impl HttpRefresher {
     /// A refresher that obtains tokens with the client's own credentials at `token_url`
     /// (set them with [`client_secret`](Self::client_secret), and the scopes to ask for
     /// with [`scopes`](Self::scopes)). It needs nothing stored: an
-    /// [`Authorizer`](crate::Authorizer) with it mints the first token too.
+    /// [`Authorizer`](crate::oauth::Authorizer) with it mints the first token too.
     ///
     /// # Errors
     /// As [`refresh_token_grant`](Self::refresh_token_grant).
     ///
     /// ```
-    /// use tokenvault::{ClientAuth, HttpRefresher};
+    /// use tokenvault::oauth::{ClientAuth, HttpRefresher};
     ///
     /// let refresher = HttpRefresher::client_credentials_grant("https://auth.example.org/token", "svc")?
     ///     .client_secret("s3cret".into(), ClientAuth::Basic)
     ///     .scopes(["reports:read"]);
     /// assert_eq!(refresher.scope_list(), ["reports:read"]);
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     pub fn client_credentials_grant(
         token_url: &str,
@@ -264,12 +264,12 @@ impl HttpRefresher {
     /// Authenticates the client with `secret`, sent as `auth` says (a confidential client).
     ///
     /// ```
-    /// use tokenvault::{ClientAuth, HttpRefresher};
+    /// use tokenvault::oauth::{ClientAuth, HttpRefresher};
     ///
     /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app")?
     ///     .client_secret("s3cret".into(), ClientAuth::Basic);
     /// assert_eq!(refresher.client_auth(), Some(ClientAuth::Basic));
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     #[must_use]
     pub fn client_secret(mut self, secret: SecretString, auth: ClientAuth) -> Self {
@@ -282,12 +282,12 @@ impl HttpRefresher {
     /// grant), and otherwise gets the scope of the original grant.
     ///
     /// ```
-    /// use tokenvault::HttpRefresher;
+    /// use tokenvault::oauth::HttpRefresher;
     ///
     /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app")?
     ///     .scopes(["openid", "email"]);
     /// assert_eq!(refresher.scope_list(), ["openid", "email"]);
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     #[must_use]
     pub fn scopes<I, S>(mut self, scopes: I) -> Self
@@ -306,12 +306,12 @@ impl HttpRefresher {
     /// overridden: a refresh with one fails as [`RefreshErrorKind::Rejected`].
     ///
     /// ```
-    /// use tokenvault::HttpRefresher;
+    /// use tokenvault::oauth::HttpRefresher;
     ///
     /// let refresher = HttpRefresher::client_credentials_grant("https://auth.example.org/token", "svc")?
     ///     .extra_param("audience", "https://api.example.org");
     /// assert!(format!("{refresher:?}").contains("audience"));
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     #[must_use]
     pub fn extra_param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
@@ -327,12 +327,12 @@ impl HttpRefresher {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tokenvault::HttpRefresher;
+    /// use tokenvault::oauth::HttpRefresher;
     ///
     /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app")?
     ///     .timeout(Duration::from_secs(3));
     /// assert_eq!(refresher.request_timeout(), Duration::from_secs(3));
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -345,13 +345,13 @@ impl HttpRefresher {
     ///
     /// ```
     /// use std::time::SystemTime;
-    /// use tokenvault::{HttpRefresher, ManualClock};
+    /// use tokenvault::oauth::{HttpRefresher, ManualClock};
     ///
     /// let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
     /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app")?
     ///     .clock(clock.clone());
     /// # let _ = refresher;
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     #[must_use]
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
@@ -369,7 +369,7 @@ impl HttpRefresher {
     /// [`RefreshErrorKind::Rejected`] if `pem` is not valid PEM or holds no certificate.
     ///
     /// ```
-    /// use tokenvault::HttpRefresher;
+    /// use tokenvault::oauth::HttpRefresher;
     ///
     /// # let ca_pem = include_bytes!("../tests/support/tls/ca.pem");
     /// // let ca_pem = std::fs::read("/etc/my-company/ca.pem")?;
@@ -379,7 +379,7 @@ impl HttpRefresher {
     /// assert!(HttpRefresher::refresh_token_grant("https://auth.internal/token", "app")?
     ///     .root_certificates_pem(b"not a certificate")
     ///     .is_err());
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     pub fn root_certificates_pem(mut self, pem: &[u8]) -> Result<Self, RefreshError> {
         let mut roots = Vec::new();
@@ -407,11 +407,11 @@ impl HttpRefresher {
     /// set, or `None` for the Mozilla roots.
     ///
     /// ```
-    /// use tokenvault::HttpRefresher;
+    /// use tokenvault::oauth::HttpRefresher;
     ///
     /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app")?;
     /// assert_eq!(refresher.root_certificate_count(), None);
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     pub fn root_certificate_count(&self) -> Option<usize> {
         self.roots.as_ref().map(|r| r.len())
@@ -423,12 +423,12 @@ impl HttpRefresher {
     /// As [`refresh_token_grant`](Self::refresh_token_grant), for `url`.
     ///
     /// ```
-    /// use tokenvault::HttpRefresher;
+    /// use tokenvault::oauth::HttpRefresher;
     ///
     /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app")?
     ///     .revocation_url("https://auth.example.org/revoke")?;
     /// assert_eq!(refresher.revocation_endpoint(), Some("https://auth.example.org/revoke"));
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     pub fn revocation_url(mut self, url: &str) -> Result<Self, RefreshError> {
         check_url(url, "revocation")?;
@@ -439,11 +439,11 @@ impl HttpRefresher {
     /// The token endpoint's URL.
     ///
     /// ```
-    /// use tokenvault::HttpRefresher;
+    /// use tokenvault::oauth::HttpRefresher;
     ///
     /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app")?;
     /// assert_eq!(refresher.token_endpoint(), "https://auth.example.org/token");
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     pub fn token_endpoint(&self) -> &str {
         &self.token_url
@@ -452,11 +452,11 @@ impl HttpRefresher {
     /// The revocation endpoint's URL, if set.
     ///
     /// ```
-    /// use tokenvault::HttpRefresher;
+    /// use tokenvault::oauth::HttpRefresher;
     ///
     /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app")?;
     /// assert_eq!(refresher.revocation_endpoint(), None);
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     pub fn revocation_endpoint(&self) -> Option<&str> {
         self.revocation_url.as_deref()
@@ -465,11 +465,11 @@ impl HttpRefresher {
     /// The client id.
     ///
     /// ```
-    /// use tokenvault::HttpRefresher;
+    /// use tokenvault::oauth::HttpRefresher;
     ///
     /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app")?;
     /// assert_eq!(refresher.client_id(), "app");
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     pub fn client_id(&self) -> &str {
         &self.client_id
@@ -478,11 +478,11 @@ impl HttpRefresher {
     /// The grant exchanged.
     ///
     /// ```
-    /// use tokenvault::{GrantType, HttpRefresher};
+    /// use tokenvault::oauth::{GrantType, HttpRefresher};
     ///
     /// let refresher = HttpRefresher::client_credentials_grant("https://auth.example.org/token", "svc")?;
     /// assert_eq!(refresher.grant(), GrantType::ClientCredentials);
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     pub fn grant(&self) -> GrantType {
         self.grant
@@ -491,11 +491,11 @@ impl HttpRefresher {
     /// How the client secret is sent, or `None` for a public client.
     ///
     /// ```
-    /// use tokenvault::HttpRefresher;
+    /// use tokenvault::oauth::HttpRefresher;
     ///
     /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app")?;
     /// assert_eq!(refresher.client_auth(), None);
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     pub fn client_auth(&self) -> Option<ClientAuth> {
         self.client_secret.as_ref().map(|(_, auth)| *auth)
@@ -504,11 +504,11 @@ impl HttpRefresher {
     /// The scopes asked for.
     ///
     /// ```
-    /// use tokenvault::HttpRefresher;
+    /// use tokenvault::oauth::HttpRefresher;
     ///
     /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app")?;
     /// assert!(refresher.scope_list().is_empty());
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     pub fn scope_list(&self) -> &[String] {
         &self.scopes
@@ -518,11 +518,11 @@ impl HttpRefresher {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tokenvault::HttpRefresher;
+    /// use tokenvault::oauth::HttpRefresher;
     ///
     /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app")?;
     /// assert_eq!(refresher.request_timeout(), Duration::from_secs(10));
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     pub fn request_timeout(&self) -> Duration {
         self.timeout
@@ -539,14 +539,15 @@ impl HttpRefresher {
     /// for 5xx, 429 (with `Retry-After`), timeouts and connection failures.
     ///
     /// ```no_run
-    /// use tokenvault::{ClientAuth, HttpRefresher, Token};
+    /// use tokenvault::Token;
+    /// use tokenvault::oauth::{ClientAuth, HttpRefresher};
     ///
     /// let refresher = HttpRefresher::refresh_token_grant("https://auth.example.org/token", "app")?
     ///     .client_secret("s3cret".into(), ClientAuth::Basic)
     ///     .revocation_url("https://auth.example.org/revoke")?;
     /// let stored = Token::new("at".into()).with_refresh_token("rt".into());
     /// refresher.revoke(&stored)?;
-    /// # Ok::<(), tokenvault::RefreshError>(())
+    /// # Ok::<(), tokenvault::oauth::RefreshError>(())
     /// ```
     pub fn revoke(&self, token: &Token) -> Result<(), RefreshError> {
         let Some(url) = &self.revocation_url else {
@@ -571,7 +572,7 @@ impl GrantType {
     /// The `grant_type` value sent.
     ///
     /// ```
-    /// use tokenvault::GrantType;
+    /// use tokenvault::oauth::GrantType;
     ///
     /// assert_eq!(GrantType::RefreshToken.as_str(), "refresh_token");
     /// ```

@@ -48,7 +48,7 @@ use crate::vault::Vault;
 /// token response, bounded by [`MAX_RESPONSE_LEN`].)
 ///
 /// ```
-/// assert_eq!(tokenvault::MAX_IMPORT_FILE_LEN, 16 << 20);
+/// assert_eq!(tokenvault::import::MAX_IMPORT_FILE_LEN, 16 << 20);
 /// ```
 pub const MAX_IMPORT_FILE_LEN: usize = 16 * 1024 * 1024;
 
@@ -56,14 +56,14 @@ pub const MAX_IMPORT_FILE_LEN: usize = 16 * 1024 * 1024;
 /// database file and its `-wal` file each. SQLite also refuses any single value over 1 MiB.
 ///
 /// ```
-/// assert_eq!(tokenvault::MAX_IMPORT_DATABASE_LEN, 64 << 20);
+/// assert_eq!(tokenvault::import::MAX_IMPORT_DATABASE_LEN, 64 << 20);
 /// ```
 pub const MAX_IMPORT_DATABASE_LEN: u64 = 64 * 1024 * 1024;
 
 /// Most token records one import stores (4096); a file with more is refused whole.
 ///
 /// ```
-/// assert_eq!(tokenvault::MAX_IMPORT_RECORDS, 4096);
+/// assert_eq!(tokenvault::import::MAX_IMPORT_RECORDS, 4096);
 /// ```
 pub const MAX_IMPORT_RECORDS: usize = 4096;
 
@@ -84,7 +84,8 @@ pub const MAX_IMPORT_RECORDS: usize = 4096;
 /// [`overwrite`](Self::overwrite), none of them is already in the vault.
 ///
 /// ```
-/// use tokenvault::{Import, KeySource, Token, Vault};
+/// use tokenvault::{KeySource, Token, Vault};
+/// use tokenvault::import::Import;
 /// use tokenvault::secrecy::{ExposeSecret, SecretBox};
 ///
 /// # let dir = tempfile::tempdir()?;
@@ -125,7 +126,7 @@ impl Import {
     /// [`Token::extra_json`].
     ///
     /// ```
-    /// use tokenvault::{Import, ImportFormat};
+    /// use tokenvault::import::{Import, ImportFormat};
     ///
     /// let import = Import::globus_json("/home/me/.globus/app/tokens.json").namespace_for_legacy("me");
     /// assert_eq!(import.format(), ImportFormat::GlobusJson);
@@ -149,7 +150,7 @@ impl Import {
     /// the import may be missed.
     ///
     /// ```
-    /// use tokenvault::{Import, ImportFormat};
+    /// use tokenvault::import::{Import, ImportFormat};
     ///
     /// let import = Import::globus_sqlite("storage.db").remove_source(true);
     /// assert_eq!(import.format(), ImportFormat::GlobusSqlite);
@@ -162,13 +163,13 @@ impl Import {
     /// stored as one token under `namespace` and `key`.
     ///
     /// The file is a bare OAuth token response, read with
-    /// [`TokenResponse::from_json`](crate::TokenResponse::from_json) (at most
+    /// [`TokenResponse::from_json`](crate::oauth::TokenResponse::from_json) (at most
     /// [`MAX_RESPONSE_LEN`] bytes). Its `expires_in` is relative: the
     /// expiry is the file's modification time plus `expires_in`, which is when the SDK saved
     /// the token it had just received.
     ///
     /// ```
-    /// use tokenvault::{Import, ImportFormat};
+    /// use tokenvault::import::{Import, ImportFormat};
     ///
     /// let import = Import::sharetribe_file("file-store-token.json", "my-marketplace", "integration");
     /// assert_eq!(import.format(), ImportFormat::SharetribeFile);
@@ -202,7 +203,7 @@ impl Import {
     /// and reports what would be imported, writing nothing and removing nothing.
     ///
     /// ```
-    /// # use tokenvault::Import;
+    /// # use tokenvault::import::Import;
     /// let import = Import::globus_json("tokens.json").dry_run(true);
     /// # let _ = import;
     /// ```
@@ -217,7 +218,7 @@ impl Import {
     /// [`ImportErrorKind::Exists`] names it, and nothing is written.
     ///
     /// ```
-    /// # use tokenvault::Import;
+    /// # use tokenvault::import::Import;
     /// let import = Import::globus_json("tokens.json").overwrite(true);
     /// # let _ = import;
     /// ```
@@ -239,7 +240,7 @@ impl Import {
     /// revoke the tokens (or log in again) so the copies are worthless.
     ///
     /// ```
-    /// # use tokenvault::Import;
+    /// # use tokenvault::import::Import;
     /// let import = Import::globus_sqlite("storage.db").remove_source(true);
     /// # let _ = import;
     /// ```
@@ -253,7 +254,7 @@ impl Import {
     /// own: `DEFAULT` (Globus's own default) unless set. Other formats ignore it.
     ///
     /// ```
-    /// # use tokenvault::Import;
+    /// # use tokenvault::import::Import;
     /// let import = Import::globus_json("legacy.json").namespace_for_legacy("user/alice");
     /// # let _ = import;
     /// ```
@@ -266,7 +267,7 @@ impl Import {
     /// The file to import.
     ///
     /// ```
-    /// # use tokenvault::Import;
+    /// # use tokenvault::import::Import;
     /// assert_eq!(Import::globus_json("t.json").path(), std::path::Path::new("t.json"));
     /// ```
     pub fn path(&self) -> &Path {
@@ -276,7 +277,7 @@ impl Import {
     /// The format the file is read as.
     ///
     /// ```
-    /// # use tokenvault::{Import, ImportFormat};
+    /// # use tokenvault::import::{Import, ImportFormat};
     /// assert_eq!(Import::globus_json("t.json").format(), ImportFormat::GlobusJson);
     /// ```
     pub fn format(&self) -> ImportFormat {
@@ -292,7 +293,8 @@ impl Import {
     /// asked (see [`remove_source`](Self::remove_source)).
     ///
     /// ```
-    /// use tokenvault::{Import, ImportErrorKind, KeySource, Token, Vault};
+    /// use tokenvault::{KeySource, Token, Vault};
+    /// use tokenvault::import::{Import, ImportErrorKind};
     /// use tokenvault::secrecy::SecretBox;
     ///
     /// # let dir = tempfile::tempdir()?;

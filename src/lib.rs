@@ -1,7 +1,7 @@
 //! An encrypted, embedded vault for OAuth access and refresh tokens.
 //!
 //! Tokens are sealed with XChaCha20-Poly1305 under keys that a passphrase (Argon2id) or a
-//! raw key unlocks, stored by name-hiding HMAC'd keys in a [`Backend`] (sled on disk by
+//! raw key unlocks, stored by name-hiding HMAC'd keys in a [`backend`] (sled on disk by
 //! default), and wiped from memory after use. A vault survives crashes, refuses damaged or
 //! tampered data with a typed [`Error`], and never writes a secret to a log or a message.
 //!
@@ -32,25 +32,33 @@
 //!
 //! # The rest of the API, by task
 //!
+//! At the crate root, the common case:
+//!
 //! - **Vaults and namespaces.** [`Vault`] (create, open, keyslots, key rotation, `verify`,
-//!   close), [`VaultOptions`] (Argon2 parameters, durability, the sled backend's
-//!   [`SledOptions`]), [`Namespace`] (get, put, compare-and-swap with [`Version`]s, remove,
-//!   list).
+//!   close), [`VaultOptions`] (Argon2 parameters, [`Durability`], the sled directory's
+//!   options), [`Namespace`] (get, put, compare-and-swap with [`Version`]s, remove, list).
 //! - **What is stored.** [`Token`] (access and refresh token, expiry, scopes, identity, extra
 //!   fields kept as secret JSON) and [`Secret`] (any small secret), both [`Record`]s.
 //! - **Keys.** [`KeySource`] (passphrase, raw key, key file) and [`KdfParams`] (the Argon2id
-//!   policy). A vault holds up to [`MAX_KEYSLOTS`] keyslots, LUKS-style.
-//! - **A valid token on demand.** [`Authorizer`] refreshes a token once however many threads,
-//!   handles or processes ask, through a [`Refresher`] (a closure, or `HttpRefresher` with
-//!   the `http` feature), and never presents a spent refresh token twice.
-//! - **Token-store semantics.** [`TokenStore`] (implemented by [`Namespace`] and
-//!   [`MemoryStore`]), [`TokenResponse`] (RFC 6749 answers with absolute expiries),
-//!   [`ValidatingStore`] with [`Validator`]s, and [`Sessions`] for guest and user tokens.
-//! - **Moving in.** [`Import`] reads the token files of the Globus and Sharetribe SDKs, all or
-//!   nothing.
-//! - **Storage.** [`Backend`], [`SledBackend`], [`MemoryBackend`]: the vault hands a backend
-//!   only ciphertext and HMAC'd names.
-//! - **Errors.** [`Error`], with [`Error::kind`] to classify any of them ([`ErrorKind`]).
+//!   policy). A vault holds several keyslots ([`KeyslotInfo`], [`SlotKind`]), LUKS-style.
+//! - **Errors.** [`Error`], with [`Error::kind`] ([`ErrorKind`]) to classify any of them;
+//!   [`ErrorKind::of`] classifies the errors of every module below.
+//!
+//! In modules, by layer:
+//!
+//! - [`oauth`]: a valid token on demand. [`oauth::Authorizer`] refreshes a token once
+//!   however many threads, handles or processes ask, through a [`oauth::Refresher`] (a
+//!   closure, or `HttpRefresher` with the `http` feature), and never presents a spent
+//!   refresh token twice.
+//! - [`store`]: token-store semantics. [`store::TokenStore`] (implemented by [`Namespace`]
+//!   and [`store::MemoryStore`]), [`store::ValidatingStore`] with validators, and
+//!   [`store::Sessions`] for guest and user tokens.
+//! - [`import`]: [`import::Import`] reads the token files of the Globus and Sharetribe
+//!   SDKs, all or nothing.
+//! - [`maintenance`]: the reports of [`Vault::verify`] and key rotation.
+//! - [`backend`]: the storage trait [`backend::Backend`] and its implementations (sled on
+//!   disk, memory); the vault hands a backend only ciphertext and HMAC'd names.
+//! - [`format`](mod@format): the format's limits ([`format::MAX_RECORD_LEN`], ...) and record types.
 //!
 //! `SECURITY.md` (the threat model) and `docs/format.md` (the format, byte by byte) are in
 //! the repository; the README there is the project's page.
@@ -58,86 +66,43 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod authorizer;
-mod backend;
+pub mod backend;
 mod bytes;
 mod classify;
 mod clock;
 mod crypto;
 mod engine;
 mod error;
-mod format;
+pub mod format;
 mod header;
 #[cfg(feature = "http")]
 mod http;
-mod import;
+pub mod import;
 mod keys;
-mod maintenance;
+pub mod maintenance;
 mod namespace;
+pub mod oauth;
 mod options;
 mod orphans;
 mod record;
 mod refresh;
 mod response;
 mod session;
-mod store;
+pub mod store;
 mod token;
+mod token_store;
 mod trace;
 mod validate;
 mod vault;
 
-// The public interface is:
-
-// Opening and using a vault.
-pub use crate::namespace::{Conflict, Namespace, Version, MAX_NAME_LEN};
-pub use crate::options::{Durability, VaultOptions};
-pub use crate::vault::{KeyslotInfo, Vault};
-
-// What a vault stores.
-pub use crate::format::MAX_RECORD_LEN;
-pub use crate::record::{Record, RecordType};
-pub use crate::token::{Secret, Token};
-
-// Token-store semantics.
-pub use crate::clock::{Clock, ManualClock, SystemClock};
-#[cfg(feature = "http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use crate::http::{ClientAuth, GrantType, HttpRefresher};
-pub use crate::import::{
-    Import, ImportError, ImportErrorKind, ImportFormat, ImportReport, ImportedRecord, SkippedEntry,
-    MAX_IMPORT_DATABASE_LEN, MAX_IMPORT_FILE_LEN, MAX_IMPORT_RECORDS,
-};
-pub use crate::refresh::{RefreshError, RefreshErrorKind, Refresher};
-
-// Refreshing.
-pub use crate::authorizer::{
-    AmbiguousFailure, Authorizer, AuthorizerBuilder, DeadGrant, Logout, DEFAULT_JITTER,
-    DEFAULT_LEASE_TIME, DEFAULT_MARGIN, DEFAULT_MAX_RETRY_GAP, DEFAULT_MIN_RETRY_GAP,
-};
-pub use crate::response::{TokenResponse, MAX_RESPONSE_LEN};
-pub use crate::session::{Principal, Sessions};
-pub use crate::store::{MemoryStore, TokenStore};
-pub use crate::validate::{
-    HasRefreshToken, IdentityBinding, NotExpired, RequireScopes, RetrieveCheck, StoreCheck,
-    UnchangingIdentity, ValidatingStore, Validator,
-};
-
-// Keys.
-pub use crate::format::MAX_KEYSLOTS;
+// The common case: a vault, its namespaces, what they store, keys, errors.
+pub use crate::error::{Damage, Error, ErrorKind, Result};
 pub use crate::keys::{KdfParams, KeySource, SlotKind};
-
-// Maintenance.
-pub use crate::maintenance::{
-    DamagedRecord, NamespaceReport, Progress, RotationReport, VerifyReport,
-};
-
-// Storage.
-pub use crate::backend::{
-    Backend, BackendError, BackendErrorKind, Batch, Condition, MemoryBackend, ScanPage,
-    SledBackend, SledOptions, Write, DEFAULT_CACHE_CAPACITY, DEFAULT_LOCK_TIMEOUT,
-};
-
-// Errors.
-pub use crate::error::{Damage, Error, ErrorKind, Result, ValidationError};
+pub use crate::namespace::{Conflict, Namespace, Version};
+pub use crate::options::{Durability, VaultOptions};
+pub use crate::record::Record;
+pub use crate::token::{Secret, Token};
+pub use crate::vault::{KeyslotInfo, Vault};
 
 // Re-export crates used in our public API.
 pub use secrecy;

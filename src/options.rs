@@ -24,7 +24,8 @@ pub enum Durability {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tokenvault::{Durability, KdfParams, SledOptions, VaultOptions};
+/// use tokenvault::{Durability, KdfParams, VaultOptions};
+/// use tokenvault::backend::SledOptions;
 ///
 /// let options = VaultOptions::new()
 ///     .kdf(KdfParams::STRONG)
@@ -77,7 +78,7 @@ impl VaultOptions {
         self
     }
 
-    /// The options of the [`SledBackend`](crate::SledBackend) that [`create`](Self::create)
+    /// The options of the [`SledBackend`](crate::backend::SledBackend) that [`create`](Self::create)
     /// and [`open`](Self::open) build in the vault directory: its page cache and lock
     /// timeout (default [`SledOptions::new`]). A backend given to
     /// [`create_with_backend`](Self::create_with_backend) or
@@ -85,7 +86,8 @@ impl VaultOptions {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tokenvault::{SledOptions, VaultOptions};
+    /// use tokenvault::VaultOptions;
+    /// use tokenvault::backend::SledOptions;
     ///
     /// let options = VaultOptions::new().sled(
     ///     SledOptions::new()

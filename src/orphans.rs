@@ -16,7 +16,7 @@
 //! A set-aside tree is named `tokenvault/set-aside/` + the namespace id + 8 random bytes and
 //! holds the orphan's entries unchanged: with the header they belong to (for example a newer
 //! header restored after an older one was used for a while), they can be copied back under
-//! the namespace id through the [`Backend`](crate::Backend) API, after setting aside what the
+//! the namespace id through the [`Backend`](crate::backend::Backend) API, after setting aside what the
 //! older header wrote there.
 
 use std::collections::HashSet;
@@ -28,7 +28,7 @@ use crate::vault::Vault;
 impl Vault {
     /// Drops every storage tree named like a namespace that belongs to no namespace of this
     /// vault: the orphans that [`verify`](Self::verify) counts in
-    /// [`VerifyReport::orphan_trees`](crate::VerifyReport::orphan_trees). Returns how many
+    /// [`VerifyReport::orphan_trees`](crate::maintenance::VerifyReport::orphan_trees). Returns how many
     /// were dropped. Set-aside trees are kept ([`purge_set_aside`](Self::purge_set_aside)).
     ///
     /// Orphans are left by an interrupted namespace creation or removal (undecryptable),
@@ -58,7 +58,7 @@ impl Vault {
     }
 
     /// Drops every set-aside tree: the data a namespace's creation found under its id and
-    /// set aside instead of deleting ([`VerifyReport::set_aside_trees`](crate::VerifyReport::set_aside_trees)).
+    /// set aside instead of deleting ([`VerifyReport::set_aside_trees`](crate::maintenance::VerifyReport::set_aside_trees)).
     /// Returns how many were dropped. As with [`purge_orphans`](Self::purge_orphans), this
     /// destroys records a newer header could still open.
     ///

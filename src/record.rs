@@ -11,7 +11,6 @@
 //! little-endian) of the record's fields, decoded with a size limit and required to consume
 //! exactly `body_len` bytes.
 
-
 use bincode::config::{self, Configuration, Fixint, Limit, LittleEndian};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -21,7 +20,7 @@ use crate::crypto::{Aad, Cipher, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::token::{Secret, Token, TokenParts};
 
-pub use crate::format::RecordType;
+pub(crate) use crate::format::RecordType;
 pub(crate) use crate::format::{FORMAT_VERSION, MAX_RECORD_LEN};
 use crate::format::{PAYLOAD_VERSION, RECORD_AAD_LABEL};
 

@@ -7,13 +7,13 @@ use std::time::Duration;
 use crate::token::Token;
 
 /// Exchanges a stored grant for a new token: the one thing an
-/// [`Authorizer`](crate::Authorizer) cannot do by itself.
+/// [`Authorizer`](crate::oauth::Authorizer) cannot do by itself.
 ///
 /// `current` is the token stored under the authorizer's key (`None` when nothing is stored:
 /// a client-credentials refresher mints a token then; a refresh-token refresher cannot, and
 /// fails with [`RefreshErrorKind::InvalidGrant`]). The refresher returns the token the
 /// server issued, with its absolute expiry (count `expires_in` from when the request was
-/// sent: [`TokenResponse::from_json`](crate::TokenResponse::from_json) does). The
+/// sent: [`TokenResponse::from_json`](crate::oauth::TokenResponse::from_json) does). The
 /// authorizer merges it with the stored token ([`Token::refreshed_with`]: a server that does
 /// not rotate refresh tokens does not make you lose yours) and stores it durably before
 /// anyone sees it. An answer that names another identity or resource server than the stored
@@ -22,14 +22,15 @@ use crate::token::Token;
 /// A refresher is called by one thread at a time per key, on a thread the authorizer owns,
 /// under a lease that keeps other handles and processes from calling it for the same grant.
 /// It must not take longer than the authorizer's lease time
-/// ([`AuthorizerBuilder::lease_time`](crate::AuthorizerBuilder::lease_time)): give its HTTP
+/// ([`AuthorizerBuilder::lease_time`](crate::oauth::AuthorizerBuilder::lease_time)): give its HTTP
 /// client a shorter timeout.
 ///
 /// Closures are refreshers:
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tokenvault::{RefreshError, Refresher, Token};
+/// use tokenvault::Token;
+/// use tokenvault::oauth::{RefreshError, Refresher};
 ///
 /// let refresher = |current: Option<&Token>| -> Result<Token, RefreshError> {
 ///     let Some(_refresh_token) = current.and_then(Token::refresh_token) else {
@@ -81,7 +82,7 @@ pub enum RefreshErrorKind {
     /// The grant is dead (OAuth `invalid_grant`: the refresh token expired, was revoked or
     /// was already used), or there is nothing to refresh with. Retrying cannot help: the
     /// user must log in again. The authorizer applies its
-    /// [`DeadGrant`](crate::DeadGrant) policy to the stored record.
+    /// [`DeadGrant`](crate::oauth::DeadGrant) policy to the stored record.
     InvalidGrant,
     /// The server refused the request for a reason retrying will not fix either, but that
     /// says nothing about the grant (`invalid_client`, `unauthorized_client`,
@@ -138,7 +139,7 @@ impl RefreshError {
     /// Records that the request may have reached the server although no answer came back (a
     /// timeout or a lost connection after the request was sent): the server may have
     /// exchanged, and so spent, the refresh token. The authorizer then does not present that
-    /// refresh token again unless told to ([`AmbiguousFailure`](crate::AmbiguousFailure)).
+    /// refresh token again unless told to ([`AmbiguousFailure`](crate::oauth::AmbiguousFailure)).
     #[must_use]
     pub fn with_request_possibly_processed(mut self) -> Self {
         self.possibly_processed = true;

@@ -36,7 +36,7 @@ const KNOWN: [&str; 6] = [
 /// resource server set.
 ///
 /// The absolute expiry is `requested_at + expires_in`, where `requested_at` is when the request
-/// was *sent* (take it from your [`Clock`](crate::Clock) before sending): counting from the
+/// was *sent* (take it from your [`Clock`](crate::oauth::Clock) before sending): counting from the
 /// arrival of the answer would stretch the token's life by the round trip. A response
 /// without `expires_in` gives a token with no known expiry.
 ///
@@ -46,7 +46,7 @@ const KNOWN: [&str; 6] = [
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tokenvault::TokenResponse;
+/// use tokenvault::oauth::TokenResponse;
 /// use tokenvault::secrecy::ExposeSecret;
 ///
 /// let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
@@ -405,7 +405,7 @@ impl Token {
     ///
     /// If the answer names *another* identity than the stored token, it is not a refresh of
     /// this grant: it is returned unchanged, and nothing of the stored token carries over
-    /// (an [`UnchangingIdentity`](crate::UnchangingIdentity) validator refuses to store it).
+    /// (an [`UnchangingIdentity`](crate::store::UnchangingIdentity) validator refuses to store it).
     ///
     /// ```
     /// use tokenvault::Token;

@@ -5,14 +5,14 @@ use std::fmt;
 
 use crate::error::{Error, Result, ValidationError};
 use crate::response::TokenResponse;
-use crate::store::TokenStore;
 use crate::token::Token;
+use crate::token_store::TokenStore;
 
 /// Whose token a record holds: the client's own guest token (a client-credentials grant,
 /// shared by every anonymous visitor) or one user's token.
 ///
 /// ```
-/// use tokenvault::Principal;
+/// use tokenvault::store::Principal;
 ///
 /// let alice = Principal::user("alice");
 /// assert_eq!(alice, Principal::User("alice".to_owned()));
@@ -36,7 +36,7 @@ impl Principal {
     /// The user with id `id`.
     ///
     /// ```
-    /// use tokenvault::Principal;
+    /// use tokenvault::store::Principal;
     ///
     /// assert_eq!(Principal::user("u-1"), Principal::User("u-1".into()));
     /// ```
@@ -47,7 +47,7 @@ impl Principal {
     /// The user id, or `None` for the guest.
     ///
     /// ```
-    /// use tokenvault::Principal;
+    /// use tokenvault::store::Principal;
     ///
     /// assert_eq!(Principal::user("u-1").user_id(), Some("u-1"));
     /// assert_eq!(Principal::Guest.user_id(), None);
@@ -104,7 +104,7 @@ impl fmt::Display for Principal {
 ///
 /// so that no two different (kind, client id, scope, user id) give the same key, whatever
 /// characters the ids hold (`/`, `:`, digits, any Unicode). A vault [`Namespace`](crate::Namespace)
-/// accepts keys up to [`MAX_NAME_LEN`](crate::MAX_NAME_LEN) bytes; longer ids are refused
+/// accepts keys up to [`MAX_NAME_LEN`](crate::format::MAX_NAME_LEN) bytes; longer ids are refused
 /// with [`Error::InvalidName`] by the namespace.
 ///
 /// Keys are names, not secrets, but a key that holds a user id shows that the user has a
@@ -117,7 +117,8 @@ impl fmt::Display for Principal {
 /// Over a vault namespace (one namespace per client or tenant):
 ///
 /// ```
-/// use tokenvault::{KeySource, Principal, Sessions, Token, Vault};
+/// use tokenvault::{KeySource, Token, Vault};
+/// use tokenvault::store::{Principal, Sessions};
 /// use tokenvault::secrecy::{ExposeSecret, SecretBox};
 ///
 /// # let dir = tempfile::tempdir()?;
@@ -135,10 +136,11 @@ impl fmt::Display for Principal {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
-/// Over a [`MemoryStore`](crate::MemoryStore), with the explicit fallback to the guest token:
+/// Over a [`MemoryStore`](crate::store::MemoryStore), with the explicit fallback to the guest token:
 ///
 /// ```
-/// use tokenvault::{MemoryStore, Principal, Sessions, Token};
+/// use tokenvault::Token;
+/// use tokenvault::store::{MemoryStore, Principal, Sessions};
 /// use tokenvault::secrecy::ExposeSecret;
 ///
 /// let sessions = Sessions::new(MemoryStore::new(), "client-1", "market:all");
@@ -162,7 +164,8 @@ impl<S: TokenStore> Sessions<S> {
     /// another client id or scope on one store never see each other's tokens.
     ///
     /// ```
-    /// use tokenvault::{MemoryStore, Principal, Sessions, Token};
+    /// use tokenvault::Token;
+    /// use tokenvault::store::{MemoryStore, Principal, Sessions};
     ///
     /// let store = MemoryStore::new();
     /// let shop_a = Sessions::new(store.clone(), "client-a", "market:all");
@@ -185,7 +188,8 @@ impl<S: TokenStore> Sessions<S> {
     /// user's and never the guest's.
     ///
     /// ```
-    /// use tokenvault::{MemoryStore, Principal, Sessions, Token};
+    /// use tokenvault::Token;
+    /// use tokenvault::store::{MemoryStore, Principal, Sessions};
     /// use tokenvault::secrecy::ExposeSecret;
     ///
     /// let sessions = Sessions::new(MemoryStore::new(), "client-1", "market:all");
@@ -221,7 +225,8 @@ impl<S: TokenStore> Sessions<S> {
     /// refresh must not quietly turn a signed-in user into a guest.
     ///
     /// ```
-    /// use tokenvault::{MemoryStore, Principal, Sessions, Token};
+    /// use tokenvault::Token;
+    /// use tokenvault::store::{MemoryStore, Principal, Sessions};
     ///
     /// let sessions = Sessions::new(MemoryStore::new(), "client-1", "market:all");
     /// assert!(sessions.token_or_guest("alice")?.is_none()); // nothing at all
@@ -253,7 +258,8 @@ impl<S: TokenStore> Sessions<S> {
     /// identity is stored with the user's id as its identity.
     ///
     /// ```
-    /// use tokenvault::{Error, MemoryStore, Principal, Sessions, Token};
+    /// use tokenvault::{Error, Token};
+    /// use tokenvault::store::{MemoryStore, Principal, Sessions};
     ///
     /// let sessions = Sessions::new(MemoryStore::new(), "client-1", "market:all");
     /// let bob = Principal::user("bob");
@@ -285,7 +291,8 @@ impl<S: TokenStore> Sessions<S> {
     ///
     /// ```
     /// use std::time::SystemTime;
-    /// use tokenvault::{MemoryStore, Principal, Sessions, TokenResponse};
+    /// use tokenvault::oauth::TokenResponse;
+    /// use tokenvault::store::{MemoryStore, Principal, Sessions};
     /// use tokenvault::secrecy::ExposeSecret;
     ///
     /// let sessions = Sessions::new(MemoryStore::new(), "client-1", "market:all");
@@ -326,7 +333,8 @@ impl<S: TokenStore> Sessions<S> {
     /// principals' records are untouched.
     ///
     /// ```
-    /// use tokenvault::{MemoryStore, Principal, Sessions, Token};
+    /// use tokenvault::Token;
+    /// use tokenvault::store::{MemoryStore, Principal, Sessions};
     ///
     /// let sessions = Sessions::new(MemoryStore::new(), "client-1", "market:all");
     /// let alice = Principal::user("alice");
@@ -348,7 +356,7 @@ impl<S: TokenStore> Sessions<S> {
     /// The record key of `principal`'s token (see [Record keys](Sessions#record-keys)).
     ///
     /// ```
-    /// use tokenvault::{MemoryStore, Principal, Sessions};
+    /// use tokenvault::store::{MemoryStore, Principal, Sessions};
     ///
     /// let sessions = Sessions::new(MemoryStore::new(), "shop/1", "market:all");
     /// assert_eq!(sessions.key(&Principal::Guest), "guest/6:shop/1/10:market:all");
@@ -374,7 +382,7 @@ impl<S: TokenStore> Sessions<S> {
     /// The OAuth client id given to [`new`](Self::new).
     ///
     /// ```
-    /// use tokenvault::{MemoryStore, Sessions};
+    /// use tokenvault::store::{MemoryStore, Sessions};
     ///
     /// assert_eq!(Sessions::new(MemoryStore::new(), "c", "s").client_id(), "c");
     /// ```
@@ -385,7 +393,7 @@ impl<S: TokenStore> Sessions<S> {
     /// The configured scope given to [`new`](Self::new): the one every key is built from.
     ///
     /// ```
-    /// use tokenvault::{MemoryStore, Sessions};
+    /// use tokenvault::store::{MemoryStore, Sessions};
     ///
     /// assert_eq!(Sessions::new(MemoryStore::new(), "c", "s").scope(), "s");
     /// ```
@@ -396,7 +404,8 @@ impl<S: TokenStore> Sessions<S> {
     /// The underlying store.
     ///
     /// ```
-    /// use tokenvault::{MemoryStore, Principal, Sessions, Token, TokenStore};
+    /// use tokenvault::Token;
+    /// use tokenvault::store::{MemoryStore, Principal, Sessions, TokenStore};
     ///
     /// let sessions = Sessions::new(MemoryStore::new(), "c", "s");
     /// sessions.store(&Principal::Guest, &Token::new("at".into()))?;
@@ -495,7 +504,7 @@ const KEY_OVERHEAD: usize = 5 + 3 * 22;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::token_store::MemoryStore;
 
     /// Decodes a key back into (kind, parts): that it always can is what makes keys unique.
     fn decode(key: &str) -> Option<(&str, Vec<&str>)> {

@@ -149,7 +149,8 @@ pub fn argon2id(m_kib: u32, t: u32, p: u32, password: &[u8], salt: &[u8]) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Backend, KeySource, MemoryBackend, Vault};
+    use crate::backend::{Backend, MemoryBackend};
+    use crate::{KeySource, Vault};
 
     #[test]
     fn hooks_accept_real_inputs() {

@@ -26,7 +26,7 @@ mod keyslots;
 ///
 /// `Vault` is `Send + Sync` and cheap to clone (clones share one open vault); share it across
 /// threads freely. Every mutating call returns only once its change is durable, unless the
-/// vault was opened with [`Durability::Buffered`].
+/// vault was opened with [`Durability::Buffered`](crate::Durability::Buffered).
 ///
 /// ```
 /// use tokenvault::{KeySource, Token, Vault};
@@ -79,13 +79,13 @@ impl Vault {
     /// [`Error::NotFound`] if there is no vault; [`Error::WrongKey`] if no keyslot accepts
     /// `key`; [`Error::Damaged`] if the header is damaged or was tampered with;
     /// [`Error::Locked`] if another process holds it past the lock timeout
-    /// ([`DEFAULT_LOCK_TIMEOUT`](crate::DEFAULT_LOCK_TIMEOUT); see [`VaultOptions::sled`]);
+    /// ([`DEFAULT_LOCK_TIMEOUT`](crate::backend::DEFAULT_LOCK_TIMEOUT); see [`VaultOptions::sled`]);
     /// [`Error::UnsupportedVersion`] if a newer tokenvault wrote it.
     pub fn open(path: impl AsRef<Path>, key: &KeySource) -> Result<Self> {
         VaultOptions::new().open(path, key)
     }
 
-    /// Creates a vault on any [`Backend`], for example a [`MemoryBackend`](crate::MemoryBackend).
+    /// Creates a vault on any [`Backend`], for example a [`MemoryBackend`](crate::backend::MemoryBackend).
     ///
     /// # Errors
     /// As [`Vault::create`].
@@ -102,7 +102,7 @@ impl Vault {
     }
 
     /// A handle on the namespace `name`: any non-empty UTF-8 name of at most
-    /// [`MAX_NAME_LEN`](crate::MAX_NAME_LEN) bytes, validated here once. The namespace is
+    /// [`MAX_NAME_LEN`](crate::format::MAX_NAME_LEN) bytes, validated here once. The namespace is
     /// created (with its own random data key) by its first write; reading a namespace that
     /// does not exist finds nothing.
     ///
@@ -257,7 +257,7 @@ impl Vault {
         })
     }
 
-    /// Makes every change so far durable (useful with [`Durability::Buffered`]).
+    /// Makes every change so far durable (useful with [`Durability::Buffered`](crate::Durability::Buffered)).
     ///
     /// # Errors
     /// Backend errors.

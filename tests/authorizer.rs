@@ -12,11 +12,11 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::raw_key;
-use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{
-    Authorizer, Clock, DeadGrant, Error, ManualClock, Namespace, RefreshError, RefreshErrorKind,
-    Token, Vault,
+use tokenvault::oauth::{
+    Authorizer, Clock, DeadGrant, ManualClock, RefreshError, RefreshErrorKind,
 };
+use tokenvault::secrecy::ExposeSecret;
+use tokenvault::{Error, Namespace, Token, Vault};
 
 fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
@@ -693,7 +693,7 @@ fn builder_refuses_reserved_and_overlong_keys() {
 
 #[test]
 fn a_refreshed_token_the_store_refuses_is_served_and_stored_later() {
-    let faulty = common::FaultyBackend::new(tokenvault::MemoryBackend::new());
+    let faulty = common::FaultyBackend::new(tokenvault::backend::MemoryBackend::new());
     let vault = Vault::create_with_backend(faulty.clone(), &raw_key(1)).unwrap();
     let ns = vault.namespace("n").unwrap();
     let clock = ManualClock::new(at(T0));

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::raw_key;
+use tokenvault::oauth::{Authorizer, RefreshError};
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{Authorizer, RefreshError, Token, Vault};
+use tokenvault::{Token, Vault};
 
 fn setup() -> (tempfile::TempDir, Vault) {
     let dir = tempfile::tempdir().unwrap();
@@ -30,7 +31,7 @@ fn setup() -> (tempfile::TempDir, Vault) {
     (dir, vault)
 }
 
-fn slow_refresher(calls: &Arc<AtomicUsize>, delay: Duration) -> impl tokenvault::Refresher {
+fn slow_refresher(calls: &Arc<AtomicUsize>, delay: Duration) -> impl tokenvault::oauth::Refresher {
     let calls = Arc::clone(calls);
     move |current: Option<&Token>| -> Result<Token, RefreshError> {
         assert_eq!(

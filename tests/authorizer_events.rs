@@ -11,7 +11,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::raw_key;
-use tokenvault::{Authorizer, ManualClock, RefreshError, Token, Vault};
+use tokenvault::oauth::{Authorizer, ManualClock, RefreshError};
+use tokenvault::{Token, Vault};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata};

@@ -16,11 +16,9 @@ use std::time::{Duration, SystemTime};
 use common::raw_key;
 use tls_front::{Cert, Mode, TlsFront, CA_PEM};
 use token_server::{Config, Failure, TokenServer};
+use tokenvault::oauth::{AmbiguousFailure, Authorizer, ClientAuth, HttpRefresher, ManualClock};
 use tokenvault::secrecy::{ExposeSecret, SecretString};
-use tokenvault::{
-    AmbiguousFailure, Authorizer, ClientAuth, Error, HttpRefresher, ManualClock, Namespace, Token,
-    Vault,
-};
+use tokenvault::{Error, Namespace, Token, Vault};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -54,7 +52,7 @@ fn setup() -> Setup {
     }
 }
 
-use tokenvault::Clock as _;
+use tokenvault::oauth::Clock as _;
 
 fn refresher(s: &Setup, timeout: Duration) -> HttpRefresher {
     HttpRefresher::refresh_token_grant(&s.server.url(), "client-1")

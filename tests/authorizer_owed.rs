@@ -14,11 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{raw_key, FaultyBackend};
-use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{
-    AmbiguousFailure, Authorizer, DeadGrant, Error, ManualClock, MemoryBackend, Namespace,
-    RefreshError, RefreshErrorKind, Token, Vault, MAX_RECORD_LEN,
+use tokenvault::backend::MemoryBackend;
+use tokenvault::format::MAX_RECORD_LEN;
+use tokenvault::oauth::{
+    AmbiguousFailure, Authorizer, DeadGrant, ManualClock, RefreshError, RefreshErrorKind,
 };
+use tokenvault::secrecy::ExposeSecret;
+use tokenvault::{Error, Namespace, Token, Vault};
 
 const T0: u64 = 1_800_000_000;
 
@@ -79,7 +81,7 @@ fn authorizer(
     ns: &Namespace,
     clock: &ManualClock,
     refresher: impl Fn(Option<&Token>) -> Result<Token, RefreshError> + Send + Sync + 'static,
-) -> tokenvault::AuthorizerBuilder {
+) -> tokenvault::oauth::AuthorizerBuilder {
     Authorizer::builder(ns, "api", refresher)
         .clock(clock.clone())
         .jitter(Duration::ZERO)
@@ -531,7 +533,7 @@ fn a_namespace_holding_only_a_lease_is_not_listed_as_holding_records() {
 /// of `logout`) left its mark behind.
 #[test]
 fn removing_a_token_removes_its_lease_too() {
-    use tokenvault::TokenStore;
+    use tokenvault::store::TokenStore;
     let (_dir, vault, ns, clock, p) = alice();
     let auth = authorizer(
         &ns,

@@ -16,8 +16,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use common::raw_key;
+use tokenvault::backend::SledOptions;
+use tokenvault::oauth::{Authorizer, RefreshError};
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{Authorizer, Error, RefreshError, SledOptions, Token, Vault, VaultOptions};
+use tokenvault::{Error, Token, Vault, VaultOptions};
 
 const ENV_DIR: &str = "TOKENVAULT_AUTH_CHILD_DIR";
 const ENV_MODE: &str = "TOKENVAULT_AUTH_CHILD_MODE";

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::BackendExt;
 use serde_json::Value;
-use tokenvault::{Backend, SledOptions, Token, Vault, VaultOptions};
+use tokenvault::backend::{Backend, SledOptions};
+use tokenvault::{Token, Vault, VaultOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tokenvault");
 /// A hang guard, not a timing assertion: every command here takes well under a second.

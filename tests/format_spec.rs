@@ -18,10 +18,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use tokenvault::backend::{Backend, MemoryBackend};
 use tokenvault::secrecy::{SecretBox, SecretSlice, SecretString};
-use tokenvault::{
-    Backend, Error, KdfParams, KeySource, MemoryBackend, Secret, Token, VaultOptions,
-};
+use tokenvault::{Error, KdfParams, KeySource, Secret, Token, VaultOptions};
 
 const DECODER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -20,11 +20,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+use tokenvault::backend::{Backend, Batch, MemoryBackend, SledBackend};
 use tokenvault::secrecy::{ExposeSecret, SecretBox, SecretSlice, SecretString};
-use tokenvault::{
-    Backend, Batch, Error, KdfParams, KeySource, MemoryBackend, Secret, SledBackend, SlotKind,
-    Token, Vault, VaultOptions,
-};
+use tokenvault::{Error, KdfParams, KeySource, Secret, SlotKind, Token, Vault, VaultOptions};
 
 // ---------------------------------------------------------------------------------------
 // What the golden vaults hold. Changing anything here makes the test fail against the

@@ -13,10 +13,10 @@ use std::time::{Duration, SystemTime};
 use common::{all_files, raw_key};
 use proptest::prelude::*;
 use tempfile::TempDir;
+use tokenvault::oauth::TokenResponse;
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{
-    Error, MemoryStore, Namespace, Principal, Sessions, Token, TokenResponse, TokenStore, Vault,
-};
+use tokenvault::store::{MemoryStore, Principal, Sessions, TokenStore};
+use tokenvault::{Error, Namespace, Token, Vault};
 
 const CLIENT: &str = "client-1";
 const SCOPE: &str = "market:all";
@@ -494,7 +494,7 @@ fn vault_sessions_survive_reopen_and_user_ids_stay_off_disk() {
 fn over_long_ids_are_refused_by_a_namespace_and_nothing_is_written() {
     let (_dir, ns) = vault_ns();
     let s = Sessions::new(&ns, CLIENT, SCOPE);
-    let long = "u".repeat(tokenvault::MAX_NAME_LEN);
+    let long = "u".repeat(tokenvault::format::MAX_NAME_LEN);
     let err = s.store(&user(&long), &Token::new("at".into())).unwrap_err();
     assert!(matches!(err, Error::InvalidName { .. }), "{err}");
     assert!(ns.token_keys().unwrap().is_empty());

@@ -9,11 +9,12 @@ mod token_server;
 use std::time::{Duration, Instant, SystemTime};
 
 use token_server::{AuthMethod, Config, Failure, TokenServer};
-use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{
+use tokenvault::oauth::{
     ClientAuth, GrantType, HttpRefresher, ManualClock, RefreshError, RefreshErrorKind, Refresher,
-    Token, MAX_RESPONSE_LEN,
+    MAX_RESPONSE_LEN,
 };
+use tokenvault::secrecy::ExposeSecret;
+use tokenvault::Token;
 
 fn at(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)

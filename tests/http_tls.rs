@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use tls_front::{Cert, ConnectProxy, Mode, ProxyMode, TlsFront, CA_PEM};
 use token_server::{Config, Failure, TokenServer};
+use tokenvault::oauth::{ClientAuth, HttpRefresher, RefreshError, RefreshErrorKind, Refresher};
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{ClientAuth, HttpRefresher, RefreshError, RefreshErrorKind, Refresher, Token};
+use tokenvault::Token;
 
 fn stored(refresh_token: &str) -> Token {
     Token::new("old-access".into()).with_refresh_token(refresh_token.to_owned().into())

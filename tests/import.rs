@@ -9,11 +9,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{
-    Error, Import, ImportError, ImportErrorKind, ImportFormat, ImportReport, Secret, Token, Vault,
-    MAX_IMPORT_FILE_LEN, MAX_IMPORT_RECORDS, MAX_RECORD_LEN, MAX_RESPONSE_LEN,
+use tokenvault::format::MAX_RECORD_LEN;
+use tokenvault::import::{
+    Import, ImportError, ImportErrorKind, ImportFormat, ImportReport, MAX_IMPORT_FILE_LEN,
+    MAX_IMPORT_RECORDS,
 };
+use tokenvault::oauth::MAX_RESPONSE_LEN;
+use tokenvault::secrecy::ExposeSecret;
+use tokenvault::{Error, Secret, Token, Vault};
 
 use common::{full_token, raw_key};
 

@@ -6,7 +6,8 @@ mod common;
 
 use common::{fast, passphrase};
 use sha2::{Digest, Sha256};
-use tokenvault::{Backend, Error, KdfParams, MemoryBackend, Vault, VaultOptions};
+use tokenvault::backend::{Backend, MemoryBackend};
+use tokenvault::{Error, KdfParams, Vault, VaultOptions};
 
 /// Header offsets (docs/format.md section 3): magic 8, version 2, body_len 4, vault_id 16,
 /// seqid 8, next_slot_id 4, slot_count 2, then slot 0: id 4, kind 1, params_len 2, Argon2

@@ -10,12 +10,10 @@ use std::path::Path;
 
 use common::{fast, passphrase, raw_key, small_token};
 use sha2::{Digest, Sha256};
+use tokenvault::backend::{Backend, MemoryBackend};
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::test_hooks::kdf_runs_on_this_thread;
-use tokenvault::{
-    Backend, Damage, Error, KdfParams, KeySource, MemoryBackend, SlotKind, Token, Vault,
-    VaultOptions,
-};
+use tokenvault::{Damage, Error, KdfParams, KeySource, SlotKind, Token, Vault, VaultOptions};
 
 /// Offset of the first keyslot's Argon2 `m` field in a header whose first slot is a
 /// passphrase slot: magic 8, version 2, body_len 4, vault_id 16, seqid 8, next_slot_id 4,

@@ -32,11 +32,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tokenvault::backend::{Backend, Batch, MemoryBackend, SledBackend, SledOptions};
 use tokenvault::secrecy::{ExposeSecret, SecretBox, SecretSlice, SecretString};
-use tokenvault::{
-    Backend, Batch, Conflict, Error, KdfParams, KeySource, MemoryBackend, Secret, SledBackend,
-    SledOptions, Token, Vault, VaultOptions,
-};
+use tokenvault::{Conflict, Error, KdfParams, KeySource, Secret, Token, Vault, VaultOptions};
 
 // ---------------------------------------------------------------------------------------
 // Canaries.
@@ -632,7 +630,8 @@ fn token_responses_and_stores_leave_no_secret_in_freed_memory() {
 /// Token responses (a Globus multi-resource-server login, then a refresh) parsed from JSON,
 /// stored in a vault namespace and in a memory store, merged, read back and dropped.
 fn responses_round_trip(path: &std::path::Path) {
-    use tokenvault::{MemoryStore, TokenResponse, TokenStore};
+    use tokenvault::oauth::TokenResponse;
+    use tokenvault::store::{MemoryStore, TokenStore};
 
     // The response bodies, built in buffers of exactly their size and wiped on drop.
     let json = |parts: &[&str]| {
@@ -720,7 +719,7 @@ fn the_authorizer_leaves_no_secret_in_freed_memory() {
 /// An expired canary grant refreshed through an authorizer (on its own thread, under a
 /// lease), served from the cache, invalidated, refreshed again, and logged out.
 fn authorizer_round_trip(path: &std::path::Path) {
-    use tokenvault::{Authorizer, RefreshError};
+    use tokenvault::oauth::{Authorizer, RefreshError};
 
     let vault = Vault::create(path, &canary_raw_key()).unwrap();
     let ns = vault.namespace("user/1").unwrap();

@@ -397,7 +397,7 @@ impl Harness {
                     return;
                 }
                 let result = self.vault().add_keyslot(&new.source());
-                if self.model.slots.len() >= tokenvault::MAX_KEYSLOTS {
+                if self.model.slots.len() >= tokenvault::format::MAX_KEYSLOTS {
                     assert!(matches!(result, Err(Error::KeyslotLimit)));
                     return;
                 }
@@ -529,7 +529,9 @@ fn any_name() -> impl Strategy<Value = String> {
     // Any UTF-8 up to the documented limit of 1024 bytes (in characters of 1 to 4 bytes).
     proptest::collection::vec(any::<char>(), 1..=256)
         .prop_map(|c| c.into_iter().collect::<String>())
-        .prop_filter("within the limit", |s| s.len() <= tokenvault::MAX_NAME_LEN)
+        .prop_filter("within the limit", |s| {
+            s.len() <= tokenvault::format::MAX_NAME_LEN
+        })
 }
 
 /// A record key: any name except the reserved ones (starting with U+0000).
@@ -542,7 +544,7 @@ proptest! {
 
     #[test]
     fn any_names_round_trip(ns in any_name(), keys in proptest::collection::btree_set(any_key(), 1..6)) {
-        let storage = tokenvault::MemoryBackend::new();
+        let storage = tokenvault::backend::MemoryBackend::new();
         let key = SlotSecret::Raw(1).source();
         let vault = Vault::create_with_backend(storage.clone(), &key).unwrap();
         let n = vault.namespace(&ns).unwrap();

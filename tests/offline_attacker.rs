@@ -16,8 +16,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
+use tokenvault::backend::{Backend, SledBackend};
 use tokenvault::secrecy::{SecretBox, SecretSlice, SecretString};
-use tokenvault::{Backend, KdfParams, KeySource, Secret, SledBackend, Token, Vault, VaultOptions};
+use tokenvault::{KdfParams, KeySource, Secret, Token, Vault, VaultOptions};
 
 // ---------------------------------------------------------------------------------------
 // The needles

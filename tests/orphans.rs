@@ -9,8 +9,9 @@ mod common;
 use std::fs;
 
 use common::{raw_key, small_token, BackendExt};
+use tokenvault::backend::{Backend, MemoryBackend};
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{Backend, Error, MemoryBackend, Token, Vault};
+use tokenvault::{Error, Token, Vault};
 
 const HEADER: &str = "tokenvault.header";
 

@@ -10,8 +10,9 @@ use std::fs;
 use std::path::Path;
 
 use common::{full_token, raw_key, records, small_token, BackendExt, FaultyBackend};
+use tokenvault::backend::{Backend, MemoryBackend};
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{Backend, Damage, Error, MemoryBackend, Secret, Token, Vault};
+use tokenvault::{Damage, Error, Secret, Token, Vault};
 
 fn is_record_damage(r: Result<Option<Token>, Error>) -> bool {
     matches!(r, Err(Error::Damaged(Damage::Record { .. })))

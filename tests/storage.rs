@@ -9,12 +9,11 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use common::{fast, full_token, raw_key, records, small_token, BackendExt, FaultyBackend};
+use tokenvault::backend::{Backend, BackendErrorKind, MemoryBackend, SledBackend, SledOptions};
+use tokenvault::maintenance::Progress;
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::test_hooks::RESERVED_GENERATIONS;
-use tokenvault::{
-    Backend, BackendErrorKind, Durability, Error, MemoryBackend, Progress, SledBackend,
-    SledOptions, Token, Vault, VaultOptions,
-};
+use tokenvault::{Durability, Error, Token, Vault, VaultOptions};
 
 #[test]
 fn every_write_is_flushed_before_it_returns() {
@@ -646,7 +645,7 @@ fn large_records_round_trip_on_disk() {
     let big = |i: usize| {
         small_token(&format!(
             "{i}-{}",
-            "x".repeat(tokenvault::MAX_RECORD_LEN - 300)
+            "x".repeat(tokenvault::format::MAX_RECORD_LEN - 300)
         ))
     };
     for i in 0..12 {
@@ -674,13 +673,17 @@ fn large_records_round_trip_on_disk() {
 struct PanickingBackend(MemoryBackend, std::sync::Arc<std::sync::atomic::AtomicBool>);
 
 impl Backend for PanickingBackend {
-    fn read_header(&self) -> Result<Option<Vec<u8>>, tokenvault::BackendError> {
+    fn read_header(&self) -> Result<Option<Vec<u8>>, tokenvault::backend::BackendError> {
         self.0.read_header()
     }
-    fn write_header(&self, bytes: &[u8]) -> Result<(), tokenvault::BackendError> {
+    fn write_header(&self, bytes: &[u8]) -> Result<(), tokenvault::backend::BackendError> {
         self.0.write_header(bytes)
     }
-    fn get(&self, tree: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, tokenvault::BackendError> {
+    fn get(
+        &self,
+        tree: &[u8],
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, tokenvault::backend::BackendError> {
         if self.1.load(std::sync::atomic::Ordering::SeqCst) {
             panic!("simulated sled panic in get");
         }
@@ -691,28 +694,31 @@ impl Backend for PanickingBackend {
         tree: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<tokenvault::ScanPage, tokenvault::BackendError> {
+    ) -> Result<tokenvault::backend::ScanPage, tokenvault::backend::BackendError> {
         if self.1.load(std::sync::atomic::Ordering::SeqCst) {
             panic!("simulated sled panic in scan");
         }
         self.0.scan(tree, after, limit)
     }
-    fn apply(&self, batch: &tokenvault::Batch) -> Result<bool, tokenvault::BackendError> {
+    fn apply(
+        &self,
+        batch: &tokenvault::backend::Batch,
+    ) -> Result<bool, tokenvault::backend::BackendError> {
         if self.1.load(std::sync::atomic::Ordering::SeqCst) {
             panic!("simulated sled panic in apply");
         }
         self.0.apply(batch)
     }
-    fn drop_tree(&self, tree: &[u8]) -> Result<(), tokenvault::BackendError> {
+    fn drop_tree(&self, tree: &[u8]) -> Result<(), tokenvault::backend::BackendError> {
         self.0.drop_tree(tree)
     }
-    fn trees(&self) -> Result<Vec<Vec<u8>>, tokenvault::BackendError> {
+    fn trees(&self) -> Result<Vec<Vec<u8>>, tokenvault::backend::BackendError> {
         self.0.trees()
     }
-    fn flush(&self) -> Result<(), tokenvault::BackendError> {
+    fn flush(&self) -> Result<(), tokenvault::backend::BackendError> {
         self.0.flush()
     }
-    fn close(&self) -> Result<(), tokenvault::BackendError> {
+    fn close(&self) -> Result<(), tokenvault::backend::BackendError> {
         self.0.close()
     }
 }

@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{full_token, raw_key, FaultyBackend};
+use tokenvault::backend::MemoryBackend;
+use tokenvault::oauth::{Clock, ManualClock, TokenResponse};
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{
-    Clock, Error, ManualClock, MemoryBackend, MemoryStore, Token, TokenResponse, TokenStore, Vault,
-};
+use tokenvault::store::{MemoryStore, TokenStore};
+use tokenvault::{Error, Token, Vault};
 
 /// A user-written store: tokens kept as `(access, refresh)` pairs only, to show that the
 /// trait does not need to know about vaults.

@@ -23,11 +23,9 @@ use std::time::{Duration, Instant};
 
 use common::{fast, full_token, passphrase, raw_key, records, small_token, BackendExt};
 use sha2::{Digest, Sha256};
+use tokenvault::backend::{Backend, MemoryBackend, SledOptions};
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{
-    Backend, Damage, Error, KeySource, MemoryBackend, Namespace, Secret, SledOptions, Token, Vault,
-    VaultOptions,
-};
+use tokenvault::{Damage, Error, KeySource, Namespace, Secret, Token, Vault, VaultOptions};
 
 /// A deterministic xorshift generator: every trial is reproducible from its seed.
 struct Rng(u64);

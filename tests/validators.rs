@@ -11,12 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::raw_key;
+use tokenvault::oauth::{Clock, ManualClock, TokenResponse};
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{
-    Clock, Error, HasRefreshToken, IdentityBinding, ManualClock, MemoryStore, NotExpired,
-    RequireScopes, RetrieveCheck, StoreCheck, Token, TokenResponse, TokenStore, UnchangingIdentity,
-    ValidatingStore, ValidationError, Validator, Vault,
+use tokenvault::store::{
+    HasRefreshToken, IdentityBinding, MemoryStore, NotExpired, RequireScopes, RetrieveCheck,
+    StoreCheck, TokenStore, UnchangingIdentity, ValidatingStore, ValidationError, Validator,
 };
+use tokenvault::{Error, Token, Vault};
 
 /// Far in the past of the real clock: if a validator asked the system clock instead of the
 /// store's, every token below would look expired.

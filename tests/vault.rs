@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use common::{fast, full_token, passphrase, raw_key, small_token};
+use tokenvault::backend::MemoryBackend;
+use tokenvault::format::RecordType;
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{Error, MemoryBackend, RecordType, Secret, Token, Vault};
+use tokenvault::{Error, Secret, Token, Vault};
 
 #[test]
 fn create_refuses_existing_and_open_refuses_missing() {
@@ -249,12 +251,12 @@ fn records_over_the_limit_are_refused_and_nothing_changes() {
     let vault = Vault::create_with_backend(MemoryBackend::new(), &raw_key(6)).unwrap();
     let ns = vault.namespace("n").unwrap();
     ns.put("k", &small_token("keep")).unwrap();
-    let huge = small_token(&"x".repeat(tokenvault::MAX_RECORD_LEN));
+    let huge = small_token(&"x".repeat(tokenvault::format::MAX_RECORD_LEN));
     assert!(matches!(ns.put("k", &huge), Err(Error::TooLarge { .. })));
     let t: Token = ns.get("k").unwrap().unwrap();
     assert_eq!(t.access_token().expose_secret(), "keep");
     // Just under the limit fits.
-    let big = small_token(&"y".repeat(tokenvault::MAX_RECORD_LEN - 200));
+    let big = small_token(&"y".repeat(tokenvault::format::MAX_RECORD_LEN - 200));
     ns.put("big", &big).unwrap();
     assert!(ns.get::<Token>("big").unwrap().unwrap().same_as(&big));
 }
@@ -400,7 +402,9 @@ fn keys_starting_with_nul_are_reserved() {
 #[test]
 fn every_error_has_a_kind_and_copies_keep_it() {
     use std::time::Duration;
-    use tokenvault::{ErrorKind, RefreshError, SledOptions, VaultOptions};
+    use tokenvault::backend::SledOptions;
+    use tokenvault::oauth::RefreshError;
+    use tokenvault::{ErrorKind, VaultOptions};
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v");

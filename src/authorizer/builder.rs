@@ -134,7 +134,7 @@ impl AuthorizerBuilder {
                 reason: "an authorizer needs a non-empty, unreserved record key",
             });
         }
-        if lease_key.len() > crate::MAX_NAME_LEN {
+        if lease_key.len() > crate::format::MAX_NAME_LEN {
             return Err(Error::InvalidName {
                 reason: "an authorizer's record key must leave 7 bytes of the name limit free",
             });

@@ -64,7 +64,8 @@ use self::transaction::Flight;
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tokenvault::{Authorizer, KeySource, RefreshError, Token, Vault};
+/// use tokenvault::{KeySource, Token, Vault};
+/// use tokenvault::oauth::{Authorizer, RefreshError};
 /// use tokenvault::secrecy::{ExposeSecret, SecretBox};
 ///
 /// # let dir = tempfile::tempdir()?;
@@ -97,7 +98,7 @@ pub struct Authorizer {
 }
 
 /// What the authorizer does with the stored record when the refresher reports a dead grant
-/// ([`RefreshErrorKind::InvalidGrant`](crate::RefreshErrorKind::InvalidGrant)).
+/// ([`RefreshErrorKind::InvalidGrant`](crate::oauth::RefreshErrorKind::InvalidGrant)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeadGrant {
@@ -114,7 +115,7 @@ pub enum DeadGrant {
 
 /// What the authorizer does after a refresh that failed *ambiguously*: the request may have
 /// reached the server, but no answer came back (a timeout or a lost connection after sending;
-/// see [`RefreshError::request_possibly_processed`](crate::RefreshError::request_possibly_processed)). The server may have exchanged, and so
+/// see [`RefreshError::request_possibly_processed`](crate::oauth::RefreshError::request_possibly_processed)). The server may have exchanged, and so
 /// spent, the refresh token; presenting it again could be refused, or, on servers with
 /// refresh-token reuse detection, revoke the whole grant.
 ///
@@ -136,7 +137,7 @@ pub enum AmbiguousFailure {
     /// backoff: right for servers that do not rotate refresh tokens (Globus Auth, among
     /// others), or that accept a reused one within a grace period. A refused answer (another
     /// identity or resource server) is then reported as a
-    /// [`Rejected`](crate::RefreshErrorKind::Rejected) refresh error, the record kept.
+    /// [`Rejected`](crate::oauth::RefreshErrorKind::Rejected) refresh error, the record kept.
     Retry,
 }
 
@@ -210,7 +211,7 @@ impl Authorizer {
     ///
     /// # Errors
     /// [`Error::Refresh`] when the refresh failed and no unexpired token is at hand (its
-    /// [`kind`](crate::RefreshError::kind) says whether the grant is dead or the failure
+    /// [`kind`](crate::oauth::RefreshError::kind) says whether the grant is dead or the failure
     /// transient); [`Error::ReauthenticationRequired`] for a grant marked dead or possibly
     /// spent, a refresh interrupted elsewhere, or an answer for another identity or resource
     /// server; [`Error::TooLarge`] once a refreshed token too large to store, kept in memory,
@@ -256,7 +257,8 @@ impl Authorizer {
     /// [`Logout`] report; the local record is gone either way.
     ///
     /// ```
-    /// # use tokenvault::{Authorizer, KeySource, RefreshError, Token, Vault};
+    /// # use tokenvault::oauth::{Authorizer, RefreshError};
+    /// # use tokenvault::{KeySource, Token, Vault};
     /// # use tokenvault::secrecy::SecretBox;
     /// # let dir = tempfile::tempdir()?;
     /// # let vault = Vault::create(dir.path().join("v"), &KeySource::raw_key(SecretBox::new(Box::new([7u8; 32]))))?;
@@ -377,7 +379,8 @@ impl Authorizer {
     ///
     /// ```
     /// # use std::time::{Duration, SystemTime};
-    /// # use tokenvault::{Authorizer, KeySource, RefreshError, Token, Vault};
+    /// # use tokenvault::oauth::{Authorizer, RefreshError};
+    /// # use tokenvault::{KeySource, Token, Vault};
     /// # use tokenvault::secrecy::{ExposeSecret, SecretBox};
     /// # let dir = tempfile::tempdir()?;
     /// # let vault = Vault::create(dir.path().join("v"), &KeySource::raw_key(SecretBox::new(Box::new([7u8; 32]))))?;

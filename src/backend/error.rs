@@ -19,7 +19,7 @@ use std::sync::Arc;
 /// ```
 /// use std::error::Error as _;
 /// use std::io;
-/// use tokenvault::{BackendError, BackendErrorKind};
+/// use tokenvault::backend::{BackendError, BackendErrorKind};
 ///
 /// let e = BackendError::new(BackendErrorKind::Io, "cannot read the header")
 ///     .with_path("/srv/vault/tokenvault.header")
@@ -45,7 +45,7 @@ pub struct BackendError {
 /// [`Error::Backend`](crate::Error::Backend).
 ///
 /// ```
-/// use tokenvault::{BackendError, BackendErrorKind};
+/// use tokenvault::backend::{BackendError, BackendErrorKind};
 ///
 /// let e = BackendError::new(BackendErrorKind::Closed, "the backend is closed");
 /// assert!(matches!(e.kind(), BackendErrorKind::Closed));
@@ -84,7 +84,7 @@ impl BackendError {
     /// the path (`"is a symbolic link"`); for the others it reads on its own.
     ///
     /// ```
-    /// use tokenvault::{BackendError, BackendErrorKind};
+    /// use tokenvault::backend::{BackendError, BackendErrorKind};
     ///
     /// let e = BackendError::new(BackendErrorKind::UnsafePath, "is a symbolic link")
     ///     .with_path("/srv/vault/tokenvault.lock");
@@ -104,7 +104,7 @@ impl BackendError {
     ///
     /// ```
     /// use std::path::Path;
-    /// use tokenvault::{BackendError, BackendErrorKind};
+    /// use tokenvault::backend::{BackendError, BackendErrorKind};
     ///
     /// let e = BackendError::new(BackendErrorKind::NotFound, "is missing its data directory")
     ///     .with_path("/srv/vault");
@@ -120,7 +120,7 @@ impl BackendError {
     ///
     /// ```
     /// use std::error::Error as _;
-    /// use tokenvault::{BackendError, BackendErrorKind};
+    /// use tokenvault::backend::{BackendError, BackendErrorKind};
     ///
     /// let e = BackendError::new(BackendErrorKind::Other, "the database failed")
     ///     .with_source("disk quota exceeded");

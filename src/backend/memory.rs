@@ -16,7 +16,8 @@ type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
 /// a time on it: unlike a directory, it does not lock out a second one.
 ///
 /// ```
-/// use tokenvault::{KeySource, MemoryBackend, Vault};
+/// use tokenvault::{KeySource, Vault};
+/// use tokenvault::backend::MemoryBackend;
 /// use tokenvault::secrecy::SecretBox;
 ///
 /// let storage = MemoryBackend::new();

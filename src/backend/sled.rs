@@ -52,7 +52,8 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// ```
 /// use tokenvault::secrecy::SecretBox;
-/// use tokenvault::{KeySource, SledBackend, Vault};
+/// use tokenvault::{KeySource, Vault};
+/// use tokenvault::backend::SledBackend;
 ///
 /// # let dir = tempfile::tempdir()?;
 /// let key = KeySource::raw_key(SecretBox::new(Box::new([3u8; 32])));

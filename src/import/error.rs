@@ -12,7 +12,8 @@ use crate::error::{Error, ErrorKind};
 /// Names files, namespaces, keys and fields, never a token value.
 ///
 /// ```
-/// use tokenvault::{Import, ImportErrorKind, KeySource, Vault};
+/// use tokenvault::{KeySource, Vault};
+/// use tokenvault::import::{Import, ImportErrorKind};
 /// use tokenvault::secrecy::SecretBox;
 ///
 /// # let dir = tempfile::tempdir()?;
@@ -38,7 +39,8 @@ pub struct ImportError {
 /// What went wrong in an import.
 ///
 /// ```
-/// use tokenvault::{Import, ImportErrorKind, KeySource, Vault};
+/// use tokenvault::{KeySource, Vault};
+/// use tokenvault::import::{Import, ImportErrorKind};
 /// use tokenvault::secrecy::SecretBox;
 ///
 /// # let dir = tempfile::tempdir()?;
@@ -84,12 +86,12 @@ pub enum ImportErrorKind {
         /// The limit, in bytes.
         limit: u64,
     },
-    /// The file holds more than [`MAX_IMPORT_RECORDS`](crate::MAX_IMPORT_RECORDS) records.
+    /// The file holds more than [`MAX_IMPORT_RECORDS`](crate::import::MAX_IMPORT_RECORDS) records.
     TooManyRecords {
         /// The limit.
         limit: usize,
     },
-    /// The file is none of the formats [`ImportFormat`](crate::ImportFormat) lists.
+    /// The file is none of the formats [`ImportFormat`](crate::import::ImportFormat) lists.
     UnrecognizedFormat,
     /// One record of the file is invalid.
     InvalidRecord {
@@ -100,7 +102,7 @@ pub enum ImportErrorKind {
         /// What is wrong: the field, never its value.
         reason: String,
     },
-    /// One record is larger than a vault record may be ([`MAX_RECORD_LEN`](crate::MAX_RECORD_LEN)).
+    /// One record is larger than a vault record may be ([`MAX_RECORD_LEN`](crate::format::MAX_RECORD_LEN)).
     RecordTooLarge {
         /// Its namespace.
         namespace: String,
@@ -110,7 +112,7 @@ pub enum ImportErrorKind {
         limit: usize,
     },
     /// The vault already holds a record under this namespace and key; use
-    /// [`Import::overwrite`](crate::Import::overwrite) to replace it.
+    /// [`Import::overwrite`](crate::import::Import::overwrite) to replace it.
     Exists {
         /// The namespace.
         namespace: String,

@@ -11,10 +11,10 @@ use super::records::json;
 use super::MAX_IMPORT_FILE_LEN;
 use crate::response::wipe;
 
-/// The formats an [`Import`](crate::Import) reads. [`ImportFormat::detect`] tells them apart.
+/// The formats an [`Import`](crate::import::Import) reads. [`ImportFormat::detect`] tells them apart.
 ///
 /// ```
-/// use tokenvault::{Import, ImportFormat};
+/// use tokenvault::import::{Import, ImportFormat};
 ///
 /// assert_eq!(Import::globus_sqlite("storage.db").format(), ImportFormat::GlobusSqlite);
 /// assert_eq!(ImportFormat::GlobusJson.to_string(), "Globus SDK JSON token storage");
@@ -36,7 +36,7 @@ impl ImportFormat {
     /// `format_version`/`data`/`by_rs` fields, or a token response with an `access_token`.
     ///
     /// ```
-    /// use tokenvault::{Import, ImportFormat};
+    /// use tokenvault::import::{Import, ImportFormat};
     ///
     /// # let dir = tempfile::tempdir()?;
     /// let file = dir.path().join("some-token-file");

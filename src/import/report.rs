@@ -12,7 +12,8 @@ use super::ImportFormat;
 /// when files were removed.
 ///
 /// ```
-/// use tokenvault::{Import, ImportReport, KeySource, Vault};
+/// use tokenvault::{KeySource, Vault};
+/// use tokenvault::import::{Import, ImportReport};
 /// use tokenvault::secrecy::SecretBox;
 ///
 /// # let dir = tempfile::tempdir()?;
@@ -53,7 +54,8 @@ pub struct ImportReport {
 /// One record an import stored.
 ///
 /// ```
-/// use tokenvault::{Import, KeySource, Vault};
+/// use tokenvault::{KeySource, Vault};
+/// use tokenvault::import::Import;
 /// use tokenvault::secrecy::SecretBox;
 ///
 /// # let dir = tempfile::tempdir()?;
@@ -85,7 +87,7 @@ pub struct ImportedRecord {
     /// The token's absolute expiry, if known.
     pub expires_at: Option<SystemTime>,
     /// Whether the vault already held a record under this namespace and key, which the
-    /// import replaced (only with [`Import::overwrite`](crate::Import::overwrite)).
+    /// import replaced (only with [`Import::overwrite`](crate::import::Import::overwrite)).
     pub replaced: bool,
 }
 
@@ -93,7 +95,8 @@ pub struct ImportedRecord {
 /// a legacy Globus `SQLiteAdapter` database, which hold settings, not tokens.
 ///
 /// ```
-/// use tokenvault::{Import, KeySource, Vault};
+/// use tokenvault::{KeySource, Vault};
+/// use tokenvault::import::Import;
 /// use tokenvault::secrecy::SecretBox;
 ///
 /// # let dir = tempfile::tempdir()?;
@@ -124,7 +127,7 @@ impl ImportReport {
     /// report's `Display` whenever files were removed.
     ///
     /// ```
-    /// assert!(tokenvault::ImportReport::ERASURE_NOTICE.contains("does not erase"));
+    /// assert!(tokenvault::import::ImportReport::ERASURE_NOTICE.contains("does not erase"));
     /// ```
     pub const ERASURE_NOTICE: &'static str = "Removing a file unlinks it; it does not erase \
         it. On journaling and copy-on-write file systems, on SSDs (wear levelling), and in \

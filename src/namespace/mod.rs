@@ -11,7 +11,7 @@ mod names;
 
 pub(crate) use self::commit::{commit, put_tokens, Expect, Op, Written};
 pub(crate) use self::manifest::{MANIFEST_ID, RESERVED_GENERATIONS};
-pub use self::names::MAX_NAME_LEN;
+pub(crate) use self::names::MAX_NAME_LEN;
 pub(crate) use self::names::{is_reserved, validate_key, validate_namespace};
 
 use std::fmt;
@@ -28,7 +28,7 @@ use crate::record::{
     RecordType,
 };
 
-/// A handle on one namespace of a [`Vault`]: get, put, compare-and-swap, remove, list.
+/// A handle on one namespace of a [`Vault`](crate::Vault): get, put, compare-and-swap, remove, list.
 ///
 /// Cheap to clone; two handles on the same namespace see each other's writes at once.
 ///
@@ -159,7 +159,7 @@ impl Namespace {
     /// the vault is [buffered](crate::Durability::Buffered)). Returns the new version.
     ///
     /// # Errors
-    /// [`Error::TooLarge`] over [`MAX_RECORD_LEN`](crate::MAX_RECORD_LEN); backend errors.
+    /// [`Error::TooLarge`] over [`MAX_RECORD_LEN`](crate::format::MAX_RECORD_LEN); backend errors.
     pub fn put<R: Record>(&self, key: &str, value: &R) -> Result<Version> {
         match self.write(key, Some(value), Expect::Anything)? {
             Ok(Written {
@@ -210,7 +210,7 @@ impl Namespace {
     }
 
     /// The keys of all records in the namespace, tokens and secrets alike, sorted
-    /// ([`TokenStore::token_keys`](crate::TokenStore::token_keys) lists only the tokens).
+    /// ([`TokenStore::token_keys`](crate::store::TokenStore::token_keys) lists only the tokens).
     /// Records tokenvault keeps for itself (an authorizer's lease) are left out. Opens every
     /// record (the names are stored only inside them).
     ///
@@ -222,7 +222,7 @@ impl Namespace {
 
     /// How many records the namespace holds (from its authenticated manifest: no record is
     /// opened). The count includes the records tokenvault keeps for itself beside a token
-    /// (an [`Authorizer`](crate::Authorizer)'s refresh lease or dead-grant mark), which
+    /// (an [`Authorizer`](crate::oauth::Authorizer)'s refresh lease or dead-grant mark), which
     /// [`keys`](Self::keys) leaves out: the manifest counts every stored record, and its
     /// layout is part of format version 1.
     ///

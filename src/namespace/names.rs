@@ -1,7 +1,7 @@
 //! Names: namespace names and record keys, and the keys reserved for tokenvault itself.
 
 use crate::error::{Error, Result};
-pub use crate::format::MAX_NAME_LEN;
+pub(crate) use crate::format::MAX_NAME_LEN;
 
 pub(crate) fn validate_namespace(name: &str) -> Result<()> {
     validate_name(name, "a namespace name must not be empty")

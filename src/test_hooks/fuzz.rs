@@ -14,11 +14,9 @@
 
 use std::sync::OnceLock;
 
+use crate::backend::{Backend, Batch, MemoryBackend};
 use crate::secrecy::{SecretBox, SecretString};
-use crate::{
-    Backend, Batch, Damage, Error, KdfParams, KeySource, MemoryBackend, Secret, Token, Vault,
-    VaultOptions,
-};
+use crate::{Damage, Error, KdfParams, KeySource, Secret, Token, Vault, VaultOptions};
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
@@ -1152,8 +1150,9 @@ fn decrypt_record(fx: &Fixture, tree: &[u8], rid: &[u8], stored: &[u8]) -> Optio
 /// refresh merge with itself and a round trip through a vault record (or is refused as too
 /// large), and whose `Debug` does not show its access token.
 pub fn check_response(data: &[u8]) -> Result<(), String> {
+    use crate::oauth::TokenResponse;
     use crate::secrecy::ExposeSecret;
-    use crate::{TokenResponse, TokenStore};
+    use crate::store::TokenStore;
 
     let sent = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
     let response = match TokenResponse::from_json(data, sent) {

@@ -7,13 +7,13 @@ use serde_json::Value;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::FUZZ_KEY;
+use crate::backend::MemoryBackend;
+use crate::format::MAX_NAME_LEN;
 use crate::import::{detect_bytes, Item};
+use crate::import::{Import, ImportErrorKind, ImportFormat, MAX_IMPORT_RECORDS};
 use crate::namespace::is_reserved;
 use crate::response::wipe;
-use crate::{
-    Error, Import, ImportErrorKind, ImportFormat, KeySource, MemoryBackend, Token, Vault,
-    MAX_IMPORT_RECORDS, MAX_NAME_LEN,
-};
+use crate::{Error, KeySource, Token, Vault};
 
 /// Parses arbitrary bytes as the contents of each JSON token file an import reads (Globus
 /// JSON, formats 2.0 and 1.0; a Sharetribe file store), checked as [`Import::run`] checks a

@@ -15,11 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::backend::MemoryBackend;
+use crate::format::RecordType;
 use crate::secrecy::SecretBox;
-use crate::{
-    Conflict, Error, KeySource, MemoryBackend, RecordType, Secret, SlotKind, Token, Vault,
-    VaultOptions, Version,
-};
+use crate::{Conflict, Error, KeySource, Secret, SlotKind, Token, Vault, VaultOptions, Version};
 
 /// Namespaces the operations use.
 pub const NAMESPACES: [&str; 3] = ["a", "b", "tenant-42"];
@@ -550,7 +549,7 @@ impl Harness {
                 let k = input.pick(&RAW_KEYS);
                 self.log.push(format!("{op:?} key {k}"));
                 let got = self.vault.add_keyslot(&raw(k));
-                if self.slots.len() >= crate::MAX_KEYSLOTS {
+                if self.slots.len() >= crate::format::MAX_KEYSLOTS {
                     return match got {
                         Err(Error::KeyslotLimit) => Ok(()),
                         other => Err(format!(
@@ -787,7 +786,7 @@ impl Harness {
                 let (ns, key, which) =
                     (input.pick(&NAMESPACES), input.pick(&KEYS), input.byte() % 4);
                 self.log.push(format!("{op:?} {ns:?} {key:?} {which}"));
-                let long = "x".repeat(crate::MAX_NAME_LEN + 1);
+                let long = "x".repeat(crate::format::MAX_NAME_LEN + 1);
                 let got = match which {
                     0 => self.vault.namespace("").map(|_| ()),
                     1 => self.vault.namespace(&long).map(|_| ()),

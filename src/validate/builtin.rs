@@ -20,7 +20,9 @@ use super::{IdentityBinding, RetrieveCheck, StoreCheck, Validator};
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tokenvault::{Error, ManualClock, MemoryStore, NotExpired, Token, TokenStore, ValidatingStore};
+/// use tokenvault::{Error, Token};
+/// use tokenvault::oauth::ManualClock;
+/// use tokenvault::store::{MemoryStore, NotExpired, TokenStore, ValidatingStore};
 ///
 /// let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
 /// let clock = ManualClock::new(t0);
@@ -52,11 +54,13 @@ pub struct NotExpired {
 /// Globus's `HasRefreshTokensValidator` checks on read only; checking on store as well makes
 /// a login that got no refresh token (a missing `offline_access` scope, say) fail at once,
 /// instead of at the first read. A refresh answer without a refresh token passes when
-/// stored with [`store_response`](crate::TokenStore::store_response), which keeps the stored one.
+/// stored with [`store_response`](crate::store::TokenStore::store_response), which keeps the stored one.
 ///
 /// ```
 /// use std::time::SystemTime;
-/// use tokenvault::{Error, HasRefreshToken, MemoryStore, Token, TokenResponse, TokenStore, ValidatingStore};
+/// use tokenvault::{Error, Token};
+/// use tokenvault::oauth::TokenResponse;
+/// use tokenvault::store::{HasRefreshToken, MemoryStore, TokenStore, ValidatingStore};
 ///
 /// let store = ValidatingStore::new(MemoryStore::new()).with(HasRefreshToken);
 /// let Err(Error::Validation(e)) = store.set_token("api", &Token::new("at".into())) else {
@@ -78,11 +82,12 @@ pub struct HasRefreshToken;
 /// the missing scopes (scope names are not secrets).
 ///
 /// A token whose response omitted `scope` has the scopes of the token it refreshed (RFC 6749
-/// section 5.1, kept by [`store_response`](crate::TokenStore::store_response)); a brand-new token
+/// section 5.1, kept by [`store_response`](crate::store::TokenStore::store_response)); a brand-new token
 /// without scopes lacks them all.
 ///
 /// ```
-/// use tokenvault::{Error, MemoryStore, RequireScopes, Token, TokenStore, ValidatingStore};
+/// use tokenvault::{Error, Token};
+/// use tokenvault::store::{MemoryStore, RequireScopes, TokenStore, ValidatingStore};
 ///
 /// let store = ValidatingStore::new(MemoryStore::new())
 ///     .with(RequireScopes::new().require("auth.example.org", ["openid", "email"]));
@@ -111,12 +116,12 @@ pub struct RequireScopes {
 /// - An unbound (empty) namespace takes any identity, but the tokens of one store call
 ///   must agree.
 /// - A token of another identity is refused (Globus: `IdentityMismatchError`).
-/// - A refresh answer names no identity, but [`store_response`](crate::TokenStore::store_response)
+/// - A refresh answer names no identity, but [`store_response`](crate::store::TokenStore::store_response)
 ///   merges the stored identity in ([`Token::refreshed_with`]), so a refresh passes (the
 ///   fix of Globus issue #1050).
 /// - A new token without identity in a namespace bound to one is refused (Globus:
 ///   `MissingIdentityError`): it could be anyone's. Set the identity you established with
-///   [`TokenResponse::with_identity`](crate::TokenResponse::with_identity). The reverse
+///   [`TokenResponse::with_identity`](crate::oauth::TokenResponse::with_identity). The reverse
 ///   holds too: a namespace whose tokens name no identity takes no token that names one.
 /// - If the stored tokens already disagree (written around the validator), every store is
 ///   refused with a reason naming two keys that disagree; remove the wrong tokens. Globus
@@ -128,7 +133,9 @@ pub struct RequireScopes {
 ///
 /// ```
 /// use std::time::SystemTime;
-/// use tokenvault::{Error, MemoryStore, Token, TokenResponse, TokenStore, UnchangingIdentity, ValidatingStore};
+/// use tokenvault::{Error, Token};
+/// use tokenvault::oauth::TokenResponse;
+/// use tokenvault::store::{MemoryStore, TokenStore, UnchangingIdentity, ValidatingStore};
 /// use tokenvault::secrecy::ExposeSecret;
 ///
 /// let store = ValidatingStore::new(MemoryStore::new()).with(UnchangingIdentity);
@@ -162,7 +169,7 @@ impl NotExpired {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tokenvault::NotExpired;
+    /// use tokenvault::store::NotExpired;
     ///
     /// assert_eq!(NotExpired::new(Duration::from_secs(60)).margin(), Duration::from_secs(60));
     /// assert_eq!(NotExpired::default().margin(), Duration::ZERO);
@@ -230,7 +237,7 @@ impl RequireScopes {
     /// No requirements yet.
     ///
     /// ```
-    /// use tokenvault::RequireScopes;
+    /// use tokenvault::store::RequireScopes;
     ///
     /// let rules = RequireScopes::new();
     /// assert!(rules.required("api").is_empty());
@@ -242,7 +249,7 @@ impl RequireScopes {
     /// Requires `scopes` of the tokens under `key`; adds to what was required there before.
     ///
     /// ```
-    /// use tokenvault::RequireScopes;
+    /// use tokenvault::store::RequireScopes;
     ///
     /// let rules = RequireScopes::new()
     ///     .require("auth.globus.org", ["openid"])

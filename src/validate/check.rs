@@ -6,8 +6,8 @@ use std::fmt;
 use std::time::SystemTime;
 
 use crate::error::{Error, Result};
-use crate::store::TokenStore;
 use crate::token::Token;
+use crate::token_store::TokenStore;
 
 /// What [`Validator::before_store`](super::Validator::before_store) sees: the token to be written, where, when, and what the
 /// store holds already.
@@ -21,7 +21,8 @@ use crate::token::Token;
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tokenvault::{MemoryStore, StoreCheck, Token, TokenStore, ValidatingStore, Validator};
+/// use tokenvault::Token;
+/// use tokenvault::store::{MemoryStore, StoreCheck, TokenStore, ValidatingStore, Validator};
 ///
 /// struct NoOlder;
 ///
@@ -63,10 +64,9 @@ pub struct StoreCheck<'a> {
 /// ```
 /// use std::sync::{Arc, Mutex};
 /// use std::time::SystemTime;
-/// use tokenvault::{
-///     Error, ManualClock, MemoryStore, RetrieveCheck, Token, TokenStore, ValidatingStore,
-///     Validator,
-/// };
+/// use tokenvault::{Error, Token};
+/// use tokenvault::oauth::ManualClock;
+/// use tokenvault::store::{MemoryStore, RetrieveCheck, TokenStore, ValidatingStore, Validator};
 ///
 /// /// Refuses to hand out tokens of the "admin" key outside the admin namespace.
 /// struct AdminOnlyInAdmin;
@@ -124,7 +124,8 @@ pub struct RetrieveCheck<'a> {
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
-/// use tokenvault::{IdentityBinding, MemoryStore, StoreCheck, Token, TokenStore, ValidatingStore, Validator};
+/// use tokenvault::Token;
+/// use tokenvault::store::{IdentityBinding, MemoryStore, StoreCheck, TokenStore, ValidatingStore, Validator};
 ///
 /// /// Records what each store call saw (shared through an `Arc`, so the test can look).
 /// #[derive(Default)]
@@ -191,7 +192,8 @@ impl StoreCheck<'_> {
     /// together or not at all.
     ///
     /// ```
-    /// use tokenvault::{MemoryStore, StoreCheck, Token, TokenStore, ValidatingStore, Validator};
+    /// use tokenvault::Token;
+    /// use tokenvault::store::{MemoryStore, StoreCheck, TokenStore, ValidatingStore, Validator};
     ///
     /// /// Refuses responses that carry tokens for more than two resource servers.
     /// struct AtMostTwo;
@@ -223,7 +225,9 @@ impl StoreCheck<'_> {
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
-    /// use tokenvault::{Error, ManualClock, MemoryStore, StoreCheck, Token, TokenStore, ValidatingStore, Validator};
+    /// use tokenvault::{Error, Token};
+    /// use tokenvault::oauth::ManualClock;
+    /// use tokenvault::store::{MemoryStore, StoreCheck, TokenStore, ValidatingStore, Validator};
     ///
     /// /// Refuses tokens with less than five minutes to live, naming where they were headed.
     /// struct FiveMinutes;

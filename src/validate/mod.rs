@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result, ValidationError};
-use crate::store::TokenStore;
 use crate::token::Token;
+use crate::token_store::TokenStore;
 
 /// A token store that checks tokens with [`Validator`]s: before it writes them and after it
 /// reads them. It wraps any [`TokenStore`] and is one itself, as Globus's
@@ -43,10 +43,9 @@ use crate::token::Token;
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tokenvault::{
-///     Clock, Error, HasRefreshToken, ManualClock, MemoryStore, NotExpired, Token, TokenStore,
-///     ValidatingStore,
-/// };
+/// use tokenvault::{Error, Token};
+/// use tokenvault::oauth::{Clock, ManualClock};
+/// use tokenvault::store::{HasRefreshToken, MemoryStore, NotExpired, TokenStore, ValidatingStore};
 ///
 /// let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000));
 /// let store = ValidatingStore::new(MemoryStore::named("app"))
@@ -88,7 +87,8 @@ pub struct ValidatingStore<S> {
 /// keeps it behind its own lock (validators are shared between threads).
 ///
 /// ```
-/// use tokenvault::{Error, MemoryStore, StoreCheck, Token, TokenStore, ValidatingStore, Validator};
+/// use tokenvault::{Error, Token};
+/// use tokenvault::store::{MemoryStore, StoreCheck, TokenStore, ValidatingStore, Validator};
 ///
 /// /// Only bearer tokens: this client cannot make DPoP proofs.
 /// struct BearerOnly;
@@ -141,7 +141,8 @@ impl<S: TokenStore> ValidatingStore<S> {
     /// Wraps `inner`, with no validators yet and the [`SystemClock`].
     ///
     /// ```
-    /// use tokenvault::{MemoryStore, Token, TokenStore, ValidatingStore};
+    /// use tokenvault::Token;
+    /// use tokenvault::store::{MemoryStore, TokenStore, ValidatingStore};
     ///
     /// let store = ValidatingStore::new(MemoryStore::new()); // checks nothing yet
     /// store.set_token("k", &Token::new("at".into()))?;
@@ -161,7 +162,8 @@ impl<S: TokenStore> ValidatingStore<S> {
     ///
     /// ```
     /// use std::time::SystemTime;
-    /// use tokenvault::{ManualClock, MemoryStore, ValidatingStore};
+    /// use tokenvault::oauth::ManualClock;
+    /// use tokenvault::store::{MemoryStore, ValidatingStore};
     ///
     /// let store = ValidatingStore::new(MemoryStore::new())
     ///     .with_clock(ManualClock::new(SystemTime::UNIX_EPOCH));
@@ -176,7 +178,7 @@ impl<S: TokenStore> ValidatingStore<S> {
     /// the one reported.
     ///
     /// ```
-    /// use tokenvault::{HasRefreshToken, MemoryStore, NotExpired, ValidatingStore};
+    /// use tokenvault::store::{HasRefreshToken, MemoryStore, NotExpired, ValidatingStore};
     ///
     /// let store = ValidatingStore::new(MemoryStore::new())
     ///     .with(NotExpired::default())
@@ -192,7 +194,7 @@ impl<S: TokenStore> ValidatingStore<S> {
     /// The names of the validators, in the order they run.
     ///
     /// ```
-    /// use tokenvault::{MemoryStore, UnchangingIdentity, ValidatingStore};
+    /// use tokenvault::store::{MemoryStore, UnchangingIdentity, ValidatingStore};
     ///
     /// let store = ValidatingStore::new(MemoryStore::new()).with(UnchangingIdentity);
     /// assert_eq!(store.validator_names(), ["unchanging-identity"]);
@@ -204,7 +206,8 @@ impl<S: TokenStore> ValidatingStore<S> {
     /// The wrapped store: reads and writes through it are not checked.
     ///
     /// ```
-    /// use tokenvault::{HasRefreshToken, MemoryStore, Token, TokenStore, ValidatingStore};
+    /// use tokenvault::Token;
+    /// use tokenvault::store::{HasRefreshToken, MemoryStore, TokenStore, ValidatingStore};
     ///
     /// let store = ValidatingStore::new(MemoryStore::new()).with(HasRefreshToken);
     /// store.inner().set_token("k", &Token::new("at".into()))?; // not checked
@@ -219,7 +222,7 @@ impl<S: TokenStore> ValidatingStore<S> {
     /// Unwraps the store.
     ///
     /// ```
-    /// use tokenvault::{MemoryStore, TokenStore, ValidatingStore};
+    /// use tokenvault::store::{MemoryStore, TokenStore, ValidatingStore};
     ///
     /// let store = ValidatingStore::new(MemoryStore::named("app"));
     /// assert_eq!(store.into_inner().namespace(), Some("app"));

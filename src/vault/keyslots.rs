@@ -34,7 +34,7 @@ impl Vault {
     ///
     /// # Errors
     /// [`Error::KeyslotExists`] naming the slot `key` already opens;
-    /// [`Error::KeyslotLimit`] past [`MAX_KEYSLOTS`](crate::MAX_KEYSLOTS) slots;
+    /// [`Error::KeyslotLimit`] past [`MAX_KEYSLOTS`](crate::format::MAX_KEYSLOTS) slots;
     /// [`Error::KeySource`] if the key cannot be read.
     pub fn add_keyslot(&self, key: &KeySource) -> Result<u32> {
         let kdf = self.engine.options.kdf;

@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokenvault::secrecy::{SecretBox, SecretString};
-use tokenvault::{
-    Backend, BackendError, BackendErrorKind, Batch, KdfParams, KeySource, MemoryBackend, ScanPage,
-    Token, VaultOptions,
+use tokenvault::backend::{
+    Backend, BackendError, BackendErrorKind, Batch, MemoryBackend, ScanPage,
 };
+use tokenvault::secrecy::{SecretBox, SecretString};
+use tokenvault::{KdfParams, KeySource, Token, VaultOptions};
 
 /// A raw key source made of `byte` repeated.
 pub fn raw_key(byte: u8) -> KeySource {

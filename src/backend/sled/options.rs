@@ -30,7 +30,8 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 /// ```
 /// use std::time::Duration;
 /// use tokenvault::secrecy::SecretBox;
-/// use tokenvault::{KeySource, SledOptions, VaultOptions};
+/// use tokenvault::{KeySource, VaultOptions};
+/// use tokenvault::backend::SledOptions;
 ///
 /// # let dir = tempfile::tempdir()?;
 /// let key = KeySource::raw_key(SecretBox::new(Box::new([3u8; 32])));
@@ -54,7 +55,7 @@ impl SledOptions {
     /// of [`DEFAULT_LOCK_TIMEOUT`].
     ///
     /// ```
-    /// use tokenvault::{SledOptions, DEFAULT_CACHE_CAPACITY, DEFAULT_LOCK_TIMEOUT};
+    /// use tokenvault::backend::{SledOptions, DEFAULT_CACHE_CAPACITY, DEFAULT_LOCK_TIMEOUT};
     ///
     /// let defaults = SledOptions::new()
     ///     .cache_capacity(DEFAULT_CACHE_CAPACITY)
@@ -75,7 +76,7 @@ impl SledOptions {
     /// "Scale").
     ///
     /// ```
-    /// use tokenvault::SledOptions;
+    /// use tokenvault::backend::SledOptions;
     ///
     /// let options = SledOptions::new().cache_capacity(512 * 1024 * 1024);
     /// # let _ = options;
@@ -93,7 +94,7 @@ impl SledOptions {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tokenvault::SledOptions;
+    /// use tokenvault::backend::SledOptions;
     ///
     /// let options = SledOptions::new().lock_timeout(Duration::from_secs(10));
     /// # let _ = options;
@@ -115,7 +116,7 @@ impl SledOptions {
     /// errors.
     ///
     /// ```
-    /// use tokenvault::SledOptions;
+    /// use tokenvault::backend::SledOptions;
     ///
     /// # let dir = tempfile::tempdir()?;
     /// let backend = SledOptions::new().create(dir.path().join("v"))?;
@@ -137,7 +138,7 @@ impl SledOptions {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tokenvault::{BackendErrorKind, SledOptions};
+    /// use tokenvault::backend::{BackendErrorKind, SledOptions};
     ///
     /// # let dir = tempfile::tempdir()?;
     /// let options = SledOptions::new().lock_timeout(Duration::ZERO);

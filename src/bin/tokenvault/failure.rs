@@ -7,7 +7,8 @@ use std::fmt::Display;
 use std::io::Write;
 use std::process::ExitCode;
 
-use tokenvault::{Damage, Error, ImportError, ImportErrorKind};
+use tokenvault::import::{ImportError, ImportErrorKind};
+use tokenvault::{Damage, Error};
 
 /// The exit codes (docs/cli.md, `tokenvault --help`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -44,7 +44,7 @@ impl Bar {
     }
 
     /// Shows `progress`.
-    pub(crate) fn update(&self, progress: tokenvault::Progress) {
+    pub(crate) fn update(&self, progress: tokenvault::maintenance::Progress) {
         if let Some(bar) = &self.0 {
             if let Some(total) = progress.total {
                 bar.set_length(total.max(progress.done));

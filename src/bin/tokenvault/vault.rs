@@ -30,7 +30,7 @@ impl Global {
 
     /// Options for opening or creating the vault.
     pub(crate) fn options(&self) -> VaultOptions {
-        let sled = tokenvault::SledOptions::new().lock_timeout(self.lock_timeout);
+        let sled = tokenvault::backend::SledOptions::new().lock_timeout(self.lock_timeout);
         let options = VaultOptions::new().sled(sled);
         match self.kdf_limit {
             Some(limit) => options.kdf_limit(limit),

@@ -4,8 +4,9 @@ use std::time::SystemTime;
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
+use tokenvault::format::{RecordType, MAX_RECORD_LEN};
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{Error, Namespace, RecordType, Secret, Token, MAX_RECORD_LEN};
+use tokenvault::{Error, Namespace, Secret, Token};
 use zeroize::Zeroizing;
 
 use crate::cli::Global;

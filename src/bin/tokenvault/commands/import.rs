@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use tokenvault::{Import, ImportFormat, ImportReport};
+use tokenvault::import::{Import, ImportFormat, ImportReport};
 
 use crate::cli::Global;
 use crate::failure::{Exit, Failure, Outcome};

@@ -5,7 +5,10 @@ use std::time::{Duration, SystemTime};
 
 use clap::Args;
 use serde::Serialize;
-use tokenvault::{Token, TokenResponse, TokenStore, MAX_RECORD_LEN, MAX_RESPONSE_LEN};
+use tokenvault::format::MAX_RECORD_LEN;
+use tokenvault::oauth::{TokenResponse, MAX_RESPONSE_LEN};
+use tokenvault::store::TokenStore;
+use tokenvault::Token;
 use zeroize::Zeroizing;
 
 use crate::cli::Global;

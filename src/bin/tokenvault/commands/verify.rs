@@ -2,7 +2,7 @@
 
 use clap::Args;
 use serde::Serialize;
-use tokenvault::{NamespaceReport, VerifyReport};
+use tokenvault::maintenance::{NamespaceReport, VerifyReport};
 
 use crate::cli::Global;
 use crate::failure::{Exit, Failure, Outcome};
