@@ -38,7 +38,7 @@ use self::records::check;
 pub(crate) use self::records::Item;
 pub(crate) use self::records::Parsed;
 use crate::error::{Damage, Error, Result};
-use crate::namespace::{put_tokens, Namespace};
+use crate::namespace::Namespace;
 use crate::response::MAX_RESPONSE_LEN;
 use crate::token::Token;
 use crate::vault::Vault;
@@ -383,20 +383,24 @@ impl Import {
             return Ok(report);
         }
 
-        let mut batch = Vec::with_capacity(items.len());
+        // One atomic write of every record; without overwrite, each must still be absent.
+        let mut batch = vault.batch();
         for item in &items {
             let ns = handle(&item.namespace).ok_or_else(|| internal("namespace handle"))?;
-            batch.push((ns, item.key.as_str(), &item.token));
-        }
-        match put_tokens(&vault.engine, &batch, !self.overwrite)? {
-            Ok(_) => {}
-            Err((i, _)) => {
-                let item = items.get(i).ok_or_else(|| internal("conflict index"))?;
-                return Err(ImportErrorKind::Exists {
-                    namespace: item.namespace.clone(),
-                    key: item.key.clone(),
-                });
+            if self.overwrite {
+                batch.put(ns, &item.key, &item.token)?;
+            } else {
+                batch.put_if(ns, &item.key, &item.token, None)?;
             }
+        }
+        if let Err(conflict) = batch.commit()? {
+            let item = items
+                .get(conflict.index)
+                .ok_or_else(|| internal("conflict index"))?;
+            return Err(ImportErrorKind::Exists {
+                namespace: item.namespace.clone(),
+                key: item.key.clone(),
+            });
         }
 
         for item in &items {

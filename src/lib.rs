@@ -46,6 +46,9 @@
 //!
 //! In modules, by layer:
 //!
+//! - [`batch`]: atomic writes across records and namespaces ([`batch::WriteBatch`], from
+//!   [`Vault::batch`]), with conditions, and the internal records a layer keeps beside a
+//!   caller's ([`batch::InternalKey`]).
 //! - [`oauth`]: a valid token on demand. [`oauth::Authorizer`] refreshes a token once
 //!   however many threads, handles or processes ask, through a [`oauth::Refresher`] (a
 //!   closure, or `HttpRefresher` with the `http` feature), and never presents a spent
@@ -67,6 +70,7 @@
 
 mod authorizer;
 pub mod backend;
+pub mod batch;
 mod bytes;
 mod classify;
 mod clock;

@@ -5,7 +5,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{Error, Result};
-use crate::namespace::Namespace;
+use crate::format::RecordType;
+use crate::namespace::{InternalKey, Namespace};
 use crate::response::TokenResponse;
 use crate::token::Token;
 
@@ -223,16 +224,10 @@ impl TokenStore for Namespace {
     /// an [`Authorizer`](crate::oauth::Authorizer) keeps beside it: a removed token leaves nothing
     /// behind.
     fn remove_token(&self, key: &str) -> Result<bool> {
-        crate::namespace::validate_key(key)?;
-        let lease = crate::authorizer::lease_key(key);
-        let op = |key| crate::namespace::Op {
-            ns: self,
-            key,
-            body: None,
-            record_type: crate::format::RecordType::Token,
-            expect: crate::namespace::Expect::Anything,
-        };
-        match crate::namespace::commit(self.engine(), vec![op(key), op(&lease)])? {
+        let lease = InternalKey::new(crate::authorizer::LEASE_LAYER, key)?;
+        let mut batch = self.vault().batch();
+        batch.remove(self, key)?.remove(self, &lease)?;
+        match batch.commit()? {
             Ok(written) => Ok(written.first().is_some_and(|w| w.existed)),
             Err(_) => Err(Error::backend(
                 "internal: unconditional removal did not apply",
@@ -241,11 +236,20 @@ impl TokenStore for Namespace {
     }
 
     fn token_keys(&self) -> Result<Vec<String>> {
-        self.keys_of(Some(crate::format::RecordType::Token))
+        self.keys_of_type(RecordType::Token)
     }
 
     fn set_tokens(&self, tokens: &[(&str, &Token)]) -> Result<()> {
-        self.put_many(tokens).map(|_| ())
+        let mut batch = self.vault().batch();
+        for (key, token) in tokens {
+            batch.put(self, *key, *token)?;
+        }
+        match batch.commit()? {
+            Ok(_) => Ok(()),
+            Err(_) => Err(Error::backend(
+                "internal: unconditional write did not apply",
+            )),
+        }
     }
 
     fn namespace(&self) -> Option<&str> {

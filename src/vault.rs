@@ -17,7 +17,7 @@ use crate::error::{Damage, Error, Result};
 use crate::format::{NAMESPACE_ID_LABEL, NS_ID_LEN, VAULT_ID_LEN};
 use crate::header::{open_ns, Header, Slot, SlotParams, VmkKeys};
 use crate::keys::{KdfParams, KeySource, Material, SlotKind};
-use crate::namespace::{validate_namespace, Namespace};
+use crate::namespace::{validate_namespace, Namespace, WriteBatch};
 use crate::options::VaultOptions;
 
 mod keyslots;
@@ -116,6 +116,12 @@ impl Vault {
             .index
             .mac(&[NAMESPACE_ID_LABEL, name.as_bytes()]);
         Ok(Namespace::new(Arc::clone(&self.engine), name, id))
+    }
+
+    /// Starts a [`WriteBatch`]: writes to this vault's namespaces applied atomically, each
+    /// with or without a condition on its record's version.
+    pub fn batch(&self) -> WriteBatch {
+        WriteBatch::new(Arc::clone(&self.engine))
     }
 
     /// The names of all namespaces, sorted. A namespace exists from its first write until

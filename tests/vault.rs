@@ -466,3 +466,131 @@ fn every_error_has_a_kind_and_copies_keep_it() {
         ErrorKind::Damaged
     );
 }
+
+/// A batch spanning namespaces is all or nothing: a failed condition anywhere leaves every
+/// record, and the namespaces the batch would have created, as they were.
+#[test]
+fn a_batch_across_namespaces_writes_all_or_nothing() {
+    let vault = Vault::create_with_backend(MemoryBackend::new(), &raw_key(1)).unwrap();
+    let alice = vault.namespace("alice").unwrap();
+    let v1 = alice.put("api", &small_token("a-1")).unwrap();
+    let bob = vault.namespace("bob").unwrap();
+
+    // Bob's namespace does not exist yet; the second write's condition fails.
+    let mut batch = vault.batch();
+    batch
+        .put(&bob, "api", &small_token("b-1"))
+        .unwrap()
+        .put_if(&alice, "api", &small_token("a-2"), None)
+        .unwrap();
+    let conflict = batch.commit().unwrap().unwrap_err();
+    assert_eq!(conflict.index, 1);
+    assert_eq!(conflict.conflict.current, Some(v1));
+    assert_eq!(vault.namespaces().unwrap(), ["alice"]);
+    assert!(bob.get::<Token>("api").unwrap().is_none());
+
+    // With the right version, both land, and a conditional removal sees the new version.
+    let mut batch = vault.batch();
+    batch
+        .put(&bob, "api", &small_token("b-1"))
+        .unwrap()
+        .put_if(&alice, "api", &small_token("a-2"), Some(v1))
+        .unwrap();
+    let written = batch.commit().unwrap().unwrap();
+    assert_eq!(written.len(), 2);
+    assert!(!written[0].existed && written[1].existed);
+    let v2 = written[1].version.unwrap();
+    assert!(v2 > v1);
+    let token: Token = alice.get("api").unwrap().unwrap();
+    assert_eq!(token.access_token().expose_secret(), "a-2");
+
+    let mut batch = vault.batch();
+    batch.remove_if(&alice, "api", v1).unwrap();
+    assert_eq!(
+        batch.commit().unwrap().unwrap_err().conflict.current,
+        Some(v2)
+    );
+    let mut batch = vault.batch();
+    batch
+        .remove_if(&alice, "api", v2)
+        .unwrap()
+        .remove(&bob, "api")
+        .unwrap();
+    let written = batch.commit().unwrap().unwrap();
+    assert_eq!(written[0].version, None);
+    assert!(alice.keys().unwrap().is_empty() && bob.keys().unwrap().is_empty());
+}
+
+/// A batch refuses what it cannot write atomically or safely, before writing anything.
+#[test]
+fn a_batch_refuses_foreign_namespaces_repeated_records_and_reserved_keys() {
+    let vault = Vault::create_with_backend(MemoryBackend::new(), &raw_key(1)).unwrap();
+    let other = Vault::create_with_backend(MemoryBackend::new(), &raw_key(2)).unwrap();
+    let ns = vault.namespace("ns").unwrap();
+
+    let mut batch = vault.batch();
+    let foreign = other.namespace("ns").unwrap();
+    assert!(matches!(
+        batch.put(&foreign, "api", &small_token("x")),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(
+        batch.put(&ns, "\0lease\0api", &small_token("x")),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(batch.is_empty());
+
+    batch.put(&ns, "api", &small_token("x")).unwrap();
+    batch.remove(&ns, "api").unwrap();
+    assert!(matches!(batch.commit(), Err(Error::InvalidName { .. })));
+    assert!(vault.namespaces().unwrap().is_empty());
+}
+
+/// Internal records are sealed like others, written atomically with the caller's record,
+/// and never listed; `remove_token` takes the authorizer's lease (an internal record) along.
+#[test]
+fn internal_records_are_never_listed_and_go_with_their_token() {
+    use tokenvault::batch::InternalKey;
+    use tokenvault::store::TokenStore;
+
+    let vault = Vault::create_with_backend(MemoryBackend::new(), &raw_key(1)).unwrap();
+    let ns = vault.namespace("ns").unwrap();
+    let mark = InternalKey::new("my-layer", "api").unwrap();
+    let lease = InternalKey::new("lease", "api").unwrap();
+    let mut batch = vault.batch();
+    batch
+        .put(&ns, "api", &small_token("at"))
+        .unwrap()
+        .put(&ns, &mark, &Secret::from_bytes(b"mark".to_vec().into()))
+        .unwrap()
+        .put(&ns, &lease, &Secret::from_bytes(b"lease".to_vec().into()))
+        .unwrap();
+    batch.commit().unwrap().unwrap();
+
+    assert_eq!(ns.keys().unwrap(), ["api"]);
+    assert_eq!(ns.token_keys().unwrap(), ["api"]);
+    assert_eq!(
+        ns.keys_of_type(RecordType::Secret).unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(ns.record_count().unwrap(), 3);
+    let (secret, _) = ns.get_internal::<Secret>(&mark).unwrap().unwrap();
+    assert_eq!(secret.expose_bytes(), b"mark");
+    // A caller's key cannot reach an internal record.
+    assert!(matches!(
+        ns.get::<Secret>("\0my-layer\0api"),
+        Err(Error::InvalidName { .. })
+    ));
+
+    // Only the internal records left: the namespace holds no caller's record.
+    let mut batch = vault.batch();
+    batch.remove(&ns, "api").unwrap();
+    batch.commit().unwrap().unwrap();
+    assert!(vault.namespaces_with_records().unwrap().is_empty());
+
+    // Removing a token through the store layer takes its lease along, atomically.
+    ns.put("api", &small_token("at")).unwrap();
+    assert!(ns.remove_token("api").unwrap());
+    assert!(ns.get_internal::<Secret>(&lease).unwrap().is_none());
+    assert!(ns.get_internal::<Secret>(&mark).unwrap().is_some());
+}

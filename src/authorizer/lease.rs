@@ -13,6 +13,9 @@ use crate::token::Secret;
 
 /// The reserved key prefix of leases (keys starting with U+0000 are refused as user keys).
 pub(super) const LEASE_PREFIX: &str = "\0lease\0";
+/// The layer name of the lease as an [`InternalKey`](crate::batch::InternalKey): its stored
+/// key is [`LEASE_PREFIX`] and the token's key.
+pub(crate) const LEASE_LAYER: &str = "lease";
 
 /// The record key of the lease that guards the token stored under `key`.
 pub(crate) fn lease_key(key: &str) -> String {

@@ -4,7 +4,7 @@
 mod answer;
 mod builder;
 mod lease;
-pub(crate) use self::lease::lease_key;
+pub(crate) use self::lease::LEASE_LAYER;
 mod owed;
 mod transaction;
 

@@ -12,15 +12,19 @@ use crate::error::{Error, Result};
 use crate::format::NS_ID_LEN;
 use crate::record::{parse_prefix, seal_record, Manifest, RecordContext, RecordPrefix, RecordType};
 
-use super::{validate_key, Conflict, Namespace, Version, MANIFEST_ID, RESERVED_GENERATIONS};
+use super::{Conflict, Namespace, Version, MANIFEST_ID, RESERVED_GENERATIONS};
 
 /// How often a write retries when a concurrent rotation step changed the record under it.
 pub(super) const WRITE_RETRIES: usize = 64;
 
-/// What a write did: the new version (`None` for a removal) and whether a record was there.
-pub(crate) struct Written {
-    pub(crate) version: Option<Version>,
-    pub(crate) existed: bool,
+/// What one write of a [`WriteBatch`](crate::batch::WriteBatch) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Written {
+    /// The record's new version; `None` for a removal.
+    pub version: Option<Version>,
+    /// Whether a record was there before the write.
+    pub existed: bool,
 }
 
 /// What a write expects of the record's current state.
@@ -443,31 +447,4 @@ fn commit_locked(
     Err(Error::backend(
         "the records kept changing under a write; retry the operation",
     ))
-}
-
-/// Stores tokens across namespaces in one atomic commit: all of them or none. With
-/// `only_new`, every record must be absent (an existing one is a conflict, and its index is
-/// returned with nothing written). Namespaces are created as needed, and removed again if the
-/// commit fails. Returns the new versions, in order.
-pub(crate) fn put_tokens(
-    engine: &Engine,
-    items: &[(&Namespace, &str, &crate::Token)],
-    only_new: bool,
-) -> Result<Result<Vec<Version>, (usize, Conflict)>> {
-    let mut ops = Vec::with_capacity(items.len());
-    for (ns, key, token) in items {
-        validate_key(key)?;
-        ops.push(Op {
-            ns,
-            key,
-            body: Some(crate::record::sealed::Sealed::encode_body(*token, key)?),
-            record_type: RecordType::Token,
-            expect: if only_new {
-                Expect::Exactly(None)
-            } else {
-                Expect::Anything
-            },
-        });
-    }
-    Ok(commit(engine, ops)?.map(|w| w.into_iter().filter_map(|w| w.version).collect()))
 }

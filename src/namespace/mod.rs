@@ -5,11 +5,16 @@
 //! record count, reserved generations and the checkpoint floor) in `manifest.rs`, and the
 //! rules for names in `names.rs`.
 
+mod batch;
 mod commit;
+mod internal_key;
 mod manifest;
 mod names;
 
-pub(crate) use self::commit::{commit, put_tokens, Expect, Op, Written};
+pub use self::batch::{BatchConflict, WriteBatch};
+pub use self::commit::Written;
+pub(crate) use self::commit::{commit, Expect, Op};
+pub use self::internal_key::{InternalKey, RecordKey};
 pub(crate) use self::manifest::{MANIFEST_ID, RESERVED_GENERATIONS};
 pub(crate) use self::names::MAX_NAME_LEN;
 pub(crate) use self::names::{is_reserved, validate_key, validate_namespace};
@@ -129,6 +134,14 @@ impl Namespace {
         self.get_unchecked(key)
     }
 
+    /// Reads the [internal record](InternalKey) `key` with its [`Version`].
+    ///
+    /// # Errors
+    /// As [`Namespace::get`].
+    pub fn get_internal<R: Record>(&self, key: &InternalKey) -> Result<Option<(R, Version)>> {
+        self.get_unchecked(key.stored())
+    }
+
     /// [`get_versioned`](Self::get_versioned) without the check of the key's name, for the
     /// crate's reserved keys.
     pub(crate) fn get_unchecked<R: Record>(&self, key: &str) -> Result<Option<(R, Version)>> {
@@ -218,6 +231,30 @@ impl Namespace {
     /// [`Error::Damaged`] if a record fails authentication.
     pub fn keys(&self) -> Result<Vec<String>> {
         self.keys_of(None)
+    }
+
+    /// The keys of the records of type `record_type`, sorted: [`keys`](Self::keys) of one
+    /// type (`RecordType::Token` is what
+    /// [`TokenStore::token_keys`](crate::store::TokenStore::token_keys) lists). Internal
+    /// records are left out.
+    ///
+    /// ```
+    /// # use tokenvault::{format::RecordType, KeySource, Secret, Token, Vault};
+    /// # use tokenvault::secrecy::SecretBox;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let vault = Vault::create(dir.path().join("v"), &KeySource::raw_key(SecretBox::new(Box::new([1; 32]))))?;
+    /// let ns = vault.namespace("tenant-42")?;
+    /// ns.put("api", &Token::new("at".into()))?;
+    /// ns.put("client-secret", &Secret::from_bytes(b"s3cret".to_vec().into()))?;
+    /// assert_eq!(ns.keys()?, ["api", "client-secret"]);
+    /// assert_eq!(ns.keys_of_type(RecordType::Token)?, ["api"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`keys`](Self::keys).
+    pub fn keys_of_type(&self, record_type: RecordType) -> Result<Vec<String>> {
+        self.keys_of(Some(record_type))
     }
 
     /// How many records the namespace holds (from its authenticated manifest: no record is
@@ -391,31 +428,6 @@ impl Namespace {
         Ok(commit(&self.engine, vec![op])?
             .map(|mut w| w.remove(0))
             .map_err(|(_, c)| c))
-    }
-
-    /// Stores several tokens in this namespace atomically: all of them or none. Returns their
-    /// new versions, in order.
-    ///
-    /// # Errors
-    /// As [`put`](Self::put); [`Error::InvalidName`] if a key appears twice.
-    pub(crate) fn put_many(&self, tokens: &[(&str, &crate::Token)]) -> Result<Vec<Version>> {
-        let mut ops = Vec::with_capacity(tokens.len());
-        for (key, token) in tokens {
-            validate_key(key)?;
-            ops.push(Op {
-                ns: self,
-                key,
-                body: Some(crate::record::sealed::Sealed::encode_body(*token, key)?),
-                record_type: RecordType::Token,
-                expect: Expect::Anything,
-            });
-        }
-        match commit(&self.engine, ops)? {
-            Ok(written) => Ok(written.into_iter().filter_map(|w| w.version).collect()),
-            Err(_) => Err(Error::backend(
-                "internal: unconditional write did not apply",
-            )),
-        }
     }
 
     /// The keys of the records of type `record_type` (of any type: `None`), sorted, leaving

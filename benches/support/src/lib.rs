@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokenvault::secrecy::SecretBox;
-use tokenvault::{Durability, KeySource, Token, Vault, VaultOptions};
 use tokenvault::store::TokenStore;
+use tokenvault::{Durability, KeySource, Token, Vault, VaultOptions};
 
 /// The namespace and key of the record the single-record operations use.
 pub const NS: &str = "tenant-0007";
