@@ -505,7 +505,9 @@ impl VaultOptions {
             kdf_limit: self.kdf_limit,
             namespaces: HashMap::new(),
         };
-        Ok(Vault::from_parts(backend, state, self, path))
+        Ok(Vault {
+            engine: Arc::new(Engine::new(backend, state, self, path)),
+        })
     }
 
     fn open_inner(
@@ -551,7 +553,9 @@ impl VaultOptions {
         };
         let upgrade = self.upgrade_weak_slots;
         let policy = self.kdf;
-        let vault = Vault::from_parts(backend, state, self, path);
+        let vault = Vault {
+            engine: Arc::new(Engine::new(backend, state, self, path)),
+        };
         if upgrade {
             vault.upgrade_slot(slot_id, key, &policy)?;
         }
@@ -561,17 +565,6 @@ impl VaultOptions {
 }
 
 impl Vault {
-    fn from_parts(
-        backend: Box<dyn Backend>,
-        state: KeyState,
-        options: VaultOptions,
-        path: Option<PathBuf>,
-    ) -> Self {
-        Self {
-            engine: Arc::new(Engine::new(backend, state, options, path)),
-        }
-    }
-
     fn upgrade_slot(&self, id: u32, key: &KeySource, policy: &KdfParams) -> Result<()> {
         let weak = {
             let state = self.engine.read_state()?;

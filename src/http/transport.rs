@@ -387,7 +387,11 @@ mod tests {
             "not a url",
         ] {
             let e = check_url(bad, "token").unwrap_err();
-            assert_eq!(e.kind(), crate::refresh::RefreshErrorKind::Rejected, "{bad}");
+            assert_eq!(
+                e.kind(),
+                crate::refresh::RefreshErrorKind::Rejected,
+                "{bad}"
+            );
             assert!(!e.message().contains("PASSWORD"), "{e}");
         }
         let e = check_url("http://localhost:8080/token", "token").unwrap_err();
