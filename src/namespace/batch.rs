@@ -163,13 +163,17 @@ impl WriteBatch {
         if self.writes.is_empty() {
             return Ok(Ok(Vec::new()));
         }
-        let ops = self
-            .writes
+        let mut writes = self.writes;
+        // Moved, not copied: the encoded bodies have room for their padding and tag, so
+        // sealing never reallocates (and so never frees) a buffer holding plaintext.
+        let bodies: Vec<_> = writes.iter_mut().map(|w| w.body.take()).collect();
+        let ops = writes
             .iter()
-            .map(|w| Op {
+            .zip(bodies)
+            .map(|(w, body)| Op {
                 ns: &w.ns,
                 key: &w.key,
-                body: w.body.clone(),
+                body,
                 record_type: w.record_type,
                 expect: w.expect,
             })
