@@ -60,6 +60,26 @@ use sealed::Sealed;
 pub trait Record: Sealed {
     /// The record type written into, and checked against, the stored record.
     const TYPE: RecordType;
+
+    /// The length of this record's body as it would be stored under `key`, before padding
+    /// and sealing: what must stay within [`MAX_RECORD_LEN`](crate::format::MAX_RECORD_LEN).
+    /// The body is encoded to measure it, and wiped.
+    ///
+    /// ```
+    /// use tokenvault::{format::MAX_RECORD_LEN, Record, Token};
+    ///
+    /// let small = Token::new("at".into());
+    /// assert!(small.encoded_len("api")? < MAX_RECORD_LEN);
+    /// let huge = Token::new("x".repeat(MAX_RECORD_LEN).into());
+    /// assert!(huge.encoded_len("api").is_err());
+    /// # Ok::<(), tokenvault::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] when the record does not fit in one.
+    fn encoded_len(&self, key: &str) -> Result<usize> {
+        Ok(self.encode_body(key)?.len())
+    }
 }
 
 #[derive(Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use crate::format::{NAMESPACE_ID_LABEL, NS_ID_LEN, VAULT_ID_LEN};
 use crate::header::{open_ns, Header, Slot, SlotParams, VmkKeys};
 use crate::keys::{KdfParams, KeySource, Material, SlotKind};
 use crate::namespace::{validate_namespace, Namespace, WriteBatch};
-use crate::options::VaultOptions;
+use crate::options::{Durability, VaultOptions};
 
 mod keyslots;
 
@@ -358,6 +358,21 @@ impl Vault {
     /// The vault directory, for a vault on disk.
     pub fn path(&self) -> Option<&Path> {
         self.engine.path()
+    }
+
+    /// How durable this handle's writes are when they return (from its
+    /// [`VaultOptions::durability`]).
+    ///
+    /// ```
+    /// # use tokenvault::{Durability, KeySource, Vault};
+    /// # use tokenvault::secrecy::SecretBox;
+    /// # let dir = tempfile::tempdir()?;
+    /// let vault = Vault::create(dir.path().join("v"), &KeySource::raw_key(SecretBox::new(Box::new([1; 32]))))?;
+    /// assert_eq!(vault.durability(), Durability::Durable);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn durability(&self) -> Durability {
+        self.engine.options.durability
     }
 
     /// The on-disk format version of this vault (`docs/format.md`), for diagnostics such as

@@ -2,13 +2,11 @@
 //! refresh of the stored grant (same identity, same resource server), and that it fits in a
 //! record (an oversized answer is stored without the extra fields that do not fit).
 
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Map, Value};
-use zeroize::Zeroizing;
-
-use crate::record::{sealed::Sealed, MAX_RECORD_LEN};
+use crate::record::{Record, MAX_RECORD_LEN};
 use crate::response::{secret_json, wipe, Counter};
 use crate::token::Token;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
 
 /// Why `answer` is not a refresh of the grant `stored`: it names another identity, or another
 /// resource server, than the stored token (both named). `None`: it may be a refresh of it.
@@ -33,9 +31,9 @@ pub(super) struct Fitted {
     /// The token to store and serve: the answer, or the answer without the extra fields that
     /// do not fit in a record.
     pub(super) token: Token,
-    /// Its encoded record body; `None` when it does not fit even without its extra fields
+    /// Whether it fits in a record; `false` when it does not even without its extra fields
     /// (then `token` is the whole answer, to be kept in memory).
-    pub(super) body: Option<Zeroizing<Vec<u8>>>,
+    pub(super) fits: bool,
     /// How many extra fields were left out (all of them, counted as one, when the extra
     /// fields are not a JSON object).
     pub(super) dropped: usize,
@@ -48,32 +46,31 @@ const SLACK: usize = 64;
 /// fields (an `id_token` of 70 KB, say), keeping the smaller ones that fit; otherwise without
 /// any extra fields. A token that does not fit even then is returned whole, without a body.
 pub(super) fn fit(token: Token, key: &str) -> Fitted {
-    let whole = token.encode_body(key);
+    let whole = token.encoded_len(key);
     let Some(extra) = token.extra_json().filter(|_| whole.is_err()).cloned() else {
         return Fitted {
-            body: whole.ok(),
+            fits: whole.is_ok(),
             token,
             dropped: 0,
         };
     };
-    drop(whole);
     let bare = without_extra(&token);
-    let Ok(bare_body) = bare.encode_body(key) else {
+    let Ok(bare_len) = bare.encoded_len(key) else {
         return Fitted {
             token,
-            body: None,
+            fits: false,
             dropped: 0,
         };
     };
     // Room for the extra fields' JSON text: what the bare record leaves, less its length
     // prefix and option tag (8 + 1 bytes) and some slack.
-    let room = MAX_RECORD_LEN.saturating_sub(bare_body.len() + 9 + SLACK);
+    let room = MAX_RECORD_LEN.saturating_sub(bare_len + 9 + SLACK);
     if let Some((kept, dropped)) = keep_within(&extra, room) {
         let slim = bare.clone().with_extra_json(kept);
-        if let Ok(body) = slim.encode_body(key) {
+        if slim.encoded_len(key).is_ok() {
             return Fitted {
                 token: slim,
-                body: Some(body),
+                fits: true,
                 dropped,
             };
         }
@@ -81,7 +78,7 @@ pub(super) fn fit(token: Token, key: &str) -> Fitted {
     let dropped = count_fields(&extra).max(1);
     Fitted {
         token: bare,
-        body: Some(bare_body),
+        fits: true,
         dropped,
     }
 }
@@ -167,7 +164,7 @@ mod tests {
     fn a_token_that_fits_is_kept_whole() {
         let token = Token::new("at".into()).with_extra_json(big_extra(100));
         let fitted = fit(token.clone(), "k");
-        assert!(fitted.body.is_some());
+        assert!(fitted.fits);
         assert_eq!(fitted.dropped, 0);
         assert!(fitted.token.same_as(&token));
     }
@@ -178,7 +175,7 @@ mod tests {
             .with_refresh_token("rt".into())
             .with_extra_json(big_extra(70_000));
         let fitted = fit(token, "k");
-        assert!(fitted.body.is_some());
+        assert!(fitted.fits);
         assert_eq!(fitted.dropped, 1);
         let extra = fitted.token.extra_json().unwrap().expose_secret();
         assert!(!extra.contains("id_token"), "{extra}");
@@ -193,16 +190,16 @@ mod tests {
     fn extra_fields_that_are_not_an_object_are_left_out_whole() {
         let token = Token::new("at".into()).with_extra_json("x".repeat(70_000).into());
         let fitted = fit(token, "k");
-        assert!(fitted.body.is_some());
+        assert!(fitted.fits);
         assert!(fitted.token.extra_json().is_none());
         assert_eq!(fitted.dropped, 1);
     }
 
     #[test]
-    fn a_token_too_large_without_extra_fields_gets_no_body() {
+    fn a_token_too_large_without_extra_fields_does_not_fit() {
         let token = Token::new("a".repeat(70_000).into()).with_extra_json(big_extra(10));
         let fitted = fit(token, "k");
-        assert!(fitted.body.is_none());
+        assert!(!fitted.fits);
         assert!(
             fitted.token.extra_json().is_some(),
             "kept whole, for memory"

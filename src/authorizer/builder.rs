@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::lease::lease_key;
+use super::lease::LEASE_LAYER;
 use super::{
     AmbiguousFailure, Authorizer, DeadGrant, Shared, State, DEFAULT_JITTER, DEFAULT_LEASE_TIME,
     DEFAULT_MARGIN, DEFAULT_MAX_RETRY_GAP, DEFAULT_MIN_RETRY_GAP,
@@ -12,7 +12,7 @@ use super::{
 use crate::clock::{Clock, SystemClock};
 use crate::crypto::random_u64;
 use crate::error::{Error, Result};
-use crate::namespace::Namespace;
+use crate::namespace::{InternalKey, Namespace};
 use crate::refresh::Refresher;
 
 impl Authorizer {
@@ -128,17 +128,14 @@ impl AuthorizerBuilder {
     /// [`Error::InvalidName`] for a key the namespace would refuse.
     pub fn build(self) -> Result<Authorizer> {
         // The key must be a valid user key, and its lease key within the name limit.
-        let lease_key = lease_key(&self.key);
-        if self.key.is_empty() || crate::namespace::is_reserved(&self.key) {
+        if self.key.is_empty() || self.key.starts_with('\0') {
             return Err(Error::InvalidName {
                 reason: "an authorizer needs a non-empty, unreserved record key",
             });
         }
-        if lease_key.len() > crate::format::MAX_NAME_LEN {
-            return Err(Error::InvalidName {
-                reason: "an authorizer's record key must leave 7 bytes of the name limit free",
-            });
-        }
+        let lease = InternalKey::new(LEASE_LAYER, &self.key).map_err(|_| Error::InvalidName {
+            reason: "an authorizer's record key must leave 7 bytes of the name limit free",
+        })?;
         let mut holder = [0u8; 16];
         holder[..8].copy_from_slice(&random_u64()?.to_le_bytes());
         holder[8..].copy_from_slice(&random_u64()?.to_le_bytes());
@@ -147,7 +144,7 @@ impl AuthorizerBuilder {
             shared: Arc::new(Shared {
                 ns: self.ns,
                 key: self.key,
-                lease_key,
+                lease,
                 refresher: self.refresher,
                 clock: self.clock,
                 config: self.config,

@@ -7,20 +7,13 @@ use secrecy::SecretSlice;
 use super::Shared;
 use crate::bytes::Reader;
 use crate::error::{Error, Result};
-use crate::namespace::{commit, Expect, Op, Version};
-use crate::record::{sealed::Sealed, RecordType};
+use crate::namespace::Version;
 use crate::token::Secret;
 
-/// The reserved key prefix of leases (keys starting with U+0000 are refused as user keys).
-pub(super) const LEASE_PREFIX: &str = "\0lease\0";
-/// The layer name of the lease as an [`InternalKey`](crate::batch::InternalKey): its stored
-/// key is [`LEASE_PREFIX`] and the token's key.
+/// The layer name of the lease, an [internal record](crate::batch::InternalKey) of the token's
+/// key: stored under `"\0lease\0"` and the token's key (`docs/format.md` 5.6).
 pub(crate) const LEASE_LAYER: &str = "lease";
 
-/// The record key of the lease that guards the token stored under `key`.
-pub(crate) fn lease_key(key: &str) -> String {
-    format!("{LEASE_PREFIX}{key}")
-}
 /// Lease record layout version.
 const LEASE_VERSION: u8 = 1;
 const LEASE_LEN: usize = 1 + 1 + 16 + 8 + 1 + 8;
@@ -66,24 +59,13 @@ impl Shared {
         }
     }
 
-    pub(super) fn lease_op(&self, lease: Option<&Lease>, expect: Expect) -> Result<Op<'_>> {
-        let body = match lease {
-            Some(l) => Some(
-                Secret::from_bytes(SecretSlice::from(l.encode())).encode_body(&self.lease_key)?,
-            ),
-            None => None,
-        };
-        Ok(Op {
-            ns: &self.ns,
-            key: &self.lease_key,
-            body,
-            record_type: RecordType::Secret,
-            expect,
-        })
+    /// The lease as the record stored.
+    pub(super) fn lease_record(lease: &Lease) -> Secret {
+        Secret::from_bytes(SecretSlice::from(lease.encode()))
     }
 
     pub(super) fn read_lease(&self) -> Result<Option<(Lease, Version)>> {
-        let Some((secret, version)) = self.ns.get_unchecked::<Secret>(&self.lease_key)? else {
+        let Some((secret, version)) = self.ns.get_internal::<Secret>(&self.lease)? else {
             return Ok(None);
         };
         let lease = Lease::decode(secret.expose_bytes()).ok_or_else(|| {
@@ -101,17 +83,19 @@ impl Shared {
         lease: &Lease,
         expected: Option<Version>,
     ) -> Result<std::result::Result<Version, ()>> {
-        let op = self.lease_op(Some(lease), Expect::Exactly(expected))?;
-        Ok(match commit(self.ns.engine(), vec![op])? {
+        let mut batch = self.ns.vault().batch();
+        batch.put_if(&self.ns, &self.lease, &Self::lease_record(lease), expected)?;
+        Ok(match batch.commit()? {
             Ok(written) => written.first().and_then(|w| w.version).ok_or(()),
             Err(_) => Err(()),
         })
     }
 
     pub(super) fn remove_lease(&self, version: Version) -> Result<()> {
-        let op = self.lease_op(None, Expect::Exactly(Some(version)))?;
+        let mut batch = self.ns.vault().batch();
+        batch.remove_if(&self.ns, &self.lease, version)?;
         // A conflict means someone else already replaced or removed it.
-        let _ = commit(self.ns.engine(), vec![op])?;
+        let _ = batch.commit()?;
         Ok(())
     }
 

@@ -17,7 +17,8 @@ use zeroize::Zeroizing;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::namespace::{commit, Expect, Namespace};
+use crate::namespace::{InternalKey, Namespace};
+use crate::options::Durability;
 use crate::refresh::Refresher;
 use crate::token::Token;
 use crate::trace::event;
@@ -171,7 +172,8 @@ const ROUNDS: usize = 16;
 struct Shared {
     ns: Namespace,
     key: String,
-    lease_key: String,
+    /// The lease's internal record beside the token.
+    lease: InternalKey,
     refresher: Arc<dyn Refresher>,
     clock: Arc<dyn Clock>,
     config: Config,
@@ -300,13 +302,13 @@ impl Authorizer {
             st.retry_at = None;
             st.failures = 0;
         }
-        let stored = shared.ns.get_unchecked::<Token>(&shared.key)?;
-        let ops = vec![
-            shared.token_op(None, Expect::Anything)?,
-            shared.lease_op(None, Expect::Anything)?,
-        ];
+        let stored = shared.ns.get_versioned::<Token>(&shared.key)?;
+        let mut batch = shared.ns.vault().batch();
+        batch
+            .remove(&shared.ns, &shared.key)?
+            .remove(&shared.ns, &shared.lease)?;
         // Unconditional removals cannot conflict.
-        let _ = commit(shared.ns.engine(), ops)?;
+        let _ = batch.commit()?;
         // Only now is what a refresh left owed moot (the lease it kept is gone): had the
         // removal failed, it would still be owed, and the old refresh token still guarded.
         let owed = shared.lock().owed.take();
@@ -483,8 +485,9 @@ impl Shared {
     }
 
     fn make_durable(&self) -> Result<()> {
-        if self.ns.engine().is_buffered() {
-            self.ns.vault().flush()?;
+        let vault = self.ns.vault();
+        if vault.durability() == Durability::Buffered {
+            vault.flush()?;
         }
         Ok(())
     }

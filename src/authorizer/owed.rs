@@ -13,8 +13,7 @@ use super::lease::{Lease, LeaseState};
 use super::transaction::Outcome;
 use super::{same_access, Shared};
 use crate::error::Result;
-use crate::namespace::{commit, Expect, Version};
-use crate::record::sealed::Sealed;
+use crate::namespace::Version;
 use crate::token::Token;
 use crate::trace::event;
 
@@ -95,17 +94,7 @@ impl Shared {
         under: Under,
         rejected: Option<&[u8]>,
     ) -> Result<Option<Outcome>> {
-        let committed = match token.encode_body(&self.key) {
-            Ok(body) => {
-                let ops = vec![
-                    self.body_op(Some(body), Expect::Exactly(under.token_version)),
-                    self.lease_op(None, Expect::Exactly(Some(under.lease_version)))?,
-                ];
-                commit(self.ns.engine(), ops)
-            }
-            Err(error) => Err(error),
-        };
-        match committed {
+        match self.store_refreshed(&token, under) {
             Ok(Ok(_)) => {
                 self.owe(None);
                 self.make_durable()?;
@@ -142,7 +131,7 @@ impl Shared {
     /// Whether the grant a refresh was made under has been replaced since (the record or the
     /// lease is no longer the one the refresh was made under).
     fn superseded(&self, under: Under) -> Result<bool> {
-        let token_version = self.ns.get_unchecked::<Token>(&self.key)?.map(|(_, v)| v);
+        let token_version = self.ns.get_versioned::<Token>(&self.key)?.map(|(_, v)| v);
         let lease_version = self.read_lease()?.map(|(_, v)| v);
         Ok(token_version != under.token_version || lease_version != Some(under.lease_version))
     }
@@ -160,14 +149,13 @@ impl Shared {
     /// Writes `verdict` under the lease; settles it once the write landed (a conflict lands
     /// too: the record was replaced meanwhile, and the new one is left be).
     fn write_verdict(&self, verdict: Verdict, under: Under) -> Result<()> {
-        let lease_expect = Expect::Exactly(Some(under.lease_version));
-        let ops = match verdict {
+        let mut batch = self.ns.vault().batch();
+        match verdict {
             Verdict::Remove => {
-                let mut ops = vec![self.lease_op(None, lease_expect)?];
-                if under.token_version.is_some() {
-                    ops.push(self.token_op(None, Expect::Exactly(under.token_version))?);
+                batch.remove_if(&self.ns, &self.lease, under.lease_version)?;
+                if let Some(version) = under.token_version {
+                    batch.remove_if(&self.ns, &self.key, version)?;
                 }
-                ops
             }
             Verdict::Mark(state) => {
                 let mark = Lease {
@@ -176,10 +164,11 @@ impl Shared {
                     token_version: under.token_version.map(Version::as_u64),
                     state,
                 };
-                vec![self.lease_op(Some(&mark), lease_expect)?]
+                let record = Self::lease_record(&mark);
+                batch.put_if(&self.ns, &self.lease, &record, Some(under.lease_version))?;
             }
-        };
-        let _ = commit(self.ns.engine(), ops)?;
+        }
+        let _ = batch.commit()?;
         self.owe(None);
         self.make_durable()
     }

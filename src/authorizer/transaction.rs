@@ -4,15 +4,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use zeroize::Zeroizing;
-
 use super::answer;
 use super::lease::{millis, Lease, LeaseState};
 use super::owed::{Owed, Under, Verdict};
 use super::{same_access, AmbiguousFailure, Cached, DeadGrant, Shared, ROUNDS};
+use crate::batch::{BatchConflict, Written};
 use crate::error::{Error, Result};
-use crate::namespace::{commit, Expect, Op, Version};
-use crate::record::{sealed::Sealed, RecordType, MAX_RECORD_LEN};
+use crate::namespace::Version;
+use crate::record::MAX_RECORD_LEN;
 use crate::refresh::RefreshError;
 use crate::token::Token;
 use crate::trace::event;
@@ -114,7 +113,7 @@ impl Shared {
         let mut adopted_from_peer = false;
         for _ in 0..ROUNDS {
             let now = self.clock.now();
-            let stored = self.ns.get_unchecked::<Token>(&self.key)?;
+            let stored = self.ns.get_versioned::<Token>(&self.key)?;
             let token_version = stored.as_ref().map(|(_, v)| *v);
             if let Some((lease, lease_version)) = self.read_lease()? {
                 if lease.token_version != token_version.map(Version::as_u64)
@@ -170,7 +169,7 @@ impl Shared {
                 continue;
             };
             // The record may have changed between the read and the lease.
-            let again = self.ns.get_unchecked::<Token>(&self.key)?;
+            let again = self.ns.get_versioned::<Token>(&self.key)?;
             if again.as_ref().map(|(_, v)| *v) != token_version {
                 self.remove_lease(lease_version)?;
                 continue;
@@ -235,7 +234,7 @@ impl Shared {
             token: token.clone(),
             under,
         }));
-        let Some(body) = fitted.body else {
+        if !fitted.fits {
             return Ok(Outcome::Unstored {
                 token,
                 error: Error::TooLarge {
@@ -244,11 +243,7 @@ impl Shared {
                 },
             });
         };
-        let ops = vec![
-            self.body_op(Some(body), Expect::Exactly(under.token_version)),
-            self.lease_op(None, Expect::Exactly(Some(under.lease_version)))?,
-        ];
-        match commit(self.ns.engine(), ops) {
+        match self.store_refreshed(&token, under) {
             Err(error) => Ok(Outcome::Unstored { token, error }),
             Ok(Ok(_)) => {
                 self.owe(None);
@@ -264,7 +259,7 @@ impl Shared {
                 drop(token);
                 event!(warn, key = %self.key, "the record was replaced during the refresh; keeping the replacement");
                 self.remove_lease_if_ours()?;
-                match self.ns.get_unchecked::<Token>(&self.key)? {
+                match self.ns.get_versioned::<Token>(&self.key)? {
                     Some((t, _)) if !self.needs_refresh(&t, now, true) => Ok(Outcome::Token {
                         token: t,
                         fresh: false,
@@ -365,21 +360,18 @@ impl Shared {
         }
     }
 
-    /// An operation writing (or, with `None`, removing) the token record.
-    pub(super) fn token_op(&self, token: Option<&Token>, expect: Expect) -> Result<Op<'_>> {
-        let body = token.map(|t| t.encode_body(&self.key)).transpose()?;
-        Ok(self.body_op(body, expect))
-    }
-
-    /// An operation writing an encoded token body (or, with `None`, removing the record).
-    pub(super) fn body_op(&self, body: Option<Zeroizing<Vec<u8>>>, expect: Expect) -> Op<'_> {
-        Op {
-            ns: &self.ns,
-            key: &self.key,
-            body,
-            record_type: RecordType::Token,
-            expect,
-        }
+    /// Stores the refreshed `token` and removes the lease, in one atomic write that applies
+    /// only if neither changed since the refresh began (`under`).
+    pub(super) fn store_refreshed(
+        &self,
+        token: &Token,
+        under: Under,
+    ) -> Result<std::result::Result<Vec<Written>, BatchConflict>> {
+        let mut batch = self.ns.vault().batch();
+        batch
+            .put_if(&self.ns, &self.key, token, under.token_version)?
+            .remove_if(&self.ns, &self.lease, under.lease_version)?;
+        batch.commit()
     }
 }
 

@@ -100,11 +100,6 @@ impl Engine {
     }
 
     /// Waits until the write committed as `ticket` is durable (no wait when buffered).
-    /// Whether writes return before they are durable ([`Durability::Buffered`]).
-    pub(crate) fn is_buffered(&self) -> bool {
-        self.options.durability == Durability::Buffered
-    }
-
     pub(crate) fn sync(&self, ticket: u64) -> Result<()> {
         if self.options.durability == Durability::Buffered {
             return Ok(());

@@ -8,8 +8,8 @@ use super::error::{invalid_record, ImportErrorKind};
 use super::report::SkippedEntry;
 use super::MAX_IMPORT_RECORDS;
 use crate::error::Error;
-use crate::namespace::{is_reserved, MAX_NAME_LEN};
-use crate::record::sealed::Sealed;
+use crate::format::MAX_NAME_LEN;
+use crate::record::Record;
 use crate::record::MAX_RECORD_LEN;
 use crate::response::parse_json;
 use crate::token::Token;
@@ -64,7 +64,7 @@ pub(super) fn check(mut items: Vec<Item>) -> Result<Vec<Item>, ImportErrorKind> 
         if !seen.insert((item.namespace.as_str(), item.key.as_str())) {
             return Err(invalid("the file holds this record twice"));
         }
-        match item.token.encode_body(&item.key) {
+        match item.token.encoded_len(&item.key) {
             Ok(_) => {}
             Err(Error::TooLarge { .. }) => {
                 return Err(ImportErrorKind::RecordTooLarge {
@@ -91,7 +91,7 @@ fn check_names(namespace: &str, key: &str) -> Result<(), ImportErrorKind> {
             return invalid(&format!("the {what} is longer than {MAX_NAME_LEN} bytes"));
         }
     }
-    if is_reserved(key) {
+    if key.starts_with('\0') {
         return invalid("the key starts with U+0000, which the vault reserves for its own records");
     }
     Ok(())

@@ -13,10 +13,9 @@ mod names;
 
 pub use self::batch::{BatchConflict, WriteBatch};
 pub use self::commit::Written;
-pub(crate) use self::commit::{commit, Expect, Op};
+use self::commit::{commit, Expect, Op};
 pub use self::internal_key::{InternalKey, RecordKey};
 pub(crate) use self::manifest::{MANIFEST_ID, RESERVED_GENERATIONS};
-pub(crate) use self::names::MAX_NAME_LEN;
 pub(crate) use self::names::{is_reserved, validate_key, validate_namespace};
 
 use std::fmt;
@@ -144,7 +143,7 @@ impl Namespace {
 
     /// [`get_versioned`](Self::get_versioned) without the check of the key's name, for the
     /// crate's reserved keys.
-    pub(crate) fn get_unchecked<R: Record>(&self, key: &str) -> Result<Option<(R, Version)>> {
+    fn get_unchecked<R: Record>(&self, key: &str) -> Result<Option<(R, Version)>> {
         let Some(ns) = self.state()? else {
             return Ok(None);
         };
@@ -432,7 +431,7 @@ impl Namespace {
 
     /// The keys of the records of type `record_type` (of any type: `None`), sorted, leaving
     /// out the crate's reserved keys.
-    pub(crate) fn keys_of(&self, record_type: Option<RecordType>) -> Result<Vec<String>> {
+    fn keys_of(&self, record_type: Option<RecordType>) -> Result<Vec<String>> {
         let Some(ns) = self.state()? else {
             return Ok(Vec::new());
         };
