@@ -75,7 +75,7 @@ impl fmt::Display for Principal {
 /// This is Commerce Layer's guest and customer slots done so that a shared store is safe:
 /// - **A user's record is keyed by the user's id.** Commerce Layer's default key
 ///   `cl_${type}-${clientId}-${scope}` has none, so a store shared by a server hands the
-///   last customer's token to every visitor. Here [`token`](Self::token) returns exactly
+///   last customer's token to every visitor. Here [`get_token`](Self::get_token) returns exactly
 ///   the asked principal's record, never another user's and never the guest's.
 /// - **Falling back to the guest token is explicit.** [`token_or_guest`](Self::token_or_guest)
 ///   returns the user's token if the user has a record, else the guest token, and says
@@ -125,14 +125,14 @@ impl fmt::Display for Principal {
 /// let vault = Vault::create(dir.path().join("v"), &KeySource::raw_key(SecretBox::new(Box::new([7u8; 32]))))?;
 /// let sessions = Sessions::new(vault.namespace("shop-eu")?, "client-1", "market:all");
 ///
-/// sessions.store(&Principal::Guest, &Token::new("guest-at".into()))?;
-/// sessions.store(&Principal::user("alice"), &Token::new("alice-at".into()))?;
+/// sessions.set_token(&Principal::Guest, &Token::new("guest-at".into()))?;
+/// sessions.set_token(&Principal::user("alice"), &Token::new("alice-at".into()))?;
 ///
-/// let alice = sessions.token(&Principal::user("alice"))?.unwrap();
+/// let alice = sessions.get_token(&Principal::user("alice"))?.unwrap();
 /// assert_eq!(alice.access_token().expose_secret(), "alice-at");
 /// assert_eq!(alice.identity(), Some("alice")); // filled in from the principal
 /// // Bob has no token: not Alice's, not the guest's.
-/// assert!(sessions.token(&Principal::user("bob"))?.is_none());
+/// assert!(sessions.get_token(&Principal::user("bob"))?.is_none());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
@@ -144,7 +144,7 @@ impl fmt::Display for Principal {
 /// use tokenvault::secrecy::ExposeSecret;
 ///
 /// let sessions = Sessions::new(MemoryStore::new(), "client-1", "market:all");
-/// sessions.store(&Principal::Guest, &Token::new("guest-at".into()))?;
+/// sessions.set_token(&Principal::Guest, &Token::new("guest-at".into()))?;
 ///
 /// let (whose, token) = sessions.token_or_guest("bob")?.unwrap();
 /// assert_eq!(whose, Principal::Guest);
@@ -170,8 +170,8 @@ impl<S: TokenStore> Sessions<S> {
     /// let store = MemoryStore::new();
     /// let shop_a = Sessions::new(store.clone(), "client-a", "market:all");
     /// let shop_b = Sessions::new(store, "client-b", "market:all");
-    /// shop_a.store(&Principal::Guest, &Token::new("a".into()))?;
-    /// assert!(shop_b.token(&Principal::Guest)?.is_none());
+    /// shop_a.set_token(&Principal::Guest, &Token::new("a".into()))?;
+    /// assert!(shop_b.get_token(&Principal::Guest)?.is_none());
     /// assert_eq!(shop_b.client_id(), "client-b");
     /// assert_eq!(shop_b.scope(), "market:all");
     /// # Ok::<(), tokenvault::Error>(())
@@ -193,12 +193,12 @@ impl<S: TokenStore> Sessions<S> {
     /// use tokenvault::secrecy::ExposeSecret;
     ///
     /// let sessions = Sessions::new(MemoryStore::new(), "client-1", "market:all");
-    /// sessions.store(&Principal::Guest, &Token::new("guest-at".into()))?;
-    /// sessions.store(&Principal::user("alice"), &Token::new("alice-at".into()))?;
+    /// sessions.set_token(&Principal::Guest, &Token::new("guest-at".into()))?;
+    /// sessions.set_token(&Principal::user("alice"), &Token::new("alice-at".into()))?;
     ///
-    /// let guest = sessions.token(&Principal::Guest)?.unwrap();
+    /// let guest = sessions.get_token(&Principal::Guest)?.unwrap();
     /// assert_eq!(guest.access_token().expose_secret(), "guest-at");
-    /// assert!(sessions.token(&Principal::user("bob"))?.is_none());
+    /// assert!(sessions.get_token(&Principal::user("bob"))?.is_none());
     /// # Ok::<(), tokenvault::Error>(())
     /// ```
     ///
@@ -206,7 +206,7 @@ impl<S: TokenStore> Sessions<S> {
     /// [`Error::Validation`] (validator `principal`) for an empty user id, or if the stored
     /// record names another identity than `principal` (it was written past `Sessions`);
     /// whatever the store fails with.
-    pub fn token(&self, principal: &Principal) -> Result<Option<Token>> {
+    pub fn get_token(&self, principal: &Principal) -> Result<Option<Token>> {
         let key = self.checked_key(principal)?;
         match self.store.get_token(&key)? {
             Some(token) => {
@@ -231,26 +231,26 @@ impl<S: TokenStore> Sessions<S> {
     /// let sessions = Sessions::new(MemoryStore::new(), "client-1", "market:all");
     /// assert!(sessions.token_or_guest("alice")?.is_none()); // nothing at all
     ///
-    /// sessions.store(&Principal::Guest, &Token::new("guest-at".into()))?;
+    /// sessions.set_token(&Principal::Guest, &Token::new("guest-at".into()))?;
     /// let (whose, _) = sessions.token_or_guest("alice")?.unwrap();
     /// assert_eq!(whose, Principal::Guest);
     ///
-    /// sessions.store(&Principal::user("alice"), &Token::new("alice-at".into()))?;
+    /// sessions.set_token(&Principal::user("alice"), &Token::new("alice-at".into()))?;
     /// let (whose, _) = sessions.token_or_guest("alice")?.unwrap();
     /// assert_eq!(whose, Principal::user("alice"));
     /// # Ok::<(), tokenvault::Error>(())
     /// ```
     ///
     /// # Errors
-    /// As [`token`](Self::token), for the user and then the guest: an error reading the
+    /// As [`get_token`](Self::get_token), for the user and then the guest: an error reading the
     /// user's record is returned, never answered with the guest token.
     pub fn token_or_guest(&self, user: &str) -> Result<Option<(Principal, Token)>> {
         let principal = Principal::user(user);
-        if let Some(token) = self.token(&principal)? {
+        if let Some(token) = self.get_token(&principal)? {
             return Ok(Some((principal, token)));
         }
         Ok(self
-            .token(&Principal::Guest)?
+            .get_token(&Principal::Guest)?
             .map(|token| (Principal::Guest, token)))
     }
 
@@ -263,13 +263,13 @@ impl<S: TokenStore> Sessions<S> {
     ///
     /// let sessions = Sessions::new(MemoryStore::new(), "client-1", "market:all");
     /// let bob = Principal::user("bob");
-    /// sessions.store(&bob, &Token::new("bob-at".into()))?;
-    /// assert_eq!(sessions.token(&bob)?.unwrap().identity(), Some("bob"));
+    /// sessions.set_token(&bob, &Token::new("bob-at".into()))?;
+    /// assert_eq!(sessions.get_token(&bob)?.unwrap().identity(), Some("bob"));
     ///
     /// // Alice's token is not filed as Bob's, nor as the shared guest token.
     /// let alices = Token::new("alice-at".into()).with_identity("alice");
-    /// assert!(matches!(sessions.store(&bob, &alices), Err(Error::Validation(_))));
-    /// assert!(matches!(sessions.store(&Principal::Guest, &alices), Err(Error::Validation(_))));
+    /// assert!(matches!(sessions.set_token(&bob, &alices), Err(Error::Validation(_))));
+    /// assert!(matches!(sessions.set_token(&Principal::Guest, &alices), Err(Error::Validation(_))));
     /// # Ok::<(), tokenvault::Error>(())
     /// ```
     ///
@@ -277,7 +277,7 @@ impl<S: TokenStore> Sessions<S> {
     /// [`Error::Validation`] (validator `principal`), with nothing written, for an empty user
     /// id, a user token that names another identity, or a guest token that names an identity
     /// other than the client id; whatever the store fails with.
-    pub fn store(&self, principal: &Principal, token: &Token) -> Result<()> {
+    pub fn set_token(&self, principal: &Principal, token: &Token) -> Result<()> {
         let key = self.checked_key(principal)?;
         let token = self.owned_token(principal, &key, token)?;
         self.store.set_token(&key, &token)
@@ -305,7 +305,7 @@ impl<S: TokenStore> Sessions<S> {
     /// sessions.store_response(&alice, &TokenResponse::from_json(refresh, SystemTime::now())?)?;
     ///
     /// // Found under the configured scope, although the server echoed another one.
-    /// let token = sessions.token(&alice)?.unwrap();
+    /// let token = sessions.get_token(&alice)?.unwrap();
     /// assert_eq!(token.access_token().expose_secret(), "a2");
     /// assert_eq!(token.refresh_token().unwrap().expose_secret(), "r1");
     /// assert_eq!(token.scopes(), ["market:id:xYz"]);
@@ -314,7 +314,7 @@ impl<S: TokenStore> Sessions<S> {
     /// ```
     ///
     /// # Errors
-    /// As [`store`](Self::store); [`Error::InvalidResponse`] if the response does not hold
+    /// As [`set_token`](Self::set_token); [`Error::InvalidResponse`] if the response does not hold
     /// exactly one token.
     pub fn store_response(&self, principal: &Principal, response: &TokenResponse) -> Result<()> {
         let key = self.checked_key(principal)?;
@@ -338,17 +338,17 @@ impl<S: TokenStore> Sessions<S> {
     ///
     /// let sessions = Sessions::new(MemoryStore::new(), "client-1", "market:all");
     /// let alice = Principal::user("alice");
-    /// sessions.store(&alice, &Token::new("alice-at".into()))?;
-    /// sessions.store(&Principal::Guest, &Token::new("guest-at".into()))?;
-    /// assert!(sessions.remove(&alice)?);
-    /// assert!(!sessions.remove(&alice)?);
-    /// assert!(sessions.token(&Principal::Guest)?.is_some());
+    /// sessions.set_token(&alice, &Token::new("alice-at".into()))?;
+    /// sessions.set_token(&Principal::Guest, &Token::new("guest-at".into()))?;
+    /// assert!(sessions.remove_token(&alice)?);
+    /// assert!(!sessions.remove_token(&alice)?);
+    /// assert!(sessions.get_token(&Principal::Guest)?.is_some());
     /// # Ok::<(), tokenvault::Error>(())
     /// ```
     ///
     /// # Errors
     /// [`Error::Validation`] for an empty user id; whatever the store fails with.
-    pub fn remove(&self, principal: &Principal) -> Result<bool> {
+    pub fn remove_token(&self, principal: &Principal) -> Result<bool> {
         let key = self.checked_key(principal)?;
         self.store.remove_token(&key)
     }
@@ -408,7 +408,7 @@ impl<S: TokenStore> Sessions<S> {
     /// use tokenvault::store::{MemoryStore, Principal, Sessions, TokenStore};
     ///
     /// let sessions = Sessions::new(MemoryStore::new(), "c", "s");
-    /// sessions.store(&Principal::Guest, &Token::new("at".into()))?;
+    /// sessions.set_token(&Principal::Guest, &Token::new("at".into()))?;
     /// assert_eq!(sessions.inner().token_keys()?, [sessions.key(&Principal::Guest)]);
     /// # Ok::<(), tokenvault::Error>(())
     /// ```
@@ -542,7 +542,7 @@ mod tests {
     fn refusals_name_the_key_not_the_token() {
         let s = Sessions::new(MemoryStore::named("ns"), "c", "s");
         let token = Token::new("SECRET-AT".into()).with_identity("mallory");
-        let Err(Error::Validation(e)) = s.store(&Principal::user("bob"), &token) else {
+        let Err(Error::Validation(e)) = s.set_token(&Principal::user("bob"), &token) else {
             panic!("expected a validation error");
         };
         assert_eq!(e.validator, VALIDATOR);

@@ -52,9 +52,9 @@ fn is_principal_refusal(err: &Error) -> bool {
 fn guest_and_user_tokens_are_distinct_records() {
     on_both(|store| {
         let s = Sessions::new(store, CLIENT, SCOPE);
-        s.store(&Principal::Guest, &Token::new("guest-at".into()))
+        s.set_token(&Principal::Guest, &Token::new("guest-at".into()))
             .unwrap();
-        s.store(&user("alice"), &Token::new("alice-at".into()))
+        s.set_token(&user("alice"), &Token::new("alice-at".into()))
             .unwrap();
 
         let mut keys = vec![s.key(&Principal::Guest), s.key(&user("alice"))];
@@ -62,21 +62,24 @@ fn guest_and_user_tokens_are_distinct_records() {
         assert_ne!(keys[0], keys[1]);
         assert_eq!(store.token_keys().unwrap(), keys);
 
-        let guest = s.token(&Principal::Guest).unwrap().unwrap();
+        let guest = s.get_token(&Principal::Guest).unwrap().unwrap();
         assert_eq!(at(&guest), "guest-at");
         assert_eq!(guest.identity(), None);
-        let alice = s.token(&user("alice")).unwrap().unwrap();
+        let alice = s.get_token(&user("alice")).unwrap().unwrap();
         assert_eq!(at(&alice), "alice-at");
         assert_eq!(alice.identity(), Some("alice"));
 
         // Replacing the guest token leaves the user's alone, and the reverse.
-        s.store(&Principal::Guest, &Token::new("guest-at-2".into()))
-            .unwrap();
-        assert_eq!(at(&s.token(&user("alice")).unwrap().unwrap()), "alice-at");
-        s.store(&user("alice"), &Token::new("alice-at-2".into()))
+        s.set_token(&Principal::Guest, &Token::new("guest-at-2".into()))
             .unwrap();
         assert_eq!(
-            at(&s.token(&Principal::Guest).unwrap().unwrap()),
+            at(&s.get_token(&user("alice")).unwrap().unwrap()),
+            "alice-at"
+        );
+        s.set_token(&user("alice"), &Token::new("alice-at-2".into()))
+            .unwrap();
+        assert_eq!(
+            at(&s.get_token(&Principal::Guest).unwrap().unwrap()),
             "guest-at-2"
         );
     });
@@ -113,11 +116,11 @@ fn many_users_interleaved_each_read_their_own_token() {
             for (who, n) in shuffled(writes, seed) {
                 match who {
                     None => s
-                        .store(&Principal::Guest, &Token::new("guest-at".into()))
+                        .set_token(&Principal::Guest, &Token::new("guest-at".into()))
                         .unwrap(),
                     Some(i) => {
                         let access = format!("at-{}-{n}", users[i]);
-                        s.store(&user(&users[i]), &Token::new(access.into()))
+                        s.set_token(&user(&users[i]), &Token::new(access.into()))
                             .unwrap();
                         generation[i] = Some(n);
                     }
@@ -125,7 +128,7 @@ fn many_users_interleaved_each_read_their_own_token() {
             }
             for id in &shuffled(users.clone(), seed ^ 0xff) {
                 let n = generation[users.iter().position(|u| u == id).unwrap()].unwrap();
-                let token = s.token(&user(id)).unwrap().unwrap();
+                let token = s.get_token(&user(id)).unwrap().unwrap();
                 assert_eq!(at(&token), format!("at-{id}-{n}"), "seed {seed}");
                 assert_eq!(token.identity(), Some(id.as_str()));
                 let (whose, token) = s.token_or_guest(id).unwrap().unwrap();
@@ -134,7 +137,7 @@ fn many_users_interleaved_each_read_their_own_token() {
             }
             assert_eq!(store.token_keys().unwrap().len(), users.len() + 1);
             assert_eq!(
-                at(&s.token(&Principal::Guest).unwrap().unwrap()),
+                at(&s.get_token(&Principal::Guest).unwrap().unwrap()),
                 "guest-at"
             );
         });
@@ -145,17 +148,17 @@ fn many_users_interleaved_each_read_their_own_token() {
 fn a_missing_user_token_is_none_whatever_else_is_stored() {
     on_both(|store| {
         let s = Sessions::new(store, CLIENT, SCOPE);
-        assert!(s.token(&user("carol")).unwrap().is_none());
+        assert!(s.get_token(&user("carol")).unwrap().is_none());
 
-        s.store(&Principal::Guest, &Token::new("guest-at".into()))
+        s.set_token(&Principal::Guest, &Token::new("guest-at".into()))
             .unwrap();
-        assert!(s.token(&user("carol")).unwrap().is_none());
+        assert!(s.get_token(&user("carol")).unwrap().is_none());
 
         for id in ["alice", "bob", "carol2", "caro", "Carol"] {
-            s.store(&user(id), &Token::new(format!("at-{id}").into()))
+            s.set_token(&user(id), &Token::new(format!("at-{id}").into()))
                 .unwrap();
         }
-        assert!(s.token(&user("carol")).unwrap().is_none());
+        assert!(s.get_token(&user("carol")).unwrap().is_none());
     });
 }
 
@@ -165,9 +168,9 @@ fn token_or_guest_falls_back_to_the_guest_and_says_so() {
         let s = Sessions::new(store, CLIENT, SCOPE);
         assert!(s.token_or_guest("carol").unwrap().is_none());
 
-        s.store(&Principal::Guest, &Token::new("guest-at".into()))
+        s.set_token(&Principal::Guest, &Token::new("guest-at".into()))
             .unwrap();
-        s.store(&user("alice"), &Token::new("alice-at".into()))
+        s.set_token(&user("alice"), &Token::new("alice-at".into()))
             .unwrap();
         let (whose, token) = s.token_or_guest("carol").unwrap().unwrap();
         assert_eq!(whose, Principal::Guest);
@@ -185,9 +188,9 @@ fn an_expired_user_token_is_still_the_users_not_the_guests() {
     on_both(|store| {
         let s = Sessions::new(store, CLIENT, SCOPE);
         let past = SystemTime::now() - Duration::from_secs(3600);
-        s.store(&Principal::Guest, &Token::new("guest-at".into()))
+        s.set_token(&Principal::Guest, &Token::new("guest-at".into()))
             .unwrap();
-        s.store(
+        s.set_token(
             &user("alice"),
             &Token::new("alice-at".into()).with_expires_at(past),
         )
@@ -212,7 +215,7 @@ fn keys_use_the_configured_scope_not_the_echoed_one() {
         )
         .unwrap();
         // A token built by hand with other scopes lands under the configured scope too.
-        s.store(
+        s.set_token(
             &Principal::Guest,
             &Token::new("g1".into()).with_scopes(["market:id:abc"]),
         )
@@ -226,16 +229,16 @@ fn keys_use_the_configured_scope_not_the_echoed_one() {
             assert!(!key.contains("xYz") && !key.contains("abc"), "{key}");
         }
 
-        let token = s.token(&alice).unwrap().unwrap();
+        let token = s.get_token(&alice).unwrap().unwrap();
         assert_eq!(at(&token), "a1");
         assert_eq!(token.scopes(), ["market:id:xYz", "market:all"]);
-        let guest = s.token(&Principal::Guest).unwrap().unwrap();
+        let guest = s.get_token(&Principal::Guest).unwrap().unwrap();
         assert_eq!(guest.scopes(), ["market:id:abc"]);
 
         // Sessions configured with the echoed scope are other sessions: they see nothing.
         let echoed = Sessions::new(store, CLIENT, "market:id:xYz market:all");
-        assert!(echoed.token(&alice).unwrap().is_none());
-        assert!(echoed.token(&Principal::Guest).unwrap().is_none());
+        assert!(echoed.get_token(&alice).unwrap().is_none());
+        assert!(echoed.get_token(&Principal::Guest).unwrap().is_none());
     });
 }
 
@@ -262,12 +265,12 @@ fn store_response_merges_with_the_principals_own_record() {
             &TokenResponse::from_json(refresh, now).unwrap(),
         )
         .unwrap();
-        let alice = s.token(&user("alice")).unwrap().unwrap();
+        let alice = s.get_token(&user("alice")).unwrap().unwrap();
         assert_eq!(at(&alice), "a2");
         assert_eq!(alice.refresh_token().unwrap().expose_secret(), "r1");
         assert_eq!(alice.scopes(), ["market:all"]);
         assert_eq!(alice.identity(), Some("alice"));
-        let bob = s.token(&user("bob")).unwrap().unwrap();
+        let bob = s.get_token(&user("bob")).unwrap().unwrap();
         assert_eq!(at(&bob), "b1");
         assert_eq!(bob.identity(), Some("bob"));
 
@@ -285,13 +288,13 @@ fn a_token_of_another_identity_is_refused_and_nothing_is_written() {
     on_both(|store| {
         let s = Sessions::new(store, CLIENT, SCOPE);
         let bobs = Token::new("bob-at".into()).with_refresh_token("bob-rt".into());
-        s.store(&user("bob"), &bobs).unwrap();
-        let stored_bob = s.token(&user("bob")).unwrap().unwrap();
+        s.set_token(&user("bob"), &bobs).unwrap();
+        let stored_bob = s.get_token(&user("bob")).unwrap().unwrap();
         let keys = store.token_keys().unwrap();
 
         let alices = Token::new("alice-at".into()).with_identity("alice");
         // Filed as Bob's: refused, by store and by store_response.
-        let err = s.store(&user("bob"), &alices).unwrap_err();
+        let err = s.set_token(&user("bob"), &alices).unwrap_err();
         assert!(is_principal_refusal(&err), "{err}");
         let Error::Validation(v) = &err else {
             unreachable!()
@@ -302,25 +305,29 @@ fn a_token_of_another_identity_is_refused_and_nothing_is_written() {
         let err = s.store_response(&user("bob"), &response).unwrap_err();
         assert!(is_principal_refusal(&err), "{err}");
         // Filed under a user who has no record yet: refused too.
-        let err = s.store(&user("carol"), &alices).unwrap_err();
+        let err = s.set_token(&user("carol"), &alices).unwrap_err();
         assert!(is_principal_refusal(&err), "{err}");
         // Filed as the shared guest token: refused.
-        let err = s.store(&Principal::Guest, &alices).unwrap_err();
+        let err = s.set_token(&Principal::Guest, &alices).unwrap_err();
         assert!(is_principal_refusal(&err), "{err}");
         let err = s.store_response(&Principal::Guest, &response).unwrap_err();
         assert!(is_principal_refusal(&err), "{err}");
 
         assert_eq!(store.token_keys().unwrap(), keys);
-        assert!(s.token(&user("bob")).unwrap().unwrap().same_as(&stored_bob));
-        assert!(s.token(&user("carol")).unwrap().is_none());
-        assert!(s.token(&Principal::Guest).unwrap().is_none());
+        assert!(s
+            .get_token(&user("bob"))
+            .unwrap()
+            .unwrap()
+            .same_as(&stored_bob));
+        assert!(s.get_token(&user("carol")).unwrap().is_none());
+        assert!(s.get_token(&Principal::Guest).unwrap().is_none());
 
         // The user's own identity, and the client's own id on the guest token, are fine.
-        s.store(&user("alice"), &alices).unwrap();
+        s.set_token(&user("alice"), &alices).unwrap();
         let client_token = Token::new("g".into()).with_identity(CLIENT);
-        s.store(&Principal::Guest, &client_token).unwrap();
+        s.set_token(&Principal::Guest, &client_token).unwrap();
         assert_eq!(
-            s.token(&Principal::Guest).unwrap().unwrap().identity(),
+            s.get_token(&Principal::Guest).unwrap().unwrap().identity(),
             Some(CLIENT)
         );
     });
@@ -330,7 +337,7 @@ fn a_token_of_another_identity_is_refused_and_nothing_is_written() {
 fn a_record_of_another_identity_written_past_sessions_is_an_error_on_read() {
     on_both(|store| {
         let s = Sessions::new(store, CLIENT, SCOPE);
-        s.store(&Principal::Guest, &Token::new("guest-at".into()))
+        s.set_token(&Principal::Guest, &Token::new("guest-at".into()))
             .unwrap();
         // Someone writes Alice's token straight into the store, under Bob's key.
         store
@@ -339,7 +346,7 @@ fn a_record_of_another_identity_written_past_sessions_is_an_error_on_read() {
                 &Token::new("alice-at".into()).with_identity("alice"),
             )
             .unwrap();
-        let err = s.token(&user("bob")).unwrap_err();
+        let err = s.get_token(&user("bob")).unwrap_err();
         assert!(is_principal_refusal(&err), "{err}");
         // And no fallback to the guest token hides it.
         let err = s.token_or_guest("bob").unwrap_err();
@@ -352,7 +359,7 @@ fn a_record_of_another_identity_written_past_sessions_is_an_error_on_read() {
                 &Token::new("alice-at".into()).with_identity("alice"),
             )
             .unwrap();
-        let err = s.token(&Principal::Guest).unwrap_err();
+        let err = s.get_token(&Principal::Guest).unwrap_err();
         assert!(is_principal_refusal(&err), "{err}");
         let err = s.token_or_guest("carol").unwrap_err();
         assert!(is_principal_refusal(&err), "{err}");
@@ -363,18 +370,20 @@ fn a_record_of_another_identity_written_past_sessions_is_an_error_on_read() {
 fn an_empty_user_id_is_refused_everywhere() {
     on_both(|store| {
         let s = Sessions::new(store, CLIENT, SCOPE);
-        s.store(&Principal::Guest, &Token::new("guest-at".into()))
+        s.set_token(&Principal::Guest, &Token::new("guest-at".into()))
             .unwrap();
         let keys = store.token_keys().unwrap();
         let empty = user("");
         let token = Token::new("at".into());
-        assert!(is_principal_refusal(&s.store(&empty, &token).unwrap_err()));
+        assert!(is_principal_refusal(
+            &s.set_token(&empty, &token).unwrap_err()
+        ));
         let response = TokenResponse::from_tokens(vec![token]);
         assert!(is_principal_refusal(
             &s.store_response(&empty, &response).unwrap_err()
         ));
-        assert!(is_principal_refusal(&s.token(&empty).unwrap_err()));
-        assert!(is_principal_refusal(&s.remove(&empty).unwrap_err()));
+        assert!(is_principal_refusal(&s.get_token(&empty).unwrap_err()));
+        assert!(is_principal_refusal(&s.remove_token(&empty).unwrap_err()));
         // A missing session is not answered with the guest token.
         assert!(is_principal_refusal(&s.token_or_guest("").unwrap_err()));
         assert_eq!(store.token_keys().unwrap(), keys);
@@ -386,25 +395,40 @@ fn sessions_of_other_clients_on_one_store_do_not_see_each_other() {
     on_both(|store| {
         let a = Sessions::new(store, "client-a", SCOPE);
         let b = Sessions::new(store, "client-b", SCOPE);
-        a.store(&Principal::Guest, &Token::new("a-guest".into()))
+        a.set_token(&Principal::Guest, &Token::new("a-guest".into()))
             .unwrap();
-        a.store(&user("alice"), &Token::new("a-alice".into()))
+        a.set_token(&user("alice"), &Token::new("a-alice".into()))
             .unwrap();
-        assert!(b.token(&Principal::Guest).unwrap().is_none());
-        assert!(b.token(&user("alice")).unwrap().is_none());
+        assert!(b.get_token(&Principal::Guest).unwrap().is_none());
+        assert!(b.get_token(&user("alice")).unwrap().is_none());
         assert!(b.token_or_guest("alice").unwrap().is_none());
 
-        b.store(&Principal::Guest, &Token::new("b-guest".into()))
+        b.set_token(&Principal::Guest, &Token::new("b-guest".into()))
             .unwrap();
-        b.store(&user("alice"), &Token::new("b-alice".into()))
+        b.set_token(&user("alice"), &Token::new("b-alice".into()))
             .unwrap();
-        assert_eq!(at(&a.token(&Principal::Guest).unwrap().unwrap()), "a-guest");
-        assert_eq!(at(&a.token(&user("alice")).unwrap().unwrap()), "a-alice");
-        assert_eq!(at(&b.token(&Principal::Guest).unwrap().unwrap()), "b-guest");
-        assert_eq!(at(&b.token(&user("alice")).unwrap().unwrap()), "b-alice");
+        assert_eq!(
+            at(&a.get_token(&Principal::Guest).unwrap().unwrap()),
+            "a-guest"
+        );
+        assert_eq!(
+            at(&a.get_token(&user("alice")).unwrap().unwrap()),
+            "a-alice"
+        );
+        assert_eq!(
+            at(&b.get_token(&Principal::Guest).unwrap().unwrap()),
+            "b-guest"
+        );
+        assert_eq!(
+            at(&b.get_token(&user("alice")).unwrap().unwrap()),
+            "b-alice"
+        );
 
-        assert!(b.remove(&user("alice")).unwrap());
-        assert_eq!(at(&a.token(&user("alice")).unwrap().unwrap()), "a-alice");
+        assert!(b.remove_token(&user("alice")).unwrap());
+        assert_eq!(
+            at(&a.get_token(&user("alice")).unwrap().unwrap()),
+            "a-alice"
+        );
         assert_eq!(store.token_keys().unwrap().len(), 3);
     });
 }
@@ -413,21 +437,21 @@ fn sessions_of_other_clients_on_one_store_do_not_see_each_other() {
 fn remove_says_whether_it_removed_and_removes_only_that_principal() {
     on_both(|store| {
         let s = Sessions::new(store, CLIENT, SCOPE);
-        assert!(!s.remove(&user("alice")).unwrap());
-        assert!(!s.remove(&Principal::Guest).unwrap());
+        assert!(!s.remove_token(&user("alice")).unwrap());
+        assert!(!s.remove_token(&Principal::Guest).unwrap());
 
-        s.store(&Principal::Guest, &Token::new("guest-at".into()))
+        s.set_token(&Principal::Guest, &Token::new("guest-at".into()))
             .unwrap();
         for id in ["alice", "bob"] {
-            s.store(&user(id), &Token::new(format!("{id}-at").into()))
+            s.set_token(&user(id), &Token::new(format!("{id}-at").into()))
                 .unwrap();
         }
-        assert!(s.remove(&user("alice")).unwrap());
-        assert!(!s.remove(&user("alice")).unwrap());
-        assert!(s.token(&user("alice")).unwrap().is_none());
-        assert_eq!(at(&s.token(&user("bob")).unwrap().unwrap()), "bob-at");
+        assert!(s.remove_token(&user("alice")).unwrap());
+        assert!(!s.remove_token(&user("alice")).unwrap());
+        assert!(s.get_token(&user("alice")).unwrap().is_none());
+        assert_eq!(at(&s.get_token(&user("bob")).unwrap().unwrap()), "bob-at");
         assert_eq!(
-            at(&s.token(&Principal::Guest).unwrap().unwrap()),
+            at(&s.get_token(&Principal::Guest).unwrap().unwrap()),
             "guest-at"
         );
         // Logged out, Alice gets the guest token from the explicit fallback only.
@@ -436,8 +460,8 @@ fn remove_says_whether_it_removed_and_removes_only_that_principal() {
             Principal::Guest
         );
 
-        assert!(s.remove(&Principal::Guest).unwrap());
-        assert_eq!(at(&s.token(&user("bob")).unwrap().unwrap()), "bob-at");
+        assert!(s.remove_token(&Principal::Guest).unwrap());
+        assert_eq!(at(&s.get_token(&user("bob")).unwrap().unwrap()), "bob-at");
         let mut keys = store.token_keys().unwrap();
         keys.retain(|k| k != &s.key(&user("bob")));
         assert!(keys.is_empty(), "{keys:?}");
@@ -454,10 +478,10 @@ fn vault_sessions_survive_reopen_and_user_ids_stay_off_disk() {
     {
         let vault = Vault::create(&path, &raw_key(1)).unwrap();
         let s = Sessions::new(vault.namespace("shop-eu").unwrap(), CLIENT, SCOPE);
-        s.store(&Principal::Guest, &Token::new("guest-at".into()))
+        s.set_token(&Principal::Guest, &Token::new("guest-at".into()))
             .unwrap();
         for id in &ids {
-            s.store(&user(id), &Token::new(format!("at-{id}").into()))
+            s.set_token(&user(id), &Token::new(format!("at-{id}").into()))
                 .unwrap();
         }
         vault.close().unwrap();
@@ -480,12 +504,12 @@ fn vault_sessions_survive_reopen_and_user_ids_stay_off_disk() {
     let vault = Vault::open(&path, &raw_key(1)).unwrap();
     let s = Sessions::new(vault.namespace("shop-eu").unwrap(), CLIENT, SCOPE);
     for id in &ids {
-        let token = s.token(&user(id)).unwrap().unwrap();
+        let token = s.get_token(&user(id)).unwrap().unwrap();
         assert_eq!(at(&token), format!("at-{id}"));
         assert_eq!(token.identity(), Some(id.as_str()));
     }
     assert_eq!(
-        at(&s.token(&Principal::Guest).unwrap().unwrap()),
+        at(&s.get_token(&Principal::Guest).unwrap().unwrap()),
         "guest-at"
     );
 }
@@ -495,7 +519,9 @@ fn over_long_ids_are_refused_by_a_namespace_and_nothing_is_written() {
     let (_dir, ns) = vault_ns();
     let s = Sessions::new(&ns, CLIENT, SCOPE);
     let long = "u".repeat(tokenvault::format::MAX_NAME_LEN);
-    let err = s.store(&user(&long), &Token::new("at".into())).unwrap_err();
+    let err = s
+        .set_token(&user(&long), &Token::new("at".into()))
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidName { .. }), "{err}");
     assert!(ns.token_keys().unwrap().is_empty());
 }
