@@ -1,8 +1,8 @@
 //! [`ErrorKind::of`]: one classification for every error of the crate, whichever layer
 //! returned it.
 
-use crate::backend::{BackendError, BackendErrorKind};
-use crate::error::{refresh_kind, Error, ErrorKind, ValidationError};
+use crate::backend::BackendError;
+use crate::error::{backend_kind, refresh_kind, Error, ErrorKind, ValidationError};
 use crate::import::ImportError;
 use crate::refresh::RefreshError;
 
@@ -45,18 +45,5 @@ impl ErrorKind {
             next = e.source();
         }
         ErrorKind::Other
-    }
-}
-
-/// How a storage backend's error is classified.
-fn backend_kind(kind: BackendErrorKind) -> ErrorKind {
-    match kind {
-        BackendErrorKind::Damaged => ErrorKind::Damaged,
-        BackendErrorKind::Locked => ErrorKind::Locked,
-        BackendErrorKind::NotFound => ErrorKind::NotFound,
-        BackendErrorKind::Closed | BackendErrorKind::NotEmpty | BackendErrorKind::UnsafePath => {
-            ErrorKind::Refused
-        }
-        _ => ErrorKind::Transient,
     }
 }

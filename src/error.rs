@@ -23,15 +23,14 @@ pub enum Error {
         /// to [`Vault::create_with_backend`](crate::Vault::create_with_backend).
         path: Option<PathBuf>,
     },
-    /// The storage backend failed (an I/O error, or an error or panic inside sled). The
-    /// message holds the [`BackendError`](crate::backend::BackendError) and its sources.
+    /// The storage backend failed (an I/O error, or an error or panic inside sled): the
+    /// [`BackendError`](crate::backend::BackendError), with the vault's directory as its
+    /// path when it names none, is this error's [source](std::error::Error::source); the
+    /// message shows it and its sources on one line.
     ///
     /// What was already stored is unaffected; the operation that failed may or may not have
     /// taken effect and is safe to retry.
-    Backend {
-        /// What the backend reported.
-        message: String,
-    },
+    Backend(crate::backend::BackendError),
     /// The vault handle was closed with [`Vault::close`](crate::Vault::close); open the vault
     /// again to keep using it.
     Closed,
@@ -212,7 +211,7 @@ impl fmt::Display for Error {
             Self::AlreadyExists { path: None } => f.write_str(
                 "a vault already exists in this storage backend; open it instead of creating it",
             ),
-            Self::Backend { message } => write!(f, "storage backend error: {message}"),
+            Self::Backend(e) => write!(f, "storage backend error: {}", e.chain()),
             Self::Closed => f.write_str("the vault was closed; open it again"),
             Self::Damaged(damage) => write!(f, "{damage}"),
             Self::KeyslotExists { slot } => {
@@ -345,6 +344,7 @@ impl std::error::Error for Error {
         match self {
             Self::Store(e) => Some(e.as_ref()),
             Self::Refresh(e) => Some(e),
+            Self::Backend(e) => Some(e),
             _ => None,
         }
     }
@@ -454,7 +454,7 @@ impl Error {
             Self::WrongKey => ErrorKind::WrongKey,
             Self::Locked { .. } => ErrorKind::Locked,
             Self::NotFound { .. } | Self::NoSuchKeyslot { .. } => ErrorKind::NotFound,
-            Self::Backend { .. } => ErrorKind::Transient,
+            Self::Backend(e) => backend_kind(e.kind()),
             Self::InvalidResponse { .. }
             | Self::KeySource { .. }
             | Self::KdfParams { .. }
@@ -490,6 +490,20 @@ pub(crate) fn refresh_kind(e: &crate::refresh::RefreshError) -> ErrorKind {
     }
 }
 
+/// How a storage backend's error is classified: a lock, damage and a missing vault as
+/// themselves, a refusal (closed, not empty, an unsafe path) as refused, anything else (I/O)
+/// as transient.
+pub(crate) fn backend_kind(kind: crate::backend::BackendErrorKind) -> ErrorKind {
+    use crate::backend::BackendErrorKind as B;
+    match kind {
+        B::Damaged => ErrorKind::Damaged,
+        B::Locked => ErrorKind::Locked,
+        B::NotFound => ErrorKind::NotFound,
+        B::Closed | B::NotEmpty | B::UnsafePath => ErrorKind::Refused,
+        _ => ErrorKind::Transient,
+    }
+}
+
 impl From<Damage> for Error {
     fn from(damage: Damage) -> Self {
         Self::Damaged(damage)
@@ -498,9 +512,10 @@ impl From<Damage> for Error {
 
 impl Error {
     pub(crate) fn backend(message: impl Into<String>) -> Self {
-        Self::Backend {
-            message: message.into(),
-        }
+        Self::Backend(crate::backend::BackendError::new(
+            crate::backend::BackendErrorKind::Other,
+            message.into(),
+        ))
     }
 
     /// Wraps an error from a user-written store or validator as [`Error::Store`].

@@ -229,11 +229,22 @@ fn backend_errors_keep_their_source() {
     fs::remove_dir_all(missing.join("data")).unwrap();
     fs::write(missing.join("tokenvault.header"), b"").unwrap();
     let err = Vault::open(&missing, &raw_key(1)).unwrap_err();
-    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(matches!(err, Error::Backend(_)), "{err}");
     assert!(
         err.to_string().contains("missing its data directory"),
         "{err}"
     );
+    // ... and keeps the backend's error as its source, with its kind and the vault's path.
+    let Error::Backend(backend) = &err else {
+        unreachable!()
+    };
+    assert_eq!(backend.path(), Some(missing.as_path()));
+    let source = std::error::Error::source(&err).unwrap();
+    let source = source
+        .downcast_ref::<tokenvault::backend::BackendError>()
+        .unwrap();
+    assert_eq!(source.kind(), backend.kind());
+    assert_eq!(tokenvault::ErrorKind::of(&err), err.kind());
 }
 
 #[test]
@@ -731,13 +742,13 @@ fn a_panicking_backend_gives_errors_and_keeps_what_is_stored() {
     let ns = vault.namespace("n").unwrap();
     ns.put("k", &small_token("kept")).unwrap();
     armed.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert!(matches!(ns.get::<Token>("k"), Err(Error::Backend { .. })));
+    assert!(matches!(ns.get::<Token>("k"), Err(Error::Backend(_))));
     assert!(matches!(
         ns.put("k", &small_token("new")),
-        Err(Error::Backend { .. })
+        Err(Error::Backend(_))
     ));
-    assert!(matches!(ns.keys(), Err(Error::Backend { .. })));
-    assert!(matches!(vault.verify(|_| {}), Err(Error::Backend { .. })));
+    assert!(matches!(ns.keys(), Err(Error::Backend(_))));
+    assert!(matches!(vault.verify(|_| {}), Err(Error::Backend(_))));
     armed.store(false, std::sync::atomic::Ordering::SeqCst);
     let t: Token = ns.get("k").unwrap().unwrap();
     assert_eq!(t.access_token().expose_secret(), "kept");

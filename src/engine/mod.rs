@@ -187,8 +187,8 @@ pub(crate) fn guarded<T>(
 
 /// A backend's error as the vault reports it: a lock, an unsafe path and a directory that is
 /// not empty as their own variants (about the backend's path, else the vault's `path`),
-/// everything else as [`Error::Backend`] with the whole chain of sources in its message
-/// (prefixed with the vault's `path`, when there is one).
+/// everything else as [`Error::Backend`] holding it (with the vault's `path` when it names
+/// none).
 pub(crate) fn backend_error(e: BackendError, path: Option<&Path>) -> Error {
     let at = e.path().or(path).map(Path::to_path_buf);
     match (e.kind(), at) {
@@ -201,10 +201,10 @@ pub(crate) fn backend_error(e: BackendError, path: Option<&Path>) -> Error {
             path,
             reason: e.reason().to_owned(),
         },
-        _ => match path {
-            Some(p) => Error::backend(format!("{}: {}", p.display(), e.chain())),
-            None => Error::backend(e.chain()),
-        },
+        (_, at) => Error::Backend(match (e.path(), at) {
+            (None, Some(path)) => e.with_path(path),
+            _ => e,
+        }),
     }
 }
 
