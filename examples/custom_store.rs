@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokenvault::oauth::TokenResponse;
 use tokenvault::secrecy::{ExposeSecret, SecretBox};
-use tokenvault::store::{MemoryStore, TokenStore};
+use tokenvault::store::{self, MemoryStore, TokenError, TokenStore};
 use tokenvault::{KeySource, Token, Vault};
 
 /// Reads are served from memory when possible; every write goes to the vault first (so a
@@ -20,7 +20,7 @@ struct CachedStore<S> {
 }
 
 impl<S: TokenStore> TokenStore for CachedStore<S> {
-    fn get_token(&self, key: &str) -> tokenvault::Result<Option<Token>> {
+    fn get_token(&self, key: &str) -> store::Result<Option<Token>> {
         if let Some(token) = self.cache.get_token(key)? {
             return Ok(Some(token));
         }
@@ -31,22 +31,22 @@ impl<S: TokenStore> TokenStore for CachedStore<S> {
         Ok(token)
     }
 
-    fn set_token(&self, key: &str, token: &Token) -> tokenvault::Result<()> {
+    fn set_token(&self, key: &str, token: &Token) -> store::Result<()> {
         self.durable.set_token(key, token)?;
         self.cache.set_token(key, token)
     }
 
-    fn remove_token(&self, key: &str) -> tokenvault::Result<bool> {
+    fn remove_token(&self, key: &str) -> store::Result<bool> {
         self.cache.remove_token(key)?;
         self.durable.remove_token(key)
     }
 
-    fn token_keys(&self) -> tokenvault::Result<Vec<String>> {
+    fn token_keys(&self) -> store::Result<Vec<String>> {
         self.durable.token_keys()
     }
 
     // Several tokens at once: atomic in the vault, then cached.
-    fn set_tokens(&self, tokens: &[(&str, &Token)]) -> tokenvault::Result<()> {
+    fn set_tokens(&self, tokens: &[(&str, &Token)]) -> store::Result<()> {
         self.durable.set_tokens(tokens)?;
         self.cache.set_tokens(tokens)
     }
@@ -57,14 +57,12 @@ impl<S: TokenStore> TokenStore for CachedStore<S> {
 }
 
 /// Application code: it takes any store.
-fn bearer_header(store: &dyn TokenStore, resource_server: &str) -> tokenvault::Result<String> {
+fn bearer_header(store: &dyn TokenStore, resource_server: &str) -> store::Result<String> {
     let token = store
         .get_token(resource_server)?
-        .ok_or_else(|| tokenvault::Error::store(format!("no token for {resource_server}")))?;
+        .ok_or_else(|| TokenError::store(format!("no token for {resource_server}")))?;
     if token.is_expired_at(SystemTime::now(), Duration::from_secs(60)) {
-        return Err(tokenvault::Error::store(
-            "the token has expired: log in again",
-        ));
+        return Err(TokenError::store("the token has expired: log in again"));
     }
     Ok(format!("Bearer {}", token.access_token().expose_secret()))
 }

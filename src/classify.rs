@@ -2,14 +2,16 @@
 //! returned it.
 
 use crate::backend::BackendError;
-use crate::error::{backend_kind, refresh_kind, Error, ErrorKind, ValidationError};
+use crate::error::{backend_kind, Error, ErrorKind};
 use crate::import::ImportError;
 use crate::refresh::RefreshError;
+use crate::token_error::{TokenError, ValidationError};
 
 impl ErrorKind {
     /// The kind of `error`: the first error of this crate in its
     /// [source](std::error::Error::source) chain decides ([`Error::kind`],
-    /// [`ImportError::error_kind`], a [`RefreshError`]'s kind, a [`BackendError`]'s kind);
+    /// [`TokenError::kind`], [`ImportError::error_kind`], [`RefreshError::error_kind`], a
+    /// [`BackendError`]'s kind);
     /// [`Other`](ErrorKind::Other) if the chain holds none.
     ///
     /// ```
@@ -30,11 +32,14 @@ impl ErrorKind {
             if let Some(e) = e.downcast_ref::<Error>() {
                 return e.kind();
             }
+            if let Some(e) = e.downcast_ref::<TokenError>() {
+                return e.kind();
+            }
             if let Some(e) = e.downcast_ref::<ImportError>() {
                 return e.error_kind();
             }
             if let Some(e) = e.downcast_ref::<RefreshError>() {
-                return refresh_kind(e);
+                return e.error_kind();
             }
             if e.downcast_ref::<ValidationError>().is_some() {
                 return ErrorKind::InvalidInput;

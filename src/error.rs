@@ -45,12 +45,6 @@ pub enum Error {
     },
     /// A vault holds at most [`MAX_KEYSLOTS`](crate::format::MAX_KEYSLOTS) keyslots.
     KeyslotLimit,
-    /// A token response could not be read as an OAuth 2.0 token response (RFC 6749 section
-    /// 5.1). The reason names the field, never its value.
-    InvalidResponse {
-        /// What is wrong with the response.
-        reason: String,
-    },
     /// The key source could not supply a key: an unreadable, malformed or badly protected key
     /// file, or an empty passphrase. The vault never falls back to another source.
     KeySource {
@@ -140,27 +134,6 @@ pub enum Error {
         /// The newest version this library reads.
         supported: u16,
     },
-    /// An error from a user-written [`TokenStore`](crate::store::TokenStore), passed through
-    /// unchanged. Its messages must not
-    /// carry secrets: that is up to the code that made it.
-    Store(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>),
-    /// A [`Validator`](crate::store::Validator) refused a token: nothing was written.
-    Validation(ValidationError),
-    /// The authorizer cannot produce a valid token without the user logging in again: the
-    /// grant is dead, marked dead, or a refresh was interrupted with its refresh token
-    /// possibly spent (a lease left behind by a handle that died). Store a new grant (from a
-    /// new login) under the key to recover.
-    ReauthenticationRequired {
-        /// The namespace.
-        namespace: String,
-        /// The record key.
-        key: String,
-        /// Why (never a secret).
-        reason: String,
-    },
-    /// A refresh failed: [`RefreshError::kind`](crate::oauth::RefreshError::kind) says whether the
-    /// grant is dead, the failure transient, or the request refused.
-    Refresh(crate::refresh::RefreshError),
     /// The record exists but holds another type of secret (for example a [`Secret`](crate::Secret)
     /// read as a [`Token`](crate::Token)).
     WrongRecordType {
@@ -222,7 +195,6 @@ impl fmt::Display for Error {
                 "the vault already has {} keyslots; remove one first",
                 crate::format::MAX_KEYSLOTS
             ),
-            Self::InvalidResponse { reason } => write!(f, "invalid token response: {reason}"),
             Self::KeySource { reason } => write!(f, "the key source is unusable: {reason}"),
             Self::KdfParams { reason } => write!(f, "Argon2 parameters refused: {reason}"),
             Self::LastKeyslot => {
@@ -285,17 +257,6 @@ impl fmt::Display for Error {
                 "vault format version {found} is newer than the newest this library reads \
                  ({supported}); upgrade tokenvault"
             ),
-            Self::ReauthenticationRequired {
-                namespace,
-                key,
-                reason,
-            } => write!(
-                f,
-                "the token {key:?} in namespace {namespace:?} needs a new login: {reason}"
-            ),
-            Self::Refresh(e) => write!(f, "{e}"),
-            Self::Store(e) => write!(f, "token store error: {e}"),
-            Self::Validation(e) => write!(f, "{e}"),
             Self::WrongRecordType { expected, found } => write!(
                 f,
                 "the record holds a {found}, not a {expected}; read it with the matching type"
@@ -342,63 +303,11 @@ impl fmt::Display for Damage {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Store(e) => Some(e.as_ref()),
-            Self::Refresh(e) => Some(e),
             Self::Backend(e) => Some(e),
             _ => None,
         }
     }
 }
-
-/// A token refused by a [`Validator`](crate::store::Validator): which validator, where, and why.
-///
-/// Never holds token values: the reason is written by the validator, and the built-in ones
-/// name fields and scopes, never secrets.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ValidationError {
-    /// The validator's name (for example `not-expired`).
-    pub validator: String,
-    /// The namespace of the store, when the store has one.
-    pub namespace: Option<String>,
-    /// The record key.
-    pub key: String,
-    /// Why the token was refused.
-    pub reason: String,
-}
-
-impl ValidationError {
-    /// A refusal by `validator` of the token at `key` in `namespace`, for `reason`.
-    pub fn new(
-        validator: impl Into<String>,
-        namespace: Option<&str>,
-        key: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> Self {
-        Self {
-            validator: validator.into(),
-            namespace: namespace.map(str::to_owned),
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-}
-
-impl fmt::Display for ValidationError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "validator {} refused the token {:?}",
-            self.validator, self.key
-        )?;
-        if let Some(ns) = &self.namespace {
-            write!(f, " in namespace {ns:?}")?;
-        }
-        write!(f, ": {}", self.reason)
-    }
-}
-
-impl std::error::Error for ValidationError {}
 
 /// What kind of failure an error is: enough to decide what to do without matching every
 /// variant. [`Error::kind`] classifies a vault error, [`ErrorKind::of`] any error of this
@@ -455,15 +364,11 @@ impl Error {
             Self::Locked { .. } => ErrorKind::Locked,
             Self::NotFound { .. } | Self::NoSuchKeyslot { .. } => ErrorKind::NotFound,
             Self::Backend(e) => backend_kind(e.kind()),
-            Self::InvalidResponse { .. }
-            | Self::KeySource { .. }
+            Self::KeySource { .. }
             | Self::KdfParams { .. }
             | Self::InvalidName { .. }
             | Self::TooLarge { .. }
-            | Self::Validation(_)
             | Self::WrongRecordType { .. } => ErrorKind::InvalidInput,
-            Self::ReauthenticationRequired { .. } => ErrorKind::Reauthenticate,
-            Self::Refresh(e) => refresh_kind(e),
             Self::AlreadyExists { .. }
             | Self::NotEmpty { .. }
             | Self::UnsafePath { .. }
@@ -474,19 +379,7 @@ impl Error {
             | Self::LastKeyslot
             | Self::SlotSecretsMissing { .. }
             | Self::KdfLimit { .. } => ErrorKind::Refused,
-            Self::Store(_) => ErrorKind::Other,
         }
-    }
-}
-
-/// How a failed refresh is classified: a dead grant needs a login, a temporary failure may
-/// pass, every other refusal is about the request.
-pub(crate) fn refresh_kind(e: &crate::refresh::RefreshError) -> ErrorKind {
-    use crate::refresh::RefreshErrorKind as R;
-    match e.kind() {
-        R::InvalidGrant => ErrorKind::Reauthenticate,
-        R::Transient => ErrorKind::Transient,
-        _ => ErrorKind::InvalidInput,
     }
 }
 
@@ -516,17 +409,6 @@ impl Error {
             crate::backend::BackendErrorKind::Other,
             message.into(),
         ))
-    }
-
-    /// Wraps an error from a user-written store or validator as [`Error::Store`].
-    pub fn store(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
-        Self::Store(std::sync::Arc::from(error.into()))
-    }
-
-    pub(crate) fn invalid_response(reason: impl Into<String>) -> Self {
-        Self::InvalidResponse {
-            reason: reason.into(),
-        }
     }
 
     pub(crate) fn header(reason: &'static str) -> Self {

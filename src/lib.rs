@@ -94,6 +94,7 @@ mod response;
 mod session;
 pub mod store;
 mod token;
+mod token_error;
 mod token_store;
 mod trace;
 mod validate;

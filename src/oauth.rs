@@ -39,3 +39,4 @@ pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::http::{ClientAuth, GrantType, HttpRefresher};
 pub use crate::refresh::{RefreshError, RefreshErrorKind, Refresher};
 pub use crate::response::{TokenResponse, MAX_RESPONSE_LEN};
+pub use crate::token_error::{Result, TokenError};

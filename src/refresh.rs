@@ -110,6 +110,18 @@ impl RefreshError {
         Self::new(RefreshErrorKind::Transient, message)
     }
 
+    /// The kind of failure, as [`ErrorKind::of`](crate::ErrorKind::of) classifies it: a dead
+    /// grant needs a login ([`Reauthenticate`](crate::ErrorKind::Reauthenticate)), a
+    /// temporary failure may pass ([`Transient`](crate::ErrorKind::Transient)), every other
+    /// refusal is about the request ([`InvalidInput`](crate::ErrorKind::InvalidInput)).
+    pub fn error_kind(&self) -> crate::ErrorKind {
+        match self.kind() {
+            RefreshErrorKind::InvalidGrant => crate::ErrorKind::Reauthenticate,
+            RefreshErrorKind::Transient => crate::ErrorKind::Transient,
+            _ => crate::ErrorKind::InvalidInput,
+        }
+    }
+
     /// A failure of the given kind.
     pub fn new(kind: RefreshErrorKind, message: impl Into<String>) -> Self {
         Self {

@@ -7,8 +7,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::error::{Error, Result};
 use crate::token::Token;
+use crate::token_error::TokenError;
 
 /// Largest token response read, in bytes.
 pub const MAX_RESPONSE_LEN: usize = 1024 * 1024;
@@ -59,7 +59,7 @@ const KNOWN: [&str; 6] = [
 /// assert_eq!(token.scopes(), ["openid", "email"]);
 /// assert!(token.extra_json().unwrap().expose_secret().contains("id_token"));
 /// assert!(!format!("{response:?}").contains("eyJ"));
-/// # Ok::<(), tokenvault::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct TokenResponse {
@@ -70,13 +70,13 @@ impl TokenResponse {
     /// Parses a token response received for a request sent at `requested_at`.
     ///
     /// # Errors
-    /// [`Error::InvalidResponse`] if the body is not a token response: not JSON, larger than
+    /// [`TokenError::InvalidResponse`](crate::oauth::TokenError::InvalidResponse) if the body is not a token response: not JSON, larger than
     /// [`MAX_RESPONSE_LEN`], an OAuth error response (`{"error": "invalid_grant", ...}`: the
     /// reason names the error code), a missing or empty `access_token` or `token_type`, or a
     /// field of the wrong type. The reason never contains a field's value.
-    pub fn from_json(json: &[u8], requested_at: SystemTime) -> Result<Self> {
+    pub fn from_json(json: &[u8], requested_at: SystemTime) -> Result<Self, TokenError> {
         if json.len() > MAX_RESPONSE_LEN {
-            return Err(Error::invalid_response(format!(
+            return Err(TokenError::invalid_response(format!(
                 "the response is larger than {MAX_RESPONSE_LEN} bytes"
             )));
         }
@@ -86,16 +86,22 @@ impl TokenResponse {
         result
     }
 
-    fn from_value(value: &mut Value, requested_at: SystemTime, budget: usize) -> Result<Self> {
+    fn from_value(
+        value: &mut Value,
+        requested_at: SystemTime,
+        budget: usize,
+    ) -> Result<Self, TokenError> {
         let mut tokens = Vec::new();
         match value {
             Value::Array(items) => {
                 if items.is_empty() {
-                    return Err(Error::invalid_response("the response is an empty array"));
+                    return Err(TokenError::invalid_response(
+                        "the response is an empty array",
+                    ));
                 }
                 for item in items.iter_mut() {
                     let Value::Object(map) = item else {
-                        return Err(Error::invalid_response(
+                        return Err(TokenError::invalid_response(
                             "an element of the response array is not an object",
                         ));
                     };
@@ -103,7 +109,11 @@ impl TokenResponse {
                 }
             }
             Value::Object(map) => collect(map, requested_at, budget, true, &mut tokens)?,
-            _ => return Err(Error::invalid_response("the response is not a JSON object")),
+            _ => {
+                return Err(TokenError::invalid_response(
+                    "the response is not a JSON object",
+                ))
+            }
         }
         Ok(Self { tokens })
     }
@@ -163,9 +173,9 @@ impl TokenResponse {
 }
 
 /// Parses JSON, mapping serde_json's errors (which may quote input) to a position-only reason.
-pub(crate) fn parse_json(json: &[u8]) -> Result<Value> {
+pub(crate) fn parse_json(json: &[u8]) -> Result<Value, TokenError> {
     serde_json::from_slice(json).map_err(|e| {
-        Error::invalid_response(format!(
+        TokenError::invalid_response(format!(
             "not valid JSON ({} at line {}, column {})",
             match e.classify() {
                 serde_json::error::Category::Io => "read error",
@@ -200,18 +210,23 @@ pub(crate) fn take_secret(s: &mut String) -> SecretString {
 /// Serializes `map` into a secret string, in a buffer of exactly its size (measured by a first
 /// pass that only counts), so that it never reallocates and leaves no copy behind.
 /// `size_hint` bounds the count pass's work: a map longer than it is an error.
-pub(crate) fn secret_json(map: &Map<String, Value>, size_hint: usize) -> Result<SecretString> {
+pub(crate) fn secret_json(
+    map: &Map<String, Value>,
+    size_hint: usize,
+) -> Result<SecretString, TokenError> {
     let mut counter = Counter(0);
     serde_json::to_writer(&mut counter, map)
-        .map_err(|_| Error::invalid_response("extra fields could not be re-encoded"))?;
+        .map_err(|_| TokenError::invalid_response("extra fields could not be re-encoded"))?;
     if counter.0 > size_hint.saturating_add(64) {
-        return Err(Error::invalid_response("extra fields grew when re-encoded"));
+        return Err(TokenError::invalid_response(
+            "extra fields grew when re-encoded",
+        ));
     }
     let mut buf = Zeroizing::new(Vec::with_capacity(counter.0));
     serde_json::to_writer(&mut *buf, map)
-        .map_err(|_| Error::invalid_response("extra fields could not be re-encoded"))?;
+        .map_err(|_| TokenError::invalid_response("extra fields could not be re-encoded"))?;
     let text = std::str::from_utf8(&buf)
-        .map_err(|_| Error::invalid_response("extra fields are not UTF-8"))?;
+        .map_err(|_| TokenError::invalid_response("extra fields are not UTF-8"))?;
     Ok(SecretString::from(text))
 }
 
@@ -235,7 +250,7 @@ fn collect(
     budget: usize,
     top_level: bool,
     out: &mut Vec<Token>,
-) -> Result<()> {
+) -> Result<(), TokenError> {
     if let Some(code) = map.get("error") {
         // Only a registered code is repeated: the answer's text is the server's, and this
         // message has no way to tell whether it repeats a secret (a refresh token, a client
@@ -245,7 +260,7 @@ fn collect(
             .and_then(|c| REGISTERED_ERRORS.iter().find(|known| **known == c))
             .copied()
             .unwrap_or("(an unregistered error code, not shown)");
-        return Err(Error::invalid_response(format!(
+        return Err(TokenError::invalid_response(format!(
             "the server answered with an OAuth error response: {code}"
         )));
     }
@@ -257,7 +272,7 @@ fn collect(
             for item in &mut items {
                 let result = match item {
                     Value::Object(m) => collect(m, requested_at, budget, false, out),
-                    _ => Err(Error::invalid_response(
+                    _ => Err(TokenError::invalid_response(
                         "an element of other_tokens is not an object",
                     )),
                 };
@@ -270,7 +285,7 @@ fn collect(
         }
         Some(mut v) => {
             wipe(&mut v);
-            return Err(Error::invalid_response(if top_level {
+            return Err(TokenError::invalid_response(if top_level {
                 "other_tokens is not an array"
             } else {
                 "other_tokens is nested inside other_tokens"
@@ -278,7 +293,7 @@ fn collect(
         }
     }
     if out.len() > MAX_TOKENS {
-        return Err(Error::invalid_response(format!(
+        return Err(TokenError::invalid_response(format!(
             "the response holds more than {MAX_TOKENS} tokens"
         )));
     }
@@ -290,7 +305,7 @@ fn token_from_map(
     map: &mut Map<String, Value>,
     requested_at: SystemTime,
     budget: usize,
-) -> Result<Token> {
+) -> Result<Token, TokenError> {
     let access = required_secret(map, "access_token")?;
     let token_type = required_text(map, "token_type")?;
     let mut token = Token::new(access).with_token_type(token_type);
@@ -300,19 +315,19 @@ fn token_from_map(
     if let Some(secs) = expires_in(map.get("expires_in"))? {
         let at = requested_at
             .checked_add(Duration::from_secs(secs))
-            .ok_or_else(|| Error::invalid_response("expires_in is out of range"))?;
+            .ok_or_else(|| TokenError::invalid_response("expires_in is out of range"))?;
         token = token.with_expires_at(at);
     }
     match map.get("scope") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => token = token.with_scopes(s.split(' ').filter(|s| !s.is_empty())),
-        Some(_) => return Err(Error::invalid_response("scope is not a string")),
+        Some(_) => return Err(TokenError::invalid_response("scope is not a string")),
     }
     match map.get("resource_server") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) if !s.is_empty() => token = token.with_resource_server(s.as_str()),
         Some(_) => {
-            return Err(Error::invalid_response(
+            return Err(TokenError::invalid_response(
                 "resource_server is not a non-empty string",
             ))
         }
@@ -335,10 +350,13 @@ fn token_from_map(
     Ok(token)
 }
 
-fn required_secret(map: &mut Map<String, Value>, field: &'static str) -> Result<SecretString> {
+fn required_secret(
+    map: &mut Map<String, Value>,
+    field: &'static str,
+) -> Result<SecretString, TokenError> {
     match optional_secret(map, field)? {
         Some(s) if !s.expose_secret().is_empty() => Ok(s),
-        _ => Err(Error::invalid_response(format!(
+        _ => Err(TokenError::invalid_response(format!(
             "{field} is missing or empty"
         ))),
     }
@@ -347,27 +365,31 @@ fn required_secret(map: &mut Map<String, Value>, field: &'static str) -> Result<
 fn optional_secret(
     map: &mut Map<String, Value>,
     field: &'static str,
-) -> Result<Option<SecretString>> {
+) -> Result<Option<SecretString>, TokenError> {
     match map.get_mut(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(take_secret(s))),
-        Some(_) => Err(Error::invalid_response(format!("{field} is not a string"))),
+        Some(_) => Err(TokenError::invalid_response(format!(
+            "{field} is not a string"
+        ))),
     }
 }
 
-fn required_text(map: &Map<String, Value>, field: &'static str) -> Result<String> {
+fn required_text(map: &Map<String, Value>, field: &'static str) -> Result<String, TokenError> {
     match map.get(field) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(Value::String(_)) | None | Some(Value::Null) => Err(Error::invalid_response(format!(
-            "{field} is missing or empty"
+        Some(Value::String(_)) | None | Some(Value::Null) => Err(TokenError::invalid_response(
+            format!("{field} is missing or empty"),
+        )),
+        Some(_) => Err(TokenError::invalid_response(format!(
+            "{field} is not a string"
         ))),
-        Some(_) => Err(Error::invalid_response(format!("{field} is not a string"))),
     }
 }
 
 /// `expires_in` as whole seconds: a non-negative integer, or a string holding one (some
 /// providers send strings).
-pub(crate) fn expires_in(value: Option<&Value>) -> Result<Option<u64>> {
+pub(crate) fn expires_in(value: Option<&Value>) -> Result<Option<u64>, TokenError> {
     let secs = match value {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
@@ -384,7 +406,7 @@ pub(crate) fn expires_in(value: Option<&Value>) -> Result<Option<u64>> {
     };
     match secs {
         Some(s) if s <= MAX_EXPIRES_IN => Ok(Some(s)),
-        _ => Err(Error::invalid_response(
+        _ => Err(TokenError::invalid_response(
             "expires_in is not a whole number of seconds between 0 and 100 years",
         )),
     }
@@ -570,7 +592,7 @@ mod tests {
         ] {
             let e = TokenResponse::from_json(body, at(0)).unwrap_err();
             let text = format!("{e} {e:?}");
-            assert!(matches!(e, Error::InvalidResponse { .. }), "{text}");
+            assert!(matches!(e, TokenError::InvalidResponse { .. }), "{text}");
             assert!(text.contains(needle), "{text}");
             assert!(!text.contains("SECRETVALUE"), "{text}");
         }

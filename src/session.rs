@@ -3,9 +3,9 @@
 
 use std::fmt;
 
-use crate::error::{Error, Result, ValidationError};
 use crate::response::TokenResponse;
 use crate::token::Token;
+use crate::token_error::{Result, TokenError, ValidationError};
 use crate::token_store::TokenStore;
 
 /// Whose token a record holds: the client's own guest token (a client-credentials grant,
@@ -105,7 +105,7 @@ impl fmt::Display for Principal {
 /// so that no two different (kind, client id, scope, user id) give the same key, whatever
 /// characters the ids hold (`/`, `:`, digits, any Unicode). A vault [`Namespace`](crate::Namespace)
 /// accepts keys up to [`MAX_NAME_LEN`](crate::format::MAX_NAME_LEN) bytes; longer ids are refused
-/// with [`Error::InvalidName`] by the namespace.
+/// with [`Error::InvalidName`](crate::Error::InvalidName) by the namespace.
 ///
 /// Keys are names, not secrets, but a key that holds a user id shows that the user has a
 /// session. A vault stores record names only as HMACs (the real names live inside the sealed
@@ -149,7 +149,7 @@ impl fmt::Display for Principal {
 /// let (whose, token) = sessions.token_or_guest("bob")?.unwrap();
 /// assert_eq!(whose, Principal::Guest);
 /// assert_eq!(token.access_token().expose_secret(), "guest-at");
-/// # Ok::<(), tokenvault::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Sessions<S> {
@@ -174,7 +174,7 @@ impl<S: TokenStore> Sessions<S> {
     /// assert!(shop_b.get_token(&Principal::Guest)?.is_none());
     /// assert_eq!(shop_b.client_id(), "client-b");
     /// assert_eq!(shop_b.scope(), "market:all");
-    /// # Ok::<(), tokenvault::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new(store: S, client_id: impl Into<String>, scope: impl Into<String>) -> Self {
         Self {
@@ -199,11 +199,11 @@ impl<S: TokenStore> Sessions<S> {
     /// let guest = sessions.get_token(&Principal::Guest)?.unwrap();
     /// assert_eq!(guest.access_token().expose_secret(), "guest-at");
     /// assert!(sessions.get_token(&Principal::user("bob"))?.is_none());
-    /// # Ok::<(), tokenvault::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
-    /// [`Error::Validation`] (validator `principal`) for an empty user id, or if the stored
+    /// [`TokenError::Validation`] (validator `principal`) for an empty user id, or if the stored
     /// record names another identity than `principal` (it was written past `Sessions`);
     /// whatever the store fails with.
     pub fn get_token(&self, principal: &Principal) -> Result<Option<Token>> {
@@ -238,7 +238,7 @@ impl<S: TokenStore> Sessions<S> {
     /// sessions.set_token(&Principal::user("alice"), &Token::new("alice-at".into()))?;
     /// let (whose, _) = sessions.token_or_guest("alice")?.unwrap();
     /// assert_eq!(whose, Principal::user("alice"));
-    /// # Ok::<(), tokenvault::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
@@ -258,6 +258,7 @@ impl<S: TokenStore> Sessions<S> {
     /// identity is stored with the user's id as its identity.
     ///
     /// ```
+    /// use tokenvault::store::TokenError;
     /// use tokenvault::{Error, Token};
     /// use tokenvault::store::{MemoryStore, Principal, Sessions};
     ///
@@ -268,13 +269,13 @@ impl<S: TokenStore> Sessions<S> {
     ///
     /// // Alice's token is not filed as Bob's, nor as the shared guest token.
     /// let alices = Token::new("alice-at".into()).with_identity("alice");
-    /// assert!(matches!(sessions.set_token(&bob, &alices), Err(Error::Validation(_))));
-    /// assert!(matches!(sessions.set_token(&Principal::Guest, &alices), Err(Error::Validation(_))));
-    /// # Ok::<(), tokenvault::Error>(())
+    /// assert!(matches!(sessions.set_token(&bob, &alices), Err(TokenError::Validation(_))));
+    /// assert!(matches!(sessions.set_token(&Principal::Guest, &alices), Err(TokenError::Validation(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
-    /// [`Error::Validation`] (validator `principal`), with nothing written, for an empty user
+    /// [`TokenError::Validation`] (validator `principal`), with nothing written, for an empty user
     /// id, a user token that names another identity, or a guest token that names an identity
     /// other than the client id; whatever the store fails with.
     pub fn set_token(&self, principal: &Principal, token: &Token) -> Result<()> {
@@ -310,16 +311,16 @@ impl<S: TokenStore> Sessions<S> {
     /// assert_eq!(token.refresh_token().unwrap().expose_secret(), "r1");
     /// assert_eq!(token.scopes(), ["market:id:xYz"]);
     /// assert_eq!(token.identity(), Some("alice"));
-    /// # Ok::<(), tokenvault::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
-    /// As [`set_token`](Self::set_token); [`Error::InvalidResponse`] if the response does not hold
+    /// As [`set_token`](Self::set_token); [`TokenError::InvalidResponse`] if the response does not hold
     /// exactly one token.
     pub fn store_response(&self, principal: &Principal, response: &TokenResponse) -> Result<()> {
         let key = self.checked_key(principal)?;
         let [token] = response.tokens() else {
-            return Err(Error::invalid_response(format!(
+            return Err(TokenError::invalid_response(format!(
                 "a session takes a response with one token, not {}",
                 response.len()
             )));
@@ -343,11 +344,11 @@ impl<S: TokenStore> Sessions<S> {
     /// assert!(sessions.remove_token(&alice)?);
     /// assert!(!sessions.remove_token(&alice)?);
     /// assert!(sessions.get_token(&Principal::Guest)?.is_some());
-    /// # Ok::<(), tokenvault::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
-    /// [`Error::Validation`] for an empty user id; whatever the store fails with.
+    /// [`TokenError::Validation`] for an empty user id; whatever the store fails with.
     pub fn remove_token(&self, principal: &Principal) -> Result<bool> {
         let key = self.checked_key(principal)?;
         self.store.remove_token(&key)
@@ -410,7 +411,7 @@ impl<S: TokenStore> Sessions<S> {
     /// let sessions = Sessions::new(MemoryStore::new(), "c", "s");
     /// sessions.set_token(&Principal::Guest, &Token::new("at".into()))?;
     /// assert_eq!(sessions.inner().token_keys()?, [sessions.key(&Principal::Guest)]);
-    /// # Ok::<(), tokenvault::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn inner(&self) -> &S {
         &self.store
@@ -467,8 +468,8 @@ impl<S: TokenStore> Sessions<S> {
         Err(self.refusal(key, &format!("{whose} {what}")))
     }
 
-    fn refusal(&self, key: &str, reason: &str) -> Error {
-        Error::Validation(ValidationError::new(
+    fn refusal(&self, key: &str, reason: &str) -> TokenError {
+        TokenError::Validation(ValidationError::new(
             VALIDATOR,
             self.store.namespace(),
             key,
@@ -542,13 +543,13 @@ mod tests {
     fn refusals_name_the_key_not_the_token() {
         let s = Sessions::new(MemoryStore::named("ns"), "c", "s");
         let token = Token::new("SECRET-AT".into()).with_identity("mallory");
-        let Err(Error::Validation(e)) = s.set_token(&Principal::user("bob"), &token) else {
+        let Err(TokenError::Validation(e)) = s.set_token(&Principal::user("bob"), &token) else {
             panic!("expected a validation error");
         };
         assert_eq!(e.validator, VALIDATOR);
         assert_eq!(e.namespace.as_deref(), Some("ns"));
         assert_eq!(e.key, s.key(&Principal::user("bob")));
-        let text = Error::Validation(e).to_string();
+        let text = TokenError::Validation(e).to_string();
         assert!(
             !text.contains("SECRET-AT") && !text.contains("mallory"),
             "{text}"

@@ -22,8 +22,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub use crate::error::ValidationError;
 pub use crate::session::{Principal, Sessions};
+pub use crate::token_error::{Result, TokenError, ValidationError};
 pub use crate::token_store::{MemoryStore, TokenStore};
 pub use crate::validate::{
     HasRefreshToken, IdentityBinding, NotExpired, RequireScopes, RetrieveCheck, StoreCheck,

@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::format::RecordType;
 use crate::namespace::{InternalKey, Namespace};
 use crate::response::TokenResponse;
 use crate::token::Token;
+use crate::token_error::{Result, TokenError};
 
 /// A place that keeps tokens by key: what application code takes when it should not care
 /// where tokens live.
@@ -27,7 +28,7 @@ use crate::token::Token;
 /// use tokenvault::secrecy::ExposeSecret;
 ///
 /// // Code that takes "a token store", whichever it is.
-/// fn remember(store: &dyn TokenStore, token: &Token) -> tokenvault::Result<()> {
+/// fn remember(store: &dyn TokenStore, token: &Token) -> tokenvault::store::Result<()> {
 ///     store.set_token("api.example.org", token)
 /// }
 ///
@@ -37,7 +38,7 @@ use crate::token::Token;
 /// assert_eq!(token.access_token().expose_secret(), "at");
 /// assert!(store.remove_token("api.example.org")?);
 /// assert!(!store.remove_token("api.example.org")?);
-/// # Ok::<(), tokenvault::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// A store of your own implements the four required methods; `examples/custom_store.rs`
@@ -46,7 +47,7 @@ pub trait TokenStore: Send + Sync {
     /// The token stored under `key`, if any.
     ///
     /// # Errors
-    /// Whatever the store fails with ([`Error::Store`] for a user-written store).
+    /// Whatever the store fails with ([`TokenError::Store`] for a user-written store).
     fn get_token(&self, key: &str) -> Result<Option<Token>>;
 
     /// Stores `token` under `key`, replacing what was there.
@@ -112,24 +113,24 @@ pub trait TokenStore: Send + Sync {
     /// assert_eq!(auth.access_token().expose_secret(), "a3");
     /// assert_eq!(auth.refresh_token().unwrap().expose_secret(), "r1");
     /// assert_eq!(auth.scopes(), ["openid"]);
-    /// # Ok::<(), tokenvault::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidResponse`] if a token in the response has no resource server (store
+    /// [`TokenError::InvalidResponse`] if a token in the response has no resource server (store
     /// such a response with [`store_response_as`](Self::store_response_as)) or two tokens
     /// name the same one; whatever the store fails with.
     fn store_response(&self, response: &TokenResponse) -> Result<Vec<String>> {
         let mut keyed = Vec::with_capacity(response.len());
         for token in response.tokens() {
             let key = token.resource_server().ok_or_else(|| {
-                Error::invalid_response(
+                TokenError::invalid_response(
                     "a token in the response names no resource_server; store it with \
                      store_response_as",
                 )
             })?;
             if keyed.iter().any(|(k, _): &(&str, Token)| *k == key) {
-                return Err(Error::invalid_response(format!(
+                return Err(TokenError::invalid_response(format!(
                     "the response holds two tokens for resource server {key:?}"
                 )));
             }
@@ -145,11 +146,11 @@ pub trait TokenStore: Send + Sync {
     /// which name no resource server.
     ///
     /// # Errors
-    /// [`Error::InvalidResponse`] if the response does not hold exactly one token; whatever
+    /// [`TokenError::InvalidResponse`] if the response does not hold exactly one token; whatever
     /// the store fails with.
     fn store_response_as(&self, key: &str, response: &TokenResponse) -> Result<()> {
         let [token] = response.tokens() else {
-            return Err(Error::invalid_response(format!(
+            return Err(TokenError::invalid_response(format!(
                 "store_response_as takes a response with one token, not {}",
                 response.len()
             )));
@@ -213,11 +214,12 @@ forward_store!(&S, Box<S>, Arc<S>);
 /// atomic (several tokens: all or none).
 impl TokenStore for Namespace {
     fn get_token(&self, key: &str) -> Result<Option<Token>> {
-        self.get::<Token>(key)
+        Ok(self.get::<Token>(key)?)
     }
 
     fn set_token(&self, key: &str, token: &Token) -> Result<()> {
-        self.put(key, token).map(|_| ())
+        self.put(key, token)?;
+        Ok(())
     }
 
     /// Removes the token and, in the same atomic write, the refresh lease or dead-grant mark
@@ -229,14 +231,12 @@ impl TokenStore for Namespace {
         batch.remove(self, key)?.remove(self, &lease)?;
         match batch.commit()? {
             Ok(written) => Ok(written.first().is_some_and(|w| w.existed)),
-            Err(_) => Err(Error::backend(
-                "internal: unconditional removal did not apply",
-            )),
+            Err(_) => Err(Error::backend("internal: unconditional removal did not apply").into()),
         }
     }
 
     fn token_keys(&self) -> Result<Vec<String>> {
-        self.keys_of_type(RecordType::Token)
+        Ok(self.keys_of_type(RecordType::Token)?)
     }
 
     fn set_tokens(&self, tokens: &[(&str, &Token)]) -> Result<()> {
@@ -246,9 +246,7 @@ impl TokenStore for Namespace {
         }
         match batch.commit()? {
             Ok(_) => Ok(()),
-            Err(_) => Err(Error::backend(
-                "internal: unconditional write did not apply",
-            )),
+            Err(_) => Err(Error::backend("internal: unconditional write did not apply").into()),
         }
     }
 
@@ -270,7 +268,7 @@ impl TokenStore for Namespace {
 /// store.set_token("k", &Token::new("at".into()))?;
 /// assert_eq!(other_handle.token_keys()?, ["k"]);
 /// assert_eq!(store.namespace(), Some("tests"));
-/// # Ok::<(), tokenvault::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Default)]
 pub struct MemoryStore {

@@ -12,6 +12,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::raw_key;
+use tokenvault::oauth::TokenError;
 use tokenvault::oauth::{
     Authorizer, Clock, DeadGrant, ManualClock, RefreshError, RefreshErrorKind,
 };
@@ -223,7 +224,7 @@ fn a_failure_reaches_every_waiter_and_does_not_poison_later_calls() {
         .collect();
     for h in handles {
         match h.join().unwrap() {
-            Err(Error::Refresh(e)) => assert_eq!(e.kind(), RefreshErrorKind::Transient),
+            Err(TokenError::Refresh(e)) => assert_eq!(e.kind(), RefreshErrorKind::Transient),
             other => panic!("expected the refresh error, got {other:?}"),
         }
     }
@@ -234,14 +235,14 @@ fn a_failure_reaches_every_waiter_and_does_not_poison_later_calls() {
 
     // Within the retry gap: the same error, without a new attempt.
     clock.advance(Duration::from_secs(4));
-    assert!(matches!(auth.token(), Err(Error::Refresh(_))));
+    assert!(matches!(auth.token(), Err(TokenError::Refresh(_))));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // After it: a new attempt. The second failure doubles the gap.
     clock.advance(Duration::from_secs(2));
-    assert!(matches!(auth.token(), Err(Error::Refresh(_))));
+    assert!(matches!(auth.token(), Err(TokenError::Refresh(_))));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     clock.advance(Duration::from_secs(6));
-    assert!(matches!(auth.token(), Err(Error::Refresh(_))));
+    assert!(matches!(auth.token(), Err(TokenError::Refresh(_))));
     assert_eq!(
         calls.load(Ordering::SeqCst),
         2,
@@ -281,7 +282,7 @@ fn a_transient_failure_still_serves_a_token_that_has_not_expired() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     // Once it has expired, the failure is the answer.
     clock.advance(Duration::from_secs(30));
-    assert!(matches!(auth.token(), Err(Error::Refresh(_))));
+    assert!(matches!(auth.token(), Err(TokenError::Refresh(_))));
 }
 
 #[test]
@@ -387,7 +388,7 @@ fn a_lease_left_by_a_dead_handle_means_log_in_again_never_a_second_use() {
         .unwrap();
     clock.advance(Duration::from_secs(31));
     match b.token() {
-        Err(Error::ReauthenticationRequired {
+        Err(TokenError::ReauthenticationRequired {
             namespace,
             key,
             reason,
@@ -467,7 +468,7 @@ fn a_dead_grant_is_removed_by_default() {
         .build()
         .unwrap();
     match auth.token() {
-        Err(Error::Refresh(e)) => {
+        Err(TokenError::Refresh(e)) => {
             assert!(e.is_invalid_grant());
             assert_eq!(e.oauth_error(), Some("invalid_grant"));
         }
@@ -476,7 +477,7 @@ fn a_dead_grant_is_removed_by_default() {
     assert!(ns.get::<Token>("api").unwrap().is_none(), "removed");
     assert_eq!(ns.record_count().unwrap(), 0, "no lease left either");
     clock.advance(Duration::from_secs(60));
-    assert!(matches!(auth.token(), Err(Error::Refresh(e)) if e.is_invalid_grant()));
+    assert!(matches!(auth.token(), Err(TokenError::Refresh(e)) if e.is_invalid_grant()));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
@@ -509,7 +510,7 @@ fn a_dead_grant_can_be_marked_instead() {
         .on_dead_grant(DeadGrant::Mark)
         .build()
         .unwrap();
-    assert!(matches!(auth.token(), Err(Error::Refresh(e)) if e.is_invalid_grant()));
+    assert!(matches!(auth.token(), Err(TokenError::Refresh(e)) if e.is_invalid_grant()));
     // Kept (identity and scopes survive for the next login), and marked: later calls fail
     // at once without calling the endpoint, even from another authorizer.
     let kept: Token = ns.get("api").unwrap().unwrap();
@@ -517,7 +518,7 @@ fn a_dead_grant_can_be_marked_instead() {
     clock.advance(Duration::from_secs(120));
     assert!(matches!(
         auth.token(),
-        Err(Error::ReauthenticationRequired { .. })
+        Err(TokenError::ReauthenticationRequired { .. })
     ));
     let other = Authorizer::builder(
         &ns,
@@ -528,7 +529,7 @@ fn a_dead_grant_can_be_marked_instead() {
     .unwrap();
     assert!(matches!(
         other.token(),
-        Err(Error::ReauthenticationRequired { .. })
+        Err(TokenError::ReauthenticationRequired { .. })
     ));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // A new grant clears the mark.
@@ -615,7 +616,7 @@ fn a_caller_that_gives_up_does_not_lose_the_rotated_token() {
         .build()
         .unwrap();
     match auth.token_timeout(Duration::from_millis(20)) {
-        Err(Error::Refresh(e)) => assert!(e.is_transient()),
+        Err(TokenError::Refresh(e)) => assert!(e.is_transient()),
         other => panic!("{other:?}"),
     }
     drop(auth);
@@ -721,7 +722,7 @@ fn a_refreshed_token_the_store_refuses_is_served_and_stored_later() {
     clock.advance(Duration::from_secs(31));
     assert!(matches!(
         other.token(),
-        Err(Error::ReauthenticationRequired { .. })
+        Err(TokenError::ReauthenticationRequired { .. })
     ));
     assert_eq!(other_counting.calls(), 0);
     // At its next transaction the authorizer stores the pending token first, then

@@ -16,9 +16,10 @@ use std::time::{Duration, SystemTime};
 use common::raw_key;
 use tls_front::{Cert, Mode, TlsFront, CA_PEM};
 use token_server::{Config, Failure, TokenServer};
+use tokenvault::oauth::TokenError;
 use tokenvault::oauth::{AmbiguousFailure, Authorizer, ClientAuth, HttpRefresher, ManualClock};
 use tokenvault::secrecy::{ExposeSecret, SecretString};
-use tokenvault::{Error, Namespace, Token, Vault};
+use tokenvault::{Namespace, Token, Vault};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -137,7 +138,7 @@ fn invalid_grant_removes_the_record() {
     s.server.revoke_refresh_token("rt-0");
     let auth = authorizer(&s, refresher(&s, Duration::from_secs(5)));
     match auth.token() {
-        Err(Error::Refresh(e)) => {
+        Err(TokenError::Refresh(e)) => {
             assert!(e.is_invalid_grant(), "{e}");
             assert_eq!(e.oauth_error(), Some("invalid_grant"));
         }
@@ -161,12 +162,12 @@ fn server_errors_are_retried_after_the_backoff_without_reuse() {
         1,
     );
     let auth = authorizer(&s, refresher(&s, Duration::from_secs(5)));
-    assert!(matches!(auth.token(), Err(Error::Refresh(e)) if e.is_transient()));
+    assert!(matches!(auth.token(), Err(TokenError::Refresh(e)) if e.is_transient()));
     s.clock.advance(Duration::from_secs(3)); // inside Retry-After: no request
     assert!(auth.token().is_err());
     assert_eq!(s.server.request_count(), 1);
     s.clock.advance(Duration::from_secs(5));
-    assert!(matches!(auth.token(), Err(Error::Refresh(e)) if e.is_transient()));
+    assert!(matches!(auth.token(), Err(TokenError::Refresh(e)) if e.is_transient()));
     s.clock.advance(Duration::from_secs(60));
     let token = auth.token().unwrap();
     assert!(access(&token).starts_with("issued-at-"));
@@ -187,12 +188,12 @@ fn a_gateway_timeout_is_never_followed_by_a_second_presentation() {
     let auth = authorizer(&s, refresher(&s, Duration::from_secs(5)));
     assert!(matches!(
         auth.token(),
-        Err(Error::ReauthenticationRequired { .. })
+        Err(TokenError::ReauthenticationRequired { .. })
     ));
     s.clock.advance(Duration::from_secs(120));
     assert!(matches!(
         auth.token(),
-        Err(Error::ReauthenticationRequired { .. })
+        Err(TokenError::ReauthenticationRequired { .. })
     ));
     assert_eq!(s.server.presentations("rt-0"), 1);
     assert!(s.server.reuses().is_empty(), "{:?}", s.server.reuses());
@@ -206,7 +207,7 @@ fn a_slow_answer_is_never_followed_by_a_second_presentation() {
         .fail_next(Failure::Slow(Duration::from_millis(1500)), 1);
     let auth = authorizer(&s, refresher(&s, Duration::from_millis(300)));
     match auth.token() {
-        Err(Error::ReauthenticationRequired { reason, .. }) => {
+        Err(TokenError::ReauthenticationRequired { reason, .. }) => {
             assert!(reason.contains("may have been spent"), "{reason}")
         }
         other => panic!("{other:?}"),
@@ -215,12 +216,12 @@ fn a_slow_answer_is_never_followed_by_a_second_presentation() {
     s.clock.advance(Duration::from_secs(120));
     assert!(matches!(
         auth.token(),
-        Err(Error::ReauthenticationRequired { .. })
+        Err(TokenError::ReauthenticationRequired { .. })
     ));
     let other = authorizer(&s, refresher(&s, Duration::from_secs(5)));
     assert!(matches!(
         other.token(),
-        Err(Error::ReauthenticationRequired { .. })
+        Err(TokenError::ReauthenticationRequired { .. })
     ));
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(s.server.presentations("rt-0"), 1);
@@ -239,9 +240,9 @@ fn a_lost_answer_with_the_retry_policy_presents_the_token_again() {
         .on_ambiguous_failure(AmbiguousFailure::Retry)
         .build()
         .unwrap();
-    assert!(matches!(auth.token(), Err(Error::Refresh(e)) if e.request_possibly_processed()));
+    assert!(matches!(auth.token(), Err(TokenError::Refresh(e)) if e.request_possibly_processed()));
     s.clock.advance(Duration::from_secs(120));
-    assert!(matches!(auth.token(), Err(Error::Refresh(e)) if e.is_invalid_grant()));
+    assert!(matches!(auth.token(), Err(TokenError::Refresh(e)) if e.is_invalid_grant()));
     assert_eq!(s.server.presentations("rt-0"), 2);
 }
 
@@ -301,7 +302,7 @@ fn an_untrusted_certificate_does_not_spend_the_grant() {
     for cert in [Cert::SelfSigned, Cert::Expired] {
         front.set_mode(Mode::Serve(cert));
         match auth.token() {
-            Err(Error::Refresh(e)) => {
+            Err(TokenError::Refresh(e)) => {
                 assert!(e.is_transient(), "{e}");
                 assert!(!e.request_possibly_processed(), "{e}");
             }

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::{raw_key, FaultyBackend};
 use tokenvault::backend::MemoryBackend;
 use tokenvault::format::MAX_RECORD_LEN;
+use tokenvault::oauth::TokenError;
 use tokenvault::oauth::{
     AmbiguousFailure, Authorizer, DeadGrant, ManualClock, RefreshError, RefreshErrorKind,
 };
@@ -124,8 +125,8 @@ fn faulty_vault() -> (FaultyBackend, Vault) {
     (faulty, vault)
 }
 
-fn is_reauth(result: &Result<Token, Error>) -> bool {
-    matches!(result, Err(Error::ReauthenticationRequired { .. }))
+fn is_reauth(result: &Result<Token, TokenError>) -> bool {
+    matches!(result, Err(TokenError::ReauthenticationRequired { .. }))
 }
 
 /// A rotating server answers with a 70 KB `id_token` next to a small field: merged, the token
@@ -213,7 +214,10 @@ fn an_answer_that_never_fits_is_kept_in_memory_and_its_predecessor_never_present
 
     // Expired and still unstorable: a typed error, never a refresh with rt-0.
     clock.set(at(T0 + 601));
-    assert!(matches!(auth.token(), Err(Error::TooLarge { .. })));
+    assert!(matches!(
+        auth.token(),
+        Err(TokenError::Vault(Error::TooLarge { .. }))
+    ));
     assert_eq!(presented(&p), ["rt-0"]);
 
     // A new login replaces the grant: the owed token is dropped, the lease removed.
@@ -283,7 +287,7 @@ fn a_failed_dead_mark_is_written_later() {
 
     faulty.fail_after(1);
     match auth.token() {
-        Err(Error::Refresh(e)) => assert!(e.is_invalid_grant()),
+        Err(TokenError::Refresh(e)) => assert!(e.is_invalid_grant()),
         other => panic!("expected the dead grant, got {other:?}"),
     }
     faulty.fail_after(-1);
@@ -313,10 +317,10 @@ fn a_failed_dead_grant_removal_is_written_later() {
     .unwrap();
 
     faulty.fail_after(1);
-    assert!(matches!(auth.token(), Err(Error::Refresh(_))));
+    assert!(matches!(auth.token(), Err(TokenError::Refresh(_))));
     faulty.fail_after(-1);
     clock.set(at(T0 + 120));
-    assert!(matches!(auth.token(), Err(Error::Refresh(_))));
+    assert!(matches!(auth.token(), Err(TokenError::Refresh(_))));
     assert_eq!(presented(&p), ["rt-0", ""]);
     assert!(ns.get::<Token>("api").unwrap().is_none());
     assert_eq!(ns.record_count().unwrap(), 0, "no lease left");
@@ -379,7 +383,7 @@ fn an_answer_for_another_identity_is_refused_and_never_stored() {
     .unwrap();
 
     match auth.token() {
-        Err(Error::ReauthenticationRequired { reason, .. }) => {
+        Err(TokenError::ReauthenticationRequired { reason, .. }) => {
             assert!(reason.contains("another identity"), "{reason}");
         }
         other => panic!("expected ReauthenticationRequired, got {other:?}"),
@@ -409,7 +413,7 @@ fn with_the_retry_policy_a_foreign_answer_is_rejected_and_retried() {
     .unwrap();
 
     match auth.token() {
-        Err(Error::Refresh(e)) => assert_eq!(e.kind(), RefreshErrorKind::Rejected),
+        Err(TokenError::Refresh(e)) => assert_eq!(e.kind(), RefreshErrorKind::Rejected),
         other => panic!("expected a rejected refresh, got {other:?}"),
     }
     assert_eq!(
@@ -418,7 +422,7 @@ fn with_the_retry_policy_a_foreign_answer_is_rejected_and_retried() {
         "the grant kept, the lease released"
     );
     clock.set(at(T0 + 120));
-    assert!(matches!(auth.token(), Err(Error::Refresh(_))));
+    assert!(matches!(auth.token(), Err(TokenError::Refresh(_))));
     assert_eq!(presented(&p), ["rt-0", "rt-0"]);
     assert_eq!(access(&ns.get::<Token>("api").unwrap().unwrap()), "at-0");
 }
@@ -437,7 +441,7 @@ fn an_answer_for_another_resource_server_is_refused() {
     .build()
     .unwrap();
     match auth.token() {
-        Err(Error::ReauthenticationRequired { reason, .. }) => {
+        Err(TokenError::ReauthenticationRequired { reason, .. }) => {
             assert!(reason.contains("another resource server"), "{reason}");
         }
         other => panic!("expected ReauthenticationRequired, got {other:?}"),
@@ -496,7 +500,7 @@ fn an_ambiguous_failure_without_a_refresh_token_is_retried() {
     .build()
     .unwrap();
     match auth.token() {
-        Err(Error::Refresh(e)) => assert_eq!(e.kind(), RefreshErrorKind::Transient),
+        Err(TokenError::Refresh(e)) => assert_eq!(e.kind(), RefreshErrorKind::Transient),
         other => panic!("expected a transient refresh error, got {other:?}"),
     }
     clock.advance(Duration::from_secs(2));

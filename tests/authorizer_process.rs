@@ -17,9 +17,10 @@ use std::time::{Duration, SystemTime};
 
 use common::raw_key;
 use tokenvault::backend::SledOptions;
+use tokenvault::oauth::TokenError;
 use tokenvault::oauth::{Authorizer, RefreshError};
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{Error, Token, Vault, VaultOptions};
+use tokenvault::{Token, Vault, VaultOptions};
 
 const ENV_DIR: &str = "TOKENVAULT_AUTH_CHILD_DIR";
 const ENV_MODE: &str = "TOKENVAULT_AUTH_CHILD_MODE";
@@ -83,7 +84,7 @@ fn child_main() {
         .unwrap();
     match auth.token() {
         Ok(token) => println!("TOKEN {}", token.access_token().expose_secret()),
-        Err(Error::ReauthenticationRequired { .. }) => println!("REAUTH"),
+        Err(TokenError::ReauthenticationRequired { .. }) => println!("REAUTH"),
         Err(e) => println!("ERROR {e}"),
     }
     drop(auth);

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use common::{all_files, raw_key};
 use proptest::prelude::*;
 use tempfile::TempDir;
+use tokenvault::oauth::TokenError;
 use tokenvault::oauth::TokenResponse;
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::store::{MemoryStore, Principal, Sessions, TokenStore};
@@ -44,8 +45,8 @@ fn user(id: &str) -> Principal {
     Principal::user(id)
 }
 
-fn is_principal_refusal(err: &Error) -> bool {
-    matches!(err, Error::Validation(e) if e.validator == "principal")
+fn is_principal_refusal(err: &TokenError) -> bool {
+    matches!(err, TokenError::Validation(e) if e.validator == "principal")
 }
 
 #[test]
@@ -278,7 +279,7 @@ fn store_response_merges_with_the_principals_own_record() {
         let before = store.token_keys().unwrap();
         let two = TokenResponse::from_tokens(vec![Token::new("x".into()), Token::new("y".into())]);
         let err = s.store_response(&user("carol"), &two).unwrap_err();
-        assert!(matches!(err, Error::InvalidResponse { .. }), "{err}");
+        assert!(matches!(err, TokenError::InvalidResponse { .. }), "{err}");
         assert_eq!(store.token_keys().unwrap(), before);
     });
 }
@@ -296,7 +297,7 @@ fn a_token_of_another_identity_is_refused_and_nothing_is_written() {
         // Filed as Bob's: refused, by store and by store_response.
         let err = s.set_token(&user("bob"), &alices).unwrap_err();
         assert!(is_principal_refusal(&err), "{err}");
-        let Error::Validation(v) = &err else {
+        let TokenError::Validation(v) = &err else {
             unreachable!()
         };
         assert_eq!(v.key, s.key(&user("bob")));
@@ -522,7 +523,10 @@ fn over_long_ids_are_refused_by_a_namespace_and_nothing_is_written() {
     let err = s
         .set_token(&user(&long), &Token::new("at".into()))
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidName { .. }), "{err}");
+    assert!(
+        matches!(err, TokenError::Vault(Error::InvalidName { .. })),
+        "{err}"
+    );
     assert!(ns.token_keys().unwrap().is_empty());
 }
 

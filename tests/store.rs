@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{full_token, raw_key, FaultyBackend};
 use tokenvault::backend::MemoryBackend;
+use tokenvault::oauth::TokenError;
 use tokenvault::oauth::{Clock, ManualClock, TokenResponse};
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::store::{MemoryStore, TokenStore};
@@ -23,7 +24,7 @@ use tokenvault::{Error, Token, Vault};
 struct PairStore(Mutex<BTreeMap<String, (String, Option<String>)>>);
 
 impl TokenStore for PairStore {
-    fn get_token(&self, key: &str) -> tokenvault::Result<Option<Token>> {
+    fn get_token(&self, key: &str) -> tokenvault::store::Result<Option<Token>> {
         Ok(self.0.lock().unwrap().get(key).map(|(a, r)| {
             let t = Token::new(a.clone().into());
             match r {
@@ -32,9 +33,9 @@ impl TokenStore for PairStore {
             }
         }))
     }
-    fn set_token(&self, key: &str, token: &Token) -> tokenvault::Result<()> {
+    fn set_token(&self, key: &str, token: &Token) -> tokenvault::store::Result<()> {
         if key == "refuse" {
-            return Err(Error::store("this store refuses the key \"refuse\""));
+            return Err(TokenError::store("this store refuses the key \"refuse\""));
         }
         self.0.lock().unwrap().insert(
             key.to_owned(),
@@ -45,10 +46,10 @@ impl TokenStore for PairStore {
         );
         Ok(())
     }
-    fn remove_token(&self, key: &str) -> tokenvault::Result<bool> {
+    fn remove_token(&self, key: &str) -> tokenvault::store::Result<bool> {
         Ok(self.0.lock().unwrap().remove(key).is_some())
     }
-    fn token_keys(&self) -> tokenvault::Result<Vec<String>> {
+    fn token_keys(&self) -> tokenvault::store::Result<Vec<String>> {
         Ok(self.0.lock().unwrap().keys().cloned().collect())
     }
 }
@@ -120,7 +121,7 @@ fn a_user_store_error_is_passed_through() {
     let err = PairStore::default()
         .set_token("refuse", &Token::new("x".into()))
         .unwrap_err();
-    assert!(matches!(err, Error::Store(_)), "{err:?}");
+    assert!(matches!(err, TokenError::Store(_)), "{err:?}");
     assert!(err.to_string().contains("refuses"), "{err}");
     assert!(std::error::Error::source(&err).is_some());
 }
@@ -137,7 +138,7 @@ fn vault_token_keys_leave_out_secrets() {
     assert_eq!(ns.token_keys().unwrap(), ["rs"]);
     assert!(matches!(
         ns.get_token("client-secret"),
-        Err(Error::WrongRecordType { .. })
+        Err(TokenError::Vault(Error::WrongRecordType { .. }))
     ));
 }
 
@@ -262,7 +263,7 @@ fn a_response_that_cannot_be_stored_writes_nothing() {
     let response = TokenResponse::from_json(plain, at(0)).unwrap();
     assert!(matches!(
         store.store_response(&response),
-        Err(Error::InvalidResponse { .. })
+        Err(TokenError::InvalidResponse { .. })
     ));
     // Two tokens for one resource server.
     let twice = br#"{"access_token":"A1","token_type":"Bearer","resource_server":"rs",
@@ -272,7 +273,7 @@ fn a_response_that_cannot_be_stored_writes_nothing() {
     assert!(err.to_string().contains("two tokens"), "{err}");
     assert!(matches!(
         store.store_response_as("x", &response),
-        Err(Error::InvalidResponse { .. })
+        Err(TokenError::InvalidResponse { .. })
     ));
     assert_eq!(store.token_keys().unwrap(), ["kept"]);
     store

@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::raw_key;
+use tokenvault::oauth::TokenError;
 use tokenvault::oauth::{Clock, ManualClock, TokenResponse};
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::store::{
     HasRefreshToken, IdentityBinding, MemoryStore, NotExpired, RequireScopes, RetrieveCheck,
     StoreCheck, TokenStore, UnchangingIdentity, ValidatingStore, ValidationError, Validator,
 };
-use tokenvault::{Error, Token, Vault};
+use tokenvault::{Token, Vault};
 
 /// Far in the past of the real clock: if a validator asked the system clock instead of the
 /// store's, every token below would look expired.
@@ -73,7 +74,7 @@ fn assert_same(before: &[(String, Token)], after: &[(String, Token)]) {
 /// The validation error in `result`, checked to name `validator`, the namespace "ns" and
 /// `key`, and to carry no secret.
 fn refusal<T: std::fmt::Debug>(
-    result: tokenvault::Result<T>,
+    result: tokenvault::store::Result<T>,
     validator: &str,
     key: &str,
 ) -> ValidationError {
@@ -81,10 +82,10 @@ fn refusal<T: std::fmt::Debug>(
     let text = format!("{err} {err:?}");
     assert!(!text.contains("SECRET"), "a secret leaked: {text}");
     assert!(
-        matches!(err, Error::Validation(_)),
+        matches!(err, TokenError::Validation(_)),
         "not a validation error: {err:?}"
     );
-    let Error::Validation(e) = err else {
+    let TokenError::Validation(e) = err else {
         unreachable!()
     };
     assert_eq!(e.validator, validator, "{e}");
@@ -409,24 +410,24 @@ fn a_failed_read_during_checks_fails_the_write() {
     /// A store whose listing fails.
     struct NoListing(MemoryStore);
     impl TokenStore for NoListing {
-        fn get_token(&self, key: &str) -> tokenvault::Result<Option<Token>> {
+        fn get_token(&self, key: &str) -> tokenvault::store::Result<Option<Token>> {
             self.0.get_token(key)
         }
-        fn set_token(&self, key: &str, token: &Token) -> tokenvault::Result<()> {
+        fn set_token(&self, key: &str, token: &Token) -> tokenvault::store::Result<()> {
             self.0.set_token(key, token)
         }
-        fn remove_token(&self, key: &str) -> tokenvault::Result<bool> {
+        fn remove_token(&self, key: &str) -> tokenvault::store::Result<bool> {
             self.0.remove_token(key)
         }
-        fn token_keys(&self) -> tokenvault::Result<Vec<String>> {
-            Err(Error::store("listing is down"))
+        fn token_keys(&self) -> tokenvault::store::Result<Vec<String>> {
+            Err(TokenError::store("listing is down"))
         }
     }
 
     let memory = MemoryStore::new();
     let store = ValidatingStore::new(NoListing(memory.clone())).with(UnchangingIdentity);
     let err = store.set_token("api", &token("a")).unwrap_err();
-    assert!(matches!(err, Error::Store(_)), "{err:?}");
+    assert!(matches!(err, TokenError::Store(_)), "{err:?}");
     assert!(memory.token_keys().unwrap().is_empty());
     // Validators that read nothing are unaffected.
     let store = ValidatingStore::new(NoListing(memory.clone())).with(HasRefreshToken);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use common::{fast, full_token, passphrase, raw_key, small_token};
 use tokenvault::backend::MemoryBackend;
 use tokenvault::format::RecordType;
+use tokenvault::oauth::TokenError;
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::{Error, Secret, Token, Vault};
 
@@ -409,34 +410,51 @@ fn every_error_has_a_kind_and_copies_keep_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v");
     let vault = Vault::create(&path, &raw_key(1)).unwrap();
-    let kinds = [
+    // Vault errors as the token layer wraps them, and the token layer's own.
+    let kinds: [(TokenError, ErrorKind); 8] = [
         (
             VaultOptions::new()
                 .sled(SledOptions::new().lock_timeout(Duration::ZERO))
                 .open(&path, &raw_key(1))
-                .unwrap_err(),
+                .unwrap_err()
+                .into(),
             ErrorKind::Locked,
         ),
-        (vault.namespace("").unwrap_err(), ErrorKind::InvalidInput),
-        (vault.remove_keyslot(0).unwrap_err(), ErrorKind::Refused),
-        (vault.remove_keyslot(9).unwrap_err(), ErrorKind::NotFound),
         (
-            Error::Refresh(RefreshError::invalid_grant("revoked")),
+            vault.namespace("").unwrap_err().into(),
+            ErrorKind::InvalidInput,
+        ),
+        (
+            vault.remove_keyslot(0).unwrap_err().into(),
+            ErrorKind::Refused,
+        ),
+        (
+            vault.remove_keyslot(9).unwrap_err().into(),
+            ErrorKind::NotFound,
+        ),
+        (
+            TokenError::Refresh(RefreshError::invalid_grant("revoked")),
             ErrorKind::Reauthenticate,
         ),
         (
-            Error::Refresh(RefreshError::transient("503")),
+            TokenError::Refresh(RefreshError::transient("503")),
             ErrorKind::Transient,
         ),
         (
-            Error::Refresh(RefreshError::rejected("invalid_client")),
+            TokenError::Refresh(RefreshError::rejected("invalid_client")),
             ErrorKind::InvalidInput,
         ),
-        (Error::store("a user store's failure"), ErrorKind::Other),
+        (
+            TokenError::store("a user store's failure"),
+            ErrorKind::Other,
+        ),
     ];
     vault.close().unwrap();
     for (error, kind) in kinds {
         assert_eq!(error.kind(), kind, "{error:?}");
+        assert_eq!(ErrorKind::of(&error), kind, "{error:?}");
+        let boxed: Box<dyn std::error::Error> = Box::new(error.clone());
+        assert_eq!(ErrorKind::of(boxed.as_ref()), kind, "{error:?}");
         let copy = error.clone();
         assert_eq!(copy.kind(), kind);
         assert_eq!(copy.to_string(), error.to_string());

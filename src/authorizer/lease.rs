@@ -6,9 +6,9 @@ use secrecy::SecretSlice;
 
 use super::Shared;
 use crate::bytes::Reader;
-use crate::error::{Error, Result};
 use crate::namespace::Version;
 use crate::token::Secret;
+use crate::token_error::{Result, TokenError as Error};
 
 /// The layer name of the lease, an [internal record](crate::batch::InternalKey) of the token's
 /// key: stored under `"\0lease\0"` and the token's key (`docs/format.md` 5.6).
@@ -69,11 +69,11 @@ impl Shared {
             return Ok(None);
         };
         let lease = Lease::decode(secret.expose_bytes()).ok_or_else(|| {
-            Error::Damaged(crate::Damage::Record {
+            Error::Vault(crate::Error::Damaged(crate::Damage::Record {
                 namespace: self.ns.name().to_owned(),
                 key: Some(self.key.clone()),
                 reason: "the token's refresh lease does not decode",
-            })
+            }))
         })?;
         Ok(Some((lease, version)))
     }

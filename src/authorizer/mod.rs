@@ -16,11 +16,11 @@ use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 use crate::clock::Clock;
-use crate::error::{Error, Result};
 use crate::namespace::{InternalKey, Namespace};
 use crate::options::Durability;
 use crate::refresh::Refresher;
 use crate::token::Token;
+use crate::token_error::{Result, TokenError};
 use crate::trace::event;
 
 pub use self::builder::AuthorizerBuilder;
@@ -46,11 +46,11 @@ use self::transaction::Flight;
 ///   record instead of refreshing, so a refresh token is never sent twice. The new token is
 ///   committed with compare-and-swap against the version read under the lease, in the same
 ///   atomic write that removes the lease. A lease whose holder died is found after its expiry:
-///   the answer is [`Error::ReauthenticationRequired`] (the refresh token may already have been
+///   the answer is [`TokenError::ReauthenticationRequired`] (the refresh token may already have been
 ///   spent), never a second use of the refresh token. Storing a new grant under the key (a new
 ///   login) clears it.
 /// - **Failures.** A dead grant (`invalid_grant`) is handled by the [`DeadGrant`] policy and
-///   returned as [`Error::Refresh`]; a transient failure keeps the stored token, and is retried
+///   returned as [`TokenError::Refresh`]; a transient failure keeps the stored token, and is retried
 ///   after a backoff that starts at the minimum retry gap and doubles up to the maximum (or the
 ///   server's `Retry-After`). Meanwhile, a token that has not actually expired yet (only
 ///   entered its margin) is still served. A failure never yields another kind of token.
@@ -109,7 +109,7 @@ pub enum DeadGrant {
     #[default]
     Remove,
     /// Keep the record and mark it dead: later calls fail at once with
-    /// [`Error::ReauthenticationRequired`] without calling the token endpoint, until a new
+    /// [`TokenError::ReauthenticationRequired`] without calling the token endpoint, until a new
     /// grant is stored under the key. Keeps the identity and scopes for the next login.
     Mark,
 }
@@ -130,7 +130,7 @@ pub enum DeadGrant {
 #[non_exhaustive]
 pub enum AmbiguousFailure {
     /// Never present that refresh token again (the default): the record is marked, later
-    /// calls get [`Error::ReauthenticationRequired`] until a new grant is stored, and the
+    /// calls get [`TokenError::ReauthenticationRequired`] until a new grant is stored, and the
     /// current access token is still served until it expires.
     #[default]
     RequireLogin,
@@ -191,7 +191,7 @@ struct State {
     flight: Option<Arc<Flight>>,
     failures: u32,
     retry_at: Option<SystemTime>,
-    last_error: Option<Error>,
+    last_error: Option<TokenError>,
     /// The access token a caller reported as refused (see [`Authorizer::invalidate`]).
     rejected: Option<Zeroizing<Vec<u8>>>,
     /// What a refresh left owed to the store (a refreshed token it did not take, a mark on
@@ -212,11 +212,11 @@ impl Authorizer {
     /// lease).
     ///
     /// # Errors
-    /// [`Error::Refresh`] when the refresh failed and no unexpired token is at hand (its
+    /// [`TokenError::Refresh`] when the refresh failed and no unexpired token is at hand (its
     /// [`kind`](crate::oauth::RefreshError::kind) says whether the grant is dead or the failure
-    /// transient); [`Error::ReauthenticationRequired`] for a grant marked dead or possibly
+    /// transient); [`TokenError::ReauthenticationRequired`] for a grant marked dead or possibly
     /// spent, a refresh interrupted elsewhere, or an answer for another identity or resource
-    /// server; [`Error::TooLarge`] once a refreshed token too large to store, kept in memory,
+    /// server; [`Error::TooLarge`](crate::Error::TooLarge) (as [`TokenError::Vault`]) once a refreshed token too large to store, kept in memory,
     /// has expired; storage errors. Within the retry gap after a failure, the failure is
     /// returned again without a new attempt.
     pub fn token(&self) -> Result<Token> {
@@ -225,10 +225,10 @@ impl Authorizer {
 
     /// As [`token`](Self::token), but stops waiting after `wait`. The refresh goes on (and
     /// its result is stored and cached for the next call); this caller gets
-    /// [`Error::Refresh`] with a transient error.
+    /// [`TokenError::Refresh`] with a transient error.
     ///
     /// # Errors
-    /// As [`token`](Self::token); a transient [`Error::Refresh`] on timeout.
+    /// As [`token`](Self::token); a transient [`TokenError::Refresh`] on timeout.
     pub fn token_timeout(&self, wait: Duration) -> Result<Token> {
         self.token_within(Some(wait))
     }
@@ -360,7 +360,7 @@ impl Authorizer {
                         .spawn(move || s.run_flight(&f));
                     if let Err(e) = spawned {
                         st.flight = None;
-                        return Err(Error::backend(format!(
+                        return Err(TokenError::backend(format!(
                             "cannot start the refresh thread: {e}"
                         )));
                     }
@@ -403,7 +403,7 @@ impl Authorizer {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.token())
             .await
-            .map_err(|e| Error::backend(format!("the blocking task failed: {e}")))?
+            .map_err(|e| TokenError::backend(format!("the blocking task failed: {e}")))?
     }
 
     /// [`logout`](Self::logout) for async code, with an async revoke hook that runs after the
@@ -418,7 +418,7 @@ impl Authorizer {
         let this = self.clone();
         let stored = tokio::task::spawn_blocking(move || this.remove_local())
             .await
-            .map_err(|e| Error::backend(format!("the blocking task failed: {e}")))??;
+            .map_err(|e| TokenError::backend(format!("the blocking task failed: {e}")))??;
         let removed = stored.is_some();
         let revocation = match stored {
             Some(token) => Some(revoke(token).await),
@@ -464,20 +464,20 @@ impl Shared {
         }
     }
 
-    fn backoff(&self, failures: u32, error: &Error) -> Duration {
+    fn backoff(&self, failures: u32, error: &TokenError) -> Duration {
         let doubled = self
             .config
             .min_retry_gap
             .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
         let asked = match error {
-            Error::Refresh(e) => e.retry_after().unwrap_or(Duration::ZERO),
+            TokenError::Refresh(e) => e.retry_after().unwrap_or(Duration::ZERO),
             _ => Duration::ZERO,
         };
         doubled.max(asked).min(self.config.max_retry_gap)
     }
 
-    fn reauth(&self, reason: &str) -> Error {
-        Error::ReauthenticationRequired {
+    fn reauth(&self, reason: &str) -> TokenError {
+        TokenError::ReauthenticationRequired {
             namespace: self.ns.name().to_owned(),
             key: self.key.clone(),
             reason: reason.to_owned(),

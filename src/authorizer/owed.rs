@@ -12,9 +12,9 @@
 use super::lease::{Lease, LeaseState};
 use super::transaction::Outcome;
 use super::{same_access, Shared};
-use crate::error::Result;
 use crate::namespace::Version;
 use crate::token::Token;
+use crate::token_error::Result;
 use crate::trace::event;
 
 /// A write this authorizer owes the store, under its own lease.

@@ -9,11 +9,11 @@ use super::lease::{millis, Lease, LeaseState};
 use super::owed::{Owed, Under, Verdict};
 use super::{same_access, AmbiguousFailure, Cached, DeadGrant, Shared, ROUNDS};
 use crate::batch::{BatchConflict, Written};
-use crate::error::{Error, Result};
 use crate::namespace::Version;
 use crate::record::MAX_RECORD_LEN;
 use crate::refresh::RefreshError;
 use crate::token::Token;
+use crate::token_error::{Result, TokenError};
 use crate::trace::event;
 
 const SPENT: &str = "a refresh request reached the server, or may have, without an \
@@ -34,10 +34,10 @@ pub(super) enum Outcome {
     /// A refreshed token that could not be stored (a storage error, or too large for a
     /// record): served from memory, and owed to the store (written first at the next
     /// transaction; its lease stays meanwhile).
-    Unstored { token: Token, error: Error },
+    Unstored { token: Token, error: TokenError },
     /// A failure, and a token that is still valid (not expired) to serve meanwhile.
     Failed {
-        error: Error,
+        error: TokenError,
         fallback: Option<Token>,
     },
 }
@@ -49,7 +49,7 @@ impl Shared {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             self.transaction(rejected.as_ref().map(|r| r.as_slice()))
         }))
-        .unwrap_or_else(|_| Err(Error::backend("the refresh transaction panicked")));
+        .unwrap_or_else(|_| Err(TokenError::backend("the refresh transaction panicked")));
         let now = self.clock.now();
         let mut st = self.lock();
         st.flight = None;
@@ -196,7 +196,7 @@ impl Shared {
                 });
             return self.finish(current, under, answer);
         }
-        Err(Error::backend(
+        Err(TokenError::backend(
             "the token record kept changing during the refresh; try again",
         ))
     }
@@ -237,10 +237,10 @@ impl Shared {
         if !fitted.fits {
             return Ok(Outcome::Unstored {
                 token,
-                error: Error::TooLarge {
+                error: TokenError::Vault(crate::Error::TooLarge {
                     what: "the refreshed token, even without its extra fields,",
                     limit: MAX_RECORD_LEN,
-                },
+                }),
             });
         };
         match self.store_refreshed(&token, under) {
@@ -289,7 +289,7 @@ impl Shared {
             };
             self.give_verdict(verdict, under);
             return Outcome::Failed {
-                error: Error::Refresh(e),
+                error: TokenError::Refresh(e),
                 fallback: None,
             };
         }
@@ -310,7 +310,7 @@ impl Shared {
         event!(warn, key = %self.key, kind = ?e.kind(), "the refresh failed; the stored token is kept");
         self.release(under);
         Outcome::Failed {
-            error: Error::Refresh(e),
+            error: TokenError::Refresh(e),
             fallback: unexpired(current, now),
         }
     }
@@ -338,7 +338,7 @@ impl Shared {
             }
             _ => {
                 self.release(under);
-                Error::Refresh(RefreshError::rejected(format!(
+                TokenError::Refresh(RefreshError::rejected(format!(
                     "{reason}; the answer is not stored"
                 )))
             }
@@ -371,7 +371,7 @@ impl Shared {
         batch
             .put_if(&self.ns, &self.key, token, under.token_version)?
             .remove_if(&self.ns, &self.lease, under.lease_version)?;
-        batch.commit()
+        Ok(batch.commit()?)
     }
 }
 
@@ -406,7 +406,7 @@ impl Flight {
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(std::time::Instant::now());
                     if left.is_zero() {
-                        return Err(Error::Refresh(RefreshError::transient(
+                        return Err(TokenError::Refresh(RefreshError::transient(
                             "stopped waiting for the refresh; it goes on, and its result is \
                              stored for the next call",
                         )));

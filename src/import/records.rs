@@ -13,6 +13,7 @@ use crate::record::Record;
 use crate::record::MAX_RECORD_LEN;
 use crate::response::parse_json;
 use crate::token::Token;
+use crate::token_error::TokenError;
 
 /// What a format reader found: the records to store and what it left out.
 #[derive(Default)]
@@ -101,7 +102,7 @@ fn check_names(namespace: &str, key: &str) -> Result<(), ImportErrorKind> {
 pub(super) fn json(bytes: &[u8]) -> Result<Value, ImportErrorKind> {
     parse_json(bytes).map_err(|e| ImportErrorKind::Malformed {
         reason: match e {
-            Error::InvalidResponse { reason } => reason,
+            TokenError::InvalidResponse { reason } => reason,
             _ => "not valid JSON".to_owned(),
         },
     })

@@ -4,8 +4,8 @@ use std::time::SystemTime;
 
 use super::error::ImportErrorKind;
 use super::records::Parsed;
-use crate::error::Error;
 use crate::response::TokenResponse;
+use crate::token_error::TokenError;
 
 /// Reads a Sharetribe token file last modified at `modified`, as one token under
 /// `namespace` and `key`. The file's relative `expires_in` counts from `modified`: the SDK
@@ -17,7 +17,7 @@ pub(super) fn parse_file(
     key: &str,
 ) -> Result<Parsed, ImportErrorKind> {
     let response = TokenResponse::from_json(bytes, modified).map_err(|e| match e {
-        Error::InvalidResponse { reason } => ImportErrorKind::Malformed {
+        TokenError::InvalidResponse { reason } => ImportErrorKind::Malformed {
             reason: format!("not a token response: {reason}"),
         },
         _ => ImportErrorKind::Malformed {

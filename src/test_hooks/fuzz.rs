@@ -1157,7 +1157,7 @@ pub fn check_response(data: &[u8]) -> Result<(), String> {
     let sent = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
     let response = match TokenResponse::from_json(data, sent) {
         Ok(r) => r,
-        Err(Error::InvalidResponse { reason }) => {
+        Err(crate::oauth::TokenError::InvalidResponse { reason }) => {
             // Reasons name fields and positions. An OAuth error code is echoed, but only
             // when it is the `error` field's value (bounded to 64 printable characters).
             if reason.len() > 200 {
@@ -1200,7 +1200,7 @@ pub fn check_response(data: &[u8]) -> Result<(), String> {
                     return Err("a stored token came back different".into());
                 }
             }
-            Err(Error::TooLarge { .. }) => {}
+            Err(crate::oauth::TokenError::Vault(Error::TooLarge { .. })) => {}
             Err(e) => return Err(format!("storing a parsed token failed: {e}")),
         }
     }

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::Result;
 use crate::token::Token;
+use crate::token_error::Result;
 
 use super::{IdentityBinding, RetrieveCheck, StoreCheck, Validator};
 
@@ -20,6 +20,7 @@ use super::{IdentityBinding, RetrieveCheck, StoreCheck, Validator};
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
+/// use tokenvault::store::TokenError;
 /// use tokenvault::{Error, Token};
 /// use tokenvault::oauth::ManualClock;
 /// use tokenvault::store::{MemoryStore, NotExpired, TokenStore, ValidatingStore};
@@ -35,13 +36,13 @@ use super::{IdentityBinding, RetrieveCheck, StoreCheck, Validator};
 /// clock.advance(Duration::from_secs(69));
 /// assert!(store.get_token("api")?.is_some()); // 31 s left
 /// clock.advance(Duration::from_secs(1));
-/// let Err(Error::Validation(e)) = store.get_token("api") else { panic!() }; // 30 s left
+/// let Err(TokenError::Validation(e)) = store.get_token("api") else { panic!() }; // 30 s left
 /// assert_eq!(e.validator, "not-expired");
 /// assert!(store.get_token("forever")?.is_some());
 ///
 /// // Storing an expired token is not refused.
 /// store.set_token("old", &Token::new("at".into()).with_expires_at(t0))?;
-/// # Ok::<(), tokenvault::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NotExpired {
@@ -58,12 +59,13 @@ pub struct NotExpired {
 ///
 /// ```
 /// use std::time::SystemTime;
+/// use tokenvault::store::TokenError;
 /// use tokenvault::{Error, Token};
 /// use tokenvault::oauth::TokenResponse;
 /// use tokenvault::store::{HasRefreshToken, MemoryStore, TokenStore, ValidatingStore};
 ///
 /// let store = ValidatingStore::new(MemoryStore::new()).with(HasRefreshToken);
-/// let Err(Error::Validation(e)) = store.set_token("api", &Token::new("at".into())) else {
+/// let Err(TokenError::Validation(e)) = store.set_token("api", &Token::new("at".into())) else {
 ///     panic!()
 /// };
 /// assert_eq!(e.reason, "the token has no refresh token");
@@ -72,7 +74,7 @@ pub struct NotExpired {
 /// let refresh = br#"{"access_token":"at2","token_type":"Bearer"}"#;
 /// store.store_response_as("api", &TokenResponse::from_json(refresh, SystemTime::now())?)?;
 /// assert!(store.get_token("api")?.unwrap().refresh_token().is_some());
-/// # Ok::<(), tokenvault::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HasRefreshToken;
@@ -86,20 +88,21 @@ pub struct HasRefreshToken;
 /// without scopes lacks them all.
 ///
 /// ```
+/// use tokenvault::store::TokenError;
 /// use tokenvault::{Error, Token};
 /// use tokenvault::store::{MemoryStore, RequireScopes, TokenStore, ValidatingStore};
 ///
 /// let store = ValidatingStore::new(MemoryStore::new())
 ///     .with(RequireScopes::new().require("auth.example.org", ["openid", "email"]));
 /// let partial = Token::new("at".into()).with_scopes(["openid", "profile"]);
-/// let Err(Error::Validation(e)) = store.set_token("auth.example.org", &partial) else {
+/// let Err(TokenError::Validation(e)) = store.set_token("auth.example.org", &partial) else {
 ///     panic!()
 /// };
 /// assert_eq!(e.reason, r#"the token lacks the required scope(s) "email""#);
 ///
 /// store.set_token("auth.example.org", &partial.clone().with_scopes(["openid", "email"]))?;
 /// store.set_token("other.example.org", &partial)?; // no requirements there
-/// # Ok::<(), tokenvault::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RequireScopes {
@@ -133,6 +136,7 @@ pub struct RequireScopes {
 ///
 /// ```
 /// use std::time::SystemTime;
+/// use tokenvault::store::TokenError;
 /// use tokenvault::{Error, Token};
 /// use tokenvault::oauth::TokenResponse;
 /// use tokenvault::store::{MemoryStore, TokenStore, UnchangingIdentity, ValidatingStore};
@@ -152,14 +156,14 @@ pub struct RequireScopes {
 /// // Another user's login is refused, and nothing changes.
 /// let other = br#"{"access_token":"b1","token_type":"Bearer","resource_server":"auth"}"#;
 /// let other = TokenResponse::from_json(other, SystemTime::now())?.with_identity("user-2");
-/// let Err(Error::Validation(e)) = store.store_response(&other) else { panic!() };
+/// let Err(TokenError::Validation(e)) = store.store_response(&other) else { panic!() };
 /// assert_eq!(e.validator, "unchanging-identity");
 /// assert_eq!(store.get_token("auth")?.unwrap().access_token().expose_secret(), "a2");
 ///
 /// // After logout the namespace is free again.
 /// store.remove_token("auth")?;
 /// store.store_response(&other)?;
-/// # Ok::<(), tokenvault::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UnchangingIdentity;

@@ -5,8 +5,8 @@ use std::cell::{OnceCell, RefCell};
 use std::fmt;
 use std::time::SystemTime;
 
-use crate::error::{Error, Result};
 use crate::token::Token;
+use crate::token_error::{Result, TokenError};
 use crate::token_store::TokenStore;
 
 /// What [`Validator::before_store`](super::Validator::before_store) sees: the token to be written, where, when, and what the
@@ -47,7 +47,7 @@ use crate::token_store::TokenStore;
 /// let late = Token::new("old".into()).with_expires_at(t0);
 /// assert!(store.set_token("api", &late).is_err());
 /// assert!(store.set_token("other", &late).is_ok());
-/// # Ok::<(), tokenvault::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct StoreCheck<'a> {
     pub(super) namespace: Option<&'a str>,
@@ -64,6 +64,7 @@ pub struct StoreCheck<'a> {
 /// ```
 /// use std::sync::{Arc, Mutex};
 /// use std::time::SystemTime;
+/// use tokenvault::store::TokenError;
 /// use tokenvault::{Error, Token};
 /// use tokenvault::oauth::ManualClock;
 /// use tokenvault::store::{MemoryStore, RetrieveCheck, TokenStore, ValidatingStore, Validator};
@@ -105,11 +106,11 @@ pub struct StoreCheck<'a> {
 ///     .with(Arc::clone(&log));
 /// store.set_token("admin", &Token::new("at".into()))?;
 /// store.set_token("api", &Token::new("at".into()))?;
-/// let Err(Error::Validation(e)) = store.get_token("admin") else { panic!() };
+/// let Err(TokenError::Validation(e)) = store.get_token("admin") else { panic!() };
 /// assert_eq!(e.namespace.as_deref(), Some("web"));
 /// store.get_token("api")?;
 /// assert_eq!(*log.0.lock().unwrap(), [("api".to_owned(), SystemTime::UNIX_EPOCH, false)]);
-/// # Ok::<(), tokenvault::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct RetrieveCheck<'a> {
@@ -153,7 +154,7 @@ pub struct RetrieveCheck<'a> {
 ///     IdentityBinding::Bound(Some("user-1".into())),
 ///     IdentityBinding::Conflict { first: "a".into(), second: "c".into() },
 /// ]);
-/// # Ok::<(), tokenvault::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -215,7 +216,7 @@ impl StoreCheck<'_> {
     /// store.set_tokens(&[("a", &t), ("b", &t)])?;
     /// assert!(store.set_tokens(&[("a", &t), ("b", &t), ("c", &t)]).is_err());
     /// assert_eq!(store.token_keys()?, ["a", "b"]);
-    /// # Ok::<(), tokenvault::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn batch(&self) -> &[(&str, &Token)] {
         self.batch
@@ -225,6 +226,7 @@ impl StoreCheck<'_> {
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
+    /// use tokenvault::store::TokenError;
     /// use tokenvault::{Error, Token};
     /// use tokenvault::oauth::ManualClock;
     /// use tokenvault::store::{MemoryStore, StoreCheck, TokenStore, ValidatingStore, Validator};
@@ -253,9 +255,9 @@ impl StoreCheck<'_> {
     ///     .with_clock(ManualClock::new(t0))
     ///     .with(FiveMinutes);
     /// let short = Token::new("at".into()).with_expires_at(t0 + Duration::from_secs(299));
-    /// let Err(Error::Validation(e)) = store.set_token("api", &short) else { panic!() };
+    /// let Err(TokenError::Validation(e)) = store.set_token("api", &short) else { panic!() };
     /// assert_eq!(e.reason, r#"less than 5 minutes left for api in Some("app")"#);
-    /// # Ok::<(), tokenvault::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn now(&self) -> SystemTime {
         self.now
@@ -324,7 +326,7 @@ impl RetrieveCheck<'_> {
 pub(super) struct Snapshot<'a> {
     pub(super) store: &'a dyn TokenStore,
     pub(super) binding: OnceCell<IdentityBinding>,
-    pub(super) failure: RefCell<Option<Error>>,
+    pub(super) failure: RefCell<Option<TokenError>>,
 }
 
 impl Snapshot<'_> {

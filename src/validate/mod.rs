@@ -16,8 +16,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::{Error, Result, ValidationError};
 use crate::token::Token;
+use crate::token_error::{Result, TokenError, ValidationError};
 use crate::token_store::TokenStore;
 
 /// A token store that checks tokens with [`Validator`]s: before it writes them and after it
@@ -26,7 +26,7 @@ use crate::token_store::TokenStore;
 ///
 /// - [`get_token`](TokenStore::get_token) runs every validator's
 ///   [`after_retrieve`](Validator::after_retrieve) on the token it read; a refusal is
-///   [`Error::Validation`]. A missing key is `Ok(None)`, without running validators.
+///   [`TokenError::Validation`]. A missing key is `Ok(None)`, without running validators.
 /// - [`set_token`](TokenStore::set_token), [`set_tokens`](TokenStore::set_tokens) and so
 ///   [`store_response`](TokenStore::store_response) run every validator's
 ///   [`before_store`](Validator::before_store) on every token *before* writing anything: if
@@ -43,6 +43,7 @@ use crate::token_store::TokenStore;
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
+/// use tokenvault::store::TokenError;
 /// use tokenvault::{Error, Token};
 /// use tokenvault::oauth::{Clock, ManualClock};
 /// use tokenvault::store::{HasRefreshToken, MemoryStore, NotExpired, TokenStore, ValidatingStore};
@@ -55,7 +56,7 @@ use crate::token_store::TokenStore;
 ///
 /// // Refused before anything is written: no refresh token.
 /// let err = store.set_token("api", &Token::new("at".into())).unwrap_err();
-/// assert!(matches!(err, Error::Validation(ref e) if e.validator == "has-refresh-token"));
+/// assert!(matches!(err, TokenError::Validation(ref e) if e.validator == "has-refresh-token"));
 /// assert!(store.token_keys()?.is_empty());
 ///
 /// let token = Token::new("at".into())
@@ -66,11 +67,11 @@ use crate::token_store::TokenStore;
 ///
 /// // Less than the 60 s margin left: reading it is refused, but it stays stored.
 /// clock.advance(Duration::from_secs(3550));
-/// let Err(Error::Validation(e)) = store.get_token("api") else { panic!() };
+/// let Err(TokenError::Validation(e)) = store.get_token("api") else { panic!() };
 /// assert_eq!((e.validator.as_str(), e.namespace.as_deref(), e.key.as_str()),
 ///            ("not-expired", Some("app"), "api"));
 /// assert_eq!(store.token_keys()?, ["api"]);
-/// # Ok::<(), tokenvault::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ValidatingStore<S> {
     inner: S,
@@ -87,6 +88,7 @@ pub struct ValidatingStore<S> {
 /// keeps it behind its own lock (validators are shared between threads).
 ///
 /// ```
+/// use tokenvault::store::TokenError;
 /// use tokenvault::{Error, Token};
 /// use tokenvault::store::{MemoryStore, StoreCheck, TokenStore, ValidatingStore, Validator};
 ///
@@ -108,10 +110,10 @@ pub struct ValidatingStore<S> {
 /// let store = ValidatingStore::new(MemoryStore::new()).with(BearerOnly);
 /// store.set_token("api", &Token::new("at".into()))?;
 /// let dpop = Token::new("at2".into()).with_token_type("DPoP");
-/// let Err(Error::Validation(e)) = store.set_token("api", &dpop) else { panic!() };
+/// let Err(TokenError::Validation(e)) = store.set_token("api", &dpop) else { panic!() };
 /// assert_eq!(e.validator, "bearer-only");
 /// assert_eq!(e.reason, "token_type is \"DPoP\", not \"Bearer\"");
-/// # Ok::<(), tokenvault::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Validator: Send + Sync {
     /// A short name for error messages, such as `not-expired`.
@@ -147,7 +149,7 @@ impl<S: TokenStore> ValidatingStore<S> {
     /// let store = ValidatingStore::new(MemoryStore::new()); // checks nothing yet
     /// store.set_token("k", &Token::new("at".into()))?;
     /// assert_eq!(store.inner().token_keys()?, ["k"]);
-    /// # Ok::<(), tokenvault::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new(inner: S) -> Self {
         Self {
@@ -213,7 +215,7 @@ impl<S: TokenStore> ValidatingStore<S> {
     /// store.inner().set_token("k", &Token::new("at".into()))?; // not checked
     /// assert!(store.get_token("k").is_err()); // checked
     /// assert!(store.inner().get_token("k")?.is_some());
-    /// # Ok::<(), tokenvault::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn inner(&self) -> &S {
         &self.inner
@@ -265,8 +267,8 @@ impl<S: TokenStore> ValidatingStore<S> {
         Ok(())
     }
 
-    fn refusal(&self, validator: &dyn Validator, key: &str, reason: String) -> Error {
-        Error::Validation(ValidationError::new(
+    fn refusal(&self, validator: &dyn Validator, key: &str, reason: String) -> TokenError {
+        TokenError::Validation(ValidationError::new(
             validator.name(),
             self.inner.namespace(),
             key,

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use tokenvault::import::{ImportError, ImportErrorKind};
+use tokenvault::oauth::TokenError;
 use tokenvault::{Damage, Error};
 
 /// The exit codes (docs/cli.md, `tokenvault --help`).
@@ -138,10 +139,20 @@ impl From<Error> for Failure {
             Error::UnsupportedVersion { .. } => {
                 Self::other(message).hint("upgrade tokenvault to a version that reads this vault")
             }
-            Error::InvalidResponse { .. } => Self::other(message).hint(
+            _ => Self::other(message),
+        }
+    }
+}
+
+impl From<TokenError> for Failure {
+    /// A token-layer failure; the vault's own errors as they are.
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::Vault(e) => Self::from(e),
+            TokenError::InvalidResponse { .. } => Self::other(error.to_string()).hint(
                 "the file must hold an OAuth 2.0 token response (RFC 6749 section 5.1) as JSON",
             ),
-            _ => Self::other(message),
+            _ => Self::other(error.to_string()),
         }
     }
 }
