@@ -1,5 +1,5 @@
 //! The refresh transaction end to end, against a real OAuth 2.0 token endpoint on 127.0.0.1
-//! (the in-test server from `tests/support/token_server.rs`, which rotates refresh tokens and
+//! (the in-test server from `tests/support/src/token_server.rs`, which rotates refresh tokens and
 //! counts how often each one is presented).
 //!
 //! ```text
@@ -11,8 +11,7 @@
 //! token expires (rotation), and finally logs out, revoking the refresh token at the server
 //! after the local record is gone.
 
-#[path = "../tests/support/token_server.rs"]
-mod token_server;
+use support::token_server;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -6,7 +6,7 @@
 # Exits non-zero if any target crashes, times out (-timeout, seconds per input) or goes over
 # -rss_limit_mb. The failing input is written to fuzz/artifacts/<target>/: minimise it with
 # `RUSTC_BOOTSTRAP=1 cargo fuzz tmin <target> <file>`, then copy it into
-# tests/regressions/<target>/ so that plain `cargo test` (tests/fuzz_regressions.rs) replays it.
+# tests/regressions/<target>/ so that plain `cargo test` (tests/engine/fuzz_regressions.rs) replays it.
 #
 # A target with a libFuzzer dictionary, fuzz/<target>.dict, is run with it.
 #

@@ -4,13 +4,11 @@
 #![cfg(feature = "tracing")]
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
-
 use std::fmt::Write as _;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::raw_key;
+use support::raw_key;
 use tokenvault::oauth::{Authorizer, ManualClock, RefreshError};
 use tokenvault::{Token, Vault};
 use tracing::field::{Field, Visit};

@@ -8,14 +8,12 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use common::raw_key;
+use support::raw_key;
 use tokenvault::backend::SledOptions;
 use tokenvault::oauth::TokenError;
 use tokenvault::oauth::{Authorizer, RefreshError};

@@ -8,15 +8,13 @@
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::BackendExt;
 use serde_json::Value;
+use support::BackendExt;
 use tokenvault::backend::{Backend, SledOptions};
 use tokenvault::{Token, Vault, VaultOptions};
 
@@ -76,7 +74,7 @@ struct Env {
 }
 
 impl Env {
-    /// A key file of 32 bytes `7` (the raw key `common::raw_key(7)`), no vault yet.
+    /// A key file of 32 bytes `7` (the raw key `support::raw_key(7)`), no vault yet.
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("vault.key");
@@ -874,7 +872,7 @@ fn damaged_header_is_the_damaged_exit_code() {
 fn locked_vault_is_the_locked_exit_code() {
     let env = Env::with_vault();
     let holder = VaultOptions::new()
-        .open(&env.vault, &common::raw_key(7))
+        .open(&env.vault, &support::raw_key(7))
         .unwrap();
     let out = env.key(&["ls", "--lock-timeout", "0.2"]).code(EXIT_LOCKED);
     out.one_line_error("in use by another process");
@@ -1009,7 +1007,7 @@ fn vault_location_errors_and_defaults() {
 #[test]
 fn secret_records_are_shown_redacted() {
     let env = Env::with_vault();
-    let vault = Vault::open(&env.vault, &common::raw_key(7)).unwrap();
+    let vault = Vault::open(&env.vault, &support::raw_key(7)).unwrap();
     let ns = vault.namespace("apps").unwrap();
     ns.put(
         "client-secret",
@@ -1275,7 +1273,7 @@ fn ls_get_and_errors_escape_control_characters() {
     let env = Env::with_vault();
     let ns = "evil\u{1b}[2J\u{1b}]0;owned\u{7}";
     let key = "key\u{9b}31m\u{202e}gpj.exe";
-    let vault = Vault::open(&env.vault, &common::raw_key(7)).unwrap();
+    let vault = Vault::open(&env.vault, &support::raw_key(7)).unwrap();
     let token = Token::new("at".to_owned().into())
         .with_token_type("Bearer\u{1b}[0m")
         .with_scopes(["read\u{1b}[5m"])
@@ -1326,7 +1324,7 @@ fn ls_get_and_errors_escape_control_characters() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Helpers that reach into the storage, as tests/tamper.rs does.
+// Helpers that reach into the storage, as tests/engine/tamper.rs does.
 
 /// The (storage id, stored bytes) of every record of the vault's only namespace.
 fn namespace_records(vault: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {

@@ -1,14 +1,12 @@
-//! The HTTP refresher against a real TLS server on 127.0.0.1 (tests/support/tls_front.rs in
-//! front of tests/support/token_server.rs), and through a real CONNECT proxy: a failure
+//! The HTTP refresher against a real TLS server on 127.0.0.1 (tests/support/src/tls_front.rs in
+//! front of tests/support/src/token_server.rs), and through a real CONNECT proxy: a failure
 //! before the request was written (the handshake, its certificate checks, a proxy) cannot
 //! have been processed; one after may have been.
 #![cfg(feature = "http")]
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/tls_front.rs"]
-mod tls_front;
-#[path = "support/token_server.rs"]
-mod token_server;
+use support::tls_front;
+use support::token_server;
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! `ops`: operation sequences checked against a model; see src/test_hooks/ops.rs (shared
-//! with tests/fuzz_regressions.rs, which replays every crash input without the fuzzer).
+//! with tests/engine/fuzz_regressions.rs, which replays every crash input without the fuzzer).
 #![no_main]
 
 use tokenvault::test_hooks::ops as interpreter;

@@ -1,5 +1,5 @@
 //! `record`: see `check_record` in src/test_hooks/fuzz.rs (shared with
-//! tests/fuzz_regressions.rs, which replays every crash input without the fuzzer).
+//! tests/engine/fuzz_regressions.rs, which replays every crash input without the fuzzer).
 #![no_main]
 
 use tokenvault::test_hooks::fuzz as targets;

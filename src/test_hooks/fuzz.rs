@@ -1,5 +1,5 @@
 //! The bodies of the fuzz targets in `fuzz/fuzz_targets/`, shared with
-//! `tests/fuzz_regressions.rs` so that an input replays identically with and without the
+//! `tests/engine/fuzz_regressions.rs` so that an input replays identically with and without the
 //! fuzzer.
 //!
 //! Every `check_*` returns `Err` describing a violated invariant (the fuzz target turns it

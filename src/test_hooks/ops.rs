@@ -1,6 +1,6 @@
 //! Operation sequences decoded from raw bytes, run against a vault on a `MemoryBackend` and
 //! checked step by step against a plain model. Shared by the `ops` fuzz target
-//! (`fuzz/fuzz_targets/ops.rs`) and `tests/fuzz_regressions.rs`, so that the same bytes
+//! (`fuzz/fuzz_targets/ops.rs`) and `tests/engine/fuzz_regressions.rs`, so that the same bytes
 //! replay identically with and without the fuzzer.
 //!
 //! Encoding: one opcode byte (taken modulo [`OP_COUNT`]), then the operation's argument bytes;

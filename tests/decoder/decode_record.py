@@ -2,7 +2,7 @@
 """An independent decoder for tokenvault format version 1, written from docs/format.md.
 
 It does not share code with the Rust library: it follows the specification, so that
-tests/format_spec.rs checks the specification against what the library writes.
+tests/engine/format_spec.rs checks the specification against what the library writes.
 
 Input (stdin): one JSON object
     {"header_hex": "...",

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Regenerates the test certificates of tests/support/tls_front.rs (run once, committed; the
+# Regenerates the test certificates of tests/support/src/tls_front.rs (run once, committed; the
 # tests never run this). ECDSA P-256 keys; 100-year validity except `expired`.
 #   ca          the test CA the refresher is told to trust (`root_certificates_pem`)
 #   server      127.0.0.1, signed by the CA: the good certificate

@@ -1,5 +1,10 @@
-//! Helpers shared by the integration tests.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+//! What the integration tests share (a dev-only crate, `support` in the tests): key
+//! sources, tokens and options at the crate root; [`token_server`], a real OAuth 2.0 token
+//! endpoint on 127.0.0.1; [`tls_front`], a TLS server and CONNECT proxy in front of it.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod tls_front;
+pub mod token_server;
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -2,8 +2,6 @@
 //! and hostile variants of them. SQLite tests need `--features sqlite`.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -18,7 +16,7 @@ use tokenvault::oauth::MAX_RESPONSE_LEN;
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::{Error, Secret, Token, Vault};
 
-use common::{full_token, raw_key};
+use support::{full_token, raw_key};
 
 const USER_NS: &str = "user/cd613e30-5555-4666-8777-1027c386bbc4";
 

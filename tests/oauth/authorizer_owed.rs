@@ -4,16 +4,14 @@
 //! again, unless the policy says the server does not rotate refresh tokens.
 //!
 //! The refreshers here record every refresh token presented to them; storage faults are
-//! injected into the real in-memory backend (`common::FaultyBackend`).
+//! injected into the real in-memory backend (`support::FaultyBackend`).
 
 #![allow(clippy::unwrap_used, clippy::panic)]
-
-mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{raw_key, FaultyBackend};
+use support::{raw_key, FaultyBackend};
 use tokenvault::backend::MemoryBackend;
 use tokenvault::format::MAX_RECORD_LEN;
 use tokenvault::oauth::TokenError;

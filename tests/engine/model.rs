@@ -6,12 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::fast;
 use proptest::prelude::*;
+use support::fast;
 use tokenvault::secrecy::{ExposeSecret, SecretBox, SecretString};
 use tokenvault::{Error, KeySource, Secret, Token, Vault, Version};
 

@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{full_token, raw_key, FaultyBackend};
+use support::{full_token, raw_key, FaultyBackend};
 use tokenvault::backend::MemoryBackend;
 use tokenvault::oauth::TokenError;
 use tokenvault::oauth::{Clock, ManualClock, TokenResponse};
@@ -288,14 +286,14 @@ fn a_multi_record_write_is_all_or_nothing() {
     let vault = Vault::create_with_backend(faulty.clone(), &raw_key(1)).unwrap();
     let ns = vault.namespace("DEFAULT").unwrap();
     ns.set_token("auth.globus.org", &full_token(1)).unwrap();
-    let before = common::records(&faulty.inner);
+    let before = support::records(&faulty.inner);
 
     // The batch fails: neither record changes, none is added.
     faulty.fail_after(0);
     let response = TokenResponse::from_json(GLOBUS_LOGIN, at(0)).unwrap();
     assert!(ns.store_response(&response).is_err());
     faulty.fail_after(-1);
-    assert_eq!(common::records(&faulty.inner), before);
+    assert_eq!(support::records(&faulty.inner), before);
     assert!(full_token(1).same_as(&ns.get_token("auth.globus.org").unwrap().unwrap()));
     assert_eq!(ns.token_keys().unwrap(), ["auth.globus.org"]);
 

@@ -5,13 +5,11 @@
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
-use common::{fast, passphrase, raw_key, small_token};
+use support::{fast, passphrase, raw_key, small_token};
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::{Error, Token, Vault};
 

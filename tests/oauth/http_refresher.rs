@@ -1,10 +1,9 @@
-//! The HTTP refresher against a real token endpoint on 127.0.0.1 (tests/support/token_server.rs).
+//! The HTTP refresher against a real token endpoint on 127.0.0.1 (tests/support/src/token_server.rs).
 //! Run with `cargo test --features http --test http_refresher`.
 #![cfg(feature = "http")]
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/token_server.rs"]
-mod token_server;
+use support::token_server;
 
 use std::time::{Duration, Instant, SystemTime};
 

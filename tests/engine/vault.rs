@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::{fast, full_token, passphrase, raw_key, small_token};
+use support::{fast, full_token, passphrase, raw_key, small_token};
 use tokenvault::backend::MemoryBackend;
 use tokenvault::format::RecordType;
 use tokenvault::oauth::TokenError;

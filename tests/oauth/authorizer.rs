@@ -1,17 +1,15 @@
 //! The authorizer: a valid token on demand, single flight, leases across handles and
 //! processes, the failure policy, logout. Refreshers here are closures that count their calls
-//! (the HTTP refresher has its own tests, and `tests/authorizer_http.rs` runs the two together
+//! (the HTTP refresher has its own tests, and `tests/oauth/authorizer_http.rs` runs the two together
 //! against a real endpoint).
 
 #![allow(clippy::unwrap_used, clippy::panic)]
-
-mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::raw_key;
+use support::raw_key;
 use tokenvault::oauth::TokenError;
 use tokenvault::oauth::{
     Authorizer, Clock, DeadGrant, ManualClock, RefreshError, RefreshErrorKind,
@@ -694,7 +692,7 @@ fn builder_refuses_reserved_and_overlong_keys() {
 
 #[test]
 fn a_refreshed_token_the_store_refuses_is_served_and_stored_later() {
-    let faulty = common::FaultyBackend::new(tokenvault::backend::MemoryBackend::new());
+    let faulty = support::FaultyBackend::new(tokenvault::backend::MemoryBackend::new());
     let vault = Vault::create_with_backend(faulty.clone(), &raw_key(1)).unwrap();
     let ns = vault.namespace("n").unwrap();
     let clock = ManualClock::new(at(T0));

@@ -4,16 +4,13 @@
 #![cfg(feature = "http")]
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
-#[path = "support/tls_front.rs"]
-mod tls_front;
-#[path = "support/token_server.rs"]
-mod token_server;
+use support::tls_front;
+use support::token_server;
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime};
 
-use common::raw_key;
+use support::raw_key;
 use tls_front::{Cert, Mode, TlsFront, CA_PEM};
 use token_server::{Config, Failure, TokenServer};
 use tokenvault::oauth::TokenError;

@@ -5,13 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use common::{all_files, raw_key};
 use proptest::prelude::*;
+use support::{all_files, raw_key};
 use tempfile::TempDir;
 use tokenvault::oauth::TokenError;
 use tokenvault::oauth::TokenResponse;

@@ -3,13 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
-use common::{fast, passphrase, raw_key, small_token};
 use sha2::{Digest, Sha256};
+use support::{fast, passphrase, raw_key, small_token};
 use tokenvault::backend::{Backend, MemoryBackend};
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::test_hooks::kdf_runs_on_this_thread;
@@ -293,7 +291,7 @@ fn changing_the_passphrase_rewrites_only_the_header() {
 
     // The old secret fails on the directory and on any copy made from now on.
     let copy = dir.path().join("copy");
-    common::copy_dir(&path, &copy);
+    support::copy_dir(&path, &copy);
     for p in [&path, &copy] {
         assert!(matches!(
             fast().open(p, &passphrase("old")),
@@ -451,7 +449,7 @@ fn master_key_rotation_rewraps_everything() {
     }
     vault.close().unwrap();
     // After the close: its checkpoint rewrites the manifests it wrote to.
-    let records_before = common::dump(&storage);
+    let records_before = support::dump(&storage);
 
     // Opened with "a": slot 1 (added by another handle) is unknown to this one.
     let other = fast()
@@ -479,7 +477,7 @@ fn master_key_rotation_rewraps_everything() {
     assert_ne!(header_before, header_after);
     // Every slot was re-wrapped: the wrapped keys differ, the salts and parameters do not.
     assert_eq!(
-        common::dump(&storage),
+        support::dump(&storage),
         records_before,
         "no record is rewritten"
     );

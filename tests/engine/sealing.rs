@@ -3,13 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 
-use common::{full_token, raw_key, records, small_token, BackendExt, FaultyBackend};
+use support::{full_token, raw_key, records, small_token, BackendExt, FaultyBackend};
 use tokenvault::backend::{Backend, MemoryBackend};
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::{Damage, Error, Secret, Token, Vault};
@@ -229,7 +227,7 @@ fn no_name_or_token_bytes_reach_the_disk() {
             needles.push(w.to_vec());
         }
     }
-    let files = common::all_files(&path);
+    let files = support::all_files(&path);
     assert!(files.len() >= 3, "{files:?}");
     let mut scanned = 0;
     for file in files {

@@ -6,9 +6,7 @@
 //! Include it with
 //!
 //! ```ignore
-//! #[path = "support/token_server.rs"]
-//! mod token_server;
-//! use token_server::{Config, Failure, TokenServer};
+//! use support::token_server::{Config, Failure, TokenServer};
 //!
 //! let server = TokenServer::start(Config::default());
 //! server.seed_refresh_token("rt-0");

@@ -4,13 +4,11 @@
 #![cfg(feature = "async")]
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::raw_key;
+use support::raw_key;
 use tokenvault::oauth::{Authorizer, RefreshError};
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::{Token, Vault};

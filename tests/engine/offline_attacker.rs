@@ -10,8 +10,6 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -377,7 +375,7 @@ fn written_vault() -> (tempfile::TempDir, PathBuf) {
 
     // What the attacker has: a copy.
     let copy = tmp.path().join("stolen");
-    common::copy_dir(&dir, &copy);
+    support::copy_dir(&dir, &copy);
     (tmp, copy)
 }
 
@@ -504,7 +502,7 @@ fn the_scan_finds_a_planted_needle() {
     ];
     for (i, (encoding, bytes)) in planted.iter().enumerate() {
         let victim = tmp.path().join(format!("planted-{i}"));
-        common::copy_dir(&copy, &victim);
+        support::copy_dir(&copy, &victim);
         // Into sled's data file, in the middle, as an attacker would find a leaked value.
         let db = victim.join("data").join("db");
         let mut data = fs::read(&db).unwrap();
@@ -526,7 +524,7 @@ fn the_scan_finds_a_planted_needle() {
     }
     // A whole new file holding the raw key's hex is found too.
     let victim = tmp.path().join("planted-file");
-    common::copy_dir(&copy, &victim);
+    support::copy_dir(&copy, &victim);
     fs::write(victim.join("notes.txt"), hex(&RAW_KEY, true)).unwrap();
     let (hits, _, _) = scan(&victim, &patterns);
     assert_eq!(

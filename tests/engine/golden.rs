@@ -472,7 +472,7 @@ fn json_golden_opens_in_a_memory_backend() {
 /// directory name first (and keep testing the old ones), then run
 ///
 /// ```sh
-/// cargo test --test golden -- --ignored regenerate
+/// cargo test --all-features --test engine -- --ignored golden::regenerate
 /// ```
 ///
 /// `TOKENVAULT_GOLDEN_OUT=/some/dir` writes there instead (for a look at what it makes).

@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::raw_key;
+use support::raw_key;
 use tokenvault::oauth::TokenError;
 use tokenvault::oauth::{Clock, ManualClock, TokenResponse};
 use tokenvault::secrecy::ExposeSecret;

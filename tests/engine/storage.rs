@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
-
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::{fast, full_token, raw_key, records, small_token, BackendExt, FaultyBackend};
+use support::{fast, full_token, raw_key, records, small_token, BackendExt, FaultyBackend};
 use tokenvault::backend::{Backend, BackendErrorKind, MemoryBackend, SledBackend, SledOptions};
 use tokenvault::maintenance::Progress;
 use tokenvault::secrecy::ExposeSecret;
@@ -486,7 +484,7 @@ fn a_rotation_blocked_by_damage_keeps_the_old_key() {
 fn fast_options_are_what_tests_use() {
     // The quick preset is only reachable by name.
     let vault = fast()
-        .create_with_backend(MemoryBackend::new(), &common::passphrase("p"))
+        .create_with_backend(MemoryBackend::new(), &support::passphrase("p"))
         .unwrap();
     assert!(vault.keyslots().unwrap()[0].kdf.unwrap().m_kib() < 1024);
 }
@@ -580,7 +578,7 @@ fn a_manifest_replaced_under_a_running_process_stops_its_writes() {
     ns.put("b", &small_token("2")).unwrap();
     ns.put("a", &small_token("3")).unwrap();
     storage.put(&tree, &[0], old_manifest).unwrap();
-    let before = common::dump(&storage);
+    let before = support::dump(&storage);
     for err in [
         ns.put("a", &small_token("4")).unwrap_err(),
         ns.put("c", &small_token("4")).unwrap_err(),
@@ -588,7 +586,7 @@ fn a_manifest_replaced_under_a_running_process_stops_its_writes() {
     ] {
         assert!(err.to_string().contains("rolled back"), "{err}");
     }
-    assert_eq!(common::dump(&storage), before, "nothing written");
+    assert_eq!(support::dump(&storage), before, "nothing written");
     let report = vault.verify(|_| {}).unwrap();
     let n = &report.namespaces[0];
     assert!(

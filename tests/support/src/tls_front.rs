@@ -1,22 +1,21 @@
 //! A real TLS server on `127.0.0.1` for tests: it completes the handshake with a chosen
 //! certificate and relays the request to a backend (the token server of
-//! `support/token_server.rs`) and the answer back, or misbehaves during the handshake. Also
+//! [`token_server`](crate::token_server)) and the answer back, or misbehaves during the handshake. Also
 //! a CONNECT proxy that misbehaves or tunnels.
 //!
-//! The certificates are in `support/tls/` (made once by `make-certs.sh`, committed): a test
+//! The certificates are in `tests/support/tls/` (made once by `make-certs.sh`, committed): a test
 //! CA ([`CA_PEM`]), and for `127.0.0.1` a certificate it signed ([`Cert::Good`]), a
 //! self-signed one ([`Cert::SelfSigned`]), an expired one ([`Cert::Expired`]), and one for
 //! `auth.example.org` ([`Cert::OtherHost`]).
 //!
 //! ```ignore
-//! #[path = "support/tls_front.rs"]
-//! mod tls_front;
+//! use support::tls_front::{self, Cert, Mode, TlsFront};
+//! use support::token_server::{Config, TokenServer};
 //! let server = TokenServer::start(Config::default());
 //! let front = TlsFront::start(server.addr(), Mode::Serve(Cert::Good));
 //! let refresher = HttpRefresher::refresh_token_grant(&front.url(), "client-1")?
 //!     .root_certificates_pem(tls_front::CA_PEM)?;
 //! ```
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -30,7 +29,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 /// The test CA, which signed [`Cert::Good`], [`Cert::Expired`] and [`Cert::OtherHost`].
-pub const CA_PEM: &[u8] = include_bytes!("tls/ca.pem");
+pub const CA_PEM: &[u8] = include_bytes!("../tls/ca.pem");
 
 /// A server certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,20 +48,20 @@ impl Cert {
     fn pem(self) -> (&'static [u8], &'static [u8]) {
         match self {
             Self::Good => (
-                include_bytes!("tls/server.pem"),
-                include_bytes!("tls/server.key"),
+                include_bytes!("../tls/server.pem"),
+                include_bytes!("../tls/server.key"),
             ),
             Self::SelfSigned => (
-                include_bytes!("tls/self-signed.pem"),
-                include_bytes!("tls/self-signed.key"),
+                include_bytes!("../tls/self-signed.pem"),
+                include_bytes!("../tls/self-signed.key"),
             ),
             Self::Expired => (
-                include_bytes!("tls/expired.pem"),
-                include_bytes!("tls/expired.key"),
+                include_bytes!("../tls/expired.pem"),
+                include_bytes!("../tls/expired.key"),
             ),
             Self::OtherHost => (
-                include_bytes!("tls/wrong-host.pem"),
-                include_bytes!("tls/wrong-host.key"),
+                include_bytes!("../tls/wrong-host.pem"),
+                include_bytes!("../tls/wrong-host.key"),
             ),
         }
     }

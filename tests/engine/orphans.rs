@@ -4,11 +4,9 @@
 //! that holds records without a header; only `purge_orphans` drops orphans.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::fs;
 
-use common::{raw_key, small_token, BackendExt};
+use support::{raw_key, small_token, BackendExt};
 use tokenvault::backend::{Backend, MemoryBackend};
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::{Error, Token, Vault};

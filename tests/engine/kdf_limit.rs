@@ -2,10 +2,8 @@
 //! (issue 12, finding 6): a passphrase slot above `VaultOptions::kdf_limit` is never derived.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::{fast, passphrase};
 use sha2::{Digest, Sha256};
+use support::{fast, passphrase};
 use tokenvault::backend::{Backend, MemoryBackend};
 use tokenvault::{Error, KdfParams, Vault, VaultOptions};
 

@@ -13,16 +13,14 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{fast, full_token, passphrase, raw_key, records, small_token, BackendExt};
 use sha2::{Digest, Sha256};
+use support::{fast, full_token, passphrase, raw_key, records, small_token, BackendExt};
 use tokenvault::backend::{Backend, MemoryBackend, SledOptions};
 use tokenvault::secrecy::ExposeSecret;
 use tokenvault::{Damage, Error, KeySource, Namespace, Secret, Token, Vault, VaultOptions};
@@ -808,7 +806,7 @@ fn random_damage_to_a_vault_directory() {
     let dir = tempfile::tempdir().unwrap();
     let pristine = dir.path().join("pristine");
     let history = build_pristine(&pristine);
-    let files: Files = common::all_files(&pristine)
+    let files: Files = support::all_files(&pristine)
         .into_iter()
         .map(|p| {
             let bytes = fs::read(&p).unwrap();
@@ -836,7 +834,7 @@ fn random_damage_to_a_vault_directory() {
             Mutation::ZeroPage(..) => totals.zeroed_pages += 1,
         }
         let target = dir.path().join(format!("trial-{seed}"));
-        common::copy_dir(&pristine, &target);
+        support::copy_dir(&pristine, &target);
         apply_mutation(&mutation, &files, &target);
         let trial = run_trial(&target, &history);
         let _ = fs::remove_dir_all(&target);

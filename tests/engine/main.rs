@@ -1,0 +1,25 @@
+//! The vault engine's integration tests, one module per concern: the vault and its
+//! namespaces, storage and backends, keyslots and the KDF limit, orphaned storage, tampering,
+//! sealing and an offline attacker's view, directory safety, the golden v1 vaults, the
+//! format specification and known-answer vectors, the model-based property test, and the
+//! fuzz targets' regression inputs.
+//!
+//! One test binary (the tests share nothing but the `support` crate); the tests that need a
+//! process of their own (`memory`, `crash`, `authorizer_process`, `authorizer_events`,
+//! `http_tls`, `cli`) are binaries of their own. Run one module with
+//! `cargo test --all-features --test engine -- model::`.
+
+mod directory_safety;
+mod format_spec;
+mod fuzz_regressions;
+mod golden;
+mod kdf_limit;
+mod keyslots;
+mod model;
+mod offline_attacker;
+mod orphans;
+mod sealing;
+mod storage;
+mod tamper;
+mod vault;
+mod vectors;
