@@ -84,6 +84,7 @@ mod http;
 pub mod import;
 mod keys;
 pub mod maintenance;
+mod merge;
 mod namespace;
 pub mod oauth;
 mod options;

@@ -15,12 +15,13 @@ use crate::engine::{
 };
 use crate::error::{Damage, Error, Result};
 use crate::format::{NAMESPACE_ID_LABEL, NS_ID_LEN, VAULT_ID_LEN};
-use crate::header::{open_ns, Header, Slot, SlotParams, VmkKeys};
+use crate::header::{open_ns, Header, SlotParams, VmkKeys};
 use crate::keys::{KdfParams, KeySource, Material, SlotKind};
 use crate::namespace::{validate_namespace, Namespace, WriteBatch};
 use crate::options::{Durability, VaultOptions};
 
 mod keyslots;
+mod master_key;
 
 /// An open vault: tokens and secrets for many namespaces, sealed on disk.
 ///
@@ -184,83 +185,6 @@ impl Vault {
         self.engine.call(|b| b.drop_tree(&ns.id))?;
         self.engine.sync_now()?;
         Ok(existed)
-    }
-
-    /// Replaces the vault master key with a fresh one and re-wraps everything under it:
-    /// every keyslot, the name-index key and each namespace's keys (O(namespaces); no record
-    /// is rewritten and no name changes).
-    ///
-    /// Re-wrapping a keyslot needs its secret. This handle knows the secrets of the slot it
-    /// was opened with and of the slots it added or changed; if the vault has others, pass
-    /// them to [`rotate_master_key_with`](Self::rotate_master_key_with).
-    ///
-    /// # Errors
-    /// [`Error::SlotSecretsMissing`] naming the slots whose secrets are unknown (nothing is
-    /// changed then).
-    pub fn rotate_master_key(&self) -> Result<()> {
-        self.rotate_master_key_with(&[])
-    }
-
-    /// [`rotate_master_key`](Self::rotate_master_key), with the secrets of other keyslots.
-    /// Each source is tried against the slots whose secret this handle does not know.
-    ///
-    /// # Errors
-    /// [`Error::SlotSecretsMissing`]; [`Error::WrongKey`] if a given source opens no slot.
-    pub fn rotate_master_key_with(&self, others: &[&KeySource]) -> Result<()> {
-        self.engine.update_state(|s| {
-            for source in others {
-                // Try the slots whose secret is still unknown, so that a secret shared by two
-                // slots unlocks the second one too.
-                let unknown: Vec<u32> = s
-                    .header
-                    .slots
-                    .iter()
-                    .filter(|slot| slot.kind() == source.kind() && !s.keks.contains_key(&slot.id))
-                    .map(|slot| slot.id)
-                    .collect();
-                let found = unknown
-                    .into_iter()
-                    .find_map(|id| s.find_slot(source, Some(id)).ok());
-                let (id, kek) = match found {
-                    Some(found) => found,
-                    // Nothing unknown matches: the source may still be a known slot's secret.
-                    None => s.find_slot(source, None)?,
-                };
-                s.keks.insert(id, kek);
-            }
-            let missing: Vec<u32> = s
-                .header
-                .slots
-                .iter()
-                .map(|slot| slot.id)
-                .filter(|id| !s.keks.contains_key(id))
-                .collect();
-            if !missing.is_empty() {
-                return Err(Error::SlotSecretsMissing { slots: missing });
-            }
-            let vmk = Key::random()?;
-            let vault_id = s.header.vault_id;
-            for slot in &mut s.header.slots {
-                let kek = s.keks.get(&slot.id).ok_or(Error::SlotSecretsMissing {
-                    slots: vec![slot.id],
-                })?;
-                let aad = Slot::aad(&vault_id, slot.id, slot.kind_code, &slot.params);
-                slot.wrapped_vmk = kek.cipher().wrap_key(&aad, &vmk)?;
-            }
-            s.vmk_keys = VmkKeys::new(&vmk, &vault_id)?;
-            s.vmk = vmk;
-            s.header.wrapped_index_key = s
-                .vmk_keys
-                .wrap
-                .wrap_key(&s.header.index_key_aad(), &s.index_key)?;
-            let ids: Vec<[u8; NS_ID_LEN]> = s.namespaces.keys().copied().collect();
-            for id in ids {
-                if let Some(keys) = s.namespace_keys(&id) {
-                    s.set_namespace(id, keys)?;
-                }
-            }
-            Ok(())
-        })
     }
 
     /// Makes every change so far durable (useful with [`Durability::Buffered`](crate::Durability::Buffered)).
