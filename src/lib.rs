@@ -41,8 +41,11 @@
 //!   fields kept as secret JSON) and [`Secret`] (any small secret), both [`Record`]s.
 //! - **Keys.** [`KeySource`] (passphrase, raw key, key file) and [`KdfParams`] (the Argon2id
 //!   policy). A vault holds several keyslots ([`KeyslotInfo`], [`SlotKind`]), LUKS-style.
-//! - **Errors.** [`Error`], with [`Error::kind`] ([`ErrorKind`]) to classify any of them;
-//!   [`ErrorKind::of`] classifies the errors of every module below.
+//! - **Errors.** [`Error`] is the vault's, with [`Error::kind`] ([`ErrorKind`]) to classify
+//!   it without matching every variant. Each layer above has its own error, with the
+//!   vault's as its source: [`store::TokenError`] (stores, sessions, the authorizer),
+//!   [`import::ImportError`]; [`ErrorKind::of`] classifies any of them, also behind a
+//!   `Box<dyn Error>`.
 //!
 //! In modules, by layer:
 //!
