@@ -110,7 +110,9 @@ impl Batch {
 /// - `apply` returning an error may have applied the batch or not; the vault reads the state
 ///   again before relying on it.
 /// - `write_header` replaces the header atomically and durably (old or new, never a mix, and
-///   the old one is gone: a backend must not keep old header versions around).
+///   the old one is gone: a backend must not keep old header versions around), and only if
+///   the header is still the one the caller read: the comparison and the write are one step,
+///   so that two handles sharing storage never overwrite each other's header changes.
 /// - Reads see every applied write, flushed or not.
 /// - Methods may be called from many threads at once. A backend may panic on damaged storage
 ///   (sled does); the vault catches panics and reports [`Error::Backend`](crate::Error::Backend).
@@ -119,8 +121,10 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// The header file, or `None` if no vault was ever created here.
     fn read_header(&self) -> Result<Option<Vec<u8>>, BackendError>;
 
-    /// Replaces the header atomically and durably.
-    fn write_header(&self, bytes: &[u8]) -> Result<(), BackendError>;
+    /// Replaces the header atomically and durably with `bytes`, if its current bytes are
+    /// still `expected` (`None`: only if there is no header yet). Returns whether it was
+    /// written; `false` changes nothing.
+    fn write_header(&self, expected: Option<&[u8]>, bytes: &[u8]) -> Result<bool, BackendError>;
 
     /// The value of `key` in `tree` (`None` if either is missing).
     fn get(&self, tree: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, BackendError>;

@@ -31,6 +31,10 @@ pub enum Error {
     /// What was already stored is unaffected; the operation that failed may or may not have
     /// taken effect and is safe to retry.
     Backend(crate::backend::BackendError),
+    /// This handle's view of the vault is out of date: another handle sharing the storage
+    /// changed the header (a keyslot, a namespace, a key rotation) after this handle read
+    /// it. Nothing was changed; open the vault again and retry.
+    Reopen,
     /// The vault handle was closed with [`Vault::close`](crate::Vault::close); open the vault
     /// again to keep using it.
     Closed,
@@ -186,6 +190,10 @@ impl fmt::Display for Error {
             ),
             Self::Backend(e) => write!(f, "storage backend error: {}", e.chain()),
             Self::Closed => f.write_str("the vault was closed; open it again"),
+            Self::Reopen => f.write_str(
+                "another handle changed the vault header after this handle read it; nothing \
+                 was changed: open the vault again and retry",
+            ),
             Self::Damaged(damage) => write!(f, "{damage}"),
             Self::KeyslotExists { slot } => {
                 write!(f, "keyslot {slot} already opens with this secret")
@@ -353,6 +361,9 @@ pub enum ErrorKind {
     Refused,
     /// An error from code tokenvault does not know (a user-written store or validator).
     Other,
+    /// This handle is out of date (another handle changed the vault): open the vault again,
+    /// then retry.
+    Reopen,
 }
 
 impl Error {
@@ -364,6 +375,7 @@ impl Error {
             Self::Locked { .. } => ErrorKind::Locked,
             Self::NotFound { .. } | Self::NoSuchKeyslot { .. } => ErrorKind::NotFound,
             Self::Backend(e) => backend_kind(e.kind()),
+            Self::Reopen => ErrorKind::Reopen,
             Self::KeySource { .. }
             | Self::KdfParams { .. }
             | Self::InvalidName { .. }

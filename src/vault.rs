@@ -430,12 +430,17 @@ impl VaultOptions {
             .wrap
             .wrap_key(&header.index_key_aad(), &index_key)?;
         let bytes = header.encode(&vmk_keys)?;
-        guarded(backend.as_ref(), |b| {
+        let written = guarded(backend.as_ref(), |b| {
             b.flush()?;
-            b.write_header(&bytes)
+            b.write_header(None, &bytes)
         })?;
+        if !written {
+            // Another handle created a vault here meanwhile.
+            return Err(Error::AlreadyExists { path });
+        }
         let state = KeyState {
             header,
+            header_bytes: bytes,
             vmk,
             vmk_keys,
             index: Prf::new(&index_key)?,
@@ -482,6 +487,7 @@ impl VaultOptions {
         }
         let state = KeyState {
             header,
+            header_bytes: bytes,
             vmk,
             vmk_keys,
             index,

@@ -58,9 +58,13 @@ impl Backend for MemoryBackend {
         Ok(self.state().header.clone())
     }
 
-    fn write_header(&self, bytes: &[u8]) -> Result<(), BackendError> {
-        self.state().header = Some(bytes.to_vec());
-        Ok(())
+    fn write_header(&self, expected: Option<&[u8]>, bytes: &[u8]) -> Result<bool, BackendError> {
+        let mut state = self.state();
+        if state.header.as_deref() != expected {
+            return Ok(false);
+        }
+        state.header = Some(bytes.to_vec());
+        Ok(true)
     }
 
     fn get(&self, tree: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {

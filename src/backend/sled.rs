@@ -67,6 +67,10 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct SledBackend {
     dir: PathBuf,
     lock: Mutex<Option<File>>,
+    /// The SHA-256 of the header as this backend last read or wrote it (`None` inside: no
+    /// header), if known: what a conditional header write compares with. The directory lock
+    /// keeps other processes out, so only this backend changes the file.
+    header: Mutex<Option<Option<[u8; 32]>>>,
     db: RwLock<Option<Open>>,
 }
 
@@ -251,17 +255,35 @@ impl Open {
 
 impl Backend for SledBackend {
     fn read_header(&self) -> Result<Option<Vec<u8>>, BackendError> {
-        read_header_file(&self.dir.join(HEADER_FILE))
+        let mut known = lock_header(&self.header);
+        let bytes = read_header_file(&self.dir.join(HEADER_FILE))?;
+        *known = Some(bytes.as_deref().map(digest));
+        Ok(bytes)
     }
 
-    fn write_header(&self, bytes: &[u8]) -> Result<(), BackendError> {
+    fn write_header(&self, expected: Option<&[u8]>, bytes: &[u8]) -> Result<bool, BackendError> {
+        let mut known = lock_header(&self.header);
+        let current = match *known {
+            Some(current) => current,
+            None => read_header_file(&self.dir.join(HEADER_FILE))?
+                .as_deref()
+                .map(digest),
+        };
+        if current != expected.map(digest) {
+            *known = Some(current);
+            return Ok(false);
+        }
+        // Unknown until the new file is in place: a failed write may have replaced it or not.
+        *known = None;
         let tmp = self.dir.join(HEADER_TMP_FILE);
         let mut file = dir::create_new_private(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
         fs::rename(&tmp, self.dir.join(HEADER_FILE))?;
-        sync_dir(&self.dir)
+        sync_dir(&self.dir)?;
+        *known = Some(Some(digest(bytes)));
+        Ok(true)
     }
 
     fn get(&self, tree: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
@@ -442,6 +464,19 @@ fn sync_dir(dir: &Path) -> Result<(), BackendError> {
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
+}
+
+/// The SHA-256 of a header, to compare headers without keeping them.
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
+fn lock_header(
+    m: &Mutex<Option<Option<[u8; 32]>>>,
+) -> std::sync::MutexGuard<'_, Option<Option<[u8; 32]>>> {
+    // The digest is replaced whole, so a poisoned lock still holds a consistent value.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn read_header_file(path: &Path) -> Result<Option<Vec<u8>>, BackendError> {

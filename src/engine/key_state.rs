@@ -19,6 +19,9 @@ use super::{new_slot, unlock_slot};
 /// Everything unlocked: the current header and the keys it wraps.
 pub(crate) struct KeyState {
     pub(crate) header: Header,
+    /// The header's bytes as this handle read or wrote them: what the next header write
+    /// expects to replace.
+    pub(crate) header_bytes: Vec<u8>,
     pub(crate) vmk: Key,
     pub(crate) vmk_keys: VmkKeys,
     pub(crate) index_key: Key,
@@ -136,6 +139,7 @@ impl KeyState {
     pub(crate) fn duplicate(&self) -> Result<Self> {
         Ok(Self {
             header: self.header.clone(),
+            header_bytes: self.header_bytes.clone(),
             vmk: self.vmk.duplicate(),
             vmk_keys: VmkKeys::new(&self.vmk, &self.header.vault_id)?,
             index_key: self.index_key.duplicate(),

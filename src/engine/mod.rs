@@ -78,7 +78,11 @@ impl Engine {
         let out = f(&mut draft)?;
         draft.header.seqid = draft.header.seqid.wrapping_add(1);
         let bytes = draft.header.encode(&draft.vmk_keys)?;
-        self.call(|b| b.write_header(&bytes))?;
+        let written = self.call(|b| b.write_header(Some(&draft.header_bytes), &bytes))?;
+        if !written {
+            return Err(Error::Reopen);
+        }
+        draft.header_bytes = bytes;
         *self
             .state
             .write()

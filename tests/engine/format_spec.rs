@@ -18,6 +18,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use support::BackendExt;
 use tokenvault::backend::{Backend, MemoryBackend};
 use tokenvault::secrecy::{SecretBox, SecretSlice, SecretString};
 use tokenvault::{Error, KdfParams, KeySource, Secret, Token, VaultOptions};
@@ -210,7 +211,7 @@ fn recompute_checksum(header: &mut [u8]) {
 /// What `Vault::open` says about a header (on a fresh backend holding only that header).
 fn open_error(header: &[u8], key: &KeySource) -> Error {
     let backend = MemoryBackend::new();
-    backend.write_header(header).unwrap();
+    backend.overwrite_header(header).unwrap();
     fast().open_with_backend(backend, key).unwrap_err()
 }
 

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+use support::BackendExt;
 use tokenvault::backend::{Backend, Batch, MemoryBackend, SledBackend};
 use tokenvault::secrecy::{ExposeSecret, SecretBox, SecretSlice, SecretString};
 use tokenvault::{Error, KdfParams, KeySource, Secret, SlotKind, Token, Vault, VaultOptions};
@@ -440,7 +441,7 @@ fn json_golden_opens_in_a_memory_backend() {
     assert_eq!(&d.header[8..10], &[1, 0]);
 
     let storage = MemoryBackend::new();
-    storage.write_header(&d.header).unwrap();
+    storage.overwrite_header(&d.header).unwrap();
     for (tree, entries) in &d.trees {
         for (key, value) in entries {
             storage

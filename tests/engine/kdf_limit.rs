@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use sha2::{Digest, Sha256};
+use support::BackendExt;
 use support::{fast, passphrase};
 use tokenvault::backend::{Backend, MemoryBackend};
 use tokenvault::{Error, KdfParams, Vault, VaultOptions};
@@ -37,7 +38,7 @@ fn a_header_asking_for_4_gib_is_refused_before_any_allocation() {
         .unwrap();
     let header = storage.read_header().unwrap().unwrap();
     storage
-        .write_header(&with_slot0_memory(&header, KdfParams::MAX_M_KIB))
+        .overwrite_header(&with_slot0_memory(&header, KdfParams::MAX_M_KIB))
         .unwrap();
     match VaultOptions::new().open_with_backend(storage.clone(), &passphrase("pw")) {
         Err(Error::KdfLimit { slot, asked, limit }) => {
@@ -71,7 +72,7 @@ fn a_slot_above_the_limit_is_skipped_and_another_slot_still_opens() {
     // Slot 0 now asks for 3 GiB (the MAC no longer matches, but that is only known after an
     // unlock: the derivation would run first).
     storage
-        .write_header(&with_slot0_memory(&header, 3 * 1024 * 1024))
+        .overwrite_header(&with_slot0_memory(&header, 3 * 1024 * 1024))
         .unwrap();
     // The second passphrase still finds its slot; slot 0 is never derived. (The header's
     // MAC then reports the edit as damage: what matters is that it got there.)

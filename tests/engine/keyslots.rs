@@ -7,6 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
+use support::BackendExt;
 use support::{fast, passphrase, raw_key, small_token};
 use tokenvault::backend::{Backend, MemoryBackend};
 use tokenvault::secrecy::ExposeSecret;
@@ -93,7 +94,7 @@ fn wrong_key_is_told_apart_from_damage() {
     for i in [0, 9, 20, good.len() / 2, good.len() - 40, good.len() - 1] {
         let mut bad = good.clone();
         bad[i] ^= 0x40;
-        storage.write_header(&bad).unwrap();
+        storage.overwrite_header(&bad).unwrap();
         let err = fast()
             .open_with_backend(storage.clone(), &passphrase("pw"))
             .unwrap_err();
@@ -116,7 +117,7 @@ fn wrong_key_is_told_apart_from_damage() {
     let mut tampered = good.clone();
     tampered[8 + 2 + 4 + 16] ^= 1;
     fix_checksum(&mut tampered);
-    storage.write_header(&tampered).unwrap();
+    storage.overwrite_header(&tampered).unwrap();
     let err = fast()
         .open_with_backend(storage.clone(), &passphrase("pw"))
         .unwrap_err();
@@ -124,7 +125,7 @@ fn wrong_key_is_told_apart_from_damage() {
         matches!(err, Error::Damaged(Damage::Header { .. })),
         "{err}"
     );
-    storage.write_header(&good).unwrap();
+    storage.overwrite_header(&good).unwrap();
     fast()
         .open_with_backend(storage, &passphrase("pw"))
         .unwrap()
@@ -152,7 +153,7 @@ fn kdf_parameters_from_disk_are_bounded_before_any_derivation() {
         let mut bad = good.clone();
         bad[FIRST_SLOT_M + delta..FIRST_SLOT_M + delta + 4].copy_from_slice(&value.to_le_bytes());
         fix_checksum(&mut bad);
-        storage.write_header(&bad).unwrap();
+        storage.overwrite_header(&bad).unwrap();
         let before = kdf_runs_on_this_thread();
         let started = std::time::Instant::now();
         let err = fast()
@@ -504,7 +505,7 @@ fn newer_format_versions_are_refused_clearly() {
     let mut header = storage.read_header().unwrap().unwrap();
     header[8] = 2;
     fix_checksum(&mut header);
-    storage.write_header(&header).unwrap();
+    storage.overwrite_header(&header).unwrap();
     let err = Vault::open_with_backend(storage, &raw_key(1)).unwrap_err();
     assert!(
         matches!(
@@ -545,7 +546,7 @@ fn seqid_counts_header_writes() {
 fn with_duplicate_slots(file: &str) -> MemoryBackend {
     let header = fs::read(Path::new("tests/data/duplicate-slots").join(file)).unwrap();
     let storage = MemoryBackend::new();
-    storage.write_header(&header).unwrap();
+    storage.overwrite_header(&header).unwrap();
     storage
 }
 

@@ -151,7 +151,7 @@ fn the_set_aside_copy_holds_every_entry_of_the_orphan() {
         .clone();
     let b_entries = storage.scan(&b_tree, None, 1000).unwrap();
 
-    storage.write_header(&older).unwrap();
+    storage.overwrite_header(&older).unwrap();
     let vault = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
     vault
         .namespace("b")
@@ -263,7 +263,7 @@ fn a_tree_holding_only_a_manifest_is_set_aside_too() {
     let manifest_only = storage.scan(&tree, None, 10).unwrap();
     assert_eq!(manifest_only.len(), 1);
 
-    storage.write_header(&older).unwrap();
+    storage.overwrite_header(&older).unwrap();
     let vault = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
     vault
         .namespace("empty")

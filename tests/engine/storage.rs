@@ -685,8 +685,12 @@ impl Backend for PanickingBackend {
     fn read_header(&self) -> Result<Option<Vec<u8>>, tokenvault::backend::BackendError> {
         self.0.read_header()
     }
-    fn write_header(&self, bytes: &[u8]) -> Result<(), tokenvault::backend::BackendError> {
-        self.0.write_header(bytes)
+    fn write_header(
+        &self,
+        expected: Option<&[u8]>,
+        bytes: &[u8],
+    ) -> Result<bool, tokenvault::backend::BackendError> {
+        self.0.write_header(expected, bytes)
     }
     fn get(
         &self,

@@ -98,7 +98,7 @@ impl HeaderTally {
     fn open(&mut self, what: &str, header: &[u8], key: &KeySource) {
         self.opens += 1;
         let storage = MemoryBackend::new();
-        storage.write_header(header).unwrap();
+        storage.overwrite_header(header).unwrap();
         match no_panic(|| Vault::open_with_backend(storage, key)) {
             None => self.failures.push(format!("{what}: panicked")),
             Some(Ok(_)) => self.failures.push(format!("{what}: opened")),
@@ -133,7 +133,7 @@ fn every_damage_to_the_header_is_refused() {
     // The pristine header opens with both keys.
     for key in [&pass, &raw] {
         let s = MemoryBackend::new();
-        s.write_header(&good).unwrap();
+        s.overwrite_header(&good).unwrap();
         Vault::open_with_backend(s, key).unwrap().close().unwrap();
     }
     // A passphrase slot's Argon2 memory field with a high bit flipped stays within the

@@ -610,3 +610,46 @@ fn internal_records_are_never_listed_and_go_with_their_token() {
     assert!(ns.get_internal::<Secret>(&lease).unwrap().is_none());
     assert!(ns.get_internal::<Secret>(&mark).unwrap().is_some());
 }
+
+/// Two handles on one storage: a header change made through one makes the other's next
+/// header change fail with `Reopen` (nothing written), never overwrite it; reopened, the
+/// second handle sees the first one's change and can make its own.
+#[test]
+fn a_stale_handle_gets_reopen_and_never_overwrites_the_header() {
+    use tokenvault::ErrorKind;
+
+    let storage = MemoryBackend::new();
+    let first = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    let second = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
+
+    assert_eq!(first.add_keyslot(&raw_key(2)).unwrap(), 1);
+    let seqid = first.header_seqid().unwrap();
+    let err = second.add_keyslot(&raw_key(3)).unwrap_err();
+    assert!(matches!(err, Error::Reopen), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Reopen);
+    // Nothing of the stale change reached storage: the first handle's slot is there, and
+    // the header is the one the first handle wrote.
+    let fresh = Vault::open_with_backend(storage.clone(), &raw_key(2)).unwrap();
+    assert_eq!(fresh.keyslots().unwrap().len(), 2);
+    assert_eq!(fresh.header_seqid().unwrap(), seqid);
+    assert!(Vault::open_with_backend(storage.clone(), &raw_key(3)).is_err());
+    // A namespace created through a stale handle is refused the same way.
+    assert!(matches!(
+        second
+            .namespace("tenant")
+            .unwrap()
+            .put("k", &small_token("at")),
+        Err(Error::Reopen)
+    ));
+
+    // Reopened, the second handle sees the change and makes its own.
+    drop(second);
+    let second = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    assert_eq!(second.add_keyslot(&raw_key(3)).unwrap(), 2);
+    // And creating a vault where one exists is refused even on a backend that said no
+    // header a moment before.
+    assert!(matches!(
+        Vault::create_with_backend(storage, &raw_key(9)),
+        Err(Error::AlreadyExists { .. })
+    ));
+}

@@ -216,6 +216,7 @@ fn open_dir(dir: &Path, options: &SledOptions, mode: Mode) -> Result<SledBackend
     Ok(SledBackend {
         dir: dir.to_path_buf(),
         lock: Mutex::new(Some(lock)),
+        header: Mutex::new(None),
         db: RwLock::new(Some(Open {
             db,
             data_file,

@@ -182,7 +182,9 @@ impl Fixture {
             }
         }
         storage.apply(&batch).map_err(|e| e.to_string())?;
-        storage.write_header(header).map_err(|e| e.to_string())?;
+        storage
+            .write_header(None, header)
+            .map_err(|e| e.to_string())?;
         Ok(storage)
     }
 

@@ -73,7 +73,9 @@ pub fn check_open_vault(data: &[u8]) -> Result<(), String> {
 
 pub(super) fn stranger_must_fail(header: &[u8]) -> Result<(), String> {
     let storage = MemoryBackend::new();
-    storage.write_header(header).map_err(|e| e.to_string())?;
+    storage
+        .write_header(None, header)
+        .map_err(|e| e.to_string())?;
     match Vault::open_with_backend(storage, &raw_key(STRANGER_KEY)) {
         Ok(_) => Err("arbitrary header bytes opened with a key no vault has".into()),
         Err(e) => expected_open_error(&e),

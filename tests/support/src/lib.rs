@@ -92,8 +92,8 @@ impl Backend for FaultyBackend {
     fn read_header(&self) -> Result<Option<Vec<u8>>, BackendError> {
         self.inner.read_header()
     }
-    fn write_header(&self, bytes: &[u8]) -> Result<(), BackendError> {
-        self.inner.write_header(bytes)
+    fn write_header(&self, expected: Option<&[u8]>, bytes: &[u8]) -> Result<bool, BackendError> {
+        self.inner.write_header(expected, bytes)
     }
     fn get(&self, tree: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
         self.inner.get(tree, key)
@@ -163,6 +163,17 @@ pub trait BackendExt: Backend {
                 .expect(tree, key, expected)
                 .write(tree, key, new),
         )
+    }
+
+    /// Replaces the header with `bytes`, whatever it holds now (for tests that forge or
+    /// damage headers).
+    fn overwrite_header(&self, bytes: &[u8]) -> Result<(), BackendError> {
+        let current = self.read_header()?;
+        assert!(
+            self.write_header(current.as_deref(), bytes)?,
+            "the header changed meanwhile"
+        );
+        Ok(())
     }
 }
 
