@@ -33,6 +33,10 @@ pub(crate) const LOCK_FILE: &str = "tokenvault.lock";
 /// The header file's name inside the vault directory.
 pub(crate) const HEADER_FILE: &str = "tokenvault.header";
 const HEADER_TMP_FILE: &str = "tokenvault.header.tmp";
+/// Multi-key batches applied between two of sled's log writes: each batch queues at most one
+/// write on sled's pool of seven threads, so at most this many are ever queued by the vault
+/// (see `apply` and BENCHMARKS.md, "The write stall").
+const BATCHES_PER_LOG_WRITE: usize = 4;
 /// sled's directory inside the vault directory.
 pub(crate) const DATA_DIR: &str = "data";
 /// sled's main data file, which it locks and which a durable flush `fdatasync`s.
@@ -80,8 +84,9 @@ struct Open {
     blobs_dir: PathBuf,
     /// When the last durable flush started: blob files modified since then are synced.
     last_flush: Mutex<SystemTime>,
-    /// Held across each multi-key batch and the log write that follows it (see `apply`).
-    batch_gate: Mutex<()>,
+    /// Held across each multi-key batch and the log write that may follow it (see `apply`);
+    /// counts the batches applied since the last log write.
+    batch_gate: Mutex<usize>,
     trees: Mutex<HashMap<Vec<u8>, sled::Tree>>,
 }
 
@@ -337,9 +342,10 @@ impl Backend for SledBackend {
             // seals a log buffer and queues its write on sled's thread pool; once the pool's
             // threads all wait for the segment accountant's lock, whose holder waits for a
             // file truncation queued behind them, nothing moves again (BENCHMARKS.md, "The
-            // write stall"). One batch at a time, each followed by sled's own (non-durable)
-            // flush, which waits until its log write is done, keeps that queue short.
-            let _gate = o.batch_gate.lock().map_err(poisoned)?;
+            // write stall"). One batch at a time, and after every BATCHES_PER_LOG_WRITE of them
+            // sled's own (non-durable) flush, which waits until their log writes are done,
+            // keeps that queue shorter than the pool's seven threads.
+            let mut since_log_write = o.batch_gate.lock().map_err(poisoned)?;
             let result = refs.as_slice().transaction(|tx| {
                 for c in &batch.conditions {
                     let current = tx[index(&c.tree)].get(&c.key)?;
@@ -362,9 +368,13 @@ impl Backend for SledBackend {
             });
             match result {
                 Ok(()) => {
-                    // The batch is applied whatever this returns; a failing log write shows
-                    // again at the next durable flush, which reports it.
-                    let _ = o.db.flush();
+                    *since_log_write += 1;
+                    if *since_log_write >= BATCHES_PER_LOG_WRITE {
+                        *since_log_write = 0;
+                        // The batch is applied whatever this returns; a failing log write
+                        // shows again at the next durable flush, which reports it.
+                        let _ = o.db.flush();
+                    }
                     Ok(true)
                 }
                 Err(TransactionError::Abort(())) => Ok(false),
