@@ -5,6 +5,7 @@
 //! cargo bench --bench bench_report              # the table (a few minutes)
 //! cargo bench --bench bench_report -- --quick   # shorter measurements
 //! cargo bench --bench bench_report -- --scale   # 1k / 100k / 1M records (long)
+//! cargo bench --bench bench_report -- --scale --tenants  # 1k / 100k / 1M namespaces (long)
 //! ```
 //!
 //! The floors: a vault get is an HMAC of the names, a storage get, an AEAD open and a bincode
@@ -48,6 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .position(|a| a == "--cache-mib")
             .and_then(|i| args.get(i + 1))
             .and_then(|n| n.parse().ok());
+        if args.iter().any(|a| a == "--tenants") {
+            return tenants_scale(quick);
+        }
         return scale(quick, cache_mib);
     }
     let budget = if quick {
@@ -632,6 +636,106 @@ fn scale(quick: bool, cache_mib: Option<u64>) -> Result<(), Box<dyn std::error::
             fmt(p99),
             one,
             eight
+        );
+    }
+    Ok(())
+}
+
+/// The tenants axis: 1,000, 100,000 and 1,000,000 namespaces with one token each, onboarded
+/// one by one from one thread (buffered): the onboarding rate while building, then the cost
+/// of creating a namespace with its first record at that size, the open time (raw key: no
+/// KDF), gets and overwrites in random namespaces (most entries not in the entry cache), the
+/// memory an open vault gains from touching 20,000 random namespaces (the entry cache holds
+/// 4,096), and disk bytes per tenant.
+fn tenants_scale(quick: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let sizes: &[u64] = if quick {
+        &[1_000, 10_000]
+    } else {
+        &[1_000, 100_000, 1_000_000]
+    };
+    let budget = Duration::from_millis(if quick { 300 } else { 1500 });
+    let t = token(1);
+    println!(
+        "| {:>9} | {:>12} | {:>11} | {:>9} | {:>10} | {:>10} | {:>10} | {:>10} | {:>12} |",
+        "tenants",
+        "onboard/s",
+        "create",
+        "open",
+        "get",
+        "get rand.",
+        "put rand.",
+        "RSS +20k",
+        "disk B/ten."
+    );
+    let mut first_create = None;
+    let mut first_open = None;
+    for &n in sizes {
+        let dir = bench_dir("tenants");
+        let path = dir.path().join("v");
+        let vault = VaultOptions::new()
+            .durability(Durability::Buffered)
+            .create(&path, &raw_key())?;
+        let start = Instant::now();
+        for i in 0..n {
+            vault.namespace(&format!("tenant-{i:07}"))?.put(KEY, &t)?;
+        }
+        let onboard = n as f64 / start.elapsed().as_secs_f64();
+        // Creating more at this size.
+        let extra: u64 = if quick { 500 } else { 2_000 };
+        let start = Instant::now();
+        for i in 0..extra {
+            vault.namespace(&format!("extra-{i:07}"))?.put(KEY, &t)?;
+        }
+        let create = start.elapsed() / u32::try_from(extra)?;
+        vault.close()?;
+        let disk = workload::disk_bytes(&path);
+        let open = once(5, || {
+            Vault::open(&path, &raw_key()).unwrap().close().unwrap();
+        });
+        let rss_before = workload::current_rss();
+        let vault = VaultOptions::new()
+            .durability(Durability::Buffered)
+            .open(&path, &raw_key())?;
+        let ns = vault.namespace("tenant-0000000")?;
+        let get = per_op(budget, 5, || {
+            black_box(ns.get::<Token>(KEY).unwrap());
+        });
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let get_random = per_op(budget, 5, || {
+            let ns = vault.namespace(&format!("tenant-{:07}", next())).unwrap();
+            black_box(ns.get::<Token>(KEY).unwrap());
+        });
+        let put_random = per_op(budget, 5, || {
+            let ns = vault.namespace(&format!("tenant-{:07}", next())).unwrap();
+            ns.put(KEY, &t).unwrap();
+        });
+        for _ in 0..20_000 {
+            let ns = vault.namespace(&format!("tenant-{:07}", next())).unwrap();
+            black_box(ns.get::<Token>(KEY).unwrap());
+        }
+        let rss = workload::current_rss().saturating_sub(rss_before);
+        vault.close()?;
+        let first_create = *first_create.get_or_insert(create);
+        let first_open = *first_open.get_or_insert(open);
+        println!(
+            "| {:>9} | {:>12.0} | {:>11} | {:>9} | {:>10} | {:>10} | {:>10} | {:>10} | {:>12} | create {:.2}x, open {:.2}x the first size",
+            n,
+            onboard,
+            fmt(create),
+            fmt(open),
+            fmt(get),
+            fmt(get_random),
+            fmt(put_random),
+            format!("{} MiB", rss >> 20),
+            disk / (n + extra),
+            create.as_secs_f64() / first_create.as_secs_f64(),
+            open.as_secs_f64() / first_open.as_secs_f64(),
         );
     }
     Ok(())

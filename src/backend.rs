@@ -129,11 +129,13 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// The value of `key` in `tree` (`None` if either is missing).
     fn get(&self, tree: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, BackendError>;
 
-    /// Up to `limit` entries of `tree` in key order, starting after `after` (from the first
-    /// key when `None`). An empty result means the scan is complete.
+    /// Up to `limit` entries of `tree` whose keys start with `prefix` (every key: an empty
+    /// prefix), in key order, starting after `after` (from the first such key when `None`).
+    /// An empty result means the scan is complete.
     fn scan(
         &self,
         tree: &[u8],
+        prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<ScanPage, BackendError>;

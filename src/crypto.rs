@@ -200,6 +200,16 @@ impl Prf {
         mac.finalize().into_bytes().into()
     }
 
+    /// Constant-time check of `mac(parts) == tag`.
+    pub(crate) fn verify(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        let mut mac = self.0.clone();
+        for part in parts {
+            mac.update(&len32(part.len()));
+            mac.update(part);
+        }
+        mac.verify_slice(tag).is_ok()
+    }
+
     /// `HMAC(key, data)` over raw bytes.
     pub(crate) fn mac_raw(&self, data: &[u8]) -> [u8; 32] {
         let mut mac = self.0.clone();

@@ -148,6 +148,12 @@ pub enum Error {
     },
     /// No keyslot accepts this key or passphrase.
     WrongKey,
+    /// The vault is at an older format version and the options say not to upgrade it
+    /// ([`VaultOptions::upgrade`](crate::VaultOptions::upgrade)). Nothing was changed.
+    UpgradeRequired {
+        /// The vault's format version.
+        found: u16,
+    },
 }
 
 /// What a [`Error::Damaged`] error found damaged.
@@ -165,6 +171,18 @@ pub enum Damage {
         namespace: String,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// The storage as a whole: it holds an older state than the last checkpoint made
+    /// durable (sled fell back to an earlier state of its log after damage, or the storage
+    /// was restored from an older backup without the header), so records written before that
+    /// checkpoint may be missing or stale. Opening refuses such a vault unless
+    /// [`VaultOptions::accept_rollback`](crate::VaultOptions::accept_rollback) is set.
+    Rollback {
+        /// The checkpoint epoch the storage's anchor holds (`None`: the anchor is missing or
+        /// does not authenticate).
+        found: Option<u64>,
+        /// The epoch the header recorded at the last checkpoint.
+        expected: u64,
     },
     /// One stored record.
     Record {
@@ -195,6 +213,12 @@ impl fmt::Display for Error {
                  was changed: open the vault again and retry",
             ),
             Self::Damaged(damage) => write!(f, "{damage}"),
+            Self::UpgradeRequired { found } => write!(
+                f,
+                "the vault is at format version {found}; open it with upgrading allowed (the \
+                 default, or `tokenvault upgrade`) to move it to format version {}",
+                crate::format::FORMAT_VERSION
+            ),
             Self::KeyslotExists { slot } => {
                 write!(f, "keyslot {slot} already opens with this secret")
             }
@@ -287,6 +311,24 @@ impl fmt::Display for Damage {
                 "namespace {namespace:?} is damaged ({reason}); run verify and restore from a \
                  backup"
             ),
+            Self::Rollback { found, expected } => {
+                match found {
+                    Some(found) => write!(
+                        f,
+                        "the storage was rolled back: it holds checkpoint {found}, the header \
+                         recorded checkpoint {expected}"
+                    )?,
+                    None => write!(
+                        f,
+                        "the storage's checkpoint anchor is missing or damaged (the header \
+                         recorded checkpoint {expected})"
+                    )?,
+                }
+                f.write_str(
+                    "; records written before it may be missing or stale: restore the vault \
+                     from a backup, or open it with accept_rollback to run verify and export",
+                )
+            }
             Self::Record {
                 namespace,
                 key: Some(key),
@@ -376,6 +418,7 @@ impl Error {
             Self::NotFound { .. } | Self::NoSuchKeyslot { .. } => ErrorKind::NotFound,
             Self::Backend(e) => backend_kind(e.kind()),
             Self::Reopen => ErrorKind::Reopen,
+            Self::UpgradeRequired { .. } => ErrorKind::Refused,
             Self::KeySource { .. }
             | Self::KdfParams { .. }
             | Self::InvalidName { .. }

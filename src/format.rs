@@ -6,8 +6,10 @@
 //! labels); it depends on nothing else in the crate, and the codecs (header, records, keys)
 //! take their constants from here.
 
-/// The on-disk format version of records and of the header.
-pub(crate) const FORMAT_VERSION: u8 = 1;
+/// The on-disk format version of records and of the header that this library writes.
+pub(crate) const FORMAT_VERSION: u8 = 2;
+/// The first format version: read only to upgrade it (`crate::upgrade`).
+pub(crate) const FORMAT_V1: u8 = 1;
 /// The payload framing version (the byte in front of a record's bincode body).
 pub(crate) const PAYLOAD_VERSION: u8 = 1;
 /// The header file's first eight bytes.
@@ -36,14 +38,43 @@ pub(crate) const HEADER_MAC_LABEL: &[u8] = b"tokenvault/v1/header-mac";
 pub(crate) const WRAP_LABEL: &[u8] = b"tokenvault/v1/wrap";
 /// First `lp` field of the index key's AAD (section 4.5).
 pub(crate) const INDEX_KEY_AAD_LABEL: &[u8] = b"tokenvault/v1/index-key";
-/// First `lp` field of a namespace entry's AAD (section 4.7).
+/// First `lp` field of a format-1 namespace entry's AAD (section 11.3; read only to upgrade).
 pub(crate) const NAMESPACE_AAD_LABEL: &[u8] = b"tokenvault/v1/namespace";
 /// First `lp` part of the namespace id HMAC (section 4.6).
 pub(crate) const NAMESPACE_ID_LABEL: &[u8] = b"tokenvault/v1/namespace-id";
 /// First `lp` part of the record id HMAC (section 4.6).
 pub(crate) const RECORD_ID_LABEL: &[u8] = b"tokenvault/v1/record-id";
-/// First `lp` field of a record's AAD (section 5.2).
+/// First `lp` field of a format-1 record's AAD (section 11.4; read only to upgrade).
 pub(crate) const RECORD_AAD_LABEL: &[u8] = b"tokenvault/v1/record";
+
+/// First `lp` field of a wrapped entry-wrapping key's AAD (format v2).
+pub(crate) const ENTRY_KEY_AAD_LABEL: &[u8] = b"tokenvault/v2/entry-key";
+/// HKDF `info` of an entry key, and first `lp` field of a namespace entry's AAD (format v2).
+pub(crate) const ENTRY_LABEL: &[u8] = b"tokenvault/v2/entry";
+/// First `lp` field of a record's AAD (format v2).
+pub(crate) const RECORD_V2_AAD_LABEL: &[u8] = b"tokenvault/v2/record";
+/// HKDF `info` of the anchor key and first `lp` part of the anchor MAC (format v2).
+pub(crate) const ANCHOR_LABEL: &[u8] = b"tokenvault/v2/anchor";
+/// HKDF `info` of the first entry-wrapping key of a vault upgraded from format v1.
+pub(crate) const UPGRADE_EWK_LABEL: &[u8] = b"tokenvault/v2/upgrade-ewk";
+/// First `lp` part of the HMAC giving an upgraded namespace its incarnation.
+pub(crate) const UPGRADE_INCARNATION_LABEL: &[u8] = b"tokenvault/v2/upgrade-incarnation";
+
+/// The tree of namespace entries (format v2), keyed by namespace id.
+pub(crate) const ENTRIES_TREE: &[u8] = b"e";
+/// The tree of records (format v2), keyed by namespace id, incarnation and record id.
+pub(crate) const RECORDS_TREE: &[u8] = b"r";
+/// The tree of manifests (format v2), keyed by namespace id and incarnation; the anchor
+/// lives under [`ANCHOR_KEY`].
+pub(crate) const MANIFESTS_TREE: &[u8] = b"m";
+/// The key of the entry-key marker in [`ENTRIES_TREE`] and of the anchor in
+/// [`MANIFESTS_TREE`]: one byte, so never a namespace id.
+pub(crate) const ANCHOR_KEY: &[u8] = &[0];
+/// The key prefix, in [`MANIFESTS_TREE`], of the marks of unfinished namespace-key
+/// rotations (`0x01 || ns_id`, empty value): finished when the vault next opens.
+pub(crate) const PENDING_ROTATION: u8 = 1;
+/// Bytes in a namespace incarnation.
+pub(crate) const INCARNATION_LEN: usize = 16;
 
 /// The name prefix of a storage tree holding data set aside; the orphan's tree name (its
 /// namespace id) and 8 random bytes follow, so that the name is never a namespace id.

@@ -10,14 +10,16 @@
 //! `K_mac = HKDF-SHA-256(salt = vault id, ikm = VMK, info = "tokenvault/v1/header-mac")` detects
 //! tampering once the vault master key is unwrapped.
 
+#[cfg(test)]
 use zeroize::Zeroizing;
 
 use crate::bytes::{Reader, Truncated};
 use crate::crypto::{sha256, Aad, Cipher, Key, Prf, KEY_LEN, NONCE_LEN, TAG_LEN, WRAPPED_KEY_LEN};
 use crate::error::{Error, Result};
 use crate::format::{
-    FORMAT_VERSION, HEADER_MAC_LABEL, INDEX_KEY_AAD_LABEL, MAGIC, MAX_HEADER_LEN, MAX_KEYSLOTS,
-    NAMESPACE_AAD_LABEL, NS_ID_LEN, SLOT_AAD_LABEL, VAULT_ID_LEN, WRAP_LABEL,
+    ENTRY_KEY_AAD_LABEL, FORMAT_V1, FORMAT_VERSION, HEADER_MAC_LABEL, INDEX_KEY_AAD_LABEL, MAGIC,
+    MAX_HEADER_LEN, MAX_KEYSLOTS, NAMESPACE_AAD_LABEL, NS_ID_LEN, SLOT_AAD_LABEL, VAULT_ID_LEN,
+    WRAP_LABEL,
 };
 use crate::keys::{KdfParams, SlotKind};
 
@@ -39,15 +41,28 @@ const ARGON2_VERSION: u32 = 0x13;
 /// Salt bytes for new slots.
 pub(crate) const SLOT_SALT_LEN: usize = 32;
 
+/// Most entry-wrapping keys a header holds: the active one, and the one a shred is
+/// re-sealing entries away from.
+pub(crate) const MAX_EWKS: usize = 2;
+
 /// The parsed header, everything except the VMK-dependent checks.
 #[derive(Clone)]
 pub(crate) struct Header {
+    /// The format version: [`FORMAT_VERSION`], or [`FORMAT_V1`] (read only to upgrade it).
+    pub(crate) version: u8,
     pub(crate) vault_id: [u8; VAULT_ID_LEN],
     pub(crate) seqid: u64,
     pub(crate) next_slot_id: u32,
     pub(crate) slots: Vec<Slot>,
     pub(crate) wrapped_index_key: [u8; WRAPPED_KEY_LEN],
+    /// Format v1 only: every namespace's entry.
     pub(crate) namespaces: Vec<NsEntry>,
+    /// Format v2: the checkpoint high-water mark; the anchor in storage is never below it.
+    pub(crate) epoch: u64,
+    /// Format v2: the id of the entry-wrapping key new entries are sealed under.
+    pub(crate) active_ewk: u32,
+    /// Format v2: the wrapped entry-wrapping keys, ids ascending.
+    pub(crate) ewks: Vec<(u32, [u8; WRAPPED_KEY_LEN])>,
 }
 
 /// One keyslot as stored.
@@ -194,16 +209,16 @@ impl Header {
             return Err(Error::header("not a tokenvault header (bad magic)"));
         }
         let version = u16::from_le_bytes([file[8], file[9]]);
-        if version != u16::from(FORMAT_VERSION) {
-            return Err(if version > u16::from(FORMAT_VERSION) {
-                Error::UnsupportedVersion {
+        let version = match u8::try_from(version) {
+            Ok(v @ (FORMAT_V1 | FORMAT_VERSION)) => v,
+            _ if version > u16::from(FORMAT_VERSION) => {
+                return Err(Error::UnsupportedVersion {
                     found: version,
                     supported: u16::from(FORMAT_VERSION),
-                }
-            } else {
-                Error::header("unknown format version")
-            });
-        }
+                })
+            }
+            _ => return Err(Error::header("unknown format version")),
+        };
         let body_len = u32::from_le_bytes([file[10], file[11], file[12], file[13]]) as usize;
         if body_len.checked_add(FIXED_LEN + TRAILER_LEN) != Some(file.len()) {
             return Err(Error::header("header length does not match its contents"));
@@ -241,39 +256,80 @@ impl Header {
             });
         }
         let wrapped_index_key = r.array::<WRAPPED_KEY_LEN>().map_err(truncated)?;
-        let ns_count = r.u32().map_err(truncated)? as usize;
-        // Each entry takes at least its id, a length and a sealed minimum; bound the count
-        // by what the remaining bytes can hold before allocating.
-        let min_entry = NS_ID_LEN + 4 + NONCE_LEN + NS_PAD + TAG_LEN;
-        if ns_count > r.remaining() / min_entry {
-            return Err(Error::header("namespace count exceeds the header's size"));
-        }
-        let mut namespaces = Vec::with_capacity(ns_count);
-        for _ in 0..ns_count {
-            let id = r.array::<NS_ID_LEN>().map_err(truncated)?;
-            let blob_len = r.u32().map_err(truncated)? as usize;
-            if !(NONCE_LEN + NS_PAD + TAG_LEN..=MAX_NS_BLOB_LEN).contains(&blob_len) {
-                return Err(Error::header("namespace entry length out of bounds"));
-            }
-            let blob = r.take(blob_len).map_err(truncated)?.to_vec();
-            namespaces.push(NsEntry { id, blob });
-        }
-        finish(&r)?;
-        let mut ids: Vec<&[u8; NS_ID_LEN]> = namespaces.iter().map(|n| &n.id).collect();
-        ids.sort_unstable();
-        if ids.windows(2).any(|w| w[0] == w[1]) {
-            return Err(Error::header("duplicate namespace entries"));
-        }
-        Ok(Self {
+        let mut header = Self {
+            version,
             vault_id,
             seqid,
             next_slot_id,
             slots,
             wrapped_index_key,
-            namespaces,
-        })
+            namespaces: Vec::new(),
+            epoch: 0,
+            active_ewk: 0,
+            ewks: Vec::new(),
+        };
+        if version == FORMAT_V1 {
+            header.namespaces = parse_v1_namespaces(&mut r)?;
+        } else {
+            header.epoch = r.u64().map_err(truncated)?;
+            header.active_ewk = r.u32().map_err(truncated)?;
+            let count = usize::from(r.u8().map_err(truncated)?);
+            if count == 0 || count > MAX_EWKS {
+                return Err(Error::header("entry-key count out of bounds"));
+            }
+            for _ in 0..count {
+                let id = r.u32().map_err(truncated)?;
+                let wrapped = r.array::<WRAPPED_KEY_LEN>().map_err(truncated)?;
+                if header.ewks.last().is_some_and(|(last, _)| *last >= id) {
+                    return Err(Error::header("entry-key ids are not ascending"));
+                }
+                header.ewks.push((id, wrapped));
+            }
+            if !header.ewks.iter().any(|(id, _)| *id == header.active_ewk) {
+                return Err(Error::header("the active entry key is missing"));
+            }
+        }
+        finish(&r)?;
+        Ok(header)
     }
 
+    /// Associated data binding a wrapped entry-wrapping key to its vault and id.
+    pub(crate) fn ewk_aad(&self, id: u32) -> Vec<u8> {
+        Aad::new(ENTRY_KEY_AAD_LABEL)
+            .bytes(&self.vault_id)
+            .u32(id)
+            .finish()
+    }
+}
+
+/// The namespace table of a format-v1 header body, to its end.
+fn parse_v1_namespaces(r: &mut Reader<'_>) -> Result<Vec<NsEntry>> {
+    let ns_count = r.u32().map_err(truncated)? as usize;
+    // Each entry takes at least its id, a length and a sealed minimum; bound the count
+    // by what the remaining bytes can hold before allocating.
+    let min_entry = NS_ID_LEN + 4 + NONCE_LEN + NS_PAD + TAG_LEN;
+    if ns_count > r.remaining() / min_entry {
+        return Err(Error::header("namespace count exceeds the header's size"));
+    }
+    let mut namespaces = Vec::with_capacity(ns_count);
+    for _ in 0..ns_count {
+        let id = r.array::<NS_ID_LEN>().map_err(truncated)?;
+        let blob_len = r.u32().map_err(truncated)? as usize;
+        if !(NONCE_LEN + NS_PAD + TAG_LEN..=MAX_NS_BLOB_LEN).contains(&blob_len) {
+            return Err(Error::header("namespace entry length out of bounds"));
+        }
+        let blob = r.take(blob_len).map_err(truncated)?.to_vec();
+        namespaces.push(NsEntry { id, blob });
+    }
+    let mut ids: Vec<&[u8; NS_ID_LEN]> = namespaces.iter().map(|n| &n.id).collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Error::header("duplicate namespace entries"));
+    }
+    Ok(namespaces)
+}
+
+impl Header {
     /// Checks the header MAC over `file` (constant time).
     pub(crate) fn verify_mac(file: &[u8], keys: &VmkKeys) -> Result<()> {
         let Some(macd_len) = file.len().checked_sub(TRAILER_LEN) else {
@@ -316,6 +372,40 @@ impl Header {
             body.extend_from_slice(&slot.wrapped_vmk);
         }
         body.extend_from_slice(&self.wrapped_index_key);
+        if self.version == FORMAT_V1 {
+            self.encode_v1_namespaces(&mut body)?;
+        } else {
+            body.extend_from_slice(&self.epoch.to_le_bytes());
+            body.extend_from_slice(&self.active_ewk.to_le_bytes());
+            let count = u8::try_from(self.ewks.len())
+                .ok()
+                .filter(|n| (1..=MAX_EWKS).contains(&usize::from(*n)))
+                .ok_or_else(|| Error::backend("internal: entry-key count out of bounds"))?;
+            body.push(count);
+            for (id, wrapped) in &self.ewks {
+                body.extend_from_slice(&id.to_le_bytes());
+                body.extend_from_slice(wrapped);
+            }
+        }
+        if FIXED_LEN + body.len() + TRAILER_LEN > MAX_HEADER_LEN {
+            return Err(Error::TooLarge {
+                what: "the header",
+                limit: MAX_HEADER_LEN,
+            });
+        }
+        let mut file = Vec::with_capacity(FIXED_LEN + body.len() + TRAILER_LEN);
+        file.extend_from_slice(&MAGIC);
+        file.extend_from_slice(&u16::from(self.version).to_le_bytes());
+        file.extend_from_slice(&crate::crypto::len32(body.len()));
+        file.extend_from_slice(&body);
+        let mac = keys.mac.mac_raw(&file);
+        file.extend_from_slice(&mac);
+        let checksum = sha256(&file);
+        file.extend_from_slice(&checksum);
+        Ok(file)
+    }
+
+    fn encode_v1_namespaces(&self, body: &mut Vec<u8>) -> Result<()> {
         let ns_count = u32::try_from(self.namespaces.len()).map_err(|_| Error::TooLarge {
             what: "the namespace table",
             limit: MAX_HEADER_LEN,
@@ -326,22 +416,7 @@ impl Header {
             body.extend_from_slice(&crate::crypto::len32(ns.blob.len()));
             body.extend_from_slice(&ns.blob);
         }
-        if FIXED_LEN + body.len() + TRAILER_LEN > MAX_HEADER_LEN {
-            return Err(Error::TooLarge {
-                what: "the header",
-                limit: MAX_HEADER_LEN,
-            });
-        }
-        let mut file = Vec::with_capacity(FIXED_LEN + body.len() + TRAILER_LEN);
-        file.extend_from_slice(&MAGIC);
-        file.extend_from_slice(&u16::from(FORMAT_VERSION).to_le_bytes());
-        file.extend_from_slice(&crate::crypto::len32(body.len()));
-        file.extend_from_slice(&body);
-        let mac = keys.mac.mac_raw(&file);
-        file.extend_from_slice(&mac);
-        let checksum = sha256(&file);
-        file.extend_from_slice(&checksum);
-        Ok(file)
+        Ok(())
     }
 
     pub(crate) fn index_key_aad(&self) -> Vec<u8> {
@@ -351,6 +426,7 @@ impl Header {
 
 /// Seals a namespace entry: `name_len u16 | name | active u32 | key_count u16 |
 /// (key_id u32 | key [32])* | floor u64 | zero padding to a multiple of 64`.
+#[cfg(test)]
 pub(crate) fn seal_ns(
     wrap: &Cipher,
     vault_id: &[u8],
@@ -478,6 +554,10 @@ mod tests {
         };
         let blob = seal_ns(&keys.wrap, &[1u8; 16], &[5u8; 32], &ns).unwrap();
         let header = Header {
+            version: FORMAT_V1,
+            epoch: 0,
+            active_ewk: 0,
+            ewks: Vec::new(),
             vault_id: [1u8; 16],
             seqid: 4,
             next_slot_id: 1,

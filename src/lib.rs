@@ -79,6 +79,7 @@ mod classify;
 mod clock;
 mod crypto;
 mod engine;
+mod entry;
 mod error;
 pub mod format;
 mod header;
@@ -101,6 +102,7 @@ mod token;
 mod token_error;
 mod token_store;
 mod trace;
+mod upgrade;
 mod validate;
 mod vault;
 
@@ -111,7 +113,7 @@ pub use crate::namespace::{Conflict, Namespace, Version};
 pub use crate::options::{Durability, VaultOptions};
 pub use crate::record::Record;
 pub use crate::token::{Secret, Token};
-pub use crate::vault::{KeyslotInfo, Vault};
+pub use crate::vault::{KeyslotInfo, NamespaceCursor, NamespacePage, Vault};
 
 // Re-export crates used in our public API.
 pub use secrecy;

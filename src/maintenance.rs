@@ -6,10 +6,14 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use crate::backend::Batch;
+use crate::backend::{Batch, Write};
 use crate::crypto::{Key, TAG_LEN};
+use crate::engine::NsState;
+use crate::entry::entry_clear;
 use crate::error::{Damage, Error, Result};
-use crate::format::NS_ID_LEN;
+use crate::format::{
+    ENTRIES_TREE, INCARNATION_LEN, MANIFESTS_TREE, NS_ID_LEN, PENDING_ROTATION, RECORDS_TREE,
+};
 use crate::namespace::{Namespace, MANIFEST_ID};
 use crate::record::{
     decode_manifest, parse_prefix, seal_record, RecordContext, RecordPrefix, RecordType,
@@ -45,10 +49,14 @@ pub struct RotationReport {
 pub struct VerifyReport {
     /// One entry per namespace, sorted by name.
     pub namespaces: Vec<NamespaceReport>,
-    /// Trees in storage named like a namespace that the header does not list: left by an
-    /// interrupted namespace creation or removal (undecryptable), or namespaces of a newer
-    /// or foreign header (this header restored from an older backup). Never dropped by the
-    /// vault itself: see [`Vault::purge_orphans`].
+    /// Namespace entries that do not open (damaged or forged), by storage id.
+    pub damaged_entries: Vec<DamagedRecord>,
+    /// Namespace incarnations whose records or manifest remain in storage without an entry
+    /// naming them: left by a namespace removal that stopped midway. Undecryptable without
+    /// the removed entry; [`Vault::purge_orphans`] removes them.
+    pub orphans: usize,
+    /// Storage trees of format version 1 left by an upgrade that stopped before removing
+    /// them (their records were copied first); [`Vault::purge_orphans`] drops them.
     pub orphan_trees: usize,
     /// Trees holding what a namespace's creation found under its id (an orphan) and set
     /// aside instead of deleting. Never dropped by the vault itself: see
@@ -90,6 +98,8 @@ impl VerifyReport {
     /// Whether nothing is damaged, missing or pending.
     pub fn is_clean(&self) -> bool {
         self.orphan_trees == 0
+            && self.orphans == 0
+            && self.damaged_entries.is_empty()
             && self.set_aside_trees == 0
             && self.namespaces.iter().all(|n| {
                 n.damaged.is_empty()
@@ -118,6 +128,12 @@ impl fmt::Display for VerifyReport {
                 f.write_str(", key rotation pending")?;
             }
             writeln!(f)?;
+        }
+        for e in &self.damaged_entries {
+            writeln!(f, "namespace entry {}: {}", e.storage_id, e.reason)?;
+        }
+        if self.orphans > 0 {
+            writeln!(f, "{} orphaned namespace incarnation(s)", self.orphans)?;
         }
         if self.orphan_trees > 0 {
             writeln!(f, "{} orphaned tree(s)", self.orphan_trees)?;
@@ -150,16 +166,22 @@ impl Vault {
         let ns = self.namespace(name)?;
         let _maintenance = self.engine.lock_maintenance();
         let guard = self.engine.lock_ns(&ns.id);
-        let key_id = self.engine.update_state(|s| {
-            let mut keys = s.namespace_keys(&ns.id).ok_or(Error::InvalidName {
-                reason: "no such namespace",
-            })?;
-            if keys.keys.len() > 1 {
+        let mut key_id = None;
+        for _ in 0..64 {
+            let state = self
+                .engine
+                .load_entry(&ns.id, name)?
+                .ok_or(Error::InvalidName {
+                    reason: "no such namespace",
+                })?;
+            if state.rotation_pending() {
                 // A rotation is already pending: finish it rather than stack another key
                 // on top (a namespace holds at most 64 keys).
-                return Ok(keys.active);
+                key_id = Some(state.active);
+                break;
             }
-            let next = keys
+            let mut entry = state.to_entry();
+            let next = entry
                 .keys
                 .iter()
                 .map(|(id, _)| *id)
@@ -167,106 +189,91 @@ impl Vault {
                 .unwrap_or(0)
                 .checked_add(1)
                 .ok_or_else(|| Error::backend("namespace key ids exhausted"))?;
-            keys.keys.push((next, Key::random()?));
-            keys.active = next;
-            s.set_namespace(ns.id, keys)?;
-            Ok(next)
+            entry.keys.push((next, Key::random()?));
+            entry.active = next;
+            // The mark of the unfinished rotation goes with the new key, so that the next
+            // open finishes it if this process stops first.
+            let mark = vec![Write {
+                tree: MANIFESTS_TREE.to_vec(),
+                key: pending_key(&ns.id),
+                value: Some(Vec::new()),
+            }];
+            if self.engine.replace_entry(&state, entry, mark)?.is_some() {
+                key_id = Some(next);
+                break;
+            }
+        }
+        let key_id = key_id.ok_or_else(|| {
+            Error::backend("the namespace's entry kept changing under a rotation; retry it")
         })?;
         drop(guard);
         let resealed = self.finish_rotation(&ns, progress)?;
         Ok(RotationReport { key_id, resealed })
     }
 
-    /// Finishes every pending rotation; failures leave the rotation pending (`verify`
-    /// reports it) rather than failing the open.
-    pub(crate) fn resume_rotations(&self) {
-        let pending: Vec<String> = match self.engine.read_state() {
-            Ok(s) => s
-                .namespaces
-                .values()
-                .filter(|n| n.rotation_pending())
-                .map(|n| n.name.clone())
-                .collect(),
-            Err(_) => return,
-        };
+    /// Finishes the namespace-key rotations that a stopped process left unfinished (marked
+    /// in storage, so that opening needs no scan of the namespaces); a failure leaves the
+    /// rotation pending ([`verify`](Self::verify) reports it) rather than failing the open.
+    pub(crate) fn resume_rotations(&self) -> Result<()> {
+        let marks = self
+            .engine
+            .call(|b| b.scan(MANIFESTS_TREE, &[PENDING_ROTATION], None, PAGE))?;
         let _maintenance = self.engine.lock_maintenance();
-        for name in pending {
-            if let Ok(ns) = self.namespace(&name) {
+        for (key, _) in marks {
+            let Ok(id) = <[u8; NS_ID_LEN]>::try_from(&key[1..]) else {
+                continue;
+            };
+            let Some(stored) = self.engine.call(|b| b.get(ENTRIES_TREE, &id))? else {
+                let batch = Batch::new().write(MANIFESTS_TREE, &key, None);
+                self.engine.call(|b| b.apply(&batch))?;
+                continue;
+            };
+            if let Ok(entry) = self.engine.open_stored_entry(&id, &stored)? {
+                let ns = Namespace::new(Arc::clone(&self.engine), &entry.name, id);
                 let _ = self.finish_rotation(&ns, |_| {});
             }
         }
+        Ok(())
     }
 
-    /// Re-seals every record of `ns` that is not under the active key, then drops the
-    /// other keys. Called with the maintenance lock held.
+    /// Re-seals every record of `ns` (and its manifest) that is not under the active key,
+    /// then drops the other keys. Called with the maintenance lock held.
     fn finish_rotation(&self, ns: &Namespace, mut progress: impl FnMut(Progress)) -> Result<u64> {
         let state = self
             .engine
-            .read_state()?
-            .namespaces
-            .get(&ns.id)
-            .cloned()
+            .load_entry(&ns.id, ns.name())?
             .ok_or(Error::InvalidName {
                 reason: "no such namespace",
             })?;
-        let vault_id = self.engine.read_state()?.vault_id().to_vec();
         let total = self.manifest_count(ns, &state);
+        let prefix = state.prefix();
         let mut done = 0u64;
         let mut resealed = 0u64;
         let mut failed = 0u64;
+        // The manifest first: a handle elsewhere that still seals under the old key then finds
+        // every write of a new record refused (they are conditional on the manifest), reads
+        // the manifest under the new key, and reads the namespace's entry again; its
+        // overwrites find the records re-sealed under a key it does not know, likewise.
+        if let Some(stored) = self.engine.call(|b| b.get(MANIFESTS_TREE, &prefix))? {
+            match self.reseal(ns, &state, MANIFESTS_TREE, &prefix, MANIFEST_ID, stored)? {
+                Some(true) => resealed += 1,
+                Some(false) => {}
+                None => failed += 1,
+            }
+            done += 1;
+        }
         let mut after: Option<Vec<u8>> = None;
         loop {
             let page = self
                 .engine
-                .call(|b| b.scan(&ns.id, after.as_deref(), PAGE))?;
+                .call(|b| b.scan(RECORDS_TREE, &prefix, after.as_deref(), PAGE))?;
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
-            for (rid, stored) in page {
-                let mut stored = stored;
-                // A concurrent write may replace the record between our read and our swap;
-                // it is then sealed under the active key already, or we read it again.
-                for _ in 0..16 {
-                    let Ok(prefix) = parse_prefix(&stored) else {
-                        failed += 1;
-                        break;
-                    };
-                    if prefix.key_id == state.active {
-                        break;
-                    }
-                    let Ok((_, plain, range)) = ns.open(&state, &rid, &stored, None) else {
-                        failed += 1;
-                        break;
-                    };
-                    let cipher = state
-                        .active_cipher()
-                        .ok_or_else(|| Error::backend("internal: active key missing"))?;
-                    let ctx = RecordContext {
-                        vault_id: &vault_id,
-                        namespace: ns.name(),
-                        record_id: &rid,
-                    };
-                    let resealed_bytes = seal_record(
-                        cipher,
-                        &ctx,
-                        &RecordPrefix {
-                            key_id: state.active,
-                            ..prefix
-                        },
-                        reframe(&plain[range]),
-                    )?;
-                    let batch = Batch::new().expect(&ns.id, &rid, Some(&stored)).write(
-                        &ns.id,
-                        &rid,
-                        Some(resealed_bytes),
-                    );
-                    if self.engine.call(|b| b.apply(&batch))? {
-                        resealed += 1;
-                        break;
-                    }
-                    match self.engine.call(|b| b.get(&ns.id, &rid))? {
-                        Some(now) => stored = now,
-                        None => break,
-                    }
+            for (key, stored) in page {
+                match self.reseal(ns, &state, RECORDS_TREE, &key, &key[prefix.len()..], stored)? {
+                    Some(true) => resealed += 1,
+                    Some(false) => {}
+                    None => failed += 1,
                 }
                 done += 1;
             }
@@ -282,21 +289,105 @@ impl Vault {
             }));
         }
         let guard = self.engine.lock_ns(&ns.id);
-        let id: [u8; NS_ID_LEN] = ns.id;
-        self.engine.update_state(|s| {
-            if let Some(mut keys) = s.namespace_keys(&id) {
-                let active = keys.active;
-                keys.keys.retain(|(kid, _)| *kid == active);
-                s.set_namespace(id, keys)?;
+        let unmark = || Write {
+            tree: MANIFESTS_TREE.to_vec(),
+            key: pending_key(&ns.id),
+            value: None,
+        };
+        for _ in 0..64 {
+            let current = self.engine.load_entry(&ns.id, ns.name())?;
+            let Some(current) =
+                current.filter(|c| c.incarnation == state.incarnation && c.rotation_pending())
+            else {
+                // Removed, re-created or finished elsewhere: only the mark is left to go.
+                let batch = Batch {
+                    conditions: Vec::new(),
+                    writes: vec![unmark()],
+                };
+                self.engine.call(|b| b.apply(&batch))?;
+                break;
+            };
+            let mut entry = current.to_entry();
+            let active = entry.active;
+            entry.keys.retain(|(kid, _)| *kid == active);
+            if self
+                .engine
+                .replace_entry(&current, entry, vec![unmark()])?
+                .is_some()
+            {
+                break;
             }
-            Ok(())
-        })?;
+        }
         drop(guard);
+        // The old keys are gone when this returns, whatever the durability mode.
+        self.engine.sync_now()?;
         Ok(resealed)
     }
 
-    fn manifest_count(&self, ns: &Namespace, state: &crate::engine::NsState) -> Option<u64> {
-        let stored = self.engine.call(|b| b.get(&ns.id, MANIFEST_ID)).ok()??;
+    /// Re-seals one stored record (or the manifest) of `ns` under its active key:
+    /// `Some(true)` if it did, `Some(false)` if nothing was to do, `None` if it does not
+    /// open. A concurrent write may replace the record between the read and the swap; it is
+    /// then sealed under the active key already, or read again.
+    fn reseal(
+        &self,
+        ns: &Namespace,
+        state: &NsState,
+        tree: &[u8],
+        key: &[u8],
+        rid: &[u8],
+        mut stored: Vec<u8>,
+    ) -> Result<Option<bool>> {
+        let vault_id = self.engine.read_state()?.vault_id().to_vec();
+        for _ in 0..16 {
+            let Ok(prefix) = parse_prefix(&stored) else {
+                return Ok(None);
+            };
+            if prefix.key_id == state.active {
+                return Ok(Some(false));
+            }
+            let Ok((_, plain, range)) = ns.open(state, rid, &stored, None) else {
+                return Ok(None);
+            };
+            let cipher = state
+                .active_cipher()
+                .ok_or_else(|| Error::backend("internal: active key missing"))?;
+            let ctx = RecordContext {
+                vault_id: &vault_id,
+                namespace: ns.name(),
+                record_id: rid,
+                incarnation: Some(&state.incarnation),
+            };
+            let resealed = seal_record(
+                cipher,
+                &ctx,
+                &RecordPrefix {
+                    key_id: state.active,
+                    ..prefix
+                },
+                reframe(&plain[range]),
+            )?;
+            let batch =
+                Batch::new()
+                    .expect(tree, key, Some(&stored))
+                    .write(tree, key, Some(resealed));
+            if self.engine.call(|b| b.apply(&batch))? {
+                return Ok(Some(true));
+            }
+            match self.engine.call(|b| b.get(tree, key))? {
+                Some(now) => stored = now,
+                None => return Ok(Some(false)),
+            }
+        }
+        Err(Error::backend(
+            "a record kept changing under a rotation; retry it",
+        ))
+    }
+
+    fn manifest_count(&self, ns: &Namespace, state: &NsState) -> Option<u64> {
+        let stored = self
+            .engine
+            .call(|b| b.get(MANIFESTS_TREE, &state.prefix()))
+            .ok()??;
         let (prefix, plain, range) = ns.open(state, MANIFEST_ID, &stored, None).ok()?;
         (prefix.record_type == RecordType::Manifest)
             .then(|| decode_manifest(&plain[range]).ok().map(|m| m.count + 1))
@@ -310,123 +401,196 @@ impl Vault {
     /// # Errors
     /// Backend errors only; damage is reported in the [`VerifyReport`].
     pub fn verify(&self, mut progress: impl FnMut(Progress)) -> Result<VerifyReport> {
-        let namespaces: Vec<(String, [u8; NS_ID_LEN])> = {
-            let s = self.engine.read_state()?;
-            let mut v: Vec<_> = s
-                .namespaces
-                .iter()
-                .map(|(id, n)| (n.name.clone(), *id))
-                .collect();
-            v.sort_unstable();
-            v
-        };
-        let (orphan_trees, set_aside_trees) = self.unlisted_counts()?;
+        let (orphans, orphan_trees, set_aside_trees) = self.unlisted_counts()?;
         let mut report = VerifyReport {
+            orphans,
             orphan_trees,
             set_aside_trees,
             ..VerifyReport::default()
         };
         let mut done = 0u64;
-        let mut total = 0u64;
-        let mut states = Vec::new();
-        for (name, id) in &namespaces {
-            let ns = Namespace::new(Arc::clone(&self.engine), name, *id);
-            let Some(state) = self.engine.read_state()?.namespaces.get(id).cloned() else {
-                continue;
-            };
-            total += self.manifest_count(&ns, &state).unwrap_or(0);
-            states.push((ns, state));
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .engine
+                .call(|b| b.scan(ENTRIES_TREE, &[], after.as_deref(), PAGE))?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (key, stored) in page {
+                let Ok(id) = <[u8; NS_ID_LEN]>::try_from(key.as_slice()) else {
+                    continue; // the entry-key marker
+                };
+                let entry = match self.engine.open_stored_entry(&id, &stored)? {
+                    Ok(entry) => entry,
+                    Err(reason) => {
+                        report.damaged_entries.push(DamagedRecord {
+                            key: None,
+                            storage_id: hex(&id),
+                            reason: reason.to_owned(),
+                        });
+                        continue;
+                    }
+                };
+                let ns = Namespace::new(Arc::clone(&self.engine), &entry.name, id);
+                // The handle's own state when it holds this very entry (what it reserved
+                // shows a manifest replaced by an older copy), else a fresh one.
+                let state = match self.engine.namespace_state(&id, &entry.name)? {
+                    Some(cached) if cached.stored == stored => cached,
+                    _ => Arc::new(NsState::new(id, entry, stored)),
+                };
+                report
+                    .namespaces
+                    .push(self.verify_namespace(&ns, &state, &mut done)?);
+                progress(Progress { done, total: None });
+            }
         }
-        for (ns, state) in states {
-            let mut r = NamespaceReport {
-                namespace: ns.name().to_owned(),
-                rotation_pending: state.rotation_pending(),
-                ..NamespaceReport::default()
-            };
-            // Before the manifest is read: it only grows, so a manifest read later that is
-            // below it was replaced by an older copy (a concurrent write cannot cause that).
-            let reserved = state.gens.reserved.load(Ordering::SeqCst);
-            let mut manifest = None;
-            let mut generations = Vec::new();
+        report
+            .namespaces
+            .sort_by(|a, b| a.namespace.cmp(&b.namespace));
+        Ok(report)
+    }
+
+    fn verify_namespace(
+        &self,
+        ns: &Namespace,
+        state: &NsState,
+        done: &mut u64,
+    ) -> Result<NamespaceReport> {
+        let mut r = NamespaceReport {
+            namespace: ns.name().to_owned(),
+            rotation_pending: state.rotation_pending(),
+            ..NamespaceReport::default()
+        };
+        // Before the manifest is read: it only grows, so a manifest read later that is
+        // below it was replaced by an older copy (a concurrent write cannot cause that).
+        let reserved = state.gens.reserved.load(Ordering::SeqCst);
+        let prefix = state.prefix();
+        let manifest = self
+            .engine
+            .call(|b| b.get(MANIFESTS_TREE, &prefix))?
+            .map(|stored| match ns.open(state, MANIFEST_ID, &stored, None) {
+                Ok((p, plain, range)) if p.record_type == RecordType::Manifest => {
+                    decode_manifest(&plain[range]).map_err(|_| "the manifest does not decode")
+                }
+                Ok(_) => Err("the manifest has the wrong type"),
+                Err(_) => Err("the manifest fails authentication"),
+            });
+        if manifest.is_some() {
+            *done += 1;
+        }
+        let mut generations = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .engine
+                .call(|b| b.scan(RECORDS_TREE, &prefix, after.as_deref(), PAGE))?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (key, stored) in &page {
+                *done += 1;
+                let rid = &key[prefix.len()..];
+                match ns.open_name(state, rid, stored) {
+                    Ok(_) => {
+                        r.ok += 1;
+                        if let Ok(p) = parse_prefix(stored) {
+                            generations.push((rid.to_vec(), p.generation));
+                        }
+                    }
+                    Err(e) => r.damaged.push(DamagedRecord {
+                        key: match &e {
+                            Error::Damaged(Damage::Record { key, .. }) => key.clone(),
+                            _ => None,
+                        },
+                        storage_id: hex(rid),
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+        }
+        let found = r.ok + r.damaged.len() as u64;
+        match manifest {
+            Some(Ok(m)) if m.generation < reserved => {
+                r.manifest_damaged = Some(
+                    "the manifest is older than one this process wrote: it was replaced by \
+                     an older copy (rolled back)",
+                );
+            }
+            Some(Ok(m)) => {
+                r.missing = m.count.saturating_sub(found);
+                // A manifest reserves every generation before a record carries it, so no
+                // record can be newer than it, unless it was replaced by an older copy. A
+                // write during the scan may have raised it since it was read: compare with
+                // the manifest as it is now, when that is newer.
+                let mut ceiling = m.generation;
+                if generations.iter().any(|(_, g)| *g > ceiling) {
+                    if let Some(now) = self.engine.call(|b| b.get(MANIFESTS_TREE, &prefix))? {
+                        if let Ok((p, plain, range)) = ns.open(state, MANIFEST_ID, &now, None) {
+                            if p.record_type == RecordType::Manifest {
+                                if let Ok(newer) = decode_manifest(&plain[range]) {
+                                    ceiling = ceiling.max(newer.generation);
+                                }
+                            }
+                        }
+                    }
+                }
+                for (rid, generation) in generations {
+                    if generation > ceiling {
+                        r.ok -= 1;
+                        r.damaged.push(DamagedRecord {
+                            key: None,
+                            storage_id: hex(&rid),
+                            reason: "newer than the namespace manifest: the manifest was \
+                                     rolled back"
+                                .into(),
+                        });
+                    }
+                }
+            }
+            Some(Err(reason)) => r.manifest_damaged = Some(reason),
+            None => r.manifest_damaged = Some("the manifest is missing"),
+        }
+        Ok(r)
+    }
+
+    /// The namespace incarnations in storage that no entry names (`ns_id || incarnation`
+    /// prefixes of the manifests and records trees), in key order.
+    pub(crate) fn orphan_prefixes(&self) -> Result<Vec<Vec<u8>>> {
+        const PREFIX: usize = NS_ID_LEN + INCARNATION_LEN;
+        let mut found: Vec<Vec<u8>> = Vec::new();
+        let named = |prefix: &[u8]| -> Result<bool> {
+            let stored = self
+                .engine
+                .call(|b| b.get(ENTRIES_TREE, &prefix[..NS_ID_LEN]))?;
+            Ok(stored
+                .as_deref()
+                .and_then(|s| entry_clear(s).ok())
+                .is_some_and(|(_, incarnation)| incarnation[..] == prefix[NS_ID_LEN..]))
+        };
+        for tree in [MANIFESTS_TREE, RECORDS_TREE] {
             let mut after: Option<Vec<u8>> = None;
             loop {
                 let page = self
                     .engine
-                    .call(|b| b.scan(&ns.id, after.as_deref(), PAGE))?;
-                let Some((last, _)) = page.last() else { break };
-                after = Some(last.clone());
-                for (rid, stored) in &page {
-                    done += 1;
-                    if rid.as_slice() == MANIFEST_ID {
-                        manifest = Some(match ns.open(&state, MANIFEST_ID, stored, None) {
-                            Ok((p, plain, range)) if p.record_type == RecordType::Manifest => {
-                                decode_manifest(&plain[range])
-                                    .map_err(|_| "the manifest does not decode")
-                            }
-                            Ok(_) => Err("the manifest has the wrong type"),
-                            Err(_) => Err("the manifest fails authentication"),
-                        });
-                        continue;
-                    }
-                    match ns.open_name(&state, rid, stored) {
-                        Ok(_) => {
-                            r.ok += 1;
-                            if let Ok(prefix) = parse_prefix(stored) {
-                                generations.push((rid.clone(), prefix.generation));
-                            }
-                        }
-                        Err(e) => r.damaged.push(DamagedRecord {
-                            key: match &e {
-                                Error::Damaged(Damage::Record { key, .. }) => key.clone(),
-                                _ => None,
-                            },
-                            storage_id: hex(rid),
-                            reason: e.to_string(),
-                        }),
-                    }
+                    .call(|b| b.scan(tree, &[], after.as_deref(), 1))?;
+                let Some((key, _)) = page.into_iter().next() else {
+                    break;
+                };
+                if key.len() < PREFIX {
+                    after = Some(key); // the anchor
+                    continue;
                 }
-                progress(Progress {
-                    done,
-                    total: Some(total),
-                });
+                let prefix = key[..PREFIX].to_vec();
+                // Past every key under this prefix (record ids are 32 bytes).
+                let mut skip = prefix.clone();
+                skip.extend_from_slice(&[0xff; 33]);
+                after = Some(skip);
+                if !named(&prefix)? && !found.contains(&prefix) {
+                    found.push(prefix);
+                }
             }
-            let found = r.ok + r.damaged.len() as u64;
-            match manifest {
-                Some(Ok(m)) if m.generation < reserved => {
-                    r.manifest_damaged = Some(
-                        "the manifest is older than one this process wrote: it was replaced by \
-                         an older copy (rolled back)",
-                    );
-                }
-                Some(Ok(m)) if m.generation < state.floor => {
-                    r.manifest_damaged = Some(
-                        "the namespace is older than the header recorded: storage was rolled \
-                         back or lost the end of its log",
-                    );
-                }
-                Some(Ok(m)) => {
-                    r.missing = m.count.saturating_sub(found);
-                    // A manifest reserves every generation before a record carries it, so
-                    // no record can be newer than it, unless it was replaced by an older copy.
-                    for (rid, generation) in generations {
-                        if generation > m.generation {
-                            r.ok -= 1;
-                            r.damaged.push(DamagedRecord {
-                                key: None,
-                                storage_id: hex(&rid),
-                                reason: "newer than the namespace manifest: the manifest was \
-                                         rolled back"
-                                    .into(),
-                            });
-                        }
-                    }
-                }
-                Some(Err(reason)) => r.manifest_damaged = Some(reason),
-                None => r.manifest_damaged = Some("the manifest is missing"),
-            }
-            report.namespaces.push(r);
         }
-        Ok(report)
+        found.sort_unstable();
+        Ok(found)
     }
 }
 
@@ -442,4 +606,11 @@ fn reframe(body: &[u8]) -> Zeroizing<Vec<u8>> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The storage key of a namespace's unfinished-rotation mark.
+fn pending_key(id: &[u8; NS_ID_LEN]) -> Vec<u8> {
+    let mut key = vec![PENDING_ROTATION];
+    key.extend_from_slice(id);
+    key
 }

@@ -13,8 +13,9 @@ pub enum Durability {
     Durable,
     /// Mutating calls return once the change is applied in memory; it reaches disk within
     /// about half a second, on [`Vault::flush`](crate::Vault::flush), or on [`Vault::close`](crate::Vault::close). A crash or power loss
-    /// can lose the last writes (never half of one). Header changes (keyslots, rotation,
-    /// namespace creation and removal) stay durable.
+    /// can lose the last writes (never half of one). Header changes (keyslots, master-key
+    /// rotation, shred, checkpoints), namespace removals and namespace-key rotations stay
+    /// durable; a namespace's creation is part of its first write and is buffered with it.
     Buffered,
 }
 
@@ -41,7 +42,13 @@ pub struct VaultOptions {
     pub(crate) upgrade_weak_slots: bool,
     pub(crate) sled: SledOptions,
     pub(crate) kdf_limit: KdfParams,
+    pub(crate) entry_cache: usize,
+    pub(crate) upgrade: bool,
+    pub(crate) accept_rollback: bool,
 }
+
+/// How many namespace entries an open vault keeps in memory by default.
+pub(crate) const DEFAULT_ENTRY_CACHE: usize = 4096;
 
 impl Default for VaultOptions {
     fn default() -> Self {
@@ -60,6 +67,9 @@ impl VaultOptions {
             upgrade_weak_slots: false,
             sled: SledOptions::new(),
             kdf_limit: KdfParams::DEFAULT_LIMIT,
+            entry_cache: DEFAULT_ENTRY_CACHE,
+            upgrade: true,
+            accept_rollback: false,
         }
     }
 
@@ -139,6 +149,59 @@ impl VaultOptions {
     #[must_use]
     pub fn upgrade_weak_slots(mut self, upgrade: bool) -> Self {
         self.upgrade_weak_slots = upgrade;
+        self
+    }
+
+    /// How many namespaces' unwrapped entries (their data keys) the open vault keeps in
+    /// memory (default 4,096, at least 1). The least recently used are
+    /// dropped (and wiped) beyond it and read again from storage when next used, so the
+    /// memory of an open vault does not grow with the number of namespaces.
+    ///
+    /// ```
+    /// use tokenvault::VaultOptions;
+    ///
+    /// let options = VaultOptions::new().entry_cache(100_000);
+    /// # let _ = options;
+    /// ```
+    #[must_use]
+    pub fn entry_cache(mut self, entries: usize) -> Self {
+        self.entry_cache = entries.max(1);
+        self
+    }
+
+    /// Whether opening a vault of format version 1 upgrades it to the current format
+    /// (default `true`; `docs/format.md`, "Upgrading from format 1"). The upgrade re-seals
+    /// every record and resumes where it stopped if interrupted; the vault keeps its keys,
+    /// keyslots and names. With `false`, opening a version-1 vault fails with
+    /// [`Error::UpgradeRequired`](crate::Error::UpgradeRequired) and changes nothing.
+    ///
+    /// ```
+    /// use tokenvault::VaultOptions;
+    ///
+    /// let options = VaultOptions::new().upgrade(false);
+    /// # let _ = options;
+    /// ```
+    #[must_use]
+    pub fn upgrade(mut self, upgrade: bool) -> Self {
+        self.upgrade = upgrade;
+        self
+    }
+
+    /// Open a vault whose storage holds an older state than its last checkpoint
+    /// ([`Damage::Rollback`](crate::Damage::Rollback)) instead of refusing it, to run
+    /// [`Vault::verify`](crate::Vault::verify) and export what is left (default `false`).
+    /// Records written before the checkpoint may be missing or hold older values; the next
+    /// checkpoint accepts the storage as it is.
+    ///
+    /// ```
+    /// use tokenvault::VaultOptions;
+    ///
+    /// let options = VaultOptions::new().accept_rollback(true);
+    /// # let _ = options;
+    /// ```
+    #[must_use]
+    pub fn accept_rollback(mut self, accept: bool) -> Self {
+        self.accept_rollback = accept;
         self
     }
 }

@@ -21,8 +21,10 @@ use crate::error::{Error, Result};
 use crate::token::{Secret, Token, TokenParts};
 
 pub(crate) use crate::format::RecordType;
+use crate::format::{
+    FORMAT_V1, INCARNATION_LEN, PAYLOAD_VERSION, RECORD_AAD_LABEL, RECORD_V2_AAD_LABEL,
+};
 pub(crate) use crate::format::{FORMAT_VERSION, MAX_RECORD_LEN};
-use crate::format::{PAYLOAD_VERSION, RECORD_AAD_LABEL};
 
 /// Plaintexts are zero-padded to a multiple of this many bytes, so records of similar size
 /// are indistinguishable on disk.
@@ -200,15 +202,34 @@ pub(crate) struct RecordContext<'a> {
     pub(crate) namespace: &'a str,
     /// The record's storage id: `HMAC(index_key, namespace, record key)`, or the manifest id.
     pub(crate) record_id: &'a [u8],
+    /// The namespace's incarnation (format v2); `None` for a format-v1 record, read only to
+    /// upgrade it.
+    pub(crate) incarnation: Option<&'a [u8; INCARNATION_LEN]>,
 }
 
 impl RecordContext<'_> {
+    /// The format version of records in this context.
+    fn version(&self) -> u8 {
+        if self.incarnation.is_some() {
+            FORMAT_VERSION
+        } else {
+            FORMAT_V1
+        }
+    }
+
     fn aad(&self, prefix: &RecordPrefix) -> Vec<u8> {
-        Aad::new(RECORD_AAD_LABEL)
-            .u8(FORMAT_VERSION)
-            .bytes(self.vault_id)
-            .bytes(self.namespace.as_bytes())
-            .bytes(self.record_id)
+        let aad = match self.incarnation {
+            Some(incarnation) => Aad::new(RECORD_V2_AAD_LABEL)
+                .u8(FORMAT_VERSION)
+                .bytes(self.vault_id)
+                .bytes(self.namespace.as_bytes())
+                .bytes(incarnation),
+            None => Aad::new(RECORD_AAD_LABEL)
+                .u8(FORMAT_V1)
+                .bytes(self.vault_id)
+                .bytes(self.namespace.as_bytes()),
+        };
+        aad.bytes(self.record_id)
             .u8(prefix.record_type.code())
             .u32(prefix.key_id)
             .u64(prefix.generation)
@@ -230,7 +251,7 @@ pub(crate) fn seal_record(
         .ok_or_else(|| Error::backend("internal: short record buffer"))?;
     let padded = padded_len(body_len).ok_or_else(too_large)?;
     let body_len32 = u32::try_from(body_len).map_err(|_| too_large())?;
-    buf[0] = FORMAT_VERSION;
+    buf[0] = ctx.version();
     buf[1] = prefix.record_type.code();
     buf[2..6].copy_from_slice(&prefix.key_id.to_le_bytes());
     buf[6..14].copy_from_slice(&prefix.generation.to_le_bytes());
@@ -278,7 +299,7 @@ pub(crate) fn parse_prefix(stored: &[u8]) -> Result<RecordPrefix, OpenError> {
     if stored.len() > RECORD_HEADER_LEN + MAX_RECORD_LEN + TAG_LEN {
         return Err(OpenError::Format("oversized record"));
     }
-    if stored[0] != FORMAT_VERSION {
+    if stored[0] != FORMAT_VERSION && stored[0] != FORMAT_V1 {
         return Err(if stored[0] > FORMAT_VERSION {
             OpenError::Version(stored[0])
         } else {
@@ -304,6 +325,11 @@ pub(crate) fn open_record(
     prefix: &RecordPrefix,
     stored: &[u8],
 ) -> Result<(Zeroizing<Vec<u8>>, std::ops::Range<usize>), OpenError> {
+    if stored[0] != ctx.version() {
+        return Err(OpenError::Format(
+            "the record's format version is not its namespace's",
+        ));
+    }
     let sealed = &stored[RECORD_HEADER_LEN..];
     if !(sealed.len() - TAG_LEN).is_multiple_of(PAD_BUCKET) {
         return Err(OpenError::Format("record length is not a whole bucket"));
@@ -362,6 +388,7 @@ mod tests {
             vault_id: b"0123456789abcdef",
             namespace: "ns",
             record_id: b"rid",
+            incarnation: Some(&[7; INCARNATION_LEN]),
         }
     }
 

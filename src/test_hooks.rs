@@ -82,6 +82,7 @@ pub fn fuzz_record(data: &[u8]) -> Result<(), String> {
         vault_id: &FUZZ_VAULT_ID,
         namespace: "fuzz",
         record_id: &[7u8; 32],
+        incarnation: Some(&[9u8; 16]),
     };
     let Ok(prefix) = parse_prefix(data) else {
         return Ok(());
@@ -165,8 +166,7 @@ mod tests {
         let header = storage.read_header().unwrap().unwrap();
         fuzz_header(&header).unwrap();
         fuzz_header(&header[..40]).unwrap();
-        let tree = storage.trees().unwrap().remove(0);
-        for (_, v) in storage.scan(&tree, None, 10).unwrap() {
+        for (_, v) in storage.scan(b"r", &[], None, 10).unwrap() {
             fuzz_record(&v).unwrap();
         }
         let body =

@@ -5,23 +5,34 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Batch};
 use crate::crypto::{fill_random, Key, Prf};
 use crate::engine::{
-    backend_error, guarded, new_slot, unlock_slot, Engine, Generations, KeyState, NsState,
+    anchor_prf, backend_error, guarded, marker, new_slot, seal_anchor, unlock_slot, Engine, Ewk,
+    KeyState,
 };
-use crate::error::{Damage, Error, Result};
-use crate::format::{NAMESPACE_ID_LABEL, NS_ID_LEN, VAULT_ID_LEN};
-use crate::header::{open_ns, Header, SlotParams, VmkKeys};
+use crate::entry::entry_clear;
+use crate::error::{Error, Result};
+use crate::format::{
+    ANCHOR_KEY, ENTRIES_TREE, FORMAT_V1, FORMAT_VERSION, MANIFESTS_TREE, NAMESPACE_ID_LABEL,
+    RECORDS_TREE, VAULT_ID_LEN,
+};
+use crate::header::{Header, SlotParams, VmkKeys};
 use crate::keys::{KdfParams, KeySource, Material, SlotKind};
 use crate::namespace::{validate_namespace, Namespace, WriteBatch};
 use crate::options::{Durability, VaultOptions};
 
 mod keyslots;
+mod listing;
 mod master_key;
+mod shred;
+
+pub use self::listing::{NamespaceCursor, NamespacePage};
+
+/// Records removed per batch when a namespace's storage is cleared.
+const SWEEP_PAGE: usize = 256;
 
 /// An open vault: tokens and secrets for many namespaces, sealed on disk.
 ///
@@ -125,66 +136,77 @@ impl Vault {
         WriteBatch::new(Arc::clone(&self.engine))
     }
 
-    /// The names of all namespaces, sorted. A namespace exists from its first write until
-    /// [`Vault::remove_namespace`], even while it holds no records.
+    /// Removes a namespace and every record in it. Its entry (with its data keys) and its
+    /// manifest go first, in one batch: from then on a write of any handle to the namespace
+    /// creates a new incarnation of it (an overwrite that was already under way may still
+    /// land in the old one, and is removed with it). Then its records are removed page by
+    /// page. Returns whether the namespace existed.
+    ///
+    /// The entry's bytes may live on in the storage engine's log (and in a database's WAL
+    /// and backups) until [`shred`](Self::shred) replaces the key they are sealed under: run
+    /// it after removals that must be unrecoverable.
     ///
     /// # Errors
-    /// [`Error::Closed`] after [`Vault::close`].
-    pub fn namespaces(&self) -> Result<Vec<String>> {
-        let state = self.engine.read_state()?;
-        let mut names: Vec<String> = state.namespaces.values().map(|n| n.name.clone()).collect();
-        names.sort_unstable();
-        Ok(names)
-    }
-
-    /// The names of the namespaces that hold at least one record, sorted: what Globus's
-    /// `iter_namespaces` lists. Records tokenvault keeps for itself (an authorizer's refresh
-    /// lease) do not count. [`Vault::namespaces`] also lists namespaces whose records
-    /// were all removed.
-    ///
-    /// ```
-    /// # use tokenvault::{KeySource, Token, Vault};
-    /// # use tokenvault::secrecy::SecretBox;
-    /// # let dir = tempfile::tempdir()?;
-    /// # let vault = Vault::create(dir.path().join("v"), &KeySource::raw_key(SecretBox::new(Box::new([1; 32]))))?;
-    /// vault.namespace("alice")?.put("rs", &Token::new("at".into()))?;
-    /// let bob = vault.namespace("bob")?;
-    /// bob.put("rs", &Token::new("at".into()))?;
-    /// bob.remove("rs")?;
-    /// assert_eq!(vault.namespaces()?, ["alice", "bob"]);
-    /// assert_eq!(vault.namespaces_with_records()?, ["alice"]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Damaged`] if a namespace's manifest fails authentication.
-    pub fn namespaces_with_records(&self) -> Result<Vec<String>> {
-        let mut names = Vec::new();
-        for name in self.namespaces()? {
-            if self.namespace(&name)?.holds_records()? {
-                names.push(name);
-            }
-        }
-        Ok(names)
-    }
-
-    /// Removes a namespace and every record in it. Its data key is destroyed first (the
-    /// header is rewritten without it), so whatever sled's log still holds of the records is
-    /// undecryptable. Returns whether the namespace existed.
-    ///
-    /// # Errors
-    /// Backend errors; [`Error::InvalidName`].
+    /// Backend errors; [`Error::InvalidName`]. A failure after the first batch leaves records
+    /// that no entry names: [`verify`](Self::verify) counts them and
+    /// [`purge_orphans`](Self::purge_orphans) removes them.
     pub fn remove_namespace(&self, name: &str) -> Result<bool> {
         let ns = self.namespace(name)?;
         let _maintenance = self.engine.lock_maintenance();
         let _guard = self.engine.lock_ns(&ns.id);
-        if !self.engine.read_state()?.namespaces.contains_key(&ns.id) {
-            return Ok(false);
+        for _ in 0..64 {
+            // Read as stored, not opened: a namespace whose entry is damaged can be removed
+            // too (its incarnation, in the clear, locates its records).
+            let Some(stored) = self.engine.call(|b| b.get(ENTRIES_TREE, &ns.id))? else {
+                self.engine.forget(&ns.id);
+                return Ok(false);
+            };
+            let prefix = entry_clear(&stored).ok().map(|(_, incarnation)| {
+                let mut prefix = ns.id.to_vec();
+                prefix.extend_from_slice(&incarnation);
+                prefix
+            });
+            let mut batch = Batch::new()
+                .expect(ENTRIES_TREE, &ns.id, Some(&stored))
+                .write(ENTRIES_TREE, &ns.id, None);
+            if let Some(prefix) = &prefix {
+                let manifest = self.engine.call(|b| b.get(MANIFESTS_TREE, prefix))?;
+                batch = batch
+                    .expect(MANIFESTS_TREE, prefix, manifest.as_deref())
+                    .write(MANIFESTS_TREE, prefix, None);
+            }
+            if self.engine.call(|b| b.apply(&batch))? {
+                self.engine.forget(&ns.id);
+                self.engine.note_write();
+                if let Some(prefix) = &prefix {
+                    self.sweep(prefix)?;
+                }
+                self.engine.sync_now()?;
+                return Ok(true);
+            }
         }
-        let existed = self.engine.update_state(|s| Ok(s.drop_namespace(&ns.id)))?;
-        self.engine.call(|b| b.drop_tree(&ns.id))?;
-        self.engine.sync_now()?;
-        Ok(existed)
+        Err(Error::backend(
+            "the namespace kept changing under its removal; retry it",
+        ))
+    }
+
+    /// Removes every record stored under `prefix` (a namespace incarnation no entry names).
+    pub(crate) fn sweep(&self, prefix: &[u8]) -> Result<u64> {
+        let mut removed = 0;
+        loop {
+            let page = self
+                .engine
+                .call(|b| b.scan(RECORDS_TREE, prefix, None, SWEEP_PAGE))?;
+            if page.is_empty() {
+                return Ok(removed);
+            }
+            let mut batch = Batch::new();
+            for (key, _) in &page {
+                batch = batch.write(RECORDS_TREE, key, None);
+            }
+            self.engine.call(|b| b.apply(&batch))?;
+            removed += page.len() as u64;
+        }
     }
 
     /// Makes every change so far durable (useful with [`Durability::Buffered`](crate::Durability::Buffered)).
@@ -212,71 +234,18 @@ impl Vault {
         checkpointed.and(closed)
     }
 
-    /// Records each namespace's current write generation in the header (after a flush), so
-    /// that storage rolled back behind it is detected: sled, finding a damaged entry in the
-    /// middle of its log, silently opens at the state before it. Reads, writes and
-    /// [`verify`](Self::verify) then report [`Error::Damaged`] for such a namespace instead of
-    /// serving older data. [`close`](Self::close) checkpoints; a long-running service can call
-    /// this periodically. Writes nothing when no namespace changed since the last checkpoint.
+    /// Makes every write so far durable, then records that point in storage (the anchor)
+    /// and in the header (the epoch), so that storage rolled back behind it is detected:
+    /// sled, finding a damaged entry in the middle of its log, silently opens at the state
+    /// before it. Opening such a vault then fails with
+    /// [`Damage::Rollback`](crate::Damage::Rollback) instead of serving older data.
+    /// [`close`](Self::close) checkpoints; a long-running service can call this periodically.
+    /// Writes nothing when this handle wrote nothing since its last checkpoint.
     ///
     /// # Errors
-    /// A failed flush or header write.
+    /// A failed flush, anchor write or header write.
     pub fn checkpoint(&self) -> Result<()> {
-        let due: Vec<([u8; NS_ID_LEN], String, Arc<Generations>, u64)> = {
-            let state = self.engine.read_state()?;
-            state
-                .namespaces
-                .iter()
-                .filter_map(|(id, ns)| {
-                    let written = ns.gens.written.load(Ordering::SeqCst);
-                    (written > ns.gens.checkpointed.load(Ordering::SeqCst))
-                        .then(|| (*id, ns.name.clone(), Arc::clone(&ns.gens), written))
-                })
-                .collect()
-        };
-        if due.is_empty() {
-            return Ok(());
-        }
-        // Each namespace written since the last checkpoint gets its manifest written again
-        // with a generation above every one given out, which becomes its floor: storage
-        // rolled back to any state before that write holds a lower one. A namespace that
-        // fails (damaged, rolled back) keeps its floor; the others still get theirs, and the
-        // first failure is reported at the end.
-        let mut floors = Vec::with_capacity(due.len());
-        let mut failed = None;
-        for (id, name, gens, written) in due {
-            match Namespace::new(Arc::clone(&self.engine), &name, id).raise_manifest(&gens) {
-                Ok(Some(floor)) => floors.push((id, gens, floor, written)),
-                Ok(None) => {}
-                Err(e) => {
-                    failed.get_or_insert(e);
-                }
-            }
-        }
-        if !floors.is_empty() {
-            // Only durable manifests may become floors.
-            self.engine.sync_now()?;
-            self.engine.update_state(|s| {
-                for (id, gens, floor, _) in &floors {
-                    // The same namespace, not one removed and created again since.
-                    let same = s
-                        .namespaces
-                        .get(id)
-                        .is_some_and(|ns| Arc::ptr_eq(&ns.gens, gens));
-                    if let (true, Some(mut keys)) = (same, s.namespace_keys(id)) {
-                        if *floor > keys.floor {
-                            keys.floor = *floor;
-                            s.set_namespace(*id, keys)?;
-                        }
-                    }
-                }
-                Ok(())
-            })?;
-            for (_, gens, _, written) in floors {
-                gens.checkpointed.fetch_max(written, Ordering::SeqCst);
-            }
-        }
-        failed.map_or(Ok(()), Err)
+        self.engine.checkpoint()
     }
 
     /// The vault directory, for a vault on disk.
@@ -300,19 +269,40 @@ impl Vault {
     }
 
     /// The on-disk format version of this vault (`docs/format.md`), for diagnostics such as
-    /// `tokenvault info`. A vault opens only at a format version this library reads, so an
-    /// open vault is always at the version this library writes.
+    /// `tokenvault info`. An open vault is always at the version this library writes: a
+    /// vault of an older version is upgraded when it opens ([`VaultOptions::upgrade`]).
     ///
     /// ```
     /// # use tokenvault::{KeySource, Vault};
     /// # use tokenvault::secrecy::SecretBox;
     /// # let dir = tempfile::tempdir()?;
     /// let vault = Vault::create(dir.path().join("v"), &KeySource::raw_key(SecretBox::new(Box::new([1; 32]))))?;
-    /// assert_eq!(vault.format_version(), 1);
+    /// assert_eq!(vault.format_version(), 2);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn format_version(&self) -> u16 {
-        u16::from(crate::format::FORMAT_VERSION)
+        u16::from(FORMAT_VERSION)
+    }
+
+    /// How many namespace entries this handle holds in memory (bounded by
+    /// [`VaultOptions::entry_cache`]).
+    ///
+    /// ```
+    /// # use tokenvault::{KeySource, Token, Vault, VaultOptions};
+    /// # use tokenvault::backend::MemoryBackend;
+    /// # use tokenvault::secrecy::SecretBox;
+    /// let key = KeySource::raw_key(SecretBox::new(Box::new([1; 32])));
+    /// let vault = VaultOptions::new()
+    ///     .entry_cache(8)
+    ///     .create_with_backend(MemoryBackend::new(), &key)?;
+    /// for i in 0..100 {
+    ///     vault.namespace(&format!("tenant-{i}"))?.put("api", &Token::new("at".into()))?;
+    /// }
+    /// assert!(vault.cached_namespaces() <= 8);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cached_namespaces(&self) -> usize {
+        self.engine.cached_entries()
     }
 
     /// The header's sequence number: incremented by exactly one on every header change.
@@ -402,7 +392,7 @@ impl VaultOptions {
         // A create writes nothing before its header: records without a header are a vault
         // whose header file was lost (or another program's data). Never remove them.
         for tree in guarded(backend.as_ref(), |b| b.trees())? {
-            if !guarded(backend.as_ref(), |b| b.scan(&tree, None, 1))?.is_empty() {
+            if !guarded(backend.as_ref(), |b| b.scan(&tree, &[], None, 1))?.is_empty() {
                 return Err(Error::NotEmpty {
                     path: path.clone(),
                     reason: "its storage holds records but no vault header; restore the \
@@ -419,17 +409,35 @@ impl VaultOptions {
         let (slot, kek) = new_slot(&vault_id, 0, key, &self.kdf, &self.kdf_limit, &vmk)?;
         let vmk_keys = VmkKeys::new(&vmk, &vault_id)?;
         let mut header = Header {
+            version: FORMAT_VERSION,
             vault_id,
             seqid: 1,
             next_slot_id: 1,
             slots: vec![slot],
             wrapped_index_key: [0u8; crate::crypto::WRAPPED_KEY_LEN],
             namespaces: Vec::new(),
+            epoch: 0,
+            active_ewk: 1,
+            ewks: Vec::new(),
         };
         header.wrapped_index_key = vmk_keys
             .wrap
             .wrap_key(&header.index_key_aad(), &index_key)?;
-        let bytes = header.encode(&vmk_keys)?;
+        let ewk = Ewk::new(1, Key::random()?, &vault_id)?;
+        let mut state = KeyState {
+            anchor: anchor_prf(&index_key, &vault_id)?,
+            header,
+            header_bytes: Vec::new(),
+            vmk,
+            vmk_keys,
+            index: Prf::new(&index_key)?,
+            index_key,
+            keks: HashMap::from([(0, kek)]),
+            kdf_limit: self.kdf_limit,
+            ewks: vec![ewk],
+        };
+        state.wrap_ewks()?;
+        let bytes = state.header.encode(&state.vmk_keys)?;
         let written = guarded(backend.as_ref(), |b| {
             b.flush()?;
             b.write_header(None, &bytes)
@@ -438,20 +446,15 @@ impl VaultOptions {
             // Another handle created a vault here meanwhile.
             return Err(Error::AlreadyExists { path });
         }
-        let state = KeyState {
-            header,
-            header_bytes: bytes,
-            vmk,
-            vmk_keys,
-            index: Prf::new(&index_key)?,
-            index_key,
-            keks: HashMap::from([(0, kek)]),
-            kdf_limit: self.kdf_limit,
-            namespaces: HashMap::new(),
-        };
-        Ok(Vault {
+        state.header_bytes = bytes;
+        let vault = Vault {
             engine: Arc::new(Engine::new(backend, state, self, path)),
-        })
+        };
+        // The entry-key marker and the anchor follow the header: a creation interrupted
+        // before them is completed at open.
+        vault.complete_storage()?;
+        vault.engine.sync_now()?;
+        Ok(vault)
     }
 
     fn open_inner(
@@ -470,42 +473,99 @@ impl VaultOptions {
             .wrap
             .unwrap_key(&header.index_key_aad(), &header.wrapped_index_key)
             .ok_or_else(|| Error::header("the name-index key does not unwrap"))?;
-        let index = Prf::new(&index_key)?;
-        let mut namespaces = HashMap::with_capacity(header.namespaces.len());
-        for entry in &header.namespaces {
-            let keys = open_ns(&vmk_keys.wrap, &header.vault_id, entry)
-                .map_err(|reason| Error::Damaged(Damage::Header { reason }))?;
-            if validate_namespace(&keys.name).is_err() {
-                return Err(Error::header("a namespace entry holds an invalid name"));
+        if header.version == FORMAT_V1 {
+            if !self.upgrade {
+                return Err(Error::UpgradeRequired {
+                    found: u16::from(FORMAT_V1),
+                });
             }
-            if index.mac(&[NAMESPACE_ID_LABEL, keys.name.as_bytes()]) != entry.id {
-                return Err(Error::header(
-                    "a namespace entry is filed under another name's id",
-                ));
-            }
-            namespaces.insert(entry.id, Arc::new(NsState::new(keys)));
+            let (header, bytes) = crate::upgrade::upgrade(
+                backend.as_ref(),
+                header,
+                &bytes,
+                &vmk,
+                &vmk_keys,
+                &index_key,
+            )?;
+            return self.open_unlocked(backend, key, path, header, bytes, (slot_id, kek, vmk));
         }
+        self.open_unlocked(backend, key, path, header, bytes, (slot_id, kek, vmk))
+    }
+
+    /// Opens a format-2 vault whose master key `unlocked` holds.
+    fn open_unlocked(
+        self,
+        backend: Box<dyn Backend>,
+        key: &KeySource,
+        path: Option<PathBuf>,
+        header: Header,
+        bytes: Vec<u8>,
+        unlocked: (u32, Key, Key),
+    ) -> Result<Vault> {
+        let (slot_id, kek, vmk) = unlocked;
+        let vmk_keys = VmkKeys::new(&vmk, &header.vault_id)?;
+        let index_key = vmk_keys
+            .wrap
+            .unwrap_key(&header.index_key_aad(), &header.wrapped_index_key)
+            .ok_or_else(|| Error::header("the name-index key does not unwrap"))?;
+        let ewks = KeyState::unwrap_ewks(&header, &vmk_keys)?;
         let state = KeyState {
+            anchor: anchor_prf(&index_key, &header.vault_id)?,
             header,
             header_bytes: bytes,
             vmk,
             vmk_keys,
-            index,
+            index: Prf::new(&index_key)?,
             index_key,
             keks: HashMap::from([(slot_id, kek)]),
             kdf_limit: self.kdf_limit,
-            namespaces,
+            ewks,
         };
         let upgrade = self.upgrade_weak_slots;
         let policy = self.kdf;
         let vault = Vault {
             engine: Arc::new(Engine::new(backend, state, self, path)),
         };
+        vault.engine.check_anchor()?;
+        vault.complete_storage()?;
         if upgrade {
             vault.upgrade_slot(slot_id, key, &policy)?;
         }
-        vault.resume_rotations();
+        vault.resume_rotations()?;
         Ok(vault)
+    }
+}
+
+impl Vault {
+    /// Writes the entry-key marker and the anchor if they are missing (a creation
+    /// interrupted after its header), and sets the marker to the header's active entry key
+    /// if a shred was interrupted between its header write and its marker write.
+    fn complete_storage(&self) -> Result<()> {
+        let (active, prf, vault_id) = {
+            let s = self.engine.read_state()?;
+            (s.header.active_ewk, s.anchor.clone(), s.header.vault_id)
+        };
+        let want = marker(active);
+        let current = self.engine.call(|b| b.get(ENTRIES_TREE, ANCHOR_KEY))?;
+        if current.as_deref() != Some(want.as_slice()) {
+            let batch = Batch::new()
+                .expect(ENTRIES_TREE, ANCHOR_KEY, current.as_deref())
+                .write(ENTRIES_TREE, ANCHOR_KEY, Some(want));
+            self.engine.call(|b| b.apply(&batch))?;
+        }
+        if self
+            .engine
+            .call(|b| b.get(MANIFESTS_TREE, ANCHOR_KEY))?
+            .is_none()
+        {
+            let batch = Batch::new().expect(MANIFESTS_TREE, ANCHOR_KEY, None).write(
+                MANIFESTS_TREE,
+                ANCHOR_KEY,
+                Some(seal_anchor(&prf, &vault_id, 0)),
+            );
+            self.engine.call(|b| b.apply(&batch))?;
+        }
+        Ok(())
     }
 }
 

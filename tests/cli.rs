@@ -698,14 +698,14 @@ fn rotate_and_info() {
     );
 
     let v = env.key(&["info", "--json"]).ok().json();
-    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["format_version"], 2);
     assert_eq!(v["namespaces"], 2);
     assert_eq!(v["records"], 3);
     assert_eq!(v["keyslots"][0]["kind"], "raw-key");
     assert!(v["size_bytes"].as_u64().unwrap() > 0 && v["files"].as_u64().unwrap() > 0);
     let text = env.key(&["info"]).ok().stdout;
     assert!(
-        text.contains("format_version   1") && text.contains("records          3"),
+        text.contains("format_version   2") && text.contains("records          3"),
         "{text}"
     );
 }
@@ -824,7 +824,7 @@ fn verify_reports_damaged_records_and_get_names_their_key() {
     let out = env.key(&["verify"]).code(EXIT_DAMAGED);
     let expected = format!(
         "namespace \"tenant-7\", key unknown (storage id {})",
-        hex(&id)
+        hex(&id[48..])
     );
     assert!(out.stdout.contains(&expected), "{out:#?}");
     assert!(
@@ -837,7 +837,7 @@ fn verify_reports_damaged_records_and_get_names_their_key() {
     assert_eq!(v["damaged"], true);
     assert_eq!(v["records_damaged"], 1);
     let damaged = &v["namespaces"][0]["damaged"][0];
-    assert_eq!(damaged["storage_id"], hex(&id));
+    assert_eq!(damaged["storage_id"], hex(&id[48..]));
     assert_eq!(damaged["key"], Value::Null);
     let gets: Vec<Out> = ["alpha", "beta"]
         .iter()
@@ -1326,32 +1326,27 @@ fn ls_get_and_errors_escape_control_characters() {
 // ---------------------------------------------------------------------------------------
 // Helpers that reach into the storage, as tests/engine/tamper.rs does.
 
-/// The (storage id, stored bytes) of every record of the vault's only namespace.
+/// The (storage key, stored bytes) of every record of the vault's only namespace. The
+/// storage key is the namespace id and incarnation (48 bytes) followed by the record's
+/// storage id.
 fn namespace_records(vault: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let backend = SledOptions::new()
         .lock_timeout(Duration::from_secs(5))
         .open(vault)
         .unwrap();
-    let trees = backend.trees().unwrap();
-    assert_eq!(trees.len(), 1);
-    let records: Vec<(Vec<u8>, Vec<u8>)> = backend
-        .scan(&trees[0], None, 100)
-        .unwrap()
-        .into_iter()
-        .filter(|(id, _)| id.as_slice() != [0])
-        .collect();
+    let records = backend.scan(b"r", &[], None, 100).unwrap();
+    assert!(records.iter().all(|(k, _)| k[..48] == records[0].0[..48]));
     backend.close().unwrap();
     records
 }
 
-/// Replaces the stored bytes of record `id` in the vault's only namespace.
-fn rewrite_record(vault: &Path, id: &[u8], bytes: Vec<u8>) {
+/// Replaces the stored bytes of the record under storage key `key`.
+fn rewrite_record(vault: &Path, key: &[u8], bytes: Vec<u8>) {
     let backend = SledOptions::new()
         .lock_timeout(Duration::from_secs(5))
         .open(vault)
         .unwrap();
-    let tree = backend.trees().unwrap().remove(0);
-    backend.put(&tree, id, bytes).unwrap();
+    backend.put(b"r", key, bytes).unwrap();
     backend.flush().unwrap();
     backend.close().unwrap();
 }
@@ -1372,33 +1367,67 @@ fn init_refuses_data_and_orphans_are_kept_until_purged() {
     out.one_line_error("not empty");
     assert_eq!(std::fs::read(env.vault.join("notes.txt")).unwrap(), b"mine");
 
-    // A header restored from an older copy: the namespace created since is kept, reported
-    // by verify (not damage), and dropped only by purge-orphans.
+    // A namespace removal that stopped after its first batch (entry and manifest gone,
+    // records left): reported by verify (not damage), removed only by purge-orphans.
     let env = Env::with_vault();
-    let header = env.vault.join("tokenvault.header");
-    let older = std::fs::read(&header).unwrap();
     let at = env.path("at.txt");
     write_private(&at, b"at-1\n");
-    env.key(&[
-        "put",
-        "tenant",
-        "rs",
-        "--access-token-file",
-        at.to_str().unwrap(),
-    ])
-    .ok();
-    std::fs::write(&header, &older).unwrap();
+    for key in ["rs", "rs2"] {
+        env.key(&[
+            "put",
+            "tenant",
+            key,
+            "--access-token-file",
+            at.to_str().unwrap(),
+        ])
+        .ok();
+    }
+    let records = namespace_records(&env.vault);
+    {
+        let backend = SledOptions::new()
+            .lock_timeout(Duration::from_secs(5))
+            .open(&env.vault)
+            .unwrap();
+        backend.remove(b"e", &records[0].0[..32]).unwrap();
+        backend.remove(b"m", &records[0].0[..48]).unwrap();
+        backend.flush().unwrap();
+        backend.close().unwrap();
+    }
     let json = env.key(&["--json", "verify"]).ok().json();
-    assert_eq!(json["orphan_trees"], 1);
+    assert_eq!(json["orphans"], 1);
+    assert_eq!(json["orphan_trees"], 0);
     assert_eq!(json["set_aside_trees"], 0);
     assert_eq!(json["clean"], false);
     let text = env.key(&["verify"]).ok().stdout;
-    assert!(text.contains("1 orphaned storage tree(s)"), "{text}");
+    assert!(text.contains("1 orphaned namespace storage(s)"), "{text}");
     assert!(text.contains("purge-orphans"), "{text}");
     let json = env.key(&["--json", "purge-orphans"]).ok().json();
     assert_eq!(json["dropped"], 1);
     assert_eq!(json["dropped_set_aside"], 0);
     let json = env.key(&["--json", "verify"]).ok().json();
-    assert_eq!(json["orphan_trees"], 0);
+    assert_eq!(json["orphans"], 0);
     assert_eq!(json["clean"], true);
+}
+
+#[test]
+fn shred_re_seals_every_entry_and_the_vault_keeps_working() {
+    let env = Env::with_vault();
+    for (ns, key) in [("a", "k1"), ("b", "k2"), ("gone", "k3")] {
+        env.key_stdin(&["put", ns, key, "--access-token-stdin"], "at")
+            .ok();
+    }
+    env.key(&["rm", "gone", "--yes"]).ok();
+    let v = env.key(&["shred", "--json"]).ok().json();
+    assert_eq!(v["resealed"], 2);
+    let text = env.key(&["shred"]).ok().stdout;
+    assert!(text.contains("2 namespace entries re-sealed"), "{text}");
+    assert_eq!(
+        env.key(&["get", "b", "k2", "--print-secret", "access-token"])
+            .ok()
+            .stdout,
+        "at\n"
+    );
+    assert_eq!(env.key(&["ls"]).ok().stdout, "a\nb\n");
+    let v = env.key(&["--json", "verify"]).ok().json();
+    assert_eq!(v["clean"], true);
 }

@@ -49,6 +49,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tokenvault::backend::{Backend, SledOptions};
 use tokenvault::secrecy::{ExposeSecret, SecretBox, SecretString};
 use tokenvault::{Error, KdfParams, KeySource, Token, Vault, VaultOptions};
 
@@ -219,6 +220,23 @@ fn seq_of(ns: &str, key: &str, token: &Token) -> Option<u64> {
         .strip_prefix(&format!("at:{ns}/{key}#"))?
         .parse()
         .ok()
+}
+
+/// How many unfinished namespace-key rotations the storage in `dir` marks (format 2: keys
+/// `0x01 || ns_id` in the manifests tree, docs/format.md section 7).
+fn pending_rotation_marks(dir: &Path) -> Result<usize, String> {
+    let backend = SledOptions::new()
+        .lock_timeout(Duration::from_secs(10))
+        .open(dir)
+        .map_err(|e| format!("opening sled to look for rotation marks: {e}"))?;
+    let marks = backend
+        .scan(b"m", &[1], None, 100)
+        .map_err(|e| format!("scanning for rotation marks: {e}"))?
+        .len();
+    backend
+        .close()
+        .map_err(|e| format!("closing sled after the marks: {e}"))?;
+    Ok(marks)
 }
 
 /// The header's seqid, read from the file (offset 30, little-endian; docs/format.md 3.1/3.2).
@@ -532,7 +550,8 @@ struct CrashRun {
     pass: u64,
     /// The header seqid at which the directory holds a pending rotation, if it does (left so
     /// by a kill whose state was checked on a copy).
-    pending_rotation_seqid: Option<u64>,
+    /// Whether the directory holds an unfinished rotation (a copy was checked last time).
+    pending_rotation: bool,
     /// When earlier children printed `@OPENING` and `@OPENED`, relative to their spawn.
     open_windows: VecDeque<(Duration, Duration)>,
     exe: PathBuf,
@@ -575,7 +594,7 @@ impl CrashRun {
             model: Model::new(),
             stats: Stats::default(),
             pass: 0,
-            pending_rotation_seqid: None,
+            pending_rotation: false,
             open_windows: VecDeque::new(),
             exe: std::env::current_exe().unwrap(),
         }
@@ -744,7 +763,7 @@ impl CrashRun {
             Landed::BeforeOpen => self.stats.before_open += 1,
             Landed::DuringOpen => {
                 self.stats.during_open += 1;
-                if self.pending_rotation_seqid.is_some() {
+                if self.pending_rotation {
                     self.stats.during_open_resuming_rotation += 1;
                 }
             }
@@ -780,7 +799,7 @@ impl CrashRun {
             self.dir.clone()
         };
         failure.checked = target.clone();
-        match self.check(&target, &observed, landed, seqid_before_spawn) {
+        match self.check(&target, &observed, seqid_before_spawn) {
             Ok(found) => {
                 for (k, v) in &observed.in_flight {
                     if found.get(k) == Some(v) {
@@ -955,7 +974,6 @@ impl CrashRun {
         &mut self,
         target: &Path,
         observed: &Observed,
-        landed: Landed,
         seqid_before_spawn: Option<u64>,
     ) -> Result<BTreeMap<(String, String), Option<u64>>, String> {
         let Some(file_seqid) = header_seqid(target) else {
@@ -968,20 +986,20 @@ impl CrashRun {
             ));
         };
 
-        // Was a namespace-key rotation pending on disk at the kill? (Rotation mode: the only
-        // header writes are rotations, two per rotation.)
+        // Was a namespace-key rotation pending on disk at the kill? (Format 2 marks it in
+        // storage; rotations never write the header.)
         let mut rotation_pending = false;
         if self.mode == Mode::Rotation {
-            if let Some((ns, before)) = &observed.rotation {
+            rotation_pending = pending_rotation_marks(target)? > 0;
+            let before = seqid_before_spawn.unwrap_or(0);
+            if let Some((ns, at_start)) = &observed.rotation {
                 self.stats.during_rotation += 1;
-                if ![*before, before + 1, before + 2].contains(&file_seqid) {
+                if file_seqid != *at_start {
                     return Err(format!(
-                        "rotation of {ns} began at header seqid {before}; the header now has \
-                         seqid {file_seqid} (expected {before}..={})",
-                        before + 2
+                        "rotation of {ns} began at header seqid {at_start}; the header now has \
+                         seqid {file_seqid} (a rotation writes no header)"
                     ));
                 }
-                rotation_pending = file_seqid == before + 1;
                 // Pages are 256 records: a partial page is the last one.
                 if observed
                     .rotation_done_records
@@ -992,26 +1010,15 @@ impl CrashRun {
                         self.stats.rotation_all_resealed_old_key_kept += 1;
                     }
                 }
-            } else if landed != Landed::Working {
-                // Killed before the child's open finished resuming a pending rotation?
-                rotation_pending = self.pending_rotation_seqid == Some(file_seqid);
             }
-            if landed != Landed::Working {
-                // The child's open may have written the header once, to finish a pending
-                // rotation, and otherwise not at all.
-                let before = seqid_before_spawn.unwrap_or(0);
-                let allowed = if self.pending_rotation_seqid.is_some() {
-                    before..=before + 1
-                } else {
-                    before..=before
-                };
-                if !allowed.contains(&file_seqid) {
-                    return Err(format!(
-                        "the header seqid went from {before} to {file_seqid} during an open \
-                         (rotation pending before it: {})",
-                        self.pending_rotation_seqid.is_some()
-                    ));
-                }
+            // In rotation mode the child never closes, so it never checkpoints: nothing it
+            // does, its open included (which finishes a pending rotation), writes the header.
+            if file_seqid != before {
+                return Err(format!(
+                    "the header seqid went from {before} to {file_seqid} in a rotation child \
+                     (rotation pending before it: {})",
+                    self.pending_rotation
+                ));
             }
             if rotation_pending {
                 self.stats.rotation_pending_on_disk += 1;
@@ -1047,8 +1054,7 @@ impl CrashRun {
         if self.mode == Mode::Rotation {
             // In place, the open just finished any pending rotation; on a copy, the original
             // still holds it.
-            self.pending_rotation_seqid =
-                (rotation_pending && target != self.dir).then_some(file_seqid);
+            self.pending_rotation = rotation_pending && target != self.dir;
         }
         Ok(found)
     }
@@ -1114,12 +1120,10 @@ impl CrashRun {
         rotation_pending: bool,
     ) -> Result<BTreeMap<(String, String), Option<u64>>, String> {
         let seqid = vault.header_seqid().map_err(|e| e.to_string())?;
-        let expected_seqid = file_seqid + u64::from(rotation_pending);
-        if self.mode == Mode::Rotation && seqid != expected_seqid {
+        if self.mode == Mode::Rotation && seqid != file_seqid {
             return Err(format!(
-                "after open the header seqid is {seqid}, expected {expected_seqid} (file had \
-                 {file_seqid}; rotation pending: {rotation_pending}): the open did not finish \
-                 the rotation exactly once"
+                "after open the header seqid is {seqid}, expected {file_seqid} (rotation \
+                 pending: {rotation_pending}): an open writes no header"
             ));
         }
 

@@ -865,14 +865,13 @@ fn debug_and_display_never_show_a_secret() {
     let mut errors: Vec<(&str, Error)> = Vec::new();
     errors.push(("WrongRecordType", ns.get::<Token>("secret").unwrap_err()));
 
-    // Damage one record so that verify has something to report.
-    let tree = storage.trees().unwrap().remove(0);
-    let page = storage.scan(&tree, None, 10).unwrap();
-    let (id, mut sealed) = page.into_iter().find(|(k, _)| k.len() == 32).unwrap();
-    sealed[60] ^= 1;
-    storage
-        .apply(&Batch::new().write(&tree, &id, Some(sealed)))
-        .unwrap();
+    // Damage the records so that verify has something to report.
+    for (id, mut sealed) in storage.scan(b"r", &[], None, 100).unwrap() {
+        sealed[60] ^= 1;
+        storage
+            .apply(&Batch::new().write(b"r", &id, Some(sealed)))
+            .unwrap();
+    }
     let mut progress = Vec::new();
     let report = vault.verify(|p| progress.push(p)).unwrap();
     assert!(!report.is_clean());
@@ -975,7 +974,7 @@ fn debug_and_display_never_show_a_secret() {
     errors.push(("Closed", closed_ns.get::<Token>("k").unwrap_err()));
     let header_path = path.join("tokenvault.header");
     let mut header = std::fs::read(&header_path).unwrap();
-    header[8] = 2;
+    header[8] = 3;
     std::fs::write(&header_path, &header).unwrap();
     errors.push((
         "UnsupportedVersion",

@@ -79,6 +79,7 @@ impl Backend for MemoryBackend {
     fn scan(
         &self,
         tree: &[u8],
+        prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<ScanPage, BackendError> {
@@ -87,10 +88,11 @@ impl Backend for MemoryBackend {
             return Ok(Vec::new());
         };
         let start = match after {
-            Some(k) => Bound::Excluded(k.to_vec()),
-            None => Bound::Unbounded,
+            Some(k) if k >= prefix => Bound::Excluded(k.to_vec()),
+            _ => Bound::Included(prefix.to_vec()),
         };
         Ok(t.range((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())

@@ -301,6 +301,7 @@ impl Backend for SledBackend {
     fn scan(
         &self,
         tree: &[u8],
+        prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<ScanPage, BackendError> {
@@ -309,10 +310,11 @@ impl Backend for SledBackend {
                 return Ok(Vec::new());
             };
             let start = match after {
-                Some(k) => Bound::Excluded(k),
-                None => Bound::Unbounded,
+                Some(k) if k >= prefix => Bound::Excluded(k),
+                _ => Bound::Included(prefix),
             };
             t.range::<&[u8], _>((start, Bound::Unbounded))
+                .take_while(|kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
                 .take(limit)
                 .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_err))
                 .collect()

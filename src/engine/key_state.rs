@@ -1,17 +1,18 @@
 //! The unlocked key state: the current header, the vault master key and the keys it
-//! unwraps (index key, keyslot KEKs, each namespace's data keys), and what this handle knows
-//! of each namespace's write generations.
+//! unwraps (index key, keyslot KEKs, entry keys, the anchor key), and one namespace's
+//! unwrapped entry ([`NsState`]) with what this handle knows of its write generations.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use subtle::ConstantTimeEq;
 
 use crate::crypto::{Cipher, Key, Prf};
+use crate::entry::{entry_cipher, Entry};
 use crate::error::{Error, Result};
-use crate::format::NS_ID_LEN;
-use crate::header::{seal_ns, Header, NsEntry, NsKeys, Slot, VmkKeys};
+use crate::format::{ANCHOR_LABEL, INCARNATION_LEN, NS_ID_LEN};
+use crate::header::{Header, Slot, VmkKeys};
 use crate::keys::{KdfParams, KeySource};
 
 use super::{new_slot, unlock_slot};
@@ -30,32 +31,54 @@ pub(crate) struct KeyState {
     pub(crate) keks: HashMap<u32, Key>,
     /// The costliest Argon2 derivation this handle runs ([`VaultOptions::kdf_limit`]).
     pub(crate) kdf_limit: KdfParams,
-    pub(crate) namespaces: HashMap<[u8; NS_ID_LEN], Arc<NsState>>,
+    /// The header's entry-wrapping keys, unwrapped, with their entry keys.
+    pub(crate) ewks: Vec<Ewk>,
+    /// The key of the anchor's MAC (derived from the index key, which never changes).
+    pub(crate) anchor: Prf,
 }
 
-/// One namespace's unwrapped keys, and what this handle knows of its write generation.
+/// One entry-wrapping key and the entry key derived from it.
+pub(crate) struct Ewk {
+    pub(crate) id: u32,
+    pub(crate) key: Key,
+    pub(crate) cipher: Cipher,
+}
+
+impl Ewk {
+    pub(crate) fn new(id: u32, key: Key, vault_id: &[u8]) -> Result<Self> {
+        Ok(Self {
+            id,
+            cipher: entry_cipher(&key, vault_id)?,
+            key,
+        })
+    }
+}
+
+/// The anchor's MAC key: `HKDF(salt = vault_id, ikm = index_key, info = "tokenvault/v2/anchor")`.
+pub(crate) fn anchor_prf(index_key: &Key, vault_id: &[u8]) -> Result<Prf> {
+    Prf::new(&index_key.derive(vault_id, ANCHOR_LABEL)?)
+}
+
+/// One namespace's unwrapped entry, and what this handle knows of its write generations.
 pub(crate) struct NsState {
+    pub(crate) id: [u8; NS_ID_LEN],
     pub(crate) name: String,
+    pub(crate) incarnation: [u8; INCARNATION_LEN],
     pub(crate) active: u32,
     pub(crate) ciphers: Vec<(u32, Cipher)>,
     pub(crate) keys: Vec<(u32, Key)>,
-    /// The generation recorded in the header: the manifest is never behind it.
-    pub(crate) floor: u64,
-    /// Whether this handle has checked the manifest against the floor.
-    pub(crate) fresh: AtomicBool,
+    /// The stored entry this state was read from or written as: what a change of the entry
+    /// expects to replace.
+    pub(crate) stored: Vec<u8>,
     /// What this handle knows of the namespace's write generations: shared by every state
-    /// of the namespace (re-sealing its header entry keeps it), so no update is lost.
+    /// of this incarnation (re-sealing its entry keeps it), so no update is lost.
     pub(crate) gens: Arc<Generations>,
 }
 
 /// One namespace's write generations as this handle knows them (`docs/format.md`, section 6).
-/// Changed only with the namespace's write lock held, except `written`, which only grows.
+/// Changed only with the namespace's write lock held.
 #[derive(Default)]
 pub(crate) struct Generations {
-    /// The newest generation this handle has written.
-    pub(crate) written: AtomicU64,
-    /// `written` as of the last checkpoint: a checkpoint is due when `written` is past it.
-    pub(crate) checkpointed: AtomicU64,
     /// The manifest's generation (the ceiling of the generations reserved for records) as
     /// this handle last read or wrote it, or 0 while unknown. Single-record overwrites take
     /// generations up to it without writing the manifest.
@@ -91,19 +114,17 @@ impl Generations {
 }
 
 impl NsState {
-    pub(crate) fn new(keys: NsKeys) -> Self {
+    /// The state of entry `entry` of namespace `id`, stored as `stored`.
+    pub(crate) fn new(id: [u8; NS_ID_LEN], entry: Entry, stored: Vec<u8>) -> Self {
         Self {
-            ciphers: keys.keys.iter().map(|(id, k)| (*id, k.cipher())).collect(),
-            name: keys.name,
-            active: keys.active,
-            keys: keys.keys,
-            floor: keys.floor,
-            fresh: AtomicBool::new(false),
-            gens: Arc::new(Generations {
-                written: AtomicU64::new(keys.floor),
-                checkpointed: AtomicU64::new(keys.floor),
-                ..Generations::default()
-            }),
+            id,
+            ciphers: entry.keys.iter().map(|(i, k)| (*i, k.cipher())).collect(),
+            name: entry.name,
+            incarnation: entry.incarnation,
+            active: entry.active,
+            keys: entry.keys,
+            stored,
+            gens: Arc::new(Generations::default()),
         }
     }
 
@@ -121,10 +142,11 @@ impl NsState {
         self.keys.len() > 1
     }
 
-    pub(crate) fn to_keys(&self) -> NsKeys {
-        NsKeys {
+    /// The entry's contents, for building a changed entry.
+    pub(crate) fn to_entry(&self) -> Entry {
+        Entry {
             name: self.name.clone(),
-            floor: self.floor,
+            incarnation: self.incarnation,
             active: self.active,
             keys: self
                 .keys
@@ -133,15 +155,32 @@ impl NsState {
                 .collect(),
         }
     }
+
+    /// The storage prefix of this incarnation's records, and its manifest's key:
+    /// `ns_id || incarnation`.
+    pub(crate) fn prefix(&self) -> Vec<u8> {
+        let mut key = Vec::with_capacity(NS_ID_LEN + INCARNATION_LEN + 32);
+        key.extend_from_slice(&self.id);
+        key.extend_from_slice(&self.incarnation);
+        key
+    }
+
+    /// The storage key of record `rid`: `ns_id || incarnation || rid`.
+    pub(crate) fn record_key(&self, rid: &[u8]) -> Vec<u8> {
+        let mut key = self.prefix();
+        key.extend_from_slice(rid);
+        key
+    }
 }
 
 impl KeyState {
     pub(crate) fn duplicate(&self) -> Result<Self> {
+        let vault_id = self.header.vault_id;
         Ok(Self {
             header: self.header.clone(),
             header_bytes: self.header_bytes.clone(),
             vmk: self.vmk.duplicate(),
-            vmk_keys: VmkKeys::new(&self.vmk, &self.header.vault_id)?,
+            vmk_keys: VmkKeys::new(&self.vmk, &vault_id)?,
             index_key: self.index_key.duplicate(),
             index: self.index.clone(),
             keks: self
@@ -150,8 +189,48 @@ impl KeyState {
                 .map(|(id, k)| (*id, k.duplicate()))
                 .collect(),
             kdf_limit: self.kdf_limit,
-            namespaces: self.namespaces.clone(),
+            ewks: self
+                .ewks
+                .iter()
+                .map(|e| Ewk::new(e.id, e.key.duplicate(), &vault_id))
+                .collect::<Result<_>>()?,
+            anchor: self.anchor.clone(),
         })
+    }
+
+    /// The entry-wrapping key `id`, if this header holds it.
+    pub(crate) fn ewk(&self, id: u32) -> Option<&Ewk> {
+        self.ewks.iter().find(|e| e.id == id)
+    }
+
+    /// Unwraps the header's entry-wrapping keys under `vmk_keys`.
+    pub(crate) fn unwrap_ewks(header: &Header, vmk_keys: &VmkKeys) -> Result<Vec<Ewk>> {
+        header
+            .ewks
+            .iter()
+            .map(|(id, wrapped)| {
+                let key = vmk_keys
+                    .wrap
+                    .unwrap_key(&header.ewk_aad(*id), wrapped)
+                    .ok_or_else(|| Error::header("an entry key does not unwrap"))?;
+                Ewk::new(*id, key, &header.vault_id)
+            })
+            .collect()
+    }
+
+    /// Re-wraps every entry-wrapping key under the current VMK into the header.
+    pub(crate) fn wrap_ewks(&mut self) -> Result<()> {
+        let mut wrapped = Vec::with_capacity(self.ewks.len());
+        for e in &self.ewks {
+            wrapped.push((
+                e.id,
+                self.vmk_keys
+                    .wrap
+                    .wrap_key(&self.header.ewk_aad(e.id), &e.key)?,
+            ));
+        }
+        self.header.ewks = wrapped;
+        Ok(())
     }
 
     pub(crate) fn vault_id(&self) -> &[u8] {
@@ -160,34 +239,6 @@ impl KeyState {
 
     pub(crate) fn index(&self) -> &Prf {
         &self.index
-    }
-
-    /// Seals `keys` as the namespace entry `id` and puts it into the header and the state.
-    pub(crate) fn set_namespace(&mut self, id: [u8; NS_ID_LEN], keys: NsKeys) -> Result<()> {
-        let blob = seal_ns(&self.vmk_keys.wrap, &self.header.vault_id, &id, &keys)?;
-        match self.header.namespaces.iter_mut().find(|e| e.id == id) {
-            Some(entry) => entry.blob = blob,
-            None => self.header.namespaces.push(NsEntry { id, blob }),
-        }
-        let mut new = NsState::new(keys);
-        if let Some(old) = self.namespaces.get(&id) {
-            // What this handle learnt about the namespace survives re-sealing its entry.
-            new.gens = Arc::clone(&old.gens);
-            new.fresh
-                .store(old.fresh.load(Ordering::SeqCst), Ordering::SeqCst);
-        }
-        self.namespaces.insert(id, Arc::new(new));
-        Ok(())
-    }
-
-    pub(crate) fn drop_namespace(&mut self, id: &[u8; NS_ID_LEN]) -> bool {
-        self.header.namespaces.retain(|e| &e.id != id);
-        self.namespaces.remove(id).is_some()
-    }
-
-    /// A namespace's current keys, for building a changed entry.
-    pub(crate) fn namespace_keys(&self, id: &[u8; NS_ID_LEN]) -> Option<NsKeys> {
-        self.namespaces.get(id).map(|ns| ns.to_keys())
     }
 
     /// Which slot `source` opens, and its KEK: one derivation per slot of the source's kind

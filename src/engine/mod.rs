@@ -3,23 +3,35 @@
 //! `Engine`; every backend call goes through [`Engine::call`] (closed vault, errors, panics)
 //! and every header change through [`Engine::update_state`].
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+
+use subtle::ConstantTimeEq;
 
 use crate::backend::{Backend, BackendError, BackendErrorKind};
 use crate::error::{Error, Result};
 use crate::format::NS_ID_LEN;
+use crate::header::{Header, Slot, VmkKeys};
 use crate::options::{Durability, VaultOptions};
 
+mod anchor;
+mod entries;
 mod group_commit;
 mod key_state;
-mod set_aside;
 mod unlock;
 
+pub(crate) use self::anchor::seal_anchor;
+pub(crate) use self::entries::marker;
+use self::entries::EntryCache;
 use self::group_commit::GroupCommit;
-pub(crate) use self::key_state::{Generations, KeyState, NsState};
+pub(crate) use self::key_state::{anchor_prf, Ewk, KeyState, NsState};
 pub(crate) use self::unlock::{new_slot, try_slot, unlock_slot};
+
+/// How often a header change is re-applied on a header another handle changed meanwhile.
+const HEADER_RETRIES: usize = 16;
 
 const NS_LOCK_SHARDS: usize = 64;
 
@@ -34,6 +46,10 @@ pub(crate) struct Engine {
     maintenance: Mutex<()>,
     ns_locks: Vec<Mutex<()>>,
     commit: GroupCommit,
+    entries: EntryCache,
+    /// Writes applied through this handle, and their count at the last checkpoint.
+    written: AtomicU64,
+    checkpointed: AtomicU64,
     pub(crate) options: VaultOptions,
 }
 
@@ -52,6 +68,9 @@ impl Engine {
             maintenance: Mutex::new(()),
             ns_locks: (0..NS_LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
             commit: GroupCommit::default(),
+            entries: EntryCache::default(),
+            written: AtomicU64::new(0),
+            checkpointed: AtomicU64::new(0),
             options,
         }
     }
@@ -71,23 +90,134 @@ impl Engine {
     }
 
     /// Applies a change to a copy of the key state, writes the resulting header (seqid + 1)
-    /// durably, then installs the copy. Nothing changes if any step fails.
-    pub(crate) fn update_state<T>(&self, f: impl FnOnce(&mut KeyState) -> Result<T>) -> Result<T> {
+    /// durably, if storage still holds the header this handle read, then installs the copy.
+    /// Nothing changes if any step fails. When another handle changed the header meanwhile,
+    /// this handle takes in the new header ([`Engine::refresh_header`]) and applies the
+    /// change again to it.
+    pub(crate) fn update_state<T>(
+        &self,
+        mut f: impl FnMut(&mut KeyState) -> Result<T>,
+    ) -> Result<T> {
         let _guard = lock(&self.header_write);
-        let mut draft = self.read_state()?.duplicate()?;
-        let out = f(&mut draft)?;
-        draft.header.seqid = draft.header.seqid.wrapping_add(1);
-        let bytes = draft.header.encode(&draft.vmk_keys)?;
-        let written = self.call(|b| b.write_header(Some(&draft.header_bytes), &bytes))?;
-        if !written {
+        // Header changes are rare and may depend on the keyslots: start from the header as
+        // storage holds it now (one read), not from what this handle read at open.
+        self.refresh_locked()?;
+        for _ in 0..HEADER_RETRIES {
+            let mut draft = self.read_state()?.duplicate()?;
+            let out = f(&mut draft)?;
+            draft.header.seqid = draft.header.seqid.wrapping_add(1);
+            let bytes = draft.header.encode(&draft.vmk_keys)?;
+            let written = self.call(|b| b.write_header(Some(&draft.header_bytes), &bytes))?;
+            if written {
+                draft.header_bytes = bytes;
+                *self
+                    .state
+                    .write()
+                    .map_err(|_| Error::backend("vault state lock poisoned"))? = draft;
+                return Ok(out);
+            }
+            self.refresh_locked()?;
+        }
+        Err(Error::Reopen)
+    }
+
+    /// Takes in the header as storage holds it now, if another handle changed it: a new
+    /// checkpoint epoch, keyslots, entry keys, or a new master key (unwrapped with a slot
+    /// secret this handle knows). Returns whether it changed.
+    ///
+    /// # Errors
+    /// [`Error::Reopen`] when this handle can no longer unlock the new header (its keyslots
+    /// were removed or changed, and the master key with them); [`Error::Damaged`] for a
+    /// header that does not authenticate under any key this handle knows.
+    pub(crate) fn refresh_header(&self) -> Result<bool> {
+        let _guard = lock(&self.header_write);
+        self.refresh_locked()
+    }
+
+    fn refresh_locked(&self) -> Result<bool> {
+        let bytes = self
+            .call(|b| b.read_header())?
+            .ok_or_else(|| Error::header("the header file is gone"))?;
+        let current = self.read_state()?;
+        if bytes == current.header_bytes {
+            return Ok(false);
+        }
+        let header = Header::parse(&bytes)?;
+        if header.vault_id != current.header.vault_id {
             return Err(Error::Reopen);
         }
-        draft.header_bytes = bytes;
+        if header.version != crate::format::FORMAT_VERSION {
+            return Err(Error::Reopen);
+        }
+        // The same master key, or a new one under a slot whose secret this handle knows.
+        let mut vmk = None;
+        if Header::verify_mac(&bytes, &current.vmk_keys).is_ok() {
+            vmk = Some(current.vmk.duplicate());
+        } else {
+            for slot in &header.slots {
+                let Some(kek) = current.keks.get(&slot.id) else {
+                    continue;
+                };
+                let aad = Slot::aad(&header.vault_id, slot.id, slot.kind_code, &slot.params);
+                if let Some(key) = kek.cipher().unwrap_key(&aad, &slot.wrapped_vmk) {
+                    let keys = VmkKeys::new(&key, &header.vault_id)?;
+                    if Header::verify_mac(&bytes, &keys).is_ok() {
+                        vmk = Some(key);
+                        break;
+                    }
+                }
+            }
+        }
+        let vmk = vmk.ok_or(Error::Reopen)?;
+        let vmk_keys = VmkKeys::new(&vmk, &header.vault_id)?;
+        let index_key = vmk_keys
+            .wrap
+            .unwrap_key(&header.index_key_aad(), &header.wrapped_index_key)
+            .ok_or_else(|| Error::header("the name-index key does not unwrap"))?;
+        if !bool::from(index_key.bytes().ct_eq(current.index_key.bytes())) {
+            return Err(Error::header("the name-index key changed"));
+        }
+        // Slot secrets this handle knows stay known only while their slot still wraps this
+        // master key under the same KEK.
+        let keks: HashMap<u32, crate::crypto::Key> = current
+            .keks
+            .iter()
+            .filter(|(id, kek)| {
+                header.slots.iter().any(|slot| {
+                    slot.id == **id
+                        && kek
+                            .cipher()
+                            .unwrap_key(
+                                &Slot::aad(&header.vault_id, slot.id, slot.kind_code, &slot.params),
+                                &slot.wrapped_vmk,
+                            )
+                            .is_some()
+                })
+            })
+            .map(|(id, k)| (*id, k.duplicate()))
+            .collect();
+        if keks.is_empty() {
+            return Err(Error::Reopen);
+        }
+        let ewks = KeyState::unwrap_ewks(&header, &vmk_keys)?;
+        let next = KeyState {
+            anchor: current.anchor.clone(),
+            index: current.index.clone(),
+            index_key,
+            kdf_limit: current.kdf_limit,
+            header,
+            header_bytes: bytes,
+            vmk,
+            vmk_keys,
+            keks,
+            ewks,
+        };
+        drop(current);
         *self
             .state
             .write()
-            .map_err(|_| Error::backend("vault state lock poisoned"))? = draft;
-        Ok(out)
+            .map_err(|_| Error::backend("vault state lock poisoned"))? = next;
+        Ok(true)
     }
 
     /// Runs a backend call, turning a closed vault, backend errors and panics into errors.

@@ -3,16 +3,17 @@
 //! generation.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
 use crate::backend::{Batch, Condition, Write};
-use crate::engine::Engine;
+use crate::engine::{Engine, NsState};
 use crate::error::{Error, Result};
-use crate::format::NS_ID_LEN;
+use crate::format::{ENTRIES_TREE, MANIFESTS_TREE, NS_ID_LEN, RECORDS_TREE};
 use crate::record::{parse_prefix, seal_record, Manifest, RecordContext, RecordPrefix, RecordType};
 
-use super::{Conflict, Namespace, Version, MANIFEST_ID, RESERVED_GENERATIONS};
+use super::{Conflict, Namespace, Version, RESERVED_GENERATIONS};
 
 /// How often a write retries when a concurrent rotation step changed the record under it.
 pub(super) const WRITE_RETRIES: usize = 64;
@@ -74,19 +75,18 @@ pub(crate) fn commit(
     ns_ids.dedup();
     let first_op = |id: &[u8; NS_ID_LEN]| ops.iter().position(|op| op.ns.id == *id);
 
-    let state = engine.read_state()?;
-    let missing: Vec<[u8; NS_ID_LEN]> = ns_ids
-        .iter()
-        .filter(|id| !state.namespaces.contains_key(*id))
-        .copied()
-        .collect();
-    drop(state);
-    let _maintenance = (!missing.is_empty()).then(|| engine.lock_maintenance());
+    let mut missing = false;
+    for op in &ops {
+        if op.ns.state()?.is_none() {
+            missing = true;
+        }
+    }
+    let _maintenance = missing.then(|| engine.lock_maintenance());
     let _guards = engine.lock_shards(&ns_ids);
 
     // A namespace that does not exist holds no record: an op that expects one conflicts, and
-    // a namespace only removed from is not created.
-    let mut created = Vec::new();
+    // a namespace only removed from is not created. One that is written to is created by
+    // the same batch as its first records (`commit_locked`).
     for id in &ns_ids {
         let Some(first) = first_op(id) else { continue };
         let ns = ops[first].ns;
@@ -99,38 +99,21 @@ pub(crate) fn commit(
             }
         }
     }
-    for id in &ns_ids {
-        let Some(first) = first_op(id) else { continue };
-        let ns = ops[first].ns;
-        let puts = ops.iter().any(|op| op.ns.id == *id && op.body.is_some());
-        if ns.state()?.is_none() && puts {
-            ns.ensure()?;
-            created.push(ns.clone());
-        }
-    }
     let fast = match (ops.as_slice(), rids.as_slice()) {
-        ([op], [rid]) if created.is_empty() => overwrite(engine, op, rid).transpose(),
+        ([op], [rid]) if !missing => overwrite(engine, op, rid).transpose(),
         _ => None,
     };
     let result = match fast {
         Some(result) => result,
         None => commit_locked(engine, &ops, &rids, &ns_ids),
     };
-    if !matches!(result, Ok(Ok(_))) && !created.is_empty() {
-        for ns in created {
-            // Best effort: the namespace is empty, and the locks held since its creation
-            // kept every other writer out of it.
-            let _ = engine.update_state(|s| Ok(s.drop_namespace(&ns.id)));
-            let _ = engine.call(|b| b.drop_tree(&ns.id));
-        }
-        let _ = engine.sync_now();
-    }
     drop(_guards);
     drop(_maintenance);
     match result {
         // Durable once synced; the locks are released first so that concurrent writers
         // share the sync (group commit).
         Ok(Ok((written, Some(ticket)))) => {
+            engine.note_write();
             engine.sync(ticket)?;
             Ok(Ok(written))
         }
@@ -175,11 +158,12 @@ fn overwrite(
     }
     // Storage must still hold the manifest this handle last authenticated (else the general
     // path reads it again, and reports damage or a rollback).
-    match engine.call(|b| b.get(&handle.id, MANIFEST_ID))? {
+    match engine.call(|b| b.get(MANIFESTS_TREE, &ns.prefix()))? {
         Some(stored) if gens.manifest_is(&stored) => {}
         _ => return Ok(None),
     }
-    let Some(current) = engine.call(|b| b.get(&handle.id, rid))? else {
+    let record_key = ns.record_key(rid);
+    let Some(current) = engine.call(|b| b.get(RECORDS_TREE, &record_key))? else {
         return Ok(None);
     };
     let current_generation = match op.expect {
@@ -189,6 +173,11 @@ fn overwrite(
             .map(|p| p.generation)
             .unwrap_or_default(),
     };
+    if parse_prefix(&current).is_ok_and(|p| p.key_id > ns.active) {
+        // Re-sealed by a rotation elsewhere under a key this handle does not know yet: the
+        // general path reads the manifest and the entry again.
+        return Ok(None);
+    }
     if current_generation > reserved {
         // The manifest was rolled back: the general path reports it.
         return Ok(None);
@@ -222,6 +211,7 @@ fn overwrite(
             vault_id: &vault_id,
             namespace: &handle.name,
             record_id: rid,
+            incarnation: Some(&ns.incarnation),
         },
         &RecordPrefix {
             record_type: op.record_type,
@@ -232,13 +222,13 @@ fn overwrite(
     )?;
     let batch = Batch {
         conditions: vec![Condition {
-            tree: handle.id.to_vec(),
-            key: rid.to_vec(),
+            tree: RECORDS_TREE.to_vec(),
+            key: record_key.clone(),
             expected: Some(current),
         }],
         writes: vec![Write {
-            tree: handle.id.to_vec(),
-            key: rid.to_vec(),
+            tree: RECORDS_TREE.to_vec(),
+            key: record_key,
             value: Some(sealed),
         }],
     };
@@ -246,12 +236,23 @@ fn overwrite(
         return Ok(None);
     }
     gens.last.store(generation, Ordering::SeqCst);
-    gens.written.fetch_max(generation, Ordering::SeqCst);
     let written = Written {
         version: Some(Version(generation)),
         existed: true,
     };
     Ok(Some(Ok((vec![written], Some(engine.committed())))))
+}
+
+/// One namespace's part of a [`commit_locked`] batch.
+struct Plan<'a> {
+    handle: &'a Namespace,
+    ns: Arc<NsState>,
+    /// The stored manifest the batch expects (`None`: the batch creates the namespace).
+    manifest_bytes: Option<Vec<u8>>,
+    manifest: Manifest,
+    /// The new namespace's sealed entry and the marker condition its write carries, when
+    /// the batch creates it.
+    new_entry: Option<(Vec<u8>, Condition)>,
 }
 
 fn commit_locked(
@@ -266,11 +267,11 @@ fn commit_locked(
         .iter()
         .map(|op| ns_ids.iter().position(|id| *id == op.ns.id).unwrap_or(0))
         .collect();
-    for _ in 0..WRITE_RETRIES {
-        // Per namespace: its handle, state and manifest (`None`: it does not exist, and
-        // only removals target it).
-        let mut plans = Vec::with_capacity(ns_ids.len());
-        for (p, _) in ns_ids.iter().enumerate() {
+    'retry: for _ in 0..WRITE_RETRIES {
+        // Per namespace: its handle, state, manifest, and for a namespace this batch creates,
+        // its new entry (`None`: it does not exist, and only removals target it).
+        let mut plans: Vec<Option<Plan<'_>>> = Vec::with_capacity(ns_ids.len());
+        for (p, id) in ns_ids.iter().enumerate() {
             let Some(i) = op_ns.iter().position(|q| *q == p) else {
                 plans.push(None);
                 continue;
@@ -278,9 +279,40 @@ fn commit_locked(
             let handle = ops[i].ns;
             plans.push(match handle.state()? {
                 Some(ns) => {
-                    let (bytes, manifest) = handle.read_manifest(&ns)?;
+                    let Some((bytes, manifest)) = handle.read_manifest(&ns)? else {
+                        // Another handle removed (or re-created) the namespace: start over.
+                        continue 'retry;
+                    };
+                    if parse_prefix(&bytes).is_ok_and(|p| p.key_id > ns.active) {
+                        // A rotation elsewhere re-sealed the manifest under a newer key: take
+                        // in the namespace's entry, never seal under a key being retired.
+                        let fresh = handle.engine.load_entry(&handle.id, &handle.name)?;
+                        if fresh.is_some_and(|f| f.stored == ns.stored) {
+                            return Err(handle.namespace_damage(
+                                "the manifest is sealed under a key newer than the \
+                                 namespace's active key",
+                            ));
+                        }
+                        continue 'retry;
+                    }
                     handle.adopt_manifest(&ns, &bytes, &manifest)?;
-                    Some((handle, ns, bytes, manifest))
+                    Some(Plan {
+                        handle,
+                        ns,
+                        manifest_bytes: Some(bytes),
+                        manifest,
+                        new_entry: None,
+                    })
+                }
+                None if ops.iter().any(|op| op.ns.id == *id && op.body.is_some()) => {
+                    let (ns, entry, marked, manifest) = handle.new_incarnation()?;
+                    Some(Plan {
+                        handle,
+                        ns: Arc::new(ns),
+                        manifest_bytes: None,
+                        manifest,
+                        new_entry: Some((entry, marked)),
+                    })
                 }
                 None => None,
             });
@@ -288,11 +320,22 @@ fn commit_locked(
         // Read every current record and check the expectations before sealing anything.
         let mut currents: Vec<Option<Vec<u8>>> = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
-            let Some((handle, ns, _, manifest)) = &plans[op_ns[i]] else {
+            let Some(Plan {
+                handle,
+                ns,
+                manifest,
+                manifest_bytes,
+                new_entry,
+            }) = &plans[op_ns[i]]
+            else {
                 currents.push(None);
                 continue;
             };
-            let current = engine.call(|b| b.get(&handle.id, &rids[i]))?;
+            // A new incarnation's prefix holds nothing.
+            let current = match new_entry {
+                Some(_) => None,
+                None => engine.call(|b| b.get(RECORDS_TREE, &ns.record_key(&rids[i])))?,
+            };
             let current_version = match &current {
                 Some(stored) => Some(match op.expect {
                     // A conditional write authenticates what it compares against.
@@ -315,6 +358,12 @@ fn commit_locked(
             // (and so versions) would repeat, and a compare-and-swap could match a different
             // write.
             if current_version.is_some_and(|v| v.0 > manifest.generation) {
+                // Unless another handle wrote the record and a newer manifest since this one
+                // read the manifest: then the batch would not apply anyway; read again.
+                let stored = engine.call(|b| b.get(MANIFESTS_TREE, &ns.prefix()))?;
+                if stored != *manifest_bytes {
+                    continue 'retry;
+                }
                 return Err(handle.namespace_damage(
                     "a record is newer than the manifest (the manifest was rolled back); run verify",
                 ));
@@ -336,10 +385,16 @@ fn commit_locked(
         let mut generations: Vec<Option<(u64, u64)>> = vec![None; ns_ids.len()];
         let mut manifests: Vec<Option<Vec<u8>>> = vec![None; ns_ids.len()];
         for (p, plan) in plans.iter().enumerate() {
-            let Some((handle, ns, manifest_bytes, manifest)) = plan else {
+            let Some(Plan {
+                handle,
+                ns,
+                manifest_bytes,
+                manifest,
+                new_entry,
+            }) = plan
+            else {
                 continue;
             };
-            let id = ns_ids[p];
             let mine: Vec<usize> = (0..ops.len()).filter(|i| op_ns[*i] == p).collect();
             // Removals of absent records change nothing.
             if !mine
@@ -368,6 +423,7 @@ fn commit_locked(
                 vault_id: &vault_id,
                 namespace: &handle.name,
                 record_id,
+                incarnation: Some(&ns.incarnation),
             };
             for &i in &mine {
                 let current = currents[i].as_deref();
@@ -392,12 +448,16 @@ fn commit_locked(
                     }
                     None => None,
                 };
-                batch = batch
-                    .expect(&id, &rids[i], current)
-                    .write(&id, &rids[i], sealed);
+                let record_key = ns.record_key(&rids[i]);
+                batch = batch.expect(RECORDS_TREE, &record_key, current).write(
+                    RECORDS_TREE,
+                    &record_key,
+                    sealed,
+                );
             }
             let new_manifest = handle.seal_manifest(
                 &vault_id,
+                ns,
                 cipher,
                 ns.active,
                 &Manifest {
@@ -406,11 +466,21 @@ fn commit_locked(
                 },
             )?;
             manifests[p] = Some(new_manifest.clone());
-            batch = batch.expect(&id, MANIFEST_ID, Some(manifest_bytes)).write(
-                &id,
-                MANIFEST_ID,
-                Some(new_manifest),
-            );
+            let manifest_key = ns.prefix();
+            batch = batch
+                .expect(MANIFESTS_TREE, &manifest_key, manifest_bytes.as_deref())
+                .write(MANIFESTS_TREE, &manifest_key, Some(new_manifest));
+            if let Some((entry, marked)) = new_entry {
+                // The namespace is created by this batch: only if no entry exists (another
+                // handle that created it first wins, and the retry uses its entry), and only
+                // if the entry-key marker still names the key the entry is sealed under.
+                batch.conditions.push(marked.clone());
+                batch = batch.expect(ENTRIES_TREE, &ns.id, None).write(
+                    ENTRIES_TREE,
+                    &ns.id,
+                    Some(entry.clone()),
+                );
+            }
             generations[p] = Some((generation, ceiling));
         }
         let written: Vec<Written> = ops
@@ -431,18 +501,26 @@ fn commit_locked(
         }
         if engine.call(|b| b.apply(&batch))? {
             for (p, plan) in plans.iter().enumerate() {
-                if let (Some((_, ns, _, _)), Some((generation, ceiling))) = (plan, generations[p]) {
-                    ns.gens.last.fetch_max(generation, Ordering::SeqCst);
-                    ns.gens.reserved.store(ceiling, Ordering::SeqCst);
-                    ns.gens.written.fetch_max(generation, Ordering::SeqCst);
+                if let (Some(plan), Some((generation, ceiling))) = (plan, generations[p]) {
+                    let gens = &plan.ns.gens;
+                    gens.last.fetch_max(generation, Ordering::SeqCst);
+                    gens.reserved.store(ceiling, Ordering::SeqCst);
                     if let Some(m) = manifests[p].as_deref() {
-                        ns.gens.set_manifest(m);
+                        gens.set_manifest(m);
+                    }
+                    if plan.new_entry.is_some() {
+                        engine.install_new(Arc::clone(&plan.ns));
                     }
                 }
             }
             return Ok(Ok((written, Some(engine.committed()))));
         }
-        // A rotation step re-sealed a record or a manifest under us: read again.
+        // A rotation step re-sealed a record or a manifest under us, another handle created
+        // a namespace this batch meant to create, or a shred changed the entry key: read
+        // again.
+        if plans.iter().flatten().any(|plan| plan.new_entry.is_some()) {
+            engine.refresh_header()?;
+        }
     }
     Err(Error::backend(
         "the records kept changing under a write; retry the operation",

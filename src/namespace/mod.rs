@@ -25,8 +25,7 @@ use zeroize::Zeroizing;
 
 use crate::engine::{Engine, NsState};
 use crate::error::{Damage, Error, Result};
-use crate::format::NS_ID_LEN;
-use crate::format::RECORD_ID_LABEL;
+use crate::format::{NS_ID_LEN, RECORDS_TREE, RECORD_ID_LABEL};
 use crate::record::{
     decode_value, open_record, parse_prefix, OpenError, Record, RecordContext, RecordPrefix,
     RecordType,
@@ -144,15 +143,42 @@ impl Namespace {
     /// [`get_versioned`](Self::get_versioned) without the check of the key's name, for the
     /// crate's reserved keys.
     fn get_unchecked<R: Record>(&self, key: &str) -> Result<Option<(R, Version)>> {
-        let Some(ns) = self.state()? else {
+        let Some(mut ns) = self.state()? else {
             return Ok(None);
         };
-        self.check_fresh(&ns)?;
         let rid = self.record_id(key)?;
-        let Some(stored) = self.engine.call(|b| b.get(&self.id, &rid))? else {
-            return Ok(None);
-        };
-        let (prefix, plain, range) = self.open(&ns, &rid, &stored, Some(key))?;
+        let mut reloaded = false;
+        loop {
+            let stored = self
+                .engine
+                .call(|b| b.get(RECORDS_TREE, &ns.record_key(&rid)))?;
+            let result = match stored {
+                Some(stored) => self.decode_stored::<R>(&ns, &rid, &stored, key).map(Some),
+                None => Ok(None),
+            };
+            // Nothing found, or nothing that opens: another handle may have removed the
+            // namespace, or removed and created it again. Read its entry once more.
+            let doubtful = matches!(result, Ok(None) | Err(Error::Damaged(_)));
+            if !doubtful || reloaded {
+                return result;
+            }
+            reloaded = true;
+            match self.engine.load_entry(&self.id, &self.name)? {
+                Some(fresh) if fresh.stored != ns.stored => ns = fresh,
+                Some(_) => return result,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    fn decode_stored<R: Record>(
+        &self,
+        ns: &NsState,
+        rid: &[u8],
+        stored: &[u8],
+        key: &str,
+    ) -> Result<(R, Version)> {
+        let (prefix, plain, range) = self.open(ns, rid, stored, Some(key))?;
         if prefix.record_type != R::TYPE {
             return Err(Error::WrongRecordType {
                 expected: R::TYPE,
@@ -164,7 +190,7 @@ impl Namespace {
         if stored_key != key {
             return Err(self.damage(Some(key), "the record holds another key's value"));
         }
-        Ok(Some((value, Version(prefix.generation))))
+        Ok((value, Version(prefix.generation)))
     }
 
     /// Stores `value` under `key`, replacing what was there. Durable when it returns (unless
@@ -265,22 +291,26 @@ impl Namespace {
     /// # Errors
     /// [`Error::Damaged`] if the manifest fails authentication.
     pub fn record_count(&self) -> Result<u64> {
-        let Some(ns) = self.state()? else {
-            return Ok(0);
-        };
-        let (_, manifest) = self.read_manifest(&ns)?;
-        Ok(manifest.count)
+        for _ in 0..2 {
+            let Some(ns) = self.engine.load_entry(&self.id, &self.name)? else {
+                return Ok(0);
+            };
+            if let Some((_, manifest)) = self.read_manifest(&ns)? {
+                return Ok(manifest.count);
+            }
+        }
+        Err(self.namespace_damage("the namespace's entry keeps changing"))
     }
 
     /// Whether the namespace holds a record under a key of its user's (one that
     /// [`keys`](Self::keys) lists): opens records until it finds one.
     pub(crate) fn holds_records(&self) -> Result<bool> {
+        if self.record_count()? == 0 {
+            return Ok(false);
+        }
         let Some(ns) = self.state()? else {
             return Ok(false);
         };
-        if self.read_manifest(&ns)?.1.count == 0 {
-            return Ok(false);
-        }
         let mut found = false;
         self.visit_names(&ns, |name, _| {
             found = !is_reserved(&name);
@@ -289,27 +319,25 @@ impl Namespace {
         Ok(found)
     }
 
-    /// Opens the records of the namespace in storage order (the manifest left out) and hands
-    /// each one's key and stored bytes to `visit`, until it returns `false`.
+    /// Opens the records of the namespace in storage order and hands each one's key and
+    /// stored bytes to `visit`, until it returns `false`.
     fn visit_names(
         &self,
         ns: &NsState,
         mut visit: impl FnMut(String, &[u8]) -> bool,
     ) -> Result<()> {
-        self.check_fresh(ns)?;
+        let prefix = ns.prefix();
         let mut after: Option<Vec<u8>> = None;
         loop {
             let page = self
                 .engine
-                .call(|b| b.scan(&self.id, after.as_deref(), 256))?;
+                .call(|b| b.scan(RECORDS_TREE, &prefix, after.as_deref(), 256))?;
             let Some((last, _)) = page.last() else {
                 return Ok(());
             };
             after = Some(last.clone());
-            for (rid, stored) in &page {
-                if rid.as_slice() == MANIFEST_ID {
-                    continue;
-                }
+            for (key, stored) in &page {
+                let rid = &key[prefix.len()..];
                 if !visit(self.open_name(ns, rid, stored)?, stored) {
                     return Ok(());
                 }
@@ -325,7 +353,7 @@ impl Namespace {
     // ---- internals ----
 
     fn state(&self) -> Result<Option<Arc<NsState>>> {
-        Ok(self.engine.read_state()?.namespaces.get(&self.id).cloned())
+        self.engine.namespace_state(&self.id, &self.name)
     }
 
     pub(crate) fn record_id(&self, key: &str) -> Result<[u8; 32]> {
@@ -371,16 +399,22 @@ impl Namespace {
             other => self.damage(key, other.reason()),
         };
         let prefix = parse_prefix(stored).map_err(fail)?;
-        // A rotation may have re-sealed the record under a key newer than the caller's
-        // snapshot of the namespace: look at the current keys before calling it damage.
+        // A rotation (here or by another handle) may have re-sealed the record under a key
+        // newer than the caller's snapshot of the namespace: read the entry again before
+        // calling it damage.
         let current;
-        let cipher = match ns.cipher(prefix.key_id) {
-            Some(cipher) => cipher,
+        let (ns, cipher) = match ns.cipher(prefix.key_id) {
+            Some(cipher) => (ns, cipher),
             None => {
-                current = self.state()?.ok_or_else(|| fail(OpenError::UnknownKey))?;
-                current
+                current = self
+                    .engine
+                    .load_entry(&self.id, &self.name)?
+                    .filter(|c| c.incarnation == ns.incarnation)
+                    .ok_or_else(|| fail(OpenError::UnknownKey))?;
+                let cipher = current
                     .cipher(prefix.key_id)
-                    .ok_or_else(|| fail(OpenError::UnknownKey))?
+                    .ok_or_else(|| fail(OpenError::UnknownKey))?;
+                (&*current, cipher)
             }
         };
         let vault_id = self.vault_id()?;
@@ -388,6 +422,7 @@ impl Namespace {
             vault_id: &vault_id,
             namespace: &self.name,
             record_id: rid,
+            incarnation: Some(&ns.incarnation),
         };
         let (plain, range) = open_record(cipher, &ctx, &prefix, stored).map_err(fail)?;
         Ok((prefix, plain, range))
@@ -432,7 +467,9 @@ impl Namespace {
     /// The keys of the records of type `record_type` (of any type: `None`), sorted, leaving
     /// out the crate's reserved keys.
     fn keys_of(&self, record_type: Option<RecordType>) -> Result<Vec<String>> {
-        let Some(ns) = self.state()? else {
+        // The entry as storage holds it now (another handle may have removed or re-created
+        // the namespace): one read, against a listing that opens every record.
+        let Some(ns) = self.engine.load_entry(&self.id, &self.name)? else {
             return Ok(Vec::new());
         };
         let mut keys = Vec::new();

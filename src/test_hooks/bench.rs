@@ -4,6 +4,9 @@
 
 use zeroize::Zeroizing;
 
+/// The incarnation the benchmark seals under (any value does).
+const BENCH_INCARNATION: [u8; 16] = [0x42; 16];
+
 use crate::crypto::{Cipher, Key, Prf};
 use crate::record::sealed::Sealed;
 use crate::record::{
@@ -66,6 +69,7 @@ impl RecordParts {
             vault_id: &self.vault_id,
             namespace,
             record_id,
+            incarnation: Some(&BENCH_INCARNATION),
         };
         let prefix = RecordPrefix {
             record_type: RecordType::Token,
@@ -97,6 +101,7 @@ impl RecordParts {
             vault_id: &self.vault_id,
             namespace,
             record_id,
+            incarnation: Some(&BENCH_INCARNATION),
         };
         let prefix = parse_prefix(stored).ok()?;
         open_record(&self.cipher, &ctx, &prefix, stored).ok()

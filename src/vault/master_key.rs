@@ -1,17 +1,18 @@
 //! Master-key rotation: a fresh vault master key, with every keyslot, the name-index key and
-//! each namespace's keys re-wrapped under it. Rewrites only the header file.
+//! the entry-wrapping keys re-wrapped under it. Rewrites only the header file, whatever the
+//! number of namespaces.
 
 use super::Vault;
 use crate::crypto::Key;
 use crate::error::{Error, Result};
-use crate::format::NS_ID_LEN;
 use crate::header::{Slot, VmkKeys};
 use crate::keys::KeySource;
 
 impl Vault {
     /// Replaces the vault master key with a fresh one and re-wraps everything under it:
-    /// every keyslot, the name-index key and each namespace's keys (O(namespaces); no record
-    /// is rewritten and no name changes).
+    /// every keyslot, the name-index key and the entry-wrapping keys (one header write,
+    /// whatever the number of namespaces; no entry or record is rewritten and no name
+    /// changes).
     ///
     /// Re-wrapping a keyslot needs its secret. This handle knows the secrets of the slot it
     /// was opened with and of the slots it added or changed; if the vault has others, pass
@@ -76,12 +77,7 @@ impl Vault {
                 .vmk_keys
                 .wrap
                 .wrap_key(&s.header.index_key_aad(), &s.index_key)?;
-            let ids: Vec<[u8; NS_ID_LEN]> = s.namespaces.keys().copied().collect();
-            for id in ids {
-                if let Some(keys) = s.namespace_keys(&id) {
-                    s.set_namespace(id, keys)?;
-                }
-            }
+            s.wrap_ewks()?;
             Ok(())
         })
     }

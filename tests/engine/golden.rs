@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use support::BackendExt;
+use support::{BackendExt, FaultyBackend};
 use tokenvault::backend::{Backend, Batch, MemoryBackend, SledBackend};
 use tokenvault::secrecy::{ExposeSecret, SecretBox, SecretSlice, SecretString};
 use tokenvault::{Error, KdfParams, KeySource, Secret, SlotKind, Token, Vault, VaultOptions};
@@ -143,7 +143,7 @@ fn dump(backend: &dyn Backend) -> Dump {
         let mut entries = BTreeMap::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = backend.scan(&tree, after.as_deref(), 64).unwrap();
+            let page = backend.scan(&tree, &[], after.as_deref(), 64).unwrap();
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
             entries.extend(page);
@@ -449,34 +449,88 @@ fn json_golden_opens_in_a_memory_backend() {
                 .unwrap();
         }
     }
+    // Refusing the upgrade changes nothing.
+    assert!(matches!(
+        VaultOptions::new()
+            .upgrade(false)
+            .open_with_backend(storage.clone(), &raw_key_source()),
+        Err(Error::UpgradeRequired { found: 1 })
+    ));
+    assert_eq!(dump(&storage), d);
+    // Opening upgrades it to format 2, in one header write.
     let vault = Vault::open_with_backend(storage.clone(), &raw_key_source()).unwrap();
+    assert_eq!(vault.format_version(), 2);
     check_vault(&vault);
     let seqid = vault.header_seqid().unwrap();
     vault.close().unwrap();
-    // Opening and reading wrote nothing.
-    assert_eq!(dump(&storage), d);
+    let upgraded = dump(&storage);
+    assert_eq!(&upgraded.header[8..10], &[2, 0]);
+    assert_eq!(
+        upgraded.trees.keys().cloned().collect::<Vec<_>>(),
+        [b"e".to_vec(), b"m".to_vec(), b"r".to_vec()],
+        "the format-1 trees were dropped"
+    );
+    // Opening the upgraded vault and reading write nothing.
+    let vault = Vault::open_with_backend(storage.clone(), &raw_key_source()).unwrap();
+    check_vault(&vault);
+    vault.close().unwrap();
+    assert_eq!(dump(&storage), upgraded);
 
     let vault = VaultOptions::new()
         .slot(GOLDEN_PASSPHRASE_SLOT)
         .open_with_backend(storage.clone(), &passphrase_source(GOLDEN_PASSPHRASE))
         .unwrap();
     check_vault(&vault);
-    assert_eq!(check_writable(&vault), seqid + 1);
+    // Writes do not change the header in format 2; the close's checkpoint does.
+    assert_eq!(check_writable(&vault), seqid);
     vault.close().unwrap();
 }
 
-// ---------------------------------------------------------------------------------------
-// The generator
+/// The golden format-1 vault in a fresh memory backend.
+fn golden_in_memory() -> MemoryBackend {
+    let d = dump_from_json(&load_json());
+    let storage = MemoryBackend::new();
+    storage.overwrite_header(&d.header).unwrap();
+    for (tree, entries) in &d.trees {
+        for (key, value) in entries {
+            storage
+                .apply(&Batch::new().write(tree, key, Some(value.clone())))
+                .unwrap();
+        }
+    }
+    storage
+}
 
-/// Writes a new golden vault. **Never run this for v1**: it refuses to overwrite an
-/// existing directory. For a new format version, set `GOLDEN_DIR` to the new version's
-/// directory name first (and keep testing the old ones), then run
-///
-/// ```sh
-/// cargo test --all-features --test engine -- --ignored golden::regenerate
-/// ```
-///
-/// `TOKENVAULT_GOLDEN_OUT=/some/dir` writes there instead (for a look at what it makes).
+#[test]
+fn an_upgrade_stopped_at_any_write_resumes_and_loses_nothing() {
+    // How many storage writes a whole upgrade makes.
+    let counting = FaultyBackend::new(golden_in_memory());
+    Vault::open_with_backend(counting.clone(), &raw_key_source())
+        .unwrap()
+        .close()
+        .unwrap();
+    let writes = counting.applies.load(std::sync::atomic::Ordering::SeqCst) as i64;
+    assert!(writes >= 4, "{writes} writes");
+    // Stopped after each of them ("the process dies": every later write fails), then
+    // opened again: the upgrade resumes, and the vault is exactly the golden one.
+    for stop in 0..writes {
+        let storage = FaultyBackend::new(golden_in_memory());
+        storage.fail_after(stop);
+        let first = Vault::open_with_backend(storage.clone(), &raw_key_source());
+        if let Ok(vault) = first {
+            // The header write went through before the failures (the last writes drop the
+            // format-1 trees, best effort): a format-2 vault with leftovers to purge.
+            drop(vault);
+        }
+        storage.fail_after(-1);
+        let vault = Vault::open_with_backend(storage.clone(), &raw_key_source()).unwrap();
+        assert_eq!(vault.format_version(), 2, "stopped after {stop} writes");
+        vault.purge_orphans().unwrap();
+        check_vault(&vault);
+        vault.close().unwrap();
+    }
+}
+
 #[test]
 #[ignore = "writes the golden files; never for an existing format version"]
 fn regenerate() {

@@ -503,7 +503,7 @@ fn newer_format_versions_are_refused_clearly() {
         .close()
         .unwrap();
     let mut header = storage.read_header().unwrap().unwrap();
-    header[8] = 2;
+    header[8] = 3;
     fix_checksum(&mut header);
     storage.overwrite_header(&header).unwrap();
     let err = Vault::open_with_backend(storage, &raw_key(1)).unwrap_err();
@@ -511,8 +511,8 @@ fn newer_format_versions_are_refused_clearly() {
         matches!(
             err,
             Error::UnsupportedVersion {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             }
         ),
         "{err}"
@@ -528,16 +528,21 @@ fn seqid_counts_header_writes() {
         .namespace("a")
         .unwrap()
         .put("k", &small_token("v"))
-        .unwrap(); // creates "a"
-    assert_eq!(vault.header_seqid().unwrap(), s0 + 1);
-    vault
-        .namespace("a")
-        .unwrap()
-        .put("k2", &small_token("v"))
-        .unwrap(); // no header change
-    assert_eq!(vault.header_seqid().unwrap(), s0 + 1);
+        .unwrap(); // creates "a": its entry is not in the header
+    assert_eq!(vault.header_seqid().unwrap(), s0);
+    vault.remove_namespace("a").unwrap(); // no header change either
+    assert_eq!(vault.header_seqid().unwrap(), s0);
     let id = vault.add_keyslot(&raw_key(2)).unwrap();
     vault.remove_keyslot(id).unwrap();
+    assert_eq!(vault.header_seqid().unwrap(), s0 + 2);
+    vault
+        .namespace("b")
+        .unwrap()
+        .put("k", &small_token("v"))
+        .unwrap();
+    vault.checkpoint().unwrap(); // records the epoch
+    assert_eq!(vault.header_seqid().unwrap(), s0 + 3);
+    vault.checkpoint().unwrap(); // nothing written since
     assert_eq!(vault.header_seqid().unwrap(), s0 + 3);
 }
 

@@ -1,5 +1,6 @@
 //! The vault engine's integration tests, one module per concern: the vault and its
-//! namespaces, storage and backends, keyslots and the KDF limit, orphaned storage, tampering,
+//! namespaces, namespace entries (the cache, listing, shred), handles sharing storage (the
+//! multi-handle model), storage and backends, keyslots and the KDF limit, orphaned storage, tampering,
 //! sealing and an offline attacker's view, directory safety, the golden v1 vaults, the
 //! format specification and known-answer vectors, the model-based property test, and the
 //! fuzz targets' regression inputs.
@@ -10,6 +11,7 @@
 //! `cargo test --all-features --test engine -- model::`.
 
 mod directory_safety;
+mod entries;
 mod format_spec;
 mod fuzz_regressions;
 mod golden;
@@ -19,6 +21,7 @@ mod model;
 mod offline_attacker;
 mod orphans;
 mod sealing;
+mod shared;
 mod storage;
 mod tamper;
 mod vault;

@@ -1,7 +1,9 @@
 //! Data that looks orphaned is never deleted by the vault itself (issue 12, finding 5):
-//! opening with an older or foreign header (even to read) keeps the namespaces created since;
-//! creating a namespace over an orphan sets its records aside; `Vault::create` refuses storage
-//! that holds records without a header; only `purge_orphans` drops orphans.
+//! opening with an older header loses nothing (format 2 keeps namespace entries in storage,
+//! not in the header); a foreign header is refused and destroys nothing; a namespace created
+//! again never sees what an interrupted removal of its predecessor left (incarnations);
+//! `Vault::create` refuses storage that holds records without a header; only
+//! `purge_orphans` removes orphans.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fs;
@@ -34,34 +36,32 @@ fn vault_with_an_older_header_saved(path: &std::path::Path) -> Vec<u8> {
 }
 
 #[test]
-fn opening_with_an_older_header_keeps_the_namespaces_created_since() {
+fn opening_with_an_older_header_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v");
     let older = vault_with_an_older_header_saved(&path);
-    let newer = fs::read(path.join(HEADER)).unwrap();
 
-    // The older header comes back (a restored backup); a read-only session opens with it.
+    // The older header comes back (a restored backup): the namespaces created since are
+    // still there, because their entries live in storage.
     fs::write(path.join(HEADER), &older).unwrap();
     let vault = Vault::open(&path, &raw_key(1)).unwrap();
-    assert_eq!(vault.namespaces().unwrap(), ["old"]);
-    let report = vault.verify(|_| {}).unwrap();
-    assert_eq!(report.orphan_trees, 1, "the newer namespace is reported");
-    vault.close().unwrap();
-
-    // With the newer header back, nothing was lost.
-    fs::write(path.join(HEADER), &newer).unwrap();
-    let vault = Vault::open(&path, &raw_key(1)).unwrap();
+    assert_eq!(vault.namespaces().unwrap(), ["new", "old"]);
     let new = vault.namespace("new").unwrap();
     for i in 0..3 {
         let t: Token = new.get(&format!("k{i}")).unwrap().unwrap();
         assert_eq!(t.access_token().expose_secret(), &format!("new-at-{i}"));
     }
-    assert!(vault.verify(|_| {}).unwrap().is_clean());
+    new.put("k3", &small_token("after")).unwrap();
+    let report = vault.verify(|_| {}).unwrap();
+    assert!(report.is_clean(), "{report}");
+    vault.close().unwrap();
+    let vault = Vault::open(&path, &raw_key(1)).unwrap();
+    assert_eq!(vault.namespace("new").unwrap().keys().unwrap().len(), 4);
     vault.close().unwrap();
 }
 
 #[test]
-fn a_foreign_header_does_not_destroy_this_vaults_records() {
+fn a_foreign_header_is_refused_and_destroys_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let ours = dir.path().join("ours");
     let theirs = dir.path().join("theirs");
@@ -78,12 +78,13 @@ fn a_foreign_header_does_not_destroy_this_vaults_records() {
         .unwrap();
     let our_header = fs::read(ours.join(HEADER)).unwrap();
 
-    // Another vault's header copied over ours (an operator's mistake).
+    // Another vault's header copied over ours (an operator's mistake): the storage's
+    // anchor does not authenticate under it, so the open is refused.
     fs::copy(theirs.join(HEADER), ours.join(HEADER)).unwrap();
-    let foreign = Vault::open(&ours, &raw_key(2)).unwrap();
-    assert!(foreign.namespaces().unwrap().is_empty());
-    assert_eq!(foreign.verify(|_| {}).unwrap().orphan_trees, 1);
-    foreign.close().unwrap();
+    match Vault::open(&ours, &raw_key(2)) {
+        Err(Error::Damaged(tokenvault::Damage::Rollback { found: None, .. })) => {}
+        other => panic!("expected the anchor to be refused, got {other:?}"),
+    }
 
     fs::write(ours.join(HEADER), &our_header).unwrap();
     let vault = Vault::open(&ours, &raw_key(1)).unwrap();
@@ -94,81 +95,41 @@ fn a_foreign_header_does_not_destroy_this_vaults_records() {
         .unwrap()
         .unwrap();
     assert_eq!(t.access_token().expose_secret(), "ours");
+    assert!(vault.verify(|_| {}).unwrap().is_clean());
     vault.close().unwrap();
 }
 
 #[test]
-fn creating_a_namespace_over_an_orphan_sets_its_records_aside() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v");
-    let older = vault_with_an_older_header_saved(&path);
-
-    // With the older header, "new" is written again: a new namespace over the orphan.
-    fs::write(path.join(HEADER), &older).unwrap();
-    let vault = Vault::open(&path, &raw_key(1)).unwrap();
-    let new = vault.namespace("new").unwrap();
-    new.put("k0", &small_token("rewritten")).unwrap();
-    assert_eq!(new.keys().unwrap(), ["k0"]);
-    // The old records were set aside, not dropped: verify counts them.
-    let report = vault.verify(|_| {}).unwrap();
-    assert_eq!((report.orphan_trees, report.set_aside_trees), (0, 1));
-    assert!(!report.is_clean());
-    vault.close().unwrap();
-
-    // Purging orphans keeps them; only the explicit purge of set-aside trees drops them.
-    let vault = Vault::open(&path, &raw_key(1)).unwrap();
-    assert_eq!(vault.purge_orphans().unwrap(), 0);
-    assert_eq!(vault.verify(|_| {}).unwrap().set_aside_trees, 1);
-    assert_eq!(vault.purge_set_aside().unwrap(), 1);
-    let report = vault.verify(|_| {}).unwrap();
-    assert_eq!((report.orphan_trees, report.set_aside_trees), (0, 0));
-    assert!(report.is_clean());
-    let t: Token = vault.namespace("new").unwrap().get("k0").unwrap().unwrap();
-    assert_eq!(t.access_token().expose_secret(), "rewritten");
-    vault.close().unwrap();
-}
-
-#[test]
-fn the_set_aside_copy_holds_every_entry_of_the_orphan() {
+fn a_namespace_created_again_never_sees_what_its_removal_left() {
     let storage = MemoryBackend::new();
     let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
-    vault
-        .namespace("a")
-        .unwrap()
-        .put("k", &small_token("a"))
-        .unwrap();
-    let older = storage.read_header().unwrap().unwrap();
-    let ns = vault.namespace("b").unwrap();
+    let ns = vault.namespace("t").unwrap();
     for i in 0..300 {
-        ns.put(&format!("k{i}"), &small_token("b")).unwrap();
+        ns.put(&format!("old-{i}"), &small_token("old")).unwrap();
     }
+    // A removal that stopped after its first batch: entry and manifest gone, records left.
+    let (prefix, _) = support::namespace_with(&storage, 300);
+    storage.remove(b"e", &prefix[..32]).unwrap();
+    storage.remove(b"m", &prefix).unwrap();
     vault.close().unwrap();
-    let trees_before: Vec<Vec<u8>> = storage.trees().unwrap();
-    let b_tree = trees_before
-        .iter()
-        .find(|t| storage.scan(t, None, 1000).unwrap().len() == 301)
-        .unwrap()
-        .clone();
-    let b_entries = storage.scan(&b_tree, None, 1000).unwrap();
 
-    storage.overwrite_header(&older).unwrap();
     let vault = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
-    vault
-        .namespace("b")
-        .unwrap()
-        .put("x", &small_token("again"))
-        .unwrap();
+    assert!(vault.namespaces().unwrap().is_empty());
+    let ns = vault.namespace("t").unwrap();
+    assert!(ns.get::<Token>("old-1").unwrap().is_none());
+    ns.put("new", &small_token("new")).unwrap();
+    // A new incarnation: a prefix of its own, and none of the old records.
+    assert_eq!(ns.keys().unwrap(), ["new"]);
+    assert_eq!(ns.record_count().unwrap(), 1);
+    assert!(ns.get::<Token>("old-1").unwrap().is_none());
+    let report = vault.verify(|_| {}).unwrap();
+    assert_eq!(report.orphans, 1, "{report}");
+    assert_eq!(report.namespaces.len(), 1);
+    assert_eq!(report.namespaces[0].ok, 1);
+    assert_eq!(vault.purge_orphans().unwrap(), 1);
+    assert_eq!(support::records(&storage).len(), 1);
+    assert!(vault.verify(|_| {}).unwrap().is_clean());
     vault.close().unwrap();
-    let aside: Vec<Vec<u8>> = storage
-        .trees()
-        .unwrap()
-        .into_iter()
-        .filter(|t| t.len() != 32)
-        .collect();
-    assert_eq!(aside.len(), 1);
-    assert!(aside[0].starts_with(b"tokenvault/set-aside/"));
-    assert!(aside[0].windows(32).any(|w| w == b_tree.as_slice()));
-    assert_eq!(storage.scan(&aside[0], None, 1000).unwrap(), b_entries);
 }
 
 #[test]
@@ -241,43 +202,4 @@ fn create_with_backend_refuses_records_without_a_header() {
         storage.get(&[7; 32], b"record").unwrap().as_deref(),
         Some(&b"bytes"[..])
     );
-}
-
-#[test]
-fn a_tree_holding_only_a_manifest_is_set_aside_too() {
-    // What an interrupted creation leaves, and also what an empty namespace of a newer
-    // header looks like: kept either way.
-    let storage = MemoryBackend::new();
-    let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
-    let older = storage.read_header().unwrap().unwrap();
-    let ns = vault.namespace("empty").unwrap();
-    ns.put("k", &small_token("x")).unwrap();
-    ns.remove("k").unwrap();
-    vault.close().unwrap();
-    let tree = storage
-        .trees()
-        .unwrap()
-        .into_iter()
-        .find(|t| t.len() == 32)
-        .unwrap();
-    let manifest_only = storage.scan(&tree, None, 10).unwrap();
-    assert_eq!(manifest_only.len(), 1);
-
-    storage.overwrite_header(&older).unwrap();
-    let vault = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
-    vault
-        .namespace("empty")
-        .unwrap()
-        .put("k", &small_token("y"))
-        .unwrap();
-    let report = vault.verify(|_| {}).unwrap();
-    assert_eq!(report.set_aside_trees, 1);
-    vault.close().unwrap();
-    let aside = storage
-        .trees()
-        .unwrap()
-        .into_iter()
-        .find(|t| t.len() != 32)
-        .unwrap();
-    assert_eq!(storage.scan(&aside, None, 10).unwrap(), manifest_only);
 }

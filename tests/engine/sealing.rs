@@ -282,30 +282,66 @@ fn a_removed_namespace_leaves_nothing_decryptable() {
         .unwrap()
         .put("k", &small_token("x"))
         .unwrap();
-    let header_with = storage.read_header().unwrap().unwrap().len();
-    let before = records(&storage);
+    let (_, doomed) = support::records_by_namespace(&storage)
+        .into_iter()
+        .find(|(_, list)| {
+            list.len() == 1 && {
+                // The doomed record is the larger one (a full token).
+                list[0].1.len() > 400
+            }
+        })
+        .unwrap();
+    let (old_key, sealed) = doomed[0].clone();
+    let old_entry = storage.get(b"e", &old_key[..32]).unwrap().unwrap();
     assert!(vault.remove_namespace("doomed").unwrap());
 
-    // Exactly the doomed namespace's tree is gone, and its wrapped key left the header.
-    let trees = storage.trees().unwrap();
-    let gone: Vec<_> = before
-        .iter()
-        .filter(|(t, _, _)| !trees.contains(t))
-        .collect();
-    assert_eq!(gone.len(), 1);
-    let (tree, id, sealed) = gone[0].clone();
-    assert!(storage.read_header().unwrap().unwrap().len() < header_with);
+    // Its entry, manifest and records are gone.
+    assert!(storage.get(b"e", &old_key[..32]).unwrap().is_none());
+    assert!(storage.get(b"r", &old_key).unwrap().is_none());
+    assert_eq!(records(&storage).len(), 1);
     assert!(ns.get::<Token>("k").unwrap().is_none());
 
-    // Re-create a namespace of the same name and put the old sealed record back where it
-    // was: the new namespace's key does not open it.
+    // Re-create a namespace of the same name: a new incarnation, under a new prefix. The old
+    // record put back where it was is not seen; put under the new prefix, it does not open
+    // (its AAD names the old incarnation).
     ns.put("other", &small_token("new life")).unwrap();
-    storage.put(&tree, &id, sealed).unwrap();
+    storage.put(b"r", &old_key, sealed.clone()).unwrap();
+    assert!(ns.get::<Token>("k").unwrap().is_none());
+    let new_prefix = support::records_by_namespace(&storage)
+        .into_iter()
+        .map(|(p, _)| p)
+        .find(|p| p[..32] == old_key[..32] && p[32..] != old_key[32..48])
+        .unwrap();
+    let mut moved = new_prefix.clone();
+    moved.extend_from_slice(&old_key[48..]);
+    storage.put(b"r", &moved, sealed).unwrap();
     assert!(
         is_record_damage(ns.get("k")),
-        "the old record opened under the new key"
+        "the old record opened under the new incarnation"
     );
-    assert_eq!(vault.namespaces().unwrap(), ["doomed", "kept"]);
-    let t: Token = vault.namespace("kept").unwrap().get("k").unwrap().unwrap();
+    storage.remove(b"r", &moved).unwrap();
+    storage.remove(b"r", &old_key).unwrap();
+
+    // After a shred, the removed namespace's old entry (which sled's log or a backup may
+    // still hold) no longer opens: its data key is gone.
+    vault.shred(|_| {}).unwrap();
+    let new_entry = storage.get(b"e", &old_key[..32]).unwrap().unwrap();
+    storage.put(b"e", &old_key[..32], old_entry).unwrap();
+    let fresh = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    assert!(matches!(
+        fresh.namespace("doomed").unwrap().get::<Token>("other"),
+        Err(Error::Damaged(Damage::Namespace { .. }))
+    ));
+    storage.put(b"e", &old_key[..32], new_entry).unwrap();
+    let fresh = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    let t: Token = fresh
+        .namespace("doomed")
+        .unwrap()
+        .get("other")
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.access_token().expose_secret(), "new life");
+    assert_eq!(fresh.namespaces().unwrap(), ["doomed", "kept"]);
+    let t: Token = fresh.namespace("kept").unwrap().get("k").unwrap().unwrap();
     assert_eq!(t.access_token().expose_secret(), "x");
 }

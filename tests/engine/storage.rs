@@ -6,7 +6,10 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use support::{fast, full_token, raw_key, records, small_token, BackendExt, FaultyBackend};
+use support::{
+    fast, full_token, manifests, namespace_with, raw_key, records, small_token, BackendExt,
+    FaultyBackend,
+};
 use tokenvault::backend::{Backend, BackendErrorKind, MemoryBackend, SledBackend, SledOptions};
 use tokenvault::maintenance::Progress;
 use tokenvault::secrecy::ExposeSecret;
@@ -134,15 +137,12 @@ fn verify_reports_damaged_and_lost_records() {
     );
 
     // Damage one record and lose two others (as a truncated log would).
-    let mut recs: Vec<_> = records(&storage)
-        .into_iter()
-        .filter(|(t, _, _)| storage.scan(t, None, 100).unwrap().len() == 11)
-        .collect();
-    let (tree, id, mut sealed) = recs.pop().unwrap();
+    let (prefix, mut recs) = namespace_with(&storage, 10);
+    let (id, mut sealed) = recs.pop().unwrap();
     sealed[100] ^= 1;
-    storage.put(&tree, &id, sealed).unwrap();
-    for (t, k, _) in recs.iter().take(2) {
-        storage.remove(t, k).unwrap();
+    storage.put(b"r", &id, sealed).unwrap();
+    for (k, _) in recs.iter().take(2) {
+        storage.remove(b"r", k).unwrap();
     }
     let report = vault.verify(|_| {}).unwrap();
     assert!(!report.is_clean());
@@ -162,7 +162,7 @@ fn verify_reports_damaged_and_lost_records() {
     assert_eq!((clean.ok, clean.missing), (1, 0));
 
     // Writing to a namespace whose manifest is gone is refused, not papered over.
-    storage.remove(&tree, &[0]).unwrap();
+    storage.remove(b"m", &prefix).unwrap();
     assert!(matches!(
         ns.put("new", &small_token("x")),
         Err(Error::Damaged(tokenvault::Damage::Namespace { .. }))
@@ -338,10 +338,7 @@ fn rotating_a_namespace_reseals_only_its_records() {
         a.put(&format!("k{i}"), &full_token(i)).unwrap();
     }
     b.put("k", &small_token("untouched")).unwrap();
-    let b_before: Vec<_> = records(&storage)
-        .into_iter()
-        .filter(|(t, _, _)| storage.scan(t, None, 10).unwrap().len() == 2)
-        .collect();
+    let (b_prefix, b_before) = namespace_with(&storage, 1);
     let mut progress = Vec::new();
     let report = vault
         .rotate_namespace_key("a", |p| progress.push(p))
@@ -350,10 +347,9 @@ fn rotating_a_namespace_reseals_only_its_records() {
     assert_eq!(report.resealed, 601, "600 records and the manifest");
     assert_eq!(progress.last().unwrap().done, 601);
     assert_eq!(progress.last().unwrap().total, Some(601));
-    for (tree, key, value) in records(&storage) {
-        let in_b = b_before.iter().any(|(t, _, _)| t == &tree);
-        if in_b {
-            assert!(b_before.contains(&(tree, key, value)), "b was rewritten");
+    for (_, key, value) in records(&storage) {
+        if key.starts_with(&b_prefix) {
+            assert!(b_before.contains(&(key, value)), "b was rewritten");
         } else {
             assert_eq!(u32::from_le_bytes(value[2..6].try_into().unwrap()), 2);
         }
@@ -543,9 +539,8 @@ fn one_record_vault() -> (
     let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
     let ns = vault.namespace("n").unwrap();
     ns.put("a", &small_token("1")).unwrap();
-    let tree = storage.trees().unwrap().remove(0);
-    let manifest = storage.get(&tree, &[0]).unwrap().unwrap();
-    (storage, vault, ns, tree, manifest)
+    let (key, manifest) = manifests(&storage).remove(0);
+    (storage, vault, ns, key, manifest)
 }
 
 #[test]
@@ -555,9 +550,9 @@ fn verify_notices_a_rolled_back_manifest() {
     for i in 0..=RESERVED_GENERATIONS {
         ns.put("a", &small_token(&i.to_string())).unwrap();
     }
-    assert_ne!(storage.get(&tree, &[0]).unwrap().unwrap(), old_manifest);
-    storage.put(&tree, &[0], old_manifest).unwrap();
-    vault.close().unwrap_err();
+    assert_ne!(storage.get(b"m", &tree).unwrap().unwrap(), old_manifest);
+    storage.put(b"m", &tree, old_manifest).unwrap();
+    vault.close().unwrap();
     // A fresh handle knows nothing of the newer manifest: the record's generation shows it.
     let vault = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
     let report = vault.verify(|_| {}).unwrap();
@@ -577,7 +572,7 @@ fn a_manifest_replaced_under_a_running_process_stops_its_writes() {
     let (storage, vault, ns, tree, old_manifest) = one_record_vault();
     ns.put("b", &small_token("2")).unwrap();
     ns.put("a", &small_token("3")).unwrap();
-    storage.put(&tree, &[0], old_manifest).unwrap();
+    storage.put(b"m", &tree, old_manifest).unwrap();
     let before = support::dump(&storage);
     for err in [
         ns.put("a", &small_token("4")).unwrap_err(),
@@ -705,13 +700,14 @@ impl Backend for PanickingBackend {
     fn scan(
         &self,
         tree: &[u8],
+        prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<tokenvault::backend::ScanPage, tokenvault::backend::BackendError> {
         if self.1.load(std::sync::atomic::Ordering::SeqCst) {
             panic!("simulated sled panic in scan");
         }
-        self.0.scan(tree, after, limit)
+        self.0.scan(tree, prefix, after, limit)
     }
     fn apply(
         &self,
@@ -757,7 +753,7 @@ fn a_panicking_backend_gives_errors_and_keeps_what_is_stored() {
 }
 
 #[test]
-fn an_open_keeps_trees_no_namespace_owns_until_purged() {
+fn leftovers_no_entry_names_are_kept_until_purged() {
     let storage = MemoryBackend::new();
     let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
     vault
@@ -765,18 +761,26 @@ fn an_open_keeps_trees_no_namespace_owns_until_purged() {
         .unwrap()
         .put("k", &small_token("v"))
         .unwrap();
+    let gone = vault.namespace("gone").unwrap();
+    for i in 0..3 {
+        gone.put(&format!("k{i}"), &small_token("x")).unwrap();
+    }
     vault.close().unwrap();
-    // What an interrupted namespace creation leaves: a tree the header does not list.
+    // What a removal that stopped after its first batch leaves: the entry and the manifest
+    // are gone, the records are not.
+    let (prefix, _) = namespace_with(&storage, 3);
+    storage.remove(b"e", &prefix[..32]).unwrap();
+    storage.remove(b"m", &prefix).unwrap();
+    // What an upgrade from format 1 that stopped before dropping the old trees leaves.
     storage.put(&[9u8; 32], &[0], vec![1, 2, 3]).unwrap();
-    assert_eq!(storage.trees().unwrap().len(), 2);
     let vault = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
-    // Kept: the vault cannot tell it from a namespace of a newer header.
-    assert_eq!(storage.trees().unwrap().len(), 2);
     let report = vault.verify(|_| {}).unwrap();
-    assert_eq!(report.orphan_trees, 1, "{report}");
+    assert_eq!((report.orphans, report.orphan_trees), (1, 1), "{report}");
     assert!(!report.is_clean());
-    assert_eq!(vault.purge_orphans().unwrap(), 1);
-    assert_eq!(storage.trees().unwrap().len(), 1);
+    assert_eq!(vault.namespaces().unwrap(), ["n"]);
+    assert_eq!(vault.purge_orphans().unwrap(), 2);
+    assert_eq!(records(&storage).len(), 1);
+    assert!(!storage.trees().unwrap().contains(&vec![9u8; 32]));
     let report = vault.verify(|_| {}).unwrap();
     assert!(report.is_clean(), "{report}");
     let t: Token = vault.namespace("n").unwrap().get("k").unwrap().unwrap();
@@ -810,16 +814,9 @@ fn an_interrupted_sled_snapshot_does_not_stop_the_vault_from_opening() {
     }
 }
 
-/// The namespace tree holding `key`'s record, and its manifest's stored bytes.
+/// Every manifest's stored bytes.
 fn manifest_bytes(storage: &MemoryBackend) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = storage
-        .trees()
-        .unwrap()
-        .into_iter()
-        .filter_map(|t| storage.get(&t, &[0]).unwrap().map(|m| (t, m)))
-        .collect();
-    out.sort();
-    out
+    manifests(storage)
 }
 
 #[test]
@@ -867,36 +864,80 @@ fn overwrites_leave_the_manifest_alone_and_versions_keep_growing() {
 }
 
 #[test]
-fn a_damaged_namespace_does_not_keep_checkpoints_from_the_others() {
+fn storage_rolled_back_past_a_checkpoint_is_refused_at_open() {
     let storage = MemoryBackend::new();
     let vault = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
     vault
         .namespace("a")
         .unwrap()
-        .put("k", &small_token("a"))
+        .put("k", &small_token("a1"))
         .unwrap();
-    let a_tree = storage.trees().unwrap().remove(0);
-    let b = vault.namespace("b").unwrap();
-    b.put("k", &small_token("b")).unwrap();
-    let b_tree = storage
-        .trees()
+    vault.checkpoint().unwrap();
+    let old: Vec<_> = support::dump(&storage);
+    vault
+        .namespace("a")
         .unwrap()
-        .into_iter()
-        .find(|t| *t != a_tree)
+        .put("k", &small_token("a2"))
         .unwrap();
-    let b_manifest_before = storage.get(&b_tree, &[0]).unwrap().unwrap();
-    b.put("k", &small_token("b2")).unwrap();
-    // Damage a's manifest: a's checkpoint fails, b's floor is still raised.
-    let mut bad = storage.get(&a_tree, &[0]).unwrap().unwrap();
-    bad[30] ^= 1;
-    storage.put(&a_tree, &[0], bad).unwrap();
-    let err = vault.close().unwrap_err();
-    assert!(matches!(err, Error::Damaged(_)), "{err}");
-    // Roll b's manifest back to before the close: the header's floor shows it.
-    storage.put(&b_tree, &[0], b_manifest_before).unwrap();
-    let vault = Vault::open_with_backend(storage, &raw_key(1)).unwrap();
-    let err = vault.namespace("b").unwrap().get::<Token>("k").unwrap_err();
+    vault.close().unwrap();
+    // The storage falls back to its state at the first checkpoint (the header stays).
+    for (tree, key, _) in support::dump(&storage) {
+        storage.remove(&tree, &key).unwrap();
+    }
+    for (tree, key, value) in old {
+        storage.put(&tree, &key, value).unwrap();
+    }
+    let err = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Damaged(tokenvault::Damage::Rollback {
+                found: Some(1),
+                expected: 2
+            })
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("rolled back"), "{err}");
+    // Opened anyway on request: the older value, and the next checkpoint accepts it.
+    let vault = VaultOptions::new()
+        .accept_rollback(true)
+        .open_with_backend(storage.clone(), &raw_key(1))
+        .unwrap();
+    let t: Token = vault.namespace("a").unwrap().get("k").unwrap().unwrap();
+    assert_eq!(t.access_token().expose_secret(), "a1");
+    vault
+        .namespace("a")
+        .unwrap()
+        .put("k", &small_token("a3"))
+        .unwrap();
+    vault.close().unwrap();
+    let vault = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
+    let t: Token = vault.namespace("a").unwrap().get("k").unwrap().unwrap();
+    assert_eq!(t.access_token().expose_secret(), "a3");
+    vault.close().unwrap();
+    // A missing or forged anchor is refused the same way.
+    let anchor = storage.get(b"m", &[0]).unwrap().unwrap();
+    storage.remove(b"m", &[0]).unwrap();
+    assert!(matches!(
+        Vault::open_with_backend(storage.clone(), &raw_key(1)),
+        Err(Error::Damaged(tokenvault::Damage::Rollback {
+            found: None,
+            ..
+        }))
+    ));
+    let mut forged = anchor.clone();
+    forged[1] = forged[1].wrapping_add(5);
+    storage.put(b"m", &[0], forged).unwrap();
+    assert!(matches!(
+        Vault::open_with_backend(storage.clone(), &raw_key(1)),
+        Err(Error::Damaged(tokenvault::Damage::Rollback {
+            found: None,
+            ..
+        }))
+    ));
+    storage.put(b"m", &[0], anchor).unwrap();
+    Vault::open_with_backend(storage, &raw_key(1)).unwrap();
 }
 
 #[test]

@@ -84,6 +84,8 @@ fn with_body(header: &[u8], body: &[u8]) -> Vec<u8> {
 
 #[derive(Default)]
 struct HeaderTally {
+    /// The vault's storage (everything but the header), given to every open.
+    storage: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
     opens: usize,
     damaged: usize,
     wrong_key: usize,
@@ -98,6 +100,9 @@ impl HeaderTally {
     fn open(&mut self, what: &str, header: &[u8], key: &KeySource) {
         self.opens += 1;
         let storage = MemoryBackend::new();
+        for (tree, key, value) in &self.storage {
+            storage.put(tree, key, value.clone()).unwrap();
+        }
         storage.overwrite_header(header).unwrap();
         match no_panic(|| Vault::open_with_backend(storage, key)) {
             None => self.failures.push(format!("{what}: panicked")),
@@ -130,9 +135,16 @@ fn every_damage_to_the_header_is_refused() {
     vault.close().unwrap();
     let good = storage.read_header().unwrap().unwrap();
     let body = good[BODY_AT..good.len() - TRAILER_LEN].to_vec();
+    let mut t = HeaderTally {
+        storage: support::dump(&storage),
+        ..HeaderTally::default()
+    };
     // The pristine header opens with both keys.
     for key in [&pass, &raw] {
         let s = MemoryBackend::new();
+        for (tree, k, value) in &t.storage {
+            s.put(tree, k, value.clone()).unwrap();
+        }
         s.overwrite_header(&good).unwrap();
         Vault::open_with_backend(s, key).unwrap().close().unwrap();
     }
@@ -142,7 +154,6 @@ fn every_damage_to_the_header_is_refused() {
     // the wrapped key's associated data).
     let slow_kdf = |bit: usize| (SLOT0_M_AT * 8 + 14..(SLOT0_M_AT + 4) * 8).contains(&bit);
 
-    let mut t = HeaderTally::default();
     // 1. Every bit flip, as found (the checksum catches it) and with the checksum
     //    recomputed (the parser's bounds, the keyslot AEAD, the MAC and the namespace entries
     //    must catch it). Flipping the checksum itself and recomputing it is the original.
@@ -229,7 +240,7 @@ fn every_damage_to_the_header_is_refused() {
         eprintln!("  {f}");
     }
     assert!(t.failures.is_empty(), "{} failures", t.failures.len());
-    assert!(t.opens > 15_000, "{} opens", t.opens);
+    assert!(t.opens > 12_000, "{} opens", t.opens);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -346,7 +357,7 @@ fn an_older_write_of_another_key_does_not_open() {
     vault.rotate_namespace_key("ns-0", |_| {}).unwrap();
     let other_id = records(&storage)
         .into_iter()
-        .find(|(t, k, _)| t == &tree && k != &id)
+        .find(|(t, k, _)| t == &tree && k != &id && k[..48] == id[..48])
         .unwrap()
         .1;
     for target in [&id, &other_id] {
@@ -373,9 +384,9 @@ fn an_older_write_of_another_key_does_not_open() {
     );
 }
 
-/// The manifest of the (only) namespace tree in `storage`.
-fn manifest_of(storage: &MemoryBackend, tree: &[u8]) -> Vec<u8> {
-    storage.get(tree, &[0]).unwrap().unwrap()
+/// The stored manifest of the namespace incarnation `key` (`ns_id || incarnation`).
+fn manifest_of(storage: &MemoryBackend, key: &[u8]) -> Vec<u8> {
+    storage.get(b"m", key).unwrap().unwrap()
 }
 
 #[test]
@@ -389,19 +400,14 @@ fn every_damage_to_a_manifest_is_reported_and_stops_writes() {
     }
     let other = vault.namespace("other").unwrap();
     other.put("k0", &small_token("x")).unwrap();
-    let tree = records(&storage)
+    let (tree, list) = support::namespace_with(&storage, 2);
+    let other_tree = support::manifests(&storage)
         .into_iter()
-        .map(|(t, _, _)| t)
-        .find(|t| storage.scan(t, None, 10).unwrap().len() == 3)
-        .unwrap();
-    let other_tree = storage
-        .trees()
-        .unwrap()
-        .into_iter()
-        .find(|t| t != &tree)
+        .map(|(k, _)| k)
+        .find(|k| k != &tree)
         .unwrap();
     let good = manifest_of(&storage, &tree);
-    let a_record = storage.scan(&tree, None, 10).unwrap()[1].1.clone();
+    let a_record = list[1].1.clone();
 
     // Every case: a write is refused and verify reports the manifest. Every eighth case
     // (and every special one), in full: reads still work, no kind of write goes through,
@@ -409,8 +415,8 @@ fn every_damage_to_a_manifest_is_reported_and_stops_writes() {
     let mut cases = 0usize;
     let mut check = |what: &str, bad: Option<Vec<u8>>, full: bool| {
         match bad {
-            Some(bad) => storage.put(&tree, &[0], bad).unwrap(),
-            None => storage.remove(&tree, &[0]).unwrap(),
+            Some(bad) => storage.put(b"m", &tree, bad).unwrap(),
+            None => storage.remove(b"m", &tree).unwrap(),
         }
         let before = full.then(|| records(&storage));
         let writes: Vec<Result<(), Error>> = if full {
@@ -471,7 +477,7 @@ fn every_damage_to_a_manifest_is_reported_and_stops_writes() {
     );
     check("a record in the manifest's place", Some(a_record), true);
     check("the manifest deleted", None, true);
-    storage.put(&tree, &[0], good).unwrap();
+    storage.put(b"m", &tree, good).unwrap();
     assert!(vault.verify(|_| {}).unwrap().is_clean());
     ns.put("after", &small_token("ok")).unwrap();
     eprintln!(

@@ -611,43 +611,61 @@ fn internal_records_are_never_listed_and_go_with_their_token() {
     assert!(ns.get_internal::<Secret>(&mark).unwrap().is_some());
 }
 
-/// Two handles on one storage: a header change made through one makes the other's next
-/// header change fail with `Reopen` (nothing written), never overwrite it; reopened, the
-/// second handle sees the first one's change and can make its own.
+/// Two handles on one storage: a header change made through one is taken in by the other
+/// before its own next header change (never overwritten), a master-key rotation included;
+/// a handle that can no longer unlock the header gets `Reopen` and writes nothing.
 #[test]
-fn a_stale_handle_gets_reopen_and_never_overwrites_the_header() {
+fn handles_sharing_storage_take_in_each_others_header_changes() {
     use tokenvault::ErrorKind;
 
     let storage = MemoryBackend::new();
     let first = Vault::create_with_backend(storage.clone(), &raw_key(1)).unwrap();
     let second = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
 
+    // The second handle's view is out of date: its change is applied to the header as
+    // storage holds it now, never written over the first handle's.
     assert_eq!(first.add_keyslot(&raw_key(2)).unwrap(), 1);
+    assert_eq!(second.add_keyslot(&raw_key(3)).unwrap(), 2);
+    let fresh = Vault::open_with_backend(storage.clone(), &raw_key(2)).unwrap();
+    assert_eq!(fresh.keyslots().unwrap().len(), 3);
+    assert_eq!(
+        fresh.header_seqid().unwrap(),
+        second.header_seqid().unwrap()
+    );
+    drop(fresh);
+
+    // A master-key rotation elsewhere: the second handle unwraps the new master key with a
+    // slot secret it knows, and keeps working.
+    first.rotate_master_key_with(&[&raw_key(3)]).unwrap();
+    second
+        .namespace("tenant")
+        .unwrap()
+        .put("k", &small_token("at"))
+        .unwrap();
+    assert_eq!(second.add_keyslot(&raw_key(4)).unwrap(), 3);
+    let token: Token = first
+        .namespace("tenant")
+        .unwrap()
+        .get("k")
+        .unwrap()
+        .unwrap();
+    assert_eq!(token.access_token().expose_secret(), "at");
+
+    // A handle whose keyslot was removed elsewhere can no longer follow: Reopen, and its
+    // change does not reach storage.
+    let third = Vault::open_with_backend(storage.clone(), &raw_key(4)).unwrap();
+    first.remove_keyslot(3).unwrap();
     let seqid = first.header_seqid().unwrap();
-    let err = second.add_keyslot(&raw_key(3)).unwrap_err();
+    let err = third.add_keyslot(&raw_key(5)).unwrap_err();
     assert!(matches!(err, Error::Reopen), "{err}");
     assert_eq!(err.kind(), ErrorKind::Reopen);
-    // Nothing of the stale change reached storage: the first handle's slot is there, and
-    // the header is the one the first handle wrote.
-    let fresh = Vault::open_with_backend(storage.clone(), &raw_key(2)).unwrap();
-    assert_eq!(fresh.keyslots().unwrap().len(), 2);
+    let fresh = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
     assert_eq!(fresh.header_seqid().unwrap(), seqid);
-    assert!(Vault::open_with_backend(storage.clone(), &raw_key(3)).is_err());
-    // A namespace created through a stale handle is refused the same way.
-    assert!(matches!(
-        second
-            .namespace("tenant")
-            .unwrap()
-            .put("k", &small_token("at")),
-        Err(Error::Reopen)
-    ));
+    assert!(Vault::open_with_backend(storage.clone(), &raw_key(5)).is_err());
+    assert!(Vault::open_with_backend(storage.clone(), &raw_key(4)).is_err());
 
-    // Reopened, the second handle sees the change and makes its own.
-    drop(second);
-    let second = Vault::open_with_backend(storage.clone(), &raw_key(1)).unwrap();
-    assert_eq!(second.add_keyslot(&raw_key(3)).unwrap(), 2);
-    // And creating a vault where one exists is refused even on a backend that said no
-    // header a moment before.
+    // Creating a vault where one exists is refused even on a backend that said no header a
+    // moment before.
     assert!(matches!(
         Vault::create_with_backend(storage, &raw_key(9)),
         Err(Error::AlreadyExists { .. })

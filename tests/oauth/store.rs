@@ -297,14 +297,20 @@ fn a_multi_record_write_is_all_or_nothing() {
     assert!(full_token(1).same_as(&ns.get_token("auth.globus.org").unwrap().unwrap()));
     assert_eq!(ns.token_keys().unwrap(), ["auth.globus.org"]);
 
-    // Into a namespace that does not exist yet: the namespace is created for the write and
-    // removed again when the write fails.
+    // Into a namespace that does not exist yet: the namespace is created by the same atomic
+    // batch as the records, so a failed write leaves no namespace behind.
     let fresh = vault.namespace("user/bob").unwrap();
-    faulty.fail_after(1); // the new namespace's manifest lands, the batch does not
+    faulty.fail_once_after(0);
+    assert!(fresh.store_response(&response).is_err());
+    assert_eq!(vault.namespaces().unwrap(), ["DEFAULT"]);
+    assert!(fresh.token_keys().unwrap().is_empty());
+    faulty.fail_after(0);
     assert!(fresh.store_response(&response).is_err());
     faulty.fail_after(-1);
     assert_eq!(vault.namespaces().unwrap(), ["DEFAULT"]);
-    assert!(fresh.token_keys().unwrap().is_empty());
+    fresh.store_response(&response).unwrap();
+    assert_eq!(vault.namespaces().unwrap(), ["DEFAULT", "user/bob"]);
+    assert!(vault.remove_namespace("user/bob").unwrap());
 
     // And with no failure, both land in one write.
     let applies = faulty.applies.load(std::sync::atomic::Ordering::SeqCst);

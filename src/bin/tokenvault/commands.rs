@@ -12,6 +12,7 @@ mod purge_orphans;
 mod put;
 mod rm;
 mod rotate;
+mod shred;
 mod verify;
 
 use clap::Subcommand;
@@ -49,6 +50,8 @@ pub(crate) enum Command {
     Info(info::InfoArgs),
     /// Drop storage that belongs to no namespace (what verify reports as orphaned)
     PurgeOrphans(purge_orphans::PurgeOrphansArgs),
+    /// Re-seal every namespace entry under a new key, so removed namespaces' keys are gone
+    Shred(shred::ShredArgs),
 }
 
 impl Command {
@@ -67,6 +70,7 @@ impl Command {
             Self::Verify(args) => verify::run(global, args),
             Self::Info(args) => info::run(global, args),
             Self::PurgeOrphans(args) => purge_orphans::run(global, args),
+            Self::Shred(args) => shred::run(global, args),
         }
     }
 }

@@ -5,17 +5,21 @@
 //! Every `check_*` returns `Err` describing a violated invariant (the fuzz target turns it
 //! into a crash, the regression test into a failure); a panic inside is a failure as well.
 //!
-//! The `open_vault` target needs to reach past the header's checksum, MAC and AEAD tags, so
-//! this file carries a small independent encoder of the header format (docs/format.md
-//! sections 3 and 4): it re-derives a real vault's keys from its raw key and can re-seal
-//! keyslots, the index key and namespace entries, and recompute the MAC and the checksum.
+//! The `open_vault` target needs to reach past the header's checksum, MAC and AEAD tags and
+//! into storage, so this module carries an independent implementation of the format
+//! (docs/format.md): a codec of the header (formats 2 and 1), namespace entries, records and
+//! the anchor with the keyed primitives they use (`header_codec`), a reader that says what
+//! opening a vault must give and what its entries tree lists (`decoder`), the real vault it
+//! edits with the keys read from it (`fixture`), the edit programs (`edits`) and the target
+//! with its invariants (`open_vault`).
 // Test harness code: failing loudly on anything unexpected is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use crate::backend::{Backend, Batch, MemoryBackend};
-use crate::secrecy::{SecretBox, SecretString};
+use crate::secrecy::{ExposeSecret, SecretBox, SecretString};
 use crate::{Damage, Error, KdfParams, KeySource, Secret, Token, Vault, VaultOptions};
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
@@ -23,10 +27,14 @@ use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+mod decoder;
+mod edits;
 mod fixture;
 mod header_codec;
 mod open_vault;
 
+use self::decoder::*;
+use self::edits::*;
 pub use self::fixture::*;
 pub use self::header_codec::fix_framing;
 use self::header_codec::*;
@@ -66,7 +74,6 @@ pub fn check_header(data: &[u8]) -> Result<(), String> {
 /// large), and whose `Debug` does not show its access token.
 pub fn check_response(data: &[u8]) -> Result<(), String> {
     use crate::oauth::TokenResponse;
-    use crate::secrecy::ExposeSecret;
     use crate::store::TokenStore;
 
     let sent = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);

@@ -1,74 +1,40 @@
-//! The `open_vault` target: a real vault (the fixture) whose header is edited in structured
-//! ways (or replaced by arbitrary bytes), then opened and exercised.
+//! The `open_vault` target: arbitrary bytes as a header (they must not open), then the real
+//! vault of the fixture edited by a program read from the input (`edits`), opened, checked
+//! against the independent reader (`decoder`) and exercised.
 
 // Test harness code: failing loudly on anything unexpected is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 
-// ---------------------------------------------------------------------------------------
-// open_vault
-
-/// Reads the fuzz input; past its end every read gives zeros.
-pub(super) struct Input<'a> {
-    pub(super) data: &'a [u8],
-}
-
-impl Input<'_> {
-    pub(super) fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-    pub(super) fn byte(&mut self) -> u8 {
-        match self.data.split_first() {
-            Some((&b, rest)) => {
-                self.data = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-    /// `n` bytes, zero-filled past the end of the input.
-    pub(super) fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let (head, tail) = self.data.split_at(n.min(self.data.len()));
-        self.data = tail;
-        let mut v = head.to_vec();
-        v.resize(n, 0);
-        v
-    }
-    pub(super) fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.byte(), self.byte()])
-    }
-    pub(super) fn u32(&mut self) -> u32 {
-        u32::from_le_bytes([self.byte(), self.byte(), self.byte(), self.byte()])
-    }
-    pub(super) fn u64(&mut self) -> u64 {
-        u64::from(self.u32()) | (u64::from(self.u32()) << 32)
-    }
-    pub(super) fn key(&mut self) -> [u8; 32] {
-        let mut k = [0u8; 32];
-        k.copy_from_slice(&self.bytes(32)[..]);
-        k
-    }
-    /// A small number most of the time, any `u32` sometimes.
-    pub(super) fn small_u32(&mut self) -> u32 {
-        match self.byte() {
-            b @ 0..=239 => u32::from(b % 8),
-            240..=247 => u32::MAX,
-            _ => self.u32(),
-        }
-    }
-}
-
-/// `open_vault`: arbitrary bytes as a header (they must not open), then a real vault's header
-/// edited by a small program read from the input, with the length, MAC and checksum
-/// optionally recomputed. An edited header whose MAC was not recomputed must not open; one
-/// whose MAC was recomputed may, and the vault must then work without panicking.
+/// `open_vault`: arbitrary bytes as a header must not open with a key no vault has. Then the
+/// fixture vault, its header and storage edited by the program the input describes, is
+/// opened with a fixture key. Whatever the program, nothing panics and:
+///
+/// - the unedited vault opens; a header edited without its MAC recomputed does not;
+/// - opening succeeds exactly when the format admits the vault (section 8.1, the anchor
+///   included), and fails with the error class the format gives (format 1: the upgrade
+///   reads storage too, so only a header the format refuses must fail, as Damaged);
+/// - after opening, storage holds the entry-key marker of the header's active entry key
+///   and an authentic anchor at or above its epoch (an upgrade's header holds the derived
+///   entry-wrapping key, epoch 0);
+/// - the namespaces the vault lists, `namespaces_page` and `verify` report are exactly the
+///   entries that open and belong to their ids (section 8.2), and the damaged entries are
+///   counted;
+/// - every value a read gives, and every key a listing gives, was written to that key of
+///   that namespace while it had the incarnation its stored entry names: never another
+///   key's, namespace's or incarnation's (so an entry re-sealed with another incarnation
+///   yields no records), and a value just written reads back;
+/// - errors are typed: no backend error (the memory backend does not fail), no `Reopen`
+///   or `Closed` from a single handle; `verify` reports instead of failing; the vault
+///   closes (unless its epoch is exhausted), reopens with the same namespaces, and the same
+///   checks hold again; purging orphans loses no readable value.
 pub fn check_open_vault(data: &[u8]) -> Result<(), String> {
     stranger_must_fail(data)?;
     if let Some(fixed) = fix_framing(data) {
         stranger_must_fail(&fixed).map_err(|e| format!("(framing fixed) {e}"))?;
     }
-    edited_real_header(data)
+    edited_real_vault(data)
 }
 
 pub(super) fn stranger_must_fail(header: &[u8]) -> Result<(), String> {
@@ -78,493 +44,483 @@ pub(super) fn stranger_must_fail(header: &[u8]) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     match Vault::open_with_backend(storage, &raw_key(STRANGER_KEY)) {
         Ok(_) => Err("arbitrary header bytes opened with a key no vault has".into()),
-        Err(e) => expected_open_error(&e),
-    }
-}
-
-pub(super) fn expected_open_error(e: &Error) -> Result<(), String> {
-    match e {
-        Error::Damaged(Damage::Header { .. })
-        | Error::WrongKey
-        | Error::UnsupportedVersion { .. } => Ok(()),
-        other => Err(format!(
+        Err(
+            Error::Damaged(Damage::Header { .. })
+            | Error::WrongKey
+            | Error::UnsupportedVersion { .. },
+        ) => Ok(()),
+        Err(other) => Err(format!(
             "unexpected error opening a header: {other:?} ({other})"
         )),
     }
 }
 
-/// The edited real header the input describes: the file, whether its MAC was recomputed,
-/// and the raw key to open it with.
-pub(super) fn edited_header(data: &[u8]) -> (Vec<u8>, bool, [u8; 32]) {
-    let fx = fixture();
-    let mut input = Input { data };
-    let flags = input.byte();
-    let (fix_len, fix_checksum, fix_mac) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
-    let key = if flags & 8 != 0 {
-        FIXTURE_KEY_2
-    } else {
-        FIXTURE_KEY
-    };
-    let mut fields = fx.fields.clone();
-    let mut byte_edits: Vec<(usize, u8)> = Vec::new();
-    let mut resize: Option<usize> = None;
-    for _ in 0..32 {
-        if input.is_empty() {
-            break;
-        }
-        edit(fx, &mut fields, &mut input, &mut byte_edits, &mut resize);
-    }
-    let mut file = fields.encode();
-    for (at, x) in byte_edits {
-        if !file.is_empty() {
-            let at = at % file.len();
-            file[at] ^= x;
-        }
-    }
-    if let Some(len) = resize {
-        file.resize(len, 0);
-    }
-    if fix_len {
-        set_body_len(&mut file);
-    }
-    if fix_mac {
-        set_mac(&mut file, &fx.vmk);
-    }
-    if fix_checksum {
-        set_checksum(&mut file);
-    }
-    (file, fix_mac, key)
+/// What the format says of opening an edited vault, when it does not refuse it.
+enum Verdict {
+    /// A format-2 header that unlocks, with an anchor that admits it: it opens.
+    Opens,
+    /// A format-1 header that unlocks (here opened, its namespace entries too): whether its
+    /// upgrade succeeds depends on storage.
+    Upgrade(Box<Unlocked>),
 }
 
-pub(super) fn edited_real_header(data: &[u8]) -> Result<(), String> {
-    let fx = fixture();
-    let (file, fix_mac, key) = edited_header(data);
-    let storage = fx.backend(&file)?;
-    let opened = Vault::open_with_backend(storage.clone(), &raw_key(key));
-    if file == fx.header {
-        return match opened {
-            Ok(vault) => exercise(vault, &storage, key),
-            Err(e) => Err(format!("the unmodified real header does not open: {e}")),
-        };
+/// What the format says opening the edited vault must give.
+fn judge(ed: &Edited) -> Result<Verdict, Refusal> {
+    let unlocked = unlock(&ed.file, &ed.key)?;
+    if unlocked.fields.version == V1 {
+        return Ok(Verdict::Upgrade(Box::new(unlocked)));
     }
-    match opened {
-        Err(e) => expected_open_error(&e),
-        Ok(_) if !fix_mac => {
+    anchor_admits(&unlocked, &ed.storage)?;
+    Ok(Verdict::Opens)
+}
+
+pub(super) fn edited_real_vault(data: &[u8]) -> Result<(), String> {
+    let fx = fixture();
+    let ed = run_program(data);
+    let storage = backend(&ed.file, &ed.storage)?;
+    let pristine = ed.file == fx.header && ed.storage == fx.storage;
+    let judged = judge(&ed);
+    match Vault::open_with_backend(storage.clone(), &raw_key(ed.key)) {
+        Err(e) if pristine => Err(format!("the unedited vault does not open: {e}")),
+        Err(e) => match judged {
+            Ok(Verdict::Opens) => Err(format!(
+                "the format admits this vault but opening failed: {e:?} ({e})"
+            )),
+            Ok(Verdict::Upgrade(_)) if matches!(e, Error::Damaged(_) | Error::NotEmpty { .. }) => {
+                Ok(())
+            }
+            Ok(Verdict::Upgrade(_)) => {
+                Err(format!("unexpected error upgrading format 1: {e:?} ({e})"))
+            }
+            Err(refusal) if error_matches(&e, refusal) => Ok(()),
+            Err(refusal) => Err(format!(
+                "opening failed with {e:?} ({e}) where the format says {refusal:?}"
+            )),
+        },
+        Ok(_) if ed.file != fx.header && !ed.fix_mac => {
             Err("an edited header opened although its MAC was not recomputed".into())
         }
-        Ok(vault) => exercise(vault, &storage, key),
+        Ok(_) if judged.is_err() => Err(format!(
+            "the vault opened although the format refuses it: {:?}",
+            judged.err()
+        )),
+        Ok(vault) => {
+            let upgraded = match judged {
+                Ok(Verdict::Upgrade(v1)) => Some(*v1),
+                _ => None,
+            };
+            Exercise {
+                storage,
+                key: ed.key,
+                ledger: ed.ledger,
+            }
+            .run(vault, upgraded.as_ref())
+        }
     }
 }
 
-/// What opening the edited header of an `open_vault` input gives, for diagnosis.
+/// What opening the edited vault of an `open_vault` input gives, for diagnosis.
 pub fn explain_open_vault(data: &[u8]) -> String {
     let fx = fixture();
-    let (file, fix_mac, key) = edited_header(data);
-    let opened = fx
-        .backend(&file)
-        .map_err(|e| e.to_string())
-        .and_then(|s| Vault::open_with_backend(s, &raw_key(key)).map_err(|e| format!("{e:?}")));
+    let ed = run_program(data);
+    let opened = backend(&ed.file, &ed.storage)
+        .and_then(|s| Vault::open_with_backend(s, &raw_key(ed.key)).map_err(|e| format!("{e:?}")));
+    let mut changed_trees: Vec<String> = ed
+        .storage
+        .keys()
+        .chain(fx.storage.keys())
+        .filter(|t| ed.storage.get(*t) != fx.storage.get(*t))
+        .map(|t| match std::str::from_utf8(t) {
+            Ok(name) if t.len() < 32 => name.to_owned(),
+            _ => format!("<{}-byte name>", t.len()),
+        })
+        .collect();
+    changed_trees.sort();
+    changed_trees.dedup();
     format!(
-        "{} bytes (real: {}), unchanged: {}, MAC recomputed: {fix_mac}, open: {}",
-        file.len(),
+        "{} bytes (real: {}), header unchanged: {}, MAC recomputed: {}, trees changed: {:?}, \
+         format says: {}, open: {}",
+        ed.file.len(),
         fx.header.len(),
-        file == fx.header,
+        ed.file == fx.header,
+        ed.fix_mac,
+        changed_trees,
+        match judge(&ed) {
+            Ok(Verdict::Opens) => "opens".to_string(),
+            Ok(Verdict::Upgrade(_)) => "format 1, upgrade".to_string(),
+            Err(r) => format!("{r:?}"),
+        },
         match opened {
-            Ok(v) => format!("Ok, namespaces {:?}", v.namespaces()),
+            Ok(v) => match v.namespaces() {
+                Ok(names) => format!("Ok, namespaces {names:?}"),
+                Err(e) => format!("Ok, namespaces: {e:?}"),
+            },
             Err(e) => e,
         }
     )
 }
 
-/// One edit of the header's fields, or a byte edit recorded for after the encoding.
-pub(super) fn edit(
-    fx: &Fixture,
-    h: &mut HeaderFields,
-    input: &mut Input<'_>,
-    byte_edits: &mut Vec<(usize, u8)>,
-    resize: &mut Option<usize>,
-) {
-    let op = input.byte() % 16;
-    match op {
-        0 => h.seqid = input.u64(),
-        1 => h.next_slot_id = input.small_u32(),
-        2 => {
-            // A new slot: id, kind, parameters of some shape, and a wrapped VMK that is either
-            // genuine (sealed under a fixture key's KEK with this slot's AAD) or bytes.
-            let id = input.small_u32();
-            let kind = match input.byte() % 4 {
-                0 => 1,
-                1 | 2 => 2,
-                _ => input.byte(),
-            };
-            let shape = input.byte();
-            let params = match shape % 4 {
-                0 => {
-                    let n = usize::from(input.byte() % 80);
-                    let mut p = vec![u8::try_from(n).unwrap_or(0)];
-                    p.extend(input.bytes(n));
-                    p.resize(n + 1, 0x5a);
-                    p
-                }
-                1 => {
-                    let mut p = 0x13u32.to_le_bytes().to_vec();
-                    for _ in 0..3 {
-                        p.extend_from_slice(&input.u32().to_le_bytes());
-                    }
-                    let n = usize::from(input.byte() % 80);
-                    p.push(u8::try_from(n).unwrap_or(0));
-                    p.resize(p.len() + n, 0x33);
-                    p
-                }
-                2 => {
-                    let mut p = vec![32u8];
-                    p.extend_from_slice(&[0x11; 32]);
-                    p
-                }
-                _ => {
-                    let n = usize::from(input.u16() % 1100);
-                    input.bytes(n)
-                }
-            };
-            let wrapped = if shape & 0x80 != 0 {
-                let raw = if shape & 0x40 != 0 {
-                    FIXTURE_KEY_2
-                } else {
-                    FIXTURE_KEY
-                };
-                let salt = params.get(1..).unwrap_or(&[]);
-                let kek = raw_kek(&raw, salt);
-                seal(&kek, &slot_aad(&h.vault_id, id, kind, &params), &fx.vmk)
-            } else {
-                input.bytes(72)
-            };
-            let wrapped = fit(wrapped, 72);
-            let at = usize::from(input.byte()) % (h.slots.len() + 1);
-            h.slots.insert(
-                at,
-                SlotFields {
-                    id,
-                    kind,
-                    params,
-                    wrapped,
-                },
-            );
+/// An error an operation on an open vault may give: anything typed, except what a single
+/// handle on a memory backend never causes (a backend error, `Reopen`, `Closed`), and a
+/// checkpoint whose epoch is exhausted (an anchor or header forged at `u64::MAX`).
+fn typed(what: &str, e: &Error) -> Result<(), String> {
+    match e {
+        Error::Backend(_) if e.to_string().contains("epoch exhausted") => Ok(()),
+        Error::Backend(_) | Error::Reopen | Error::Closed => {
+            Err(format!("{what}: unexpected error {e:?} ({e})"))
         }
-        3 => {
-            if !h.slots.is_empty() {
-                let i = usize::from(input.byte()) % h.slots.len();
-                h.slots.remove(i);
-            }
-        }
-        4 => {
-            if !h.slots.is_empty() {
-                let i = usize::from(input.byte()) % h.slots.len();
-                let j = usize::from(input.byte()) % h.slots.len();
-                h.slots.swap(i, j);
-            }
-        }
-        5 => {
-            if !h.slots.is_empty() {
-                let i = usize::from(input.byte()) % h.slots.len();
-                let s = &mut h.slots[i];
-                match input.byte() % 4 {
-                    0 => s.id = input.small_u32(),
-                    1 => s.kind = input.byte(),
-                    2 => {
-                        if !s.params.is_empty() {
-                            let at = usize::from(input.byte()) % s.params.len();
-                            s.params[at] ^= input.byte();
-                        }
-                    }
-                    _ => {
-                        let at = usize::from(input.byte()) % 72;
-                        if let Some(b) = s.wrapped.get_mut(at) {
-                            *b ^= input.byte();
-                        }
-                    }
-                }
-            }
-        }
-        6 => {
-            // A namespace entry with arbitrary plaintext, sealed genuinely.
-            let plain_len = usize::from(input.u16() % 2048);
-            let plain = input.bytes(plain_len);
-            let id = entry_id(fx, h, input, &plain);
-            let blob = seal(&fx.k_wrap(&h.vault_id), &ns_aad(&h.vault_id, &id), &plain);
-            put_entry(h, input, id, blob);
-        }
-        7 => {
-            // A namespace entry built field by field, sealed genuinely.
-            let plain = structured_entry(fx, input);
-            let id = entry_id(fx, h, input, &plain);
-            let blob = seal(&fx.k_wrap(&h.vault_id), &ns_aad(&h.vault_id, &id), &plain);
-            put_entry(h, input, id, blob);
-        }
-        8 => {
-            if !h.namespaces.is_empty() {
-                let i = usize::from(input.byte()) % h.namespaces.len();
-                h.namespaces.remove(i);
-            }
-        }
-        9 => {
-            if !h.namespaces.is_empty() {
-                let i = usize::from(input.byte()) % h.namespaces.len();
-                let entry = h.namespaces[i].clone();
-                h.namespaces.push(entry);
-            }
-        }
-        10 => {
-            let k_wrap = fx.k_wrap(&h.vault_id);
-            let aad = index_key_aad(&h.vault_id);
-            h.wrapped_index_key = match input.byte() % 3 {
-                0 => seal(&k_wrap, &aad, &fx.index_key),
-                1 => seal(&k_wrap, &aad, &input.key()),
-                _ => input.bytes(72),
-            };
-            h.wrapped_index_key = fit(std::mem::take(&mut h.wrapped_index_key), 72);
-        }
-        11 => {
-            if !h.namespaces.is_empty() {
-                let i = usize::from(input.byte()) % h.namespaces.len();
-                h.namespaces[i].0 = input.key();
-            }
-        }
-        12 => {
-            if !h.namespaces.is_empty() {
-                let i = usize::from(input.byte()) % h.namespaces.len();
-                let j = usize::from(input.byte()) % h.namespaces.len();
-                h.namespaces.swap(i, j);
-            }
-        }
-        13 => rebind_vault_id(fx, h, input),
-        14 => {
-            let at = usize::from(input.u16());
-            let x = input.byte();
-            byte_edits.push((at, x));
-        }
-        _ => {
-            let len = fx.header.len();
-            let delta = usize::from(input.byte());
-            *resize = Some(if delta & 0x80 != 0 {
-                len.saturating_sub(delta & 0x7f)
-            } else {
-                len + delta
-            });
-        }
+        _ => Ok(()),
     }
 }
 
-pub(super) fn fit(mut v: Vec<u8>, n: usize) -> Vec<u8> {
-    v.resize(n, 0);
-    v
-}
-
-/// The id an edited entry is filed under: the genuine id of the name inside (when the
-/// plaintext has one), an existing entry's id, or bytes.
-pub(super) fn entry_id(
-    fx: &Fixture,
-    h: &HeaderFields,
-    input: &mut Input<'_>,
-    plain: &[u8],
-) -> [u8; 32] {
-    match input.byte() % 4 {
-        0 | 1 => {
-            let mut c = Cursor(plain);
-            let name = c.u16().and_then(|n| c.take(usize::from(n))).unwrap_or(b"");
-            ns_id(&fx.index_key, name)
-        }
-        2 if !h.namespaces.is_empty() => {
-            h.namespaces[usize::from(input.byte()) % h.namespaces.len()].0
-        }
-        _ => input.key(),
+/// Checks `result`'s error with [`typed`]; the value if there is one.
+fn checked<T>(what: &str, result: Result<T, Error>) -> Result<Option<T>, String> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) => typed(what, &e).map(|()| None),
     }
 }
 
-/// Replaces an entry, or appends one.
-pub(super) fn put_entry(h: &mut HeaderFields, input: &mut Input<'_>, id: [u8; 32], blob: Vec<u8>) {
-    let at = usize::from(input.byte());
-    if at < h.namespaces.len() {
-        h.namespaces[at] = (id, blob);
-    } else {
-        h.namespaces.push((id, blob));
-    }
+/// One read's outcome, for comparing reads before and after a purge.
+#[derive(PartialEq, Eq, Debug)]
+enum Seen {
+    Nothing,
+    Failed,
+    /// The value, by its access token or secret bytes.
+    Value(Vec<u8>),
 }
 
-/// A namespace entry plaintext (section 3.5) built from choices: a name, an active id, keys
-/// (the real ones of a fixture namespace, or bytes), padding right or wrong.
-pub(super) fn structured_entry(fx: &Fixture, input: &mut Input<'_>) -> Vec<u8> {
-    let name_choice = input.byte();
-    let name: Vec<u8> = match NAMES[usize::from(name_choice) % NAMES.len()] {
-        "long" => vec![b'n'; 1025],
-        n if name_choice >= 0xf0 => {
-            let mut v = n.as_bytes().to_vec();
-            v.push(0xff);
-            v
-        }
-        n => n.as_bytes().to_vec(),
-    };
-    let name_str = String::from_utf8_lossy(&name).into_owned();
-    let count_choice = input.byte();
-    let count = match count_choice % 8 {
-        7 => 64 + usize::from(count_choice >> 7),
-        n => usize::from(n),
-    };
-    let mut keys: Vec<(u32, [u8; 32])> = Vec::new();
-    for i in 0..count {
-        let choice = input.byte();
-        let real = if choice & 1 == 0 {
-            fx.data_key(&name_str, usize::from(choice >> 1))
-        } else {
-            None
+/// The checks on an opened vault (see [`check_open_vault`]).
+struct Exercise {
+    storage: MemoryBackend,
+    key: [u8; 32],
+    /// Every value written: a read may give only one of these.
+    ledger: Vec<Written>,
+}
+
+impl Exercise {
+    fn run(mut self, vault: Vault, upgraded: Option<&Unlocked>) -> Result<(), String> {
+        let keys = self.after_open(upgraded)?;
+        let names = self.listing_agrees(&vault)?;
+        let targets = |names: &[String]| -> Vec<String> {
+            let mut all: Vec<String> = names.to_vec();
+            for extra in ["alpha", "beta", "gamma", "new"] {
+                if !all.iter().any(|n| n == extra) {
+                    all.push(extra.to_owned());
+                }
+            }
+            all
         };
-        keys.push(match real {
-            Some(k) => k,
-            None => {
-                let id = if choice & 2 == 0 {
-                    u32::try_from(i + 1).unwrap_or(0)
-                } else {
-                    input.small_u32()
-                };
-                (
-                    id,
-                    if choice & 4 == 0 {
-                        [0x44; 32]
-                    } else {
-                        input.key()
-                    },
-                )
+        self.read_all(&vault, &keys, &targets(&names))?;
+        for name in targets(&names) {
+            self.write_some(&vault, &keys, &name)?;
+        }
+        let names = self.listing_agrees(&vault)?;
+        for name in &names {
+            checked(
+                "rotate_namespace_key",
+                vault.rotate_namespace_key(name, |_| {}),
+            )?;
+        }
+        checked("keyslots", vault.keyslots())?;
+        checked("rotate_master_key", vault.rotate_master_key())?;
+        checked("add_keyslot", vault.add_keyslot(&raw_key([6u8; 32])))?;
+        checked("remove_namespace", vault.remove_namespace("gamma"))?;
+        checked("shred", vault.shred(|_| {}))?;
+        let before = self.read_all(&vault, &keys, &targets(&names))?;
+        checked("purge_orphans", vault.purge_orphans())?;
+        let after = self.read_all(&vault, &keys, &targets(&names))?;
+        if before != after {
+            return Err(format!(
+                "purging orphans changed what reads give: {before:?} then {after:?}"
+            ));
+        }
+        checked("checkpoint", vault.checkpoint())?;
+        let names = self.listing_agrees(&vault)?;
+        let exhausted = self.epoch_exhausted();
+        match vault.close() {
+            Err(e) if !exhausted => return Err(format!("close: {e:?} ({e})")),
+            _ => {}
+        }
+        let again =
+            Vault::open_with_backend(self.storage.clone(), &raw_key(self.key)).map_err(|e| {
+                format!("a vault this library opened and changed does not reopen: {e:?} ({e})")
+            })?;
+        let keys = self.after_open(None)?;
+        let names_again = self.listing_agrees(&again)?;
+        if names_again != names {
+            return Err(format!(
+                "namespaces changed across a reopen: {names:?} then {names_again:?}"
+            ));
+        }
+        self.read_all(&again, &keys, &targets(&names))?;
+        again
+            .close()
+            .map_err(|e| format!("close after reopening: {e}"))
+    }
+
+    /// What must hold of storage once a vault opened: a format-2 header that unlocks with
+    /// the key, the marker naming its active entry key, an authentic anchor at or above
+    /// its epoch. After an upgrade of `upgraded` (section 12): the derived entry-wrapping
+    /// key (id 1) alone, epoch 0, and every namespace of the format-1 header in the entries
+    /// tree with its name, the incarnation derived from its id and its active key alone.
+    fn after_open(&self, upgraded: Option<&Unlocked>) -> Result<Unlocked, String> {
+        let keys = self.current_keys()?;
+        let f = &keys.fields;
+        if f.version != V2 {
+            return Err("an open vault's header is not format 2".into());
+        }
+        let storage = snapshot(&self.storage)?;
+        let stored_marker = storage.get(ENTRIES).and_then(|t| t.get(ANCHOR_KEY));
+        if stored_marker != Some(&marker(f.active_ewk)) {
+            return Err(format!(
+                "after opening, the entry-key marker is {stored_marker:?}, not entry key {}",
+                f.active_ewk
+            ));
+        }
+        let anchor = storage.get(MANIFESTS).and_then(|t| t.get(ANCHOR_KEY));
+        match anchor.and_then(|a| open_anchor(&keys.index_key, &f.vault_id, a)) {
+            Some(epoch) if epoch >= f.epoch => {}
+            other => {
+                return Err(format!(
+                    "after opening, the anchor is at {other:?}, the header's epoch {}",
+                    f.epoch
+                ))
             }
-        });
+        }
+        if let Some(v1) = upgraded {
+            let derived = upgrade_ewk(&keys.vmk, &f.vault_id);
+            if keys.ewks != [(1, derived)] || f.active_ewk != 1 || f.epoch != 0 {
+                return Err("the upgraded header does not hold the derived entry key 1".into());
+            }
+            for (id, old) in &v1.v1_entries {
+                let stored = storage
+                    .get(ENTRIES)
+                    .and_then(|t| t.get(id.as_slice()))
+                    .ok_or("an upgraded namespace has no entry")?;
+                let (name, incarnation, new) = open_listed(&keys, id, stored)
+                    .map_err(|r| format!("an upgraded namespace's entry does not open: {r}"))?;
+                let active = old.key(old.active).map(|k| vec![(old.active, *k)]);
+                if name.as_bytes() != old.name
+                    || incarnation != upgrade_incarnation(&keys.index_key, id)
+                    || new.active != old.active
+                    || Some(new.keys) != active
+                {
+                    return Err(format!(
+                        "namespace {name:?} was upgraded into another entry than section 12 says"
+                    ));
+                }
+            }
+        }
+        Ok(keys)
     }
-    let active = match input.byte() % 4 {
-        0 | 1 => keys.last().map_or(1, |k| k.0),
-        2 => keys.first().map_or(1, |k| k.0),
-        _ => input.small_u32(),
-    };
-    let mut plain = Vec::new();
-    let name_len = if count_choice & 0x40 != 0 {
-        input.u16()
-    } else {
-        u16::try_from(name.len()).unwrap_or(u16::MAX)
-    };
-    plain.extend_from_slice(&name_len.to_le_bytes());
-    plain.extend_from_slice(&name);
-    plain.extend_from_slice(&active.to_le_bytes());
-    let key_count = if count_choice & 0x20 != 0 {
-        input.u16()
-    } else {
-        u16::try_from(keys.len()).unwrap_or(u16::MAX)
-    };
-    plain.extend_from_slice(&key_count.to_le_bytes());
-    for (id, key) in &keys {
-        plain.extend_from_slice(&id.to_le_bytes());
-        plain.extend_from_slice(key);
+
+    /// The keys of the header storage holds now (a master-key rotation or a shred changes
+    /// them).
+    fn current_keys(&self) -> Result<Unlocked, String> {
+        let file = self
+            .storage
+            .read_header()
+            .map_err(|e| e.to_string())?
+            .ok_or("no header")?;
+        unlock(&file, &self.key)
+            .map_err(|r| format!("the header of an open vault does not unlock: {r:?}"))
     }
-    if fx.floor_field {
-        let floor = match input.byte() % 4 {
-            0 => fx
-                .ns_keys
-                .iter()
-                .position(|(n, _, _)| *n == name_str)
-                .and_then(|i| fx.floors.get(i).copied())
-                .unwrap_or(1),
-            1 => 0,
-            2 => u64::MAX,
-            _ => input.u64(),
+
+    /// The vault's namespace listings and `verify` against the independent listing of the
+    /// entries tree; returns the names.
+    fn listing_agrees(&self, vault: &Vault) -> Result<Vec<String>, String> {
+        let keys = self.current_keys()?;
+        let storage = snapshot(&self.storage)?;
+        let (expected, damaged) = listing(&keys, storage.get(ENTRIES));
+        let names = vault.namespaces().map_err(|e| format!("namespaces: {e}"))?;
+        if names != expected {
+            return Err(format!(
+                "the vault lists {names:?}, the entries that open are {expected:?}"
+            ));
+        }
+        let page = vault
+            .namespaces_page(None, 4096)
+            .map_err(|e| format!("namespaces_page: {e}"))?;
+        let mut paged = page.names.clone();
+        paged.sort();
+        if paged != expected || page.damaged != damaged || page.next.is_some() {
+            return Err(format!(
+                "namespaces_page gives {paged:?} and {} damaged, the entries tree {expected:?} \
+                 and {damaged} damaged",
+                page.damaged
+            ));
+        }
+        let report = vault
+            .verify(|_| {})
+            .map_err(|e| format!("verify failed instead of reporting: {e}"))?;
+        let verified: Vec<String> = report
+            .namespaces
+            .iter()
+            .map(|n| n.namespace.clone())
+            .collect();
+        if verified != expected || report.damaged_entries.len() != damaged {
+            return Err(format!(
+                "verify reports {verified:?} and {} damaged entries, the entries tree \
+                 {expected:?} and {damaged}",
+                report.damaged_entries.len()
+            ));
+        }
+        Ok(names)
+    }
+
+    /// The incarnation namespace `name`'s stored entry names now (its clear field).
+    fn incarnation(&self, keys: &Unlocked, name: &str) -> Option<[u8; 16]> {
+        let id = ns_id(&keys.index_key, name.as_bytes());
+        let stored = self.storage.get(ENTRIES, &id).ok()??;
+        entry_clear(&stored).map(|c| c.2)
+    }
+
+    /// Whether `value`, read from `key` of namespace `name`, was written there while the
+    /// namespace had the incarnation its entry names now.
+    fn was_written(&self, keys: &Unlocked, name: &str, key: &str, value: &Value) -> bool {
+        let Some(incarnation) = self.incarnation(keys, name) else {
+            return false;
         };
-        plain.extend_from_slice(&floor.to_le_bytes());
+        self.ledger.iter().any(|w| {
+            w.ns == name
+                && w.key == key
+                && w.incarnation == incarnation
+                && match (&w.value, value) {
+                    (Value::Token(a), Value::Token(b)) => a.same_as(b),
+                    (Value::Secret(a), Value::Secret(b)) => a == b,
+                    _ => false,
+                }
+        })
     }
-    let pad = input.byte();
-    let target = plain.len().div_ceil(64) * 64 + usize::from(pad % 4) * 64;
-    plain.resize(target, 0);
-    if pad & 0x10 != 0 {
-        plain.push(0);
-    }
-    if pad & 0x20 != 0 {
-        if let Some(last) = plain.last_mut() {
-            *last = 1;
-        }
-    }
-    plain
-}
 
-/// A new vault id, with everything that binds it re-sealed (the fixture's raw slots, the
-/// index key, the namespace entries): the vault opens, but no record does.
-pub(super) fn rebind_vault_id(fx: &Fixture, h: &mut HeaderFields, input: &mut Input<'_>) {
-    let old_wrap = fx.k_wrap(&h.vault_id);
-    let old_id = h.vault_id;
-    let mut new_id = [0u8; 16];
-    new_id.copy_from_slice(&input.bytes(16));
-    h.vault_id = new_id;
-    let new_wrap = fx.k_wrap(&new_id);
-    for s in &mut h.slots {
-        for raw in [FIXTURE_KEY, FIXTURE_KEY_2] {
-            let kek = raw_kek(&raw, s.params.get(1..).unwrap_or(&[]));
-            if open(
-                &kek,
-                &slot_aad(&old_id, s.id, s.kind, &s.params),
-                &s.wrapped,
-            )
-            .is_some()
-            {
-                s.wrapped = seal(&kek, &slot_aad(&new_id, s.id, s.kind, &s.params), &fx.vmk);
+    /// Reads every key of [`READ_KEYS`] as a token and as a secret, and lists the keys, in
+    /// each namespace of `names`; checks every value and key against the ledger.
+    fn read_all(
+        &self,
+        vault: &Vault,
+        keys: &Unlocked,
+        names: &[String],
+    ) -> Result<Vec<(String, String, Seen, Seen)>, String> {
+        let mut seen = Vec::new();
+        for name in names {
+            let Ok(ns) = vault.namespace(name) else {
+                continue;
+            };
+            if let Some(listed) = checked("keys", ns.keys())? {
+                let incarnation = self.incarnation(keys, name);
+                for key in listed {
+                    let known = self.ledger.iter().any(|w| {
+                        w.ns == *name && w.key == key && Some(w.incarnation) == incarnation
+                    });
+                    if !known {
+                        return Err(format!(
+                            "namespace {name:?} lists key {key:?}, never written in its incarnation"
+                        ));
+                    }
+                }
+            }
+            for key in READ_KEYS {
+                let token = match checked("get token", ns.get::<Token>(key))? {
+                    None => Seen::Failed,
+                    Some(None) => Seen::Nothing,
+                    Some(Some(t)) => {
+                        let seen = t.access_token().expose_secret().as_bytes().to_vec();
+                        if !self.was_written(keys, name, key, &Value::Token(t)) {
+                            return Err(format!(
+                                "namespace {name:?} key {key:?} gave a token never written there \
+                                 in its incarnation"
+                            ));
+                        }
+                        Seen::Value(seen)
+                    }
+                };
+                let secret = match checked("get secret", ns.get_versioned::<Secret>(key))? {
+                    None => Seen::Failed,
+                    Some(None) => Seen::Nothing,
+                    Some(Some((s, _))) => {
+                        let bytes = s.expose_bytes().to_vec();
+                        if !self.was_written(keys, name, key, &Value::Secret(bytes.clone())) {
+                            return Err(format!(
+                                "namespace {name:?} key {key:?} gave a secret never written \
+                                 there in its incarnation"
+                            ));
+                        }
+                        Seen::Value(bytes)
+                    }
+                };
+                seen.push((name.clone(), key.to_owned(), token, secret));
             }
         }
+        Ok(seen)
     }
-    if let Some(k) = open(&old_wrap, &index_key_aad(&old_id), &h.wrapped_index_key) {
-        h.wrapped_index_key = seal(&new_wrap, &index_key_aad(&new_id), &k);
-    }
-    for (id, blob) in &mut h.namespaces {
-        if let Some(plain) = open(&old_wrap, &ns_aad(&old_id, id), blob) {
-            *blob = seal(&new_wrap, &ns_aad(&new_id, id), &plain);
-        }
-    }
-}
 
-/// Uses a vault opened from an edited header: nothing may panic, `verify` must answer, and
-/// the vault must open again, with the same namespaces, after the header rewrites this
-/// causes.
-pub(super) fn exercise(vault: Vault, storage: &MemoryBackend, key: [u8; 32]) -> Result<(), String> {
-    let names = vault.namespaces().map_err(|e| format!("namespaces: {e}"))?;
-    for name in names
-        .iter()
-        .map(String::as_str)
-        .chain(["alpha", "beta", "new"])
-    {
+    /// Writes in namespace `name`: a compare-and-swap of `rs.example.org`, a put of `fuzz`
+    /// (which must read back), a removal of `k`. Every value written joins the ledger.
+    fn write_some(&mut self, vault: &Vault, keys: &Unlocked, name: &str) -> Result<(), String> {
         let Ok(ns) = vault.namespace(name) else {
-            continue;
+            return Ok(());
         };
-        let _ = ns.keys();
-        for (_, key) in FIXTURE_RECORDS {
-            let _ = ns.get::<Token>(key);
-            let _ = ns.get_versioned::<Secret>(key);
+        let n = self.ledger.len();
+        if let Some(Some((_, v))) =
+            checked("get_versioned", ns.get_versioned::<Token>("rs.example.org"))?
+        {
+            let token = fixture_token(name, "rs.example.org", u32::try_from(n).unwrap_or(0));
+            if let Some(Ok(_)) = checked(
+                "compare_and_swap",
+                ns.compare_and_swap("rs.example.org", Some(v), &token),
+            )? {
+                self.note(keys, name, "rs.example.org", Value::Token(token))?;
+            }
         }
-        if let Ok(Some((_, v))) = ns.get_versioned::<Token>("rs.example.org") {
-            let _ = ns.compare_and_swap("rs.example.org", Some(v), &Token::new("new".into()));
+        let token = fixture_token(name, "fuzz", u32::try_from(n).unwrap_or(0));
+        if checked("put", ns.put("fuzz", &token))?.is_some() {
+            self.note(keys, name, "fuzz", Value::Token(token.clone()))?;
+            match ns.get::<Token>("fuzz") {
+                Ok(Some(back)) if back.same_as(&token) => {}
+                other => {
+                    return Err(format!(
+                        "namespace {name:?}: a value just written reads back as {:?}",
+                        other.map(|t| t.is_some())
+                    ))
+                }
+            }
         }
-        let _ = ns.put("fuzz", &Token::new("fuzz".into()));
-        let _ = ns.remove("k");
+        checked("remove", ns.remove("k"))?;
+        Ok(())
     }
-    vault
-        .verify(|_| {})
-        .map_err(|e| format!("verify failed instead of reporting: {e}"))?;
-    for name in &names {
-        let _ = vault.rotate_namespace_key(name, |_| {});
+
+    /// Adds a value just written to the ledger, under the incarnation its namespace's
+    /// entry names now.
+    fn note(&mut self, keys: &Unlocked, name: &str, key: &str, value: Value) -> Result<(), String> {
+        let incarnation = self
+            .incarnation(keys, name)
+            .ok_or_else(|| format!("namespace {name:?} was written but has no entry"))?;
+        self.ledger.push(Written {
+            ns: name.to_owned(),
+            key: key.to_owned(),
+            incarnation,
+            value,
+        });
+        Ok(())
     }
-    let _ = vault.keyslots();
-    let _ = vault.rotate_master_key();
-    let _ = vault.add_keyslot(&raw_key([6u8; 32]));
-    let _ = vault.remove_namespace("gamma");
-    let names = vault.namespaces().map_err(|e| format!("namespaces: {e}"))?;
-    vault.close().map_err(|e| format!("close: {e}"))?;
-    let again = Vault::open_with_backend(storage.clone(), &raw_key(key))
-        .map_err(|e| format!("a header this library accepted and rewrote does not reopen: {e}"))?;
-    let names_again = again.namespaces().map_err(|e| format!("namespaces: {e}"))?;
-    if names_again != names {
-        return Err(format!(
-            "namespaces changed across a reopen: {names:?} then {names_again:?}"
-        ));
+
+    /// Whether the anchor or the header is at the last epoch, so that no checkpoint can
+    /// raise it.
+    fn epoch_exhausted(&self) -> bool {
+        let file = self
+            .storage
+            .read_header()
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let Ok(keys) = unlock(&file, &self.key) else {
+            return false;
+        };
+        let anchor = self.storage.get(MANIFESTS, ANCHOR_KEY).ok().flatten();
+        keys.fields.epoch == u64::MAX
+            || anchor
+                .and_then(|a| open_anchor(&keys.index_key, &keys.fields.vault_id, &a))
+                .is_some_and(|e| e == u64::MAX)
     }
-    again.verify(|_| {}).map_err(|e| format!("verify: {e}"))?;
-    again.close().map_err(|e| format!("close: {e}"))
 }

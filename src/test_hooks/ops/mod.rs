@@ -208,10 +208,6 @@ struct NsModel {
     key_id: u32,
     /// Whether a write has created the manifest record.
     has_manifest: bool,
-    /// Whether this handle wrote to the namespace since the header last recorded its
-    /// generation (at creation, or at a checkpoint): `close` then checkpoints (a header
-    /// write).
-    dirty: bool,
 }
 
 struct Harness {
@@ -226,6 +222,9 @@ struct Harness {
     /// Every version the vault has returned, for stale compare-and-swaps.
     seen: Vec<Version>,
     seqid: u64,
+    /// Whether this handle wrote anything since its last checkpoint: `close` then
+    /// checkpoints (one header write, recording the new epoch).
+    dirty: bool,
     log: Vec<String>,
 }
 
@@ -295,6 +294,7 @@ impl Harness {
             known: BTreeSet::from([0]),
             seen: Vec::new(),
             seqid,
+            dirty: false,
             log: Vec::new(),
         })
     }
@@ -323,11 +323,8 @@ impl Harness {
         value: Option<Value>,
         v: Option<Version>,
     ) -> Result<(), String> {
-        let created = !self.namespaces.contains_key(ns);
-        if created {
-            // A namespace is created (a header write) by its first write.
-            self.seqid += 1;
-        }
+        // A namespace is created by its first write, in storage (format 2: no header write).
+        self.dirty = true;
         let model = self
             .namespaces
             .entry(ns.to_string())
@@ -336,7 +333,6 @@ impl Harness {
                 ..NsModel::default()
             });
         model.has_manifest = true;
-        model.dirty = true;
         if let Some(v) = v {
             if let Some(g) = model.generation {
                 if v.as_u64() <= g {
@@ -371,14 +367,11 @@ impl Harness {
     }
 
     fn reopen(&mut self, k: u8, sel: u8) -> Result<(), String> {
-        // `close` checkpoints: one header write if any namespace was written since the
-        // header last recorded its generation.
-        if self.namespaces.values().any(|n| n.dirty) {
+        // `close` checkpoints: one header write if anything was written since the last.
+        if self.dirty {
             self.seqid += 1;
         }
-        for n in self.namespaces.values_mut() {
-            n.dirty = false;
-        }
+        self.dirty = false;
         let old = self.vault.clone();
         old.clone()
             .close()

@@ -182,9 +182,9 @@ impl Harness {
                     .remove_namespace(ns)
                     .map_err(|e| format!("remove_namespace failed: {}", describe(&e)))?;
                 let existed = self.namespaces.remove(ns).is_some();
-                // The header is rewritten only when the namespace existed.
+                // A write in storage when the namespace existed (no header write).
                 if existed {
-                    self.seqid += 1;
+                    self.dirty = true;
                 }
                 if got != existed {
                     return Err(format!(
@@ -307,8 +307,8 @@ impl Harness {
                             ));
                         }
                         model.key_id += 1;
-                        // Two header writes: the new key, then the old one dropped.
-                        self.seqid += 2;
+                        // Entry writes in storage, no header write.
+                        self.dirty = true;
                         Ok(())
                     }
                     (m, other) => Err(format!(

@@ -65,6 +65,8 @@ pub struct FaultyBackend {
     pub applies: Arc<AtomicUsize>,
     /// Applies left before every further apply fails; negative: never fail.
     pub fail_after: Arc<AtomicI64>,
+    /// Applies left before exactly one apply fails; negative: none.
+    pub fail_once_after: Arc<AtomicI64>,
     pub flush_delay: Duration,
 }
 
@@ -75,12 +77,18 @@ impl FaultyBackend {
             flushes: Arc::new(AtomicUsize::new(0)),
             applies: Arc::new(AtomicUsize::new(0)),
             fail_after: Arc::new(AtomicI64::new(-1)),
+            fail_once_after: Arc::new(AtomicI64::new(-1)),
             flush_delay: Duration::ZERO,
         }
     }
 
     pub fn fail_after(&self, applies: i64) {
         self.fail_after.store(applies, Ordering::SeqCst);
+    }
+
+    /// After `applies` successful applies, fails exactly one (a transient error).
+    pub fn fail_once_after(&self, applies: i64) {
+        self.fail_once_after.store(applies, Ordering::SeqCst);
     }
 
     pub fn flush_count(&self) -> usize {
@@ -101,12 +109,26 @@ impl Backend for FaultyBackend {
     fn scan(
         &self,
         tree: &[u8],
+        prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<ScanPage, BackendError> {
-        self.inner.scan(tree, after, limit)
+        self.inner.scan(tree, prefix, after, limit)
     }
     fn apply(&self, batch: &Batch) -> Result<bool, BackendError> {
+        match self.fail_once_after.load(Ordering::SeqCst) {
+            0 => {
+                self.fail_once_after.store(-1, Ordering::SeqCst);
+                return Err(BackendError::new(
+                    BackendErrorKind::Other,
+                    "injected failure",
+                ));
+            }
+            n if n > 0 => {
+                self.fail_once_after.fetch_sub(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
         let left = self.fail_after.load(Ordering::SeqCst);
         if left == 0 {
             return Err(BackendError::new(
@@ -185,7 +207,7 @@ pub fn dump(backend: &dyn Backend) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
     for tree in backend.trees().unwrap() {
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = backend.scan(&tree, after.as_deref(), 100).unwrap();
+            let page = backend.scan(&tree, &[], after.as_deref(), 100).unwrap();
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
             for (k, v) in page {
@@ -200,8 +222,44 @@ pub fn dump(backend: &dyn Backend) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
 pub fn records(backend: &dyn Backend) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
     dump(backend)
         .into_iter()
-        .filter(|(_, k, _)| k.len() == 32)
+        .filter(|(t, _, _)| t.as_slice() == b"r")
         .collect()
+}
+
+/// The manifests of a backend (format 2: tree `m`), as (storage key, stored bytes) in key
+/// order; the storage key is the namespace id followed by its incarnation. The anchor (key
+/// `0x00`) is left out.
+pub fn manifests(backend: &dyn Backend) -> Vec<(Vec<u8>, Vec<u8>)> {
+    dump(backend)
+        .into_iter()
+        .filter(|(t, k, _)| t.as_slice() == b"m" && k.len() == 48)
+        .map(|(_, k, v)| (k, v))
+        .collect()
+}
+
+/// The records of a backend grouped by namespace incarnation: (the 48-byte prefix, its
+/// records as (storage key, stored bytes)), in key order.
+pub fn records_by_namespace(backend: &dyn Backend) -> Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)> {
+    let mut out: Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)> = Vec::new();
+    for (_, key, value) in records(backend) {
+        let prefix = key[..48].to_vec();
+        match out.last_mut() {
+            Some((p, list)) if *p == prefix => list.push((key, value)),
+            _ => out.push((prefix, vec![(key, value)])),
+        }
+    }
+    out
+}
+
+/// The records of the namespace incarnation holding exactly `n` records (panics unless
+/// exactly one does).
+pub fn namespace_with(backend: &dyn Backend, n: usize) -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>) {
+    let mut found: Vec<_> = records_by_namespace(backend)
+        .into_iter()
+        .filter(|(_, list)| list.len() == n)
+        .collect();
+    assert_eq!(found.len(), 1, "namespaces holding {n} records");
+    found.remove(0)
 }
 
 /// Copies a directory tree (a vault directory, for instance).

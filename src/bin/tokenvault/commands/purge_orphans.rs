@@ -12,14 +12,13 @@ use crate::vault::close;
 /// `tokenvault purge-orphans`.
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Drop the storage trees that belong to no namespace of this vault's header: \
-                  the orphans that `tokenvault verify` counts. They are left by a namespace \
-                  creation or removal that was interrupted (and cannot be decrypted), or they \
-                  are namespaces that a newer header lists: if the header file was restored \
-                  from a backup, the namespaces created since are orphans to it, and this \
-                  command destroys them for good. tokenvault never drops them by itself. \
-                  With --set-aside, also drop the set-aside trees: what a namespace's \
-                  creation found under its id and kept aside.",
+    long_about = "Remove the storage that belongs to no namespace: the orphans that \
+                  `tokenvault verify` counts. They are the records of removed namespaces \
+                  whose removal stopped midway (their keys are gone with their entries: \
+                  undecryptable), and format-1 trees that an upgrade copied but did not \
+                  drop. tokenvault never removes them by itself. With --set-aside, also drop \
+                  the set-aside trees a format-1 vault kept: what a namespace's creation \
+                  found under its id.",
     after_help = "Example:\n  tokenvault verify --json && tokenvault purge-orphans"
 )]
 pub(crate) struct PurgeOrphansArgs {
@@ -55,7 +54,7 @@ pub(crate) fn run(global: &Global, args: &PurgeOrphansArgs) -> Outcome {
             0,
         )
     } else {
-        let mut text = format!("dropped {dropped} orphaned storage tree(s)\n");
+        let mut text = format!("removed {dropped} orphan(s)\n");
         if args.set_aside {
             text.push_str(&format!(
                 "dropped {dropped_set_aside} set-aside storage tree(s)\n"

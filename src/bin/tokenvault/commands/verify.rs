@@ -36,6 +36,8 @@ struct VerifyJson<'a> {
     records_ok: u64,
     records_damaged: u64,
     records_missing: u64,
+    damaged_entries: Vec<DamagedJson<'a>>,
+    orphans: usize,
     orphan_trees: usize,
     set_aside_trees: usize,
     namespaces: Vec<NamespaceJson<'a>>,
@@ -76,7 +78,8 @@ pub(crate) fn run(global: &Global, args: &VerifyArgs) -> Outcome {
         .iter()
         .filter(|n| n.manifest_damaged.is_some())
         .count();
-    let is_damaged = damaged > 0 || missing > 0 || bad_manifests > 0;
+    let bad_entries = report.damaged_entries.len();
+    let is_damaged = damaged > 0 || missing > 0 || bad_manifests > 0 || bad_entries > 0;
     if global.json {
         output::json(&verify_json(&report, is_damaged, damaged, missing), 0)?;
     } else {
@@ -93,8 +96,14 @@ pub(crate) fn run(global: &Global, args: &VerifyArgs) -> Outcome {
         .collect();
     let message = format!(
         "the vault is damaged: {damaged} damaged record(s), {missing} missing, \
-         {bad_manifests} damaged manifest(s), in namespace(s) {}",
-        affected.join(", ")
+         {bad_manifests} damaged manifest(s), {bad_entries} namespace entr{} that do not \
+         open, in namespace(s) {}",
+        if bad_entries == 1 { "y" } else { "ies" },
+        if affected.is_empty() {
+            "(unknown: their names are sealed in the damaged entries)".to_owned()
+        } else {
+            affected.join(", ")
+        }
     );
     Err(Failure::new(Exit::Damaged, message).hint(VERIFY_HINT))
 }
@@ -115,6 +124,16 @@ fn verify_json(
         records_ok: report.namespaces.iter().map(|n| n.ok).sum(),
         records_damaged: damaged,
         records_missing: missing,
+        damaged_entries: report
+            .damaged_entries
+            .iter()
+            .map(|d| DamagedJson {
+                key: None,
+                storage_id: &d.storage_id,
+                reason: &d.reason,
+            })
+            .collect(),
+        orphans: report.orphans,
         orphan_trees: report.orphan_trees,
         set_aside_trees: report.set_aside_trees,
         namespaces: report.namespaces.iter().map(namespace_json).collect(),
@@ -175,9 +194,22 @@ fn verify_text(report: &VerifyReport, is_damaged: bool) -> String {
             }
         }
     }
+    for d in &report.damaged_entries {
+        text.push_str(&format!(
+            "  damaged: namespace entry (storage id {}): {}\n",
+            d.storage_id,
+            output::escaped(&d.reason)
+        ));
+    }
+    if report.orphans > 0 {
+        text.push_str(&format!(
+            "{} orphaned namespace storage(s): records of removed namespaces whose removal stopped midway, undecryptable (kept; `tokenvault purge-orphans` removes them)\n",
+            report.orphans
+        ));
+    }
     if report.orphan_trees > 0 {
         text.push_str(&format!(
-            "{} orphaned storage tree(s): from an interrupted namespace change, or namespaces of a newer header (kept; `tokenvault purge-orphans` drops them)\n",
+            "{} orphaned storage tree(s): format-1 trees an upgrade copied but did not drop (kept; `tokenvault purge-orphans` drops them)\n",
             report.orphan_trees
         ));
     }
