@@ -152,6 +152,14 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// Makes every write applied so far durable.
     fn flush(&self) -> Result<(), BackendError>;
 
+    /// The storage's clock: what every handle sharing this storage uses for lease times and
+    /// expiry decisions, so that they agree whatever their own machines' clocks say. The
+    /// default is this machine's clock, right for storage that one machine holds (sled, the
+    /// memory backend); a backend shared by several machines returns its server's time.
+    fn now(&self) -> Result<std::time::SystemTime, BackendError> {
+        Ok(std::time::SystemTime::now())
+    }
+
     /// Flushes and releases the storage (locks, files). Returns only once another holder
     /// could open it. Later calls on this backend fail.
     fn close(&self) -> Result<(), BackendError>;

@@ -34,6 +34,26 @@ impl Clock for SystemClock {
     }
 }
 
+/// The clock of a vault's storage ([`Backend::now`](crate::backend::Backend::now)): what an
+/// [`Authorizer`](crate::oauth::Authorizer) uses unless given another, so that every handle
+/// sharing the storage times leases and expiries on one clock. If the storage cannot be
+/// asked (closed, unreachable), this machine's clock answers; a lease write then fails on
+/// the same storage anyway.
+#[derive(Clone)]
+pub(crate) struct StorageClock(pub(crate) Arc<crate::engine::Engine>);
+
+impl fmt::Debug for StorageClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StorageClock")
+    }
+}
+
+impl Clock for StorageClock {
+    fn now(&self) -> SystemTime {
+        self.0.now().unwrap_or_else(|_| SystemTime::now())
+    }
+}
+
 /// A clock that only moves when told to: for tests. Clones share one time.
 ///
 /// ```

@@ -248,6 +248,26 @@ impl Vault {
         self.engine.checkpoint()
     }
 
+    /// The time by the storage's clock ([`Backend::now`]): this machine's for a vault on
+    /// disk, the server's for storage that several machines share. Authorizers time leases
+    /// and expiries by it unless given another [`Clock`](crate::oauth::Clock).
+    ///
+    /// ```
+    /// # use tokenvault::{KeySource, Vault};
+    /// # use tokenvault::secrecy::SecretBox;
+    /// # let dir = tempfile::tempdir()?;
+    /// let vault = Vault::create(dir.path().join("v"), &KeySource::raw_key(SecretBox::new(Box::new([1; 32]))))?;
+    /// let before = std::time::SystemTime::now();
+    /// assert!(vault.storage_time()? >= before);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; the backend's errors.
+    pub fn storage_time(&self) -> Result<std::time::SystemTime> {
+        self.engine.now()
+    }
+
     /// The vault directory, for a vault on disk.
     pub fn path(&self) -> Option<&Path> {
         self.engine.path()

@@ -9,7 +9,7 @@ use super::{
     AmbiguousFailure, Authorizer, DeadGrant, Shared, State, DEFAULT_JITTER, DEFAULT_LEASE_TIME,
     DEFAULT_MARGIN, DEFAULT_MAX_RETRY_GAP, DEFAULT_MIN_RETRY_GAP,
 };
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, StorageClock};
 use crate::crypto::random_u64;
 use crate::error::{Error, Result};
 use crate::namespace::{InternalKey, Namespace};
@@ -27,7 +27,7 @@ impl Authorizer {
             ns: namespace.clone(),
             key: key.to_owned(),
             refresher: Arc::new(refresher),
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(StorageClock(Arc::clone(namespace.engine()))),
             config: Config {
                 margin: DEFAULT_MARGIN,
                 jitter: DEFAULT_JITTER,
@@ -79,7 +79,9 @@ impl AuthorizerBuilder {
         self
     }
 
-    /// Where the time comes from (default [`SystemClock`]).
+    /// Where the time comes from: expiry decisions and lease times (default: the storage's
+    /// clock, [`Vault::storage_time`](crate::Vault::storage_time), which is this machine's for
+    /// a vault on disk and the server's for storage several machines share).
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
         self

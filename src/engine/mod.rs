@@ -233,6 +233,11 @@ impl Engine {
         guarded(backend, f)
     }
 
+    /// The storage's clock ([`Backend::now`]).
+    pub(crate) fn now(&self) -> Result<std::time::SystemTime> {
+        self.call(|b| b.now())
+    }
+
     /// Waits until the write committed as `ticket` is durable (no wait when buffered).
     pub(crate) fn sync(&self, ticket: u64) -> Result<()> {
         if self.options.durability == Durability::Buffered {

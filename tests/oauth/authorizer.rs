@@ -732,3 +732,98 @@ fn a_refreshed_token_the_store_refuses_is_served_and_stored_later() {
     assert_eq!(access(&stored), "at-2");
     assert_eq!(ns.record_count().unwrap(), 1, "no lease left");
 }
+
+/// Storage whose clock stands at a fixed time, as a shared backend reports its server's.
+#[derive(Debug, Clone)]
+struct ServerClock {
+    inner: tokenvault::backend::MemoryBackend,
+    now: SystemTime,
+}
+
+impl tokenvault::backend::Backend for ServerClock {
+    fn read_header(&self) -> Result<Option<Vec<u8>>, tokenvault::backend::BackendError> {
+        self.inner.read_header()
+    }
+    fn write_header(
+        &self,
+        expected: Option<&[u8]>,
+        bytes: &[u8],
+    ) -> Result<bool, tokenvault::backend::BackendError> {
+        self.inner.write_header(expected, bytes)
+    }
+    fn get(
+        &self,
+        tree: &[u8],
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, tokenvault::backend::BackendError> {
+        self.inner.get(tree, key)
+    }
+    fn scan(
+        &self,
+        tree: &[u8],
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<tokenvault::backend::ScanPage, tokenvault::backend::BackendError> {
+        self.inner.scan(tree, prefix, after, limit)
+    }
+    fn apply(
+        &self,
+        batch: &tokenvault::backend::Batch,
+    ) -> Result<bool, tokenvault::backend::BackendError> {
+        self.inner.apply(batch)
+    }
+    fn drop_tree(&self, tree: &[u8]) -> Result<(), tokenvault::backend::BackendError> {
+        self.inner.drop_tree(tree)
+    }
+    fn trees(&self) -> Result<Vec<Vec<u8>>, tokenvault::backend::BackendError> {
+        self.inner.trees()
+    }
+    fn flush(&self) -> Result<(), tokenvault::backend::BackendError> {
+        self.inner.flush()
+    }
+    fn close(&self) -> Result<(), tokenvault::backend::BackendError> {
+        self.inner.close()
+    }
+    fn now(&self) -> Result<SystemTime, tokenvault::backend::BackendError> {
+        Ok(self.now)
+    }
+}
+
+#[test]
+fn without_a_clock_of_its_own_an_authorizer_uses_the_storages() {
+    // The storage's clock is 10 days ahead of this machine's: a token this machine thinks
+    // has a day left has expired by it, and the authorizer refreshes.
+    let server_now = SystemTime::now() + Duration::from_secs(10 * 86_400);
+    let storage = ServerClock {
+        inner: tokenvault::backend::MemoryBackend::new(),
+        now: server_now,
+    };
+    let vault = Vault::create_with_backend(storage, &raw_key(1)).unwrap();
+    assert_eq!(vault.storage_time().unwrap(), server_now);
+    let ns = vault.namespace("n").unwrap();
+    let expires = SystemTime::now() + Duration::from_secs(86_400);
+    ns.put("api", &grant("at-0", "rt-0", expires)).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let auth = Authorizer::builder(&ns, "api", move |_: Option<&Token>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, RefreshError>(
+            Token::new("at-1".to_owned().into())
+                .with_expires_at(server_now + Duration::from_secs(3600)),
+        )
+    })
+    .build()
+    .unwrap();
+    assert_eq!(access(&auth.token().unwrap()), "at-1");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Given a clock of its own (this machine's), the same token is still valid.
+    ns.put("api", &grant("at-0", "rt-0", expires)).unwrap();
+    let local = Authorizer::builder(&ns, "api", |_: Option<&Token>| {
+        Err::<Token, _>(RefreshError::transient("must not refresh"))
+    })
+    .clock(tokenvault::oauth::SystemClock)
+    .build()
+    .unwrap();
+    assert_eq!(access(&local.token().unwrap()), "at-0");
+}
