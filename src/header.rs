@@ -10,7 +10,7 @@
 //! `K_mac = HKDF-SHA-256(salt = vault id, ikm = VMK, info = "tokenvault/v1/header-mac")` detects
 //! tampering once the vault master key is unwrapped.
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-hooks"))]
 use zeroize::Zeroizing;
 
 use crate::bytes::{Reader, Truncated};
@@ -426,7 +426,7 @@ impl Header {
 
 /// Seals a namespace entry: `name_len u16 | name | active u32 | key_count u16 |
 /// (key_id u32 | key [32])* | floor u64 | zero padding to a multiple of 64`.
-#[cfg(test)]
+#[cfg(any(test, feature = "test-hooks"))]
 pub(crate) fn seal_ns(
     wrap: &Cipher,
     vault_id: &[u8],

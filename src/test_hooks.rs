@@ -15,6 +15,7 @@ pub use self::import_hook::fuzz_import;
 
 /// The record pipeline's parts, for the benchmarks' floors.
 pub mod bench;
+pub mod format_v1;
 pub mod fuzz;
 pub mod ops;
 

@@ -6,7 +6,7 @@
 //! fuzz targets' regression inputs.
 //!
 //! One test binary (the tests share nothing but the `support` crate); the tests that need a
-//! process of their own (`memory`, `crash`, `authorizer_process`, `authorizer_events`,
+//! process of their own (`memory`, `crash`, `upgrade`, `authorizer_process`, `authorizer_events`,
 //! `http_tls`, `cli`) are binaries of their own. Run one module with
 //! `cargo test --all-features --test engine -- model::`.
 
