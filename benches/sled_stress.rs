@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench --bench sled_stress -- tx 300000       # raw sled transactions: can deadlock (1 run in 3 here)
 //! cargo bench --bench sled_stress -- insert 200000   # raw sled plain inserts: completes
+//! cargo bench --bench sled_stress -- batch 200000    # raw sled apply_batch of the same two
 //! cargo bench --bench sled_stress -- vault 200000    # overwrites through the vault
 //! CHURN=1 cargo bench --bench sled_stress -- vault 200000   # creates and removals
 //! CREATE=1 cargo bench --bench sled_stress -- vault 100000  # creates only
@@ -58,7 +59,11 @@ fn main() {
             // its sustained buffered writes.
             db.flush().unwrap();
         }
-        raw_write(&tree, i, mode != "insert");
+        if mode == "batch" {
+            raw_batch(&tree, i);
+        } else {
+            raw_write(&tree, i, mode != "insert");
+        }
         done.store(i + 1, Ordering::SeqCst);
     }
     db.flush().unwrap();
@@ -134,6 +139,16 @@ fn vault_mode(total: u64, done: &AtomicU64, dir: &std::path::Path) {
 /// Raw sled's share of a vault write, number `i`: the record of key `i % 1000` and a
 /// manifest-sized value, in one transaction (`transactional`) or as two plain inserts. Each
 /// value differs from the one its key holds: sled skips a write of the stored value.
+/// The same two writes as one `apply_batch` (atomic, within one tree, unconditional).
+fn raw_batch(tree: &sled::Tree, i: u64) {
+    let k = (i % 1000).to_le_bytes();
+    let pick = (i / 1000 + i).is_multiple_of(2);
+    let mut batch = sled::Batch::default();
+    batch.insert(&k, vec![if pick { 7u8 } else { 8 }; 1590]);
+    batch.insert(&[0u8], vec![if pick { 9u8 } else { 10 }; 300]);
+    tree.apply_batch(batch).unwrap();
+}
+
 fn raw_write(tree: &sled::Tree, i: u64, transactional: bool) {
     let k = (i % 1000).to_le_bytes();
     let pick = (i / 1000 + i).is_multiple_of(2);
