@@ -571,13 +571,7 @@ fn scale(quick: bool, cache_mib: Option<u64>) -> Result<(), Box<dyn std::error::
             // than the first read after an open (raw sled, just filled, starts warm).
             warm(&handles, n);
         }
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = random_below(n);
         let get_random = per_op(budget, 5, || {
             let i = next();
             black_box(
@@ -700,13 +694,7 @@ fn tenants_scale(quick: bool) -> Result<(), Box<dyn std::error::Error>> {
         let get = per_op(budget, 5, || {
             black_box(ns.get::<Token>(KEY).unwrap());
         });
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = random_below(n);
         let get_random = per_op(budget, 5, || {
             let ns = vault.namespace(&format!("tenant-{:07}", next())).unwrap();
             black_box(ns.get::<Token>(KEY).unwrap());
@@ -739,6 +727,17 @@ fn tenants_scale(quick: bool) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// A fixed xorshift sequence of numbers below `n`.
+fn random_below(n: u64) -> impl FnMut() -> u64 {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    }
 }
 
 /// The 1,000 namespaces of a `filled_vault`.

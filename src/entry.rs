@@ -63,33 +63,14 @@ pub(crate) fn seal_entry(
     ns_id: &[u8; NS_ID_LEN],
     entry: &Entry,
 ) -> Result<Vec<u8>> {
-    let name = entry.name.as_bytes();
-    let name_len = u16::try_from(name.len()).map_err(|_| Error::TooLarge {
-        what: "the namespace name",
-        limit: usize::from(u16::MAX),
-    })?;
-    if entry.keys.is_empty() || entry.keys.len() > MAX_NS_KEYS {
-        return Err(Error::backend(
-            "internal: namespace key count out of bounds",
-        ));
-    }
-    let key_count = u16::try_from(entry.keys.len())
-        .map_err(|_| Error::backend("internal: too many namespace keys"))?;
-    let plain_len = (2 + name.len() + 4 + 2 + entry.keys.len() * (4 + KEY_LEN)).div_ceil(PAD) * PAD;
+    let plain_len = key_table_len(&entry.name, &entry.keys).div_ceil(PAD) * PAD;
     let start = CLEAR_LEN + NONCE_LEN;
     let mut buf = Zeroizing::new(Vec::with_capacity(start + plain_len + TAG_LEN));
     buf.push(FORMAT_VERSION);
     buf.extend_from_slice(&ewk_id.to_le_bytes());
     buf.extend_from_slice(&entry.incarnation);
     buf.resize(start, 0);
-    buf.extend_from_slice(&name_len.to_le_bytes());
-    buf.extend_from_slice(name);
-    buf.extend_from_slice(&entry.active.to_le_bytes());
-    buf.extend_from_slice(&key_count.to_le_bytes());
-    for (kid, key) in &entry.keys {
-        buf.extend_from_slice(&kid.to_le_bytes());
-        buf.extend_from_slice(key.bytes());
-    }
+    push_key_table(&mut buf, &entry.name, entry.active, &entry.keys)?;
     buf.resize(start + plain_len, 0);
     let aad = entry_aad(vault_id, ns_id, ewk_id, &entry.incarnation);
     let nonce = cipher.seal_in_place(&aad, &mut buf, start)?;
@@ -121,14 +102,67 @@ pub(crate) fn open_entry(
         )
         .ok_or("namespace entry failed authentication")?;
     let mut r = Reader::new(&plain);
+    let (name, active, keys) = read_key_table(&mut r)?;
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err("namespace name length out of bounds");
+    }
+    if !plain.len().is_multiple_of(PAD) || r.rest().iter().any(|&b| b != 0) {
+        return Err("namespace entry padding is malformed");
+    }
+    Ok(Entry {
+        name,
+        incarnation,
+        active,
+        keys,
+    })
+}
+
+/// A key table: the namespace's name, its active key id, and its keys by id.
+pub(crate) type KeyTable = (String, u32, Vec<(u32, Key)>);
+
+/// The length of a key table (before padding): `2 + name + 4 + 2 + 36 × keys`.
+pub(crate) fn key_table_len(name: &str, keys: &[(u32, Key)]) -> usize {
+    2 + name.len() + 4 + 2 + keys.len() * (4 + KEY_LEN)
+}
+
+/// Writes a namespace's key table, the part of an entry's plaintext both formats share:
+/// `name_len u16 | name | active u32 | key_count u16 | (key_id u32 | key [32])*`.
+pub(crate) fn push_key_table(
+    buf: &mut Vec<u8>,
+    name: &str,
+    active: u32,
+    keys: &[(u32, Key)],
+) -> Result<()> {
+    let name_len = u16::try_from(name.len()).map_err(|_| Error::TooLarge {
+        what: "the namespace name",
+        limit: usize::from(u16::MAX),
+    })?;
+    if keys.is_empty() || keys.len() > MAX_NS_KEYS {
+        return Err(Error::backend(
+            "internal: namespace key count out of bounds",
+        ));
+    }
+    let key_count = u16::try_from(keys.len())
+        .map_err(|_| Error::backend("internal: too many namespace keys"))?;
+    buf.extend_from_slice(&name_len.to_le_bytes());
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(&active.to_le_bytes());
+    buf.extend_from_slice(&key_count.to_le_bytes());
+    for (kid, key) in keys {
+        buf.extend_from_slice(&kid.to_le_bytes());
+        buf.extend_from_slice(key.bytes());
+    }
+    Ok(())
+}
+
+/// Reads what [`push_key_table`] wrote, checking the key count's bounds, that key ids are
+/// unique and that the active one is among them.
+pub(crate) fn read_key_table(r: &mut Reader<'_>) -> Result<KeyTable, &'static str> {
     let bad = |_| "namespace entry malformed";
     let name_len = usize::from(r.u16().map_err(bad)?);
     let name = std::str::from_utf8(r.take(name_len).map_err(bad)?)
         .map_err(|_| "namespace name is not UTF-8")?
         .to_owned();
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return Err("namespace name length out of bounds");
-    }
     let active = r.u32().map_err(bad)?;
     let key_count = usize::from(r.u16().map_err(bad)?);
     if key_count == 0 || key_count > MAX_NS_KEYS {
@@ -144,18 +178,10 @@ pub(crate) fn open_entry(
             Key::from_slice(r.take(KEY_LEN).map_err(bad)?).ok_or("namespace key malformed")?;
         keys.push((kid, key));
     }
-    if !plain.len().is_multiple_of(PAD) || r.rest().iter().any(|&b| b != 0) {
-        return Err("namespace entry padding is malformed");
-    }
     if !keys.iter().any(|(kid, _)| *kid == active) {
         return Err("namespace active key missing");
     }
-    Ok(Entry {
-        name,
-        incarnation,
-        active,
-        keys,
-    })
+    Ok((name, active, keys))
 }
 
 fn entry_aad(

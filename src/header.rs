@@ -14,7 +14,10 @@
 use zeroize::Zeroizing;
 
 use crate::bytes::{Reader, Truncated};
-use crate::crypto::{sha256, Aad, Cipher, Key, Prf, KEY_LEN, NONCE_LEN, TAG_LEN, WRAPPED_KEY_LEN};
+use crate::crypto::{sha256, Aad, Cipher, Key, Prf, NONCE_LEN, TAG_LEN, WRAPPED_KEY_LEN};
+use crate::entry::read_key_table;
+#[cfg(any(test, feature = "test-hooks"))]
+use crate::entry::{key_table_len, push_key_table};
 use crate::error::{Error, Result};
 use crate::format::{
     ENTRY_KEY_AAD_LABEL, FORMAT_V1, FORMAT_VERSION, HEADER_MAC_LABEL, INDEX_KEY_AAD_LABEL, MAGIC,
@@ -29,8 +32,6 @@ const MAX_PARAMS_LEN: usize = 1024;
 const MAX_NS_BLOB_LEN: usize = 64 * 1024;
 /// Namespace entry plaintexts are zero-padded to a multiple of this.
 const NS_PAD: usize = 64;
-/// Most keys one namespace holds at once (the active one and those being rotated away).
-const MAX_NS_KEYS: usize = 64;
 
 const FIXED_LEN: usize = 8 + 2 + 4;
 const TRAILER_LEN: usize = 32 + 32;
@@ -433,30 +434,10 @@ pub(crate) fn seal_ns(
     id: &[u8; NS_ID_LEN],
     keys: &NsKeys,
 ) -> Result<Vec<u8>> {
-    let name = keys.name.as_bytes();
-    let name_len = u16::try_from(name.len()).map_err(|_| Error::TooLarge {
-        what: "the namespace name",
-        limit: usize::from(u16::MAX),
-    })?;
-    if keys.keys.is_empty() || keys.keys.len() > MAX_NS_KEYS {
-        return Err(Error::backend(
-            "internal: namespace key count out of bounds",
-        ));
-    }
-    let key_count = u16::try_from(keys.keys.len())
-        .map_err(|_| Error::backend("internal: too many namespace keys"))?;
-    let plain_len =
-        (2 + name.len() + 4 + 2 + keys.keys.len() * (4 + KEY_LEN) + 8).div_ceil(NS_PAD) * NS_PAD;
+    let plain_len = (key_table_len(&keys.name, &keys.keys) + 8).div_ceil(NS_PAD) * NS_PAD;
     let mut buf = Zeroizing::new(Vec::with_capacity(NONCE_LEN + plain_len + TAG_LEN));
     buf.resize(NONCE_LEN, 0);
-    buf.extend_from_slice(&name_len.to_le_bytes());
-    buf.extend_from_slice(name);
-    buf.extend_from_slice(&keys.active.to_le_bytes());
-    buf.extend_from_slice(&key_count.to_le_bytes());
-    for (kid, key) in &keys.keys {
-        buf.extend_from_slice(&kid.to_le_bytes());
-        buf.extend_from_slice(key.bytes());
-    }
+    push_key_table(&mut buf, &keys.name, keys.active, &keys.keys)?;
     buf.extend_from_slice(&keys.floor.to_le_bytes());
     buf.resize(NONCE_LEN + plain_len, 0);
     let nonce = wrap.seal_in_place(&ns_aad(vault_id, id), &mut buf, NONCE_LEN)?;
@@ -483,31 +464,10 @@ pub(crate) fn open_ns(
         .ok_or("namespace entry failed authentication")?;
     let mut r = Reader::new(&plain);
     let bad = |_| "namespace entry malformed";
-    let name_len = usize::from(r.u16().map_err(bad)?);
-    let name = std::str::from_utf8(r.take(name_len).map_err(bad)?)
-        .map_err(|_| "namespace name is not UTF-8")?
-        .to_owned();
-    let active = r.u32().map_err(bad)?;
-    let key_count = usize::from(r.u16().map_err(bad)?);
-    if key_count == 0 || key_count > MAX_NS_KEYS {
-        return Err("namespace key count out of bounds");
-    }
-    let mut keys: Vec<(u32, Key)> = Vec::with_capacity(key_count);
-    for _ in 0..key_count {
-        let kid = r.u32().map_err(bad)?;
-        if keys.iter().any(|(k, _)| *k == kid) {
-            return Err("duplicate namespace key ids");
-        }
-        let key =
-            Key::from_slice(r.take(KEY_LEN).map_err(bad)?).ok_or("namespace key malformed")?;
-        keys.push((kid, key));
-    }
+    let (name, active, keys) = read_key_table(&mut r)?;
     let floor = r.u64().map_err(bad)?;
     if !plain.len().is_multiple_of(NS_PAD) || r.rest().iter().any(|&b| b != 0) {
         return Err("namespace entry padding is malformed");
-    }
-    if !keys.iter().any(|(kid, _)| *kid == active) {
-        return Err("namespace active key missing");
     }
     Ok(NsKeys {
         name,

@@ -440,15 +440,8 @@ fn json_golden_opens_in_a_memory_backend() {
     assert_eq!(&d.header[..8], b"\x89TVAULT\n");
     assert_eq!(&d.header[8..10], &[1, 0]);
 
-    let storage = MemoryBackend::new();
-    storage.overwrite_header(&d.header).unwrap();
-    for (tree, entries) in &d.trees {
-        for (key, value) in entries {
-            storage
-                .apply(&Batch::new().write(tree, key, Some(value.clone())))
-                .unwrap();
-        }
-    }
+    let storage = golden_in_memory();
+    assert_eq!(dump(&storage), d);
     // Refusing the upgrade changes nothing.
     assert!(matches!(
         VaultOptions::new()
