@@ -1,15 +1,16 @@
-//! Golden vaults: vault files of on-disk format version 1, checked into the repository, that
-//! every later tokenvault must open and read exactly.
+//! Golden vaults: vault files of each on-disk format version, checked into the repository,
+//! that every later tokenvault must open and read exactly (format 1 by upgrading it).
 //!
-//! - `tests/golden/v1/sled/`: a vault directory as [`Vault::create`] writes it (the header
+//! - `tests/golden/vN/sled/`: a vault directory as [`Vault::create`] writes it (the header
 //!   file and sled's `data/` directory; the empty lock file is left out);
-//! - `tests/golden/v1/backend.json`: the same vault's stored bytes, backend-independent: the
+//! - `tests/golden/vN/backend.json`: the same vault's stored bytes, backend-independent: the
 //!   header file and every tree's key/value pairs, in hex, as the `Backend` trait returns
 //!   them. Loaded into a `MemoryBackend`, it must open as well.
 //!
-//! Both were written once by the `regenerate` test below (ignored). **Never regenerate v1**:
-//! these files are the compatibility promise; a new format version gets a new directory
-//! (`tests/golden/v2/`, ...) next to this one, and v1 keeps being tested. See
+//! Each version's files were written once by the `regenerate` test below (ignored), which
+//! writes the current format's directory and refuses to overwrite one. **Never regenerate
+//! an existing version**: these files are the compatibility promise; a new format version
+//! gets a new directory next to them, and the old ones keep being tested. See
 //! `tests/golden/README.md`.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -29,8 +30,9 @@ use tokenvault::{Error, KdfParams, KeySource, Secret, SlotKind, Token, Vault, Va
 // What the golden vaults hold. Changing anything here makes the test fail against the
 // checked-in files: that is the point. Do not "fix" it by regenerating v1.
 
-/// The golden format version directory these tests read.
-const GOLDEN_DIR: &str = "v1";
+/// The golden directories: format version 1 (read by upgrading it) and 2.
+const V1: &str = "v1";
+const V2: &str = "v2";
 
 /// Slot 0: this raw key (bytes 0x00, 0x01, ..., 0x1f).
 fn golden_raw_key() -> [u8; 32] {
@@ -104,8 +106,8 @@ fn passphrase_source(p: &str) -> KeySource {
     KeySource::passphrase(SecretString::from(p))
 }
 
-fn golden_root() -> PathBuf {
-    [env!("CARGO_MANIFEST_DIR"), "tests", "golden", GOLDEN_DIR]
+fn golden_root(version: &str) -> PathBuf {
+    [env!("CARGO_MANIFEST_DIR"), "tests", "golden", version]
         .iter()
         .collect()
 }
@@ -187,8 +189,8 @@ fn dump_from_json(v: &Value) -> Dump {
     Dump { header, trees }
 }
 
-fn load_json() -> Value {
-    let path = golden_root().join("backend.json");
+fn load_json(version: &str) -> Value {
+    let path = golden_root(version).join("backend.json");
     let text =
         fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
@@ -235,15 +237,15 @@ fn set_mode(path: &Path, mode: u32) {
 fn set_mode(_: &Path, _: u32) {}
 
 /// A fresh temporary copy of the sled golden directory (opening may write to it).
-fn sled_copy() -> (tempfile::TempDir, PathBuf) {
+fn sled_copy(version: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("vault");
-    copy_tree(&golden_root().join("sled"), &dir);
+    copy_tree(&golden_root(version).join("sled"), &dir);
     (tmp, dir)
 }
 
 /// Every check of a golden vault's contents through the public API.
-fn check_vault(vault: &Vault) {
+fn check_vault(vault: &Vault, version: &str) {
     let records = golden_records();
 
     // Namespaces, sorted.
@@ -275,7 +277,7 @@ fn check_vault(vault: &Vault) {
     }
 
     // Every value, field by field, and its version.
-    let versions = load_json()["versions"].clone();
+    let versions = load_json(version)["versions"].clone();
     for (ns_name, key, stored) in &records {
         let ns = vault.namespace(ns_name).unwrap();
         let want_version = versions[*ns_name][*key].as_u64().unwrap();
@@ -360,9 +362,9 @@ fn check_writable(vault: &Vault) -> u64 {
 
 #[test]
 fn sled_golden_opens_with_the_raw_key() {
-    let (_tmp, dir) = sled_copy();
+    let (_tmp, dir) = sled_copy(V1);
     let vault = Vault::open(&dir, &raw_key_source()).unwrap();
-    check_vault(&vault);
+    check_vault(&vault, V1);
     check_writable(&vault);
     vault.close().unwrap();
     let vault = Vault::open(&dir, &raw_key_source()).unwrap();
@@ -382,13 +384,13 @@ fn sled_golden_opens_with_the_raw_key() {
 
 #[test]
 fn sled_golden_opens_with_the_passphrase() {
-    let (_tmp, dir) = sled_copy();
+    let (_tmp, dir) = sled_copy(V1);
     let passphrase = passphrase_source(GOLDEN_PASSPHRASE);
     let vault = VaultOptions::new()
         .slot(GOLDEN_PASSPHRASE_SLOT)
         .open(&dir, &passphrase)
         .unwrap();
-    check_vault(&vault);
+    check_vault(&vault, V1);
     vault.close().unwrap();
     // Without naming the slot, too.
     Vault::open(&dir, &passphrase).unwrap().close().unwrap();
@@ -396,7 +398,7 @@ fn sled_golden_opens_with_the_passphrase() {
 
 #[test]
 fn sled_golden_refuses_wrong_keys() {
-    let (_tmp, dir) = sled_copy();
+    let (_tmp, dir) = sled_copy(V1);
     let mut wrong = golden_raw_key();
     wrong[31] ^= 1;
     let wrong = KeySource::raw_key(SecretBox::new(Box::new(wrong)));
@@ -409,23 +411,23 @@ fn sled_golden_refuses_wrong_keys() {
 /// trait: the two goldens are one vault.
 #[test]
 fn sled_golden_stores_the_bytes_of_the_json_golden() {
-    let (_tmp, dir) = sled_copy();
+    let (_tmp, dir) = sled_copy(V1);
     let backend = SledBackend::open(&dir).unwrap();
     let stored = dump(&backend);
     backend.close().unwrap();
-    let expected = dump_from_json(&load_json());
+    let expected = dump_from_json(&load_json(V1));
     assert_eq!(stored.header, expected.header);
     assert_eq!(stored.trees, expected.trees);
     // The header file is the same bytes too.
     assert_eq!(
-        fs::read(golden_root().join("sled/tokenvault.header")).unwrap(),
+        fs::read(golden_root(V1).join("sled/tokenvault.header")).unwrap(),
         expected.header
     );
 }
 
 #[test]
 fn json_golden_opens_in_a_memory_backend() {
-    let json = load_json();
+    let json = load_json(V1);
     // The inputs recorded in the file are the ones this test uses.
     assert_eq!(json["format_version"], 1);
     assert_eq!(json["raw_key"], to_hex(&golden_raw_key()));
@@ -440,7 +442,7 @@ fn json_golden_opens_in_a_memory_backend() {
     assert_eq!(&d.header[..8], b"\x89TVAULT\n");
     assert_eq!(&d.header[8..10], &[1, 0]);
 
-    let storage = golden_in_memory();
+    let storage = golden_in_memory(V1);
     assert_eq!(dump(&storage), d);
     // Refusing the upgrade changes nothing.
     assert!(matches!(
@@ -453,7 +455,7 @@ fn json_golden_opens_in_a_memory_backend() {
     // Opening upgrades it to format 2, in one header write.
     let vault = Vault::open_with_backend(storage.clone(), &raw_key_source()).unwrap();
     assert_eq!(vault.format_version(), 2);
-    check_vault(&vault);
+    check_vault(&vault, V1);
     let seqid = vault.header_seqid().unwrap();
     vault.close().unwrap();
     let upgraded = dump(&storage);
@@ -465,7 +467,7 @@ fn json_golden_opens_in_a_memory_backend() {
     );
     // Opening the upgraded vault and reading write nothing.
     let vault = Vault::open_with_backend(storage.clone(), &raw_key_source()).unwrap();
-    check_vault(&vault);
+    check_vault(&vault, V1);
     vault.close().unwrap();
     assert_eq!(dump(&storage), upgraded);
 
@@ -473,15 +475,15 @@ fn json_golden_opens_in_a_memory_backend() {
         .slot(GOLDEN_PASSPHRASE_SLOT)
         .open_with_backend(storage.clone(), &passphrase_source(GOLDEN_PASSPHRASE))
         .unwrap();
-    check_vault(&vault);
+    check_vault(&vault, V1);
     // Writes do not change the header in format 2; the close's checkpoint does.
     assert_eq!(check_writable(&vault), seqid);
     vault.close().unwrap();
 }
 
 /// The golden format-1 vault in a fresh memory backend.
-fn golden_in_memory() -> MemoryBackend {
-    let d = dump_from_json(&load_json());
+fn golden_in_memory(version: &str) -> MemoryBackend {
+    let d = dump_from_json(&load_json(version));
     let storage = MemoryBackend::new();
     storage.overwrite_header(&d.header).unwrap();
     for (tree, entries) in &d.trees {
@@ -497,7 +499,7 @@ fn golden_in_memory() -> MemoryBackend {
 #[test]
 fn an_upgrade_stopped_at_any_write_resumes_and_loses_nothing() {
     // How many storage writes a whole upgrade makes.
-    let counting = FaultyBackend::new(golden_in_memory());
+    let counting = FaultyBackend::new(golden_in_memory(V1));
     Vault::open_with_backend(counting.clone(), &raw_key_source())
         .unwrap()
         .close()
@@ -507,7 +509,7 @@ fn an_upgrade_stopped_at_any_write_resumes_and_loses_nothing() {
     // Stopped after each of them ("the process dies": every later write fails), then
     // opened again: the upgrade resumes, and the vault is exactly the golden one.
     for stop in 0..writes {
-        let storage = FaultyBackend::new(golden_in_memory());
+        let storage = FaultyBackend::new(golden_in_memory(V1));
         storage.fail_after(stop);
         let first = Vault::open_with_backend(storage.clone(), &raw_key_source());
         if let Ok(vault) = first {
@@ -519,15 +521,70 @@ fn an_upgrade_stopped_at_any_write_resumes_and_loses_nothing() {
         let vault = Vault::open_with_backend(storage.clone(), &raw_key_source()).unwrap();
         assert_eq!(vault.format_version(), 2, "stopped after {stop} writes");
         vault.purge_orphans().unwrap();
-        check_vault(&vault);
+        check_vault(&vault, V1);
         vault.close().unwrap();
     }
 }
 
 #[test]
+fn sled_golden_v2_opens_with_both_keys_and_reading_writes_nothing() {
+    let (_tmp, dir) = sled_copy(V2);
+    let vault = Vault::open(&dir, &raw_key_source()).unwrap();
+    assert_eq!(vault.format_version(), 2);
+    check_vault(&vault, V2);
+    vault.close().unwrap();
+    let backend = SledBackend::open(&dir).unwrap();
+    let stored = dump(&backend);
+    backend.close().unwrap();
+    let expected = dump_from_json(&load_json(V2));
+    assert_eq!(stored, expected, "an open and reads wrote nothing");
+    assert_eq!(
+        fs::read(golden_root(V2).join("sled/tokenvault.header")).unwrap(),
+        expected.header
+    );
+    let vault = VaultOptions::new()
+        .slot(GOLDEN_PASSPHRASE_SLOT)
+        .open(&dir, &passphrase_source(GOLDEN_PASSPHRASE))
+        .unwrap();
+    check_vault(&vault, V2);
+    check_writable(&vault);
+    vault.close().unwrap();
+    let vault = Vault::open(&dir, &raw_key_source()).unwrap();
+    assert_eq!(
+        vault.namespaces().unwrap(),
+        [NS_ALPHA, "tenant-new", NS_BETA]
+    );
+    vault.close().unwrap();
+}
+
+#[test]
+fn json_golden_v2_opens_in_a_memory_backend() {
+    let json = load_json(V2);
+    assert_eq!(json["format_version"], 2);
+    assert_eq!(json["raw_key"], to_hex(&golden_raw_key()));
+    assert_eq!(json["passphrase"], GOLDEN_PASSPHRASE);
+    let d = dump_from_json(&json);
+    assert_eq!(&d.header[8..10], &[2, 0]);
+    assert_eq!(
+        d.trees.keys().cloned().collect::<Vec<_>>(),
+        [b"e".to_vec(), b"m".to_vec(), b"r".to_vec()]
+    );
+    let storage = golden_in_memory(V2);
+    let vault = Vault::open_with_backend(storage.clone(), &raw_key_source()).unwrap();
+    check_vault(&vault, V2);
+    vault.close().unwrap();
+    assert_eq!(dump(&storage), d, "an open and reads wrote nothing");
+    let vault = Vault::open_with_backend(storage, &raw_key_source()).unwrap();
+    check_writable(&vault);
+    vault.close().unwrap();
+}
+
+#[test]
 #[ignore = "writes the golden files; never for an existing format version"]
 fn regenerate() {
-    let out = std::env::var_os("TOKENVAULT_GOLDEN_OUT").map_or_else(golden_root, PathBuf::from);
+    // Golden files are written for the current format version only, once.
+    let out =
+        std::env::var_os("TOKENVAULT_GOLDEN_OUT").map_or_else(|| golden_root(V2), PathBuf::from);
     assert!(
         !out.exists() || fs::read_dir(&out).unwrap().next().is_none(),
         "{} exists: golden files of a released format are never regenerated; \
@@ -568,6 +625,8 @@ fn regenerate() {
     // Records of tenant-alpha carry data key id 2.
     let report = vault.rotate_namespace_key(NS_ALPHA, |_| {}).unwrap();
     assert_eq!(report.key_id, 2);
+    // Entries sealed under entry-wrapping key 2, the first one destroyed.
+    vault.shred(|_| {}).unwrap();
 
     let mut versions = serde_json::Map::new();
     for (ns_name, key, stored) in golden_records() {
@@ -609,12 +668,14 @@ fn regenerate() {
     obj.insert(
         "comment".into(),
         json!(
-            "tokenvault golden vault, on-disk format version 1. The same vault as sled/: \
-             the header file and every namespace tree (tree name = ns_id, key = record_id \
-             or 00 for the manifest), hex. Never regenerate; see tests/golden/README.md."
+            "tokenvault golden vault, on-disk format version 2. The same vault as sled/: \
+             the header file and the trees e (entries: key ns_id, or 00 for the entry-key \
+             marker), r (records: key ns_id || incarnation || record_id) and m (manifests: \
+             key ns_id || incarnation, or 00 for the anchor), hex. Never regenerate; see \
+             tests/golden/README.md."
         ),
     );
-    obj.insert("format_version".into(), json!(1));
+    obj.insert("format_version".into(), json!(2));
     obj.insert("raw_key".into(), json!(to_hex(&golden_raw_key())));
     obj.insert("passphrase".into(), json!(GOLDEN_PASSPHRASE));
     obj.insert("versions".into(), Value::Object(versions));
