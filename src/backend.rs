@@ -116,7 +116,10 @@ impl Batch {
 /// - Reads see every applied write, flushed or not.
 /// - Methods may be called from many threads at once. A backend may panic on damaged storage
 ///   (sled does); the vault catches panics and reports [`Error::Backend`](crate::Error::Backend).
-/// - A backend holds exclusive access to its storage between `open` and `close`.
+/// - Storage may be shared: several handles (in this process or others) may apply batches
+///   to it at once, and every write the vault makes is conditional, so they never overwrite
+///   each other's changes. A backend that knows it is the storage's only writer while open
+///   says so through [`exclusive`](Backend::exclusive).
 pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// The header file, or `None` if no vault was ever created here.
     fn read_header(&self) -> Result<Option<Vec<u8>>, BackendError>;
@@ -158,6 +161,22 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// memory backend); a backend shared by several machines returns its server's time.
     fn now(&self) -> Result<std::time::SystemTime, BackendError> {
         Ok(std::time::SystemTime::now())
+    }
+
+    /// Whether this backend is the only writer of its storage until it is closed: no other
+    /// handle, in this process or another, applies batches to it meanwhile (sled holds its
+    /// directory's lock). The vault then stores a new record with single-key writes instead of
+    /// an atomic batch with its namespace's manifest, which is safe only against writers that
+    /// share the vault handle's locks. The default, `false`, is always safe.
+    ///
+    /// ```
+    /// use tokenvault::backend::{Backend, MemoryBackend};
+    ///
+    /// // A memory backend can be shared by several handles (clones share their storage).
+    /// assert!(!MemoryBackend::new().exclusive());
+    /// ```
+    fn exclusive(&self) -> bool {
+        false
     }
 
     /// Flushes and releases the storage (locks, files). Returns only once another holder

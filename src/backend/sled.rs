@@ -259,6 +259,12 @@ impl Open {
 }
 
 impl Backend for SledBackend {
+    /// sled's directory lock keeps every other process out, and a second open in this
+    /// process fails on the same lock.
+    fn exclusive(&self) -> bool {
+        true
+    }
+
     fn read_header(&self) -> Result<Option<Vec<u8>>, BackendError> {
         let mut known = lock_header(&self.header);
         let bytes = read_header_file(&self.dir.join(HEADER_FILE))?;

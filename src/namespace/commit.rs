@@ -100,7 +100,8 @@ pub(crate) fn commit(
         }
     }
     let fast = match (ops.as_slice(), rids.as_slice()) {
-        ([op], [rid]) if !missing => overwrite(engine, op, rid).transpose(),
+        ([op], [rid]) if !missing => single(engine, op, rid).transpose(),
+        ([op], [rid]) => create(engine, op, rid).transpose(),
         _ => None,
     };
     let result = match fast {
@@ -127,15 +128,22 @@ pub(crate) fn commit(
 /// was written).
 type Committed = (Vec<Written>, Option<u64>);
 
-/// The fast path of a single-record write: an overwrite of an existing record at a
-/// generation the manifest has already reserved is one conditional single-key write, without
-/// the manifest (sled turns every multi-key atomic batch into a log write of its own, which
-/// dominates a buffered write; see BENCHMARKS.md). The record count does not change, and the
-/// reservation keeps every generation unique and at most the manifest's.
+/// The fast path of a single-record write at a generation the manifest has already
+/// reserved: one conditional single-key write of the record, without the manifest (sled
+/// turns every multi-key atomic batch into a log write of its own, which dominates a
+/// buffered write; see BENCHMARKS.md). The reservation keeps every generation unique and at
+/// most the manifest's.
 ///
-/// `Ok(None)`: take the general path (a new record, a removal, a condition on absence, no
-/// reservation known or left, or a record changed under us by a rotation step).
-fn overwrite(
+/// - An overwrite of an existing record changes nothing else.
+/// - A new record (compare-and-swap on absence), only on storage this handle writes alone
+///   ([`Backend::exclusive`](crate::backend::Backend::exclusive)), is then counted by a
+///   second single-key compare-and-swap of the manifest, which also renews the reservation
+///   ([`Namespace::count_insert`]): the count may lag (a crash between the two writes),
+///   never lead (`docs/format.md`, section 6).
+///
+/// `Ok(None)`: take the general path (a removal, no reservation known or left, or a record
+/// changed under us by a rotation step or another handle).
+fn single(
     engine: &Engine,
     op: &Op<'_>,
     rid: &[u8; 32],
@@ -143,9 +151,6 @@ fn overwrite(
     let Some(body) = &op.body else {
         return Ok(None);
     };
-    if matches!(op.expect, Expect::Exactly(None)) {
-        return Ok(None);
-    }
     let handle = op.ns;
     let Some(ns) = handle.state()? else {
         return Ok(None);
@@ -158,14 +163,27 @@ fn overwrite(
     }
     // Storage must still hold the manifest this handle last authenticated (else the general
     // path reads it again, and reports damage or a rollback).
-    match engine.call(|b| b.get(MANIFESTS_TREE, &ns.prefix()))? {
-        Some(stored) if gens.manifest_is(&stored) => {}
+    let manifest = match engine.call(|b| b.get(MANIFESTS_TREE, &ns.prefix()))? {
+        Some(stored) if gens.manifest_is(&stored) => stored,
         _ => return Ok(None),
-    }
-    let record_key = ns.record_key(rid);
-    let Some(current) = engine.call(|b| b.get(RECORDS_TREE, &record_key))? else {
-        return Ok(None);
     };
+    let record_key = ns.record_key(rid);
+    let current = engine.call(|b| b.get(RECORDS_TREE, &record_key))?;
+    let Some(current) = current else {
+        // Only the storage's sole writer stores a new record outside a batch with the
+        // manifest: another handle's namespace-key rotation could otherwise finish between
+        // its scan of the records and this write, retiring the key the record is sealed
+        // under. This handle's own rotations take the namespace's lock, held here.
+        if matches!(op.expect, Expect::Exactly(Some(_))) || !engine.call(|b| Ok(b.exclusive()))? {
+            // The general path reports the conflict, or writes the batch.
+            return Ok(None);
+        }
+        return insert(engine, op, rid, &ns, &manifest, body);
+    };
+    if matches!(op.expect, Expect::Exactly(None)) {
+        // The general path reports the conflict, with the authenticated version.
+        return Ok(None);
+    }
     let current_generation = match op.expect {
         // A conditional write authenticates what it compares against.
         Expect::Exactly(_) => handle.open(&ns, rid, &current, Some(op.key))?.0.generation,
@@ -198,28 +216,7 @@ fn overwrite(
         // read the manifest again.
         return Ok(None);
     }
-    let cipher = ns
-        .active_cipher()
-        .ok_or_else(|| handle.namespace_damage("the active key is missing"))?;
-    let vault_id = handle.vault_id()?;
-    // Seal a copy: the general path may still need the body.
-    let mut copy = Zeroizing::new(Vec::with_capacity(body.capacity()));
-    copy.extend_from_slice(body);
-    let sealed = seal_record(
-        cipher,
-        &RecordContext {
-            vault_id: &vault_id,
-            namespace: &handle.name,
-            record_id: rid,
-            incarnation: Some(&ns.incarnation),
-        },
-        &RecordPrefix {
-            record_type: op.record_type,
-            key_id: ns.active,
-            generation,
-        },
-        copy,
-    )?;
+    let sealed = seal_at(op, rid, &ns, generation, body)?;
     let batch = Batch {
         conditions: vec![Condition {
             tree: RECORDS_TREE.to_vec(),
@@ -241,6 +238,146 @@ fn overwrite(
         existed: true,
     };
     Ok(Some(Ok((vec![written], Some(engine.committed())))))
+}
+
+/// The fast path's new record: stored at the next reserved generation on condition that no
+/// record is there, then counted in the manifest (`manifest`: the stored manifest the caller
+/// has just found unchanged).
+fn insert(
+    engine: &Engine,
+    op: &Op<'_>,
+    rid: &[u8; 32],
+    ns: &NsState,
+    manifest: &[u8],
+    body: &Zeroizing<Vec<u8>>,
+) -> Result<Option<Result<Committed, (usize, Conflict)>>> {
+    let generation = ns.gens.last.load(Ordering::SeqCst) + 1;
+    let sealed = seal_at(op, rid, ns, generation, body)?;
+    let record_key = ns.record_key(rid);
+    let batch = Batch::new().expect(RECORDS_TREE, &record_key, None).write(
+        RECORDS_TREE,
+        &record_key,
+        Some(sealed.clone()),
+    );
+    if !engine.call(|b| b.apply(&batch))? {
+        // Another handle stored the record first: the general path reads it.
+        return Ok(None);
+    }
+    ns.gens.last.store(generation, Ordering::SeqCst);
+    op.ns
+        .count_insert(ns, manifest, &record_key, &sealed, generation);
+    let written = Written {
+        version: Some(Version(generation)),
+        existed: false,
+    };
+    Ok(Some(Ok((vec![written], Some(engine.committed())))))
+}
+
+/// The fast path of a namespace's first write, on storage this handle writes alone
+/// ([`Backend::exclusive`](crate::backend::Backend::exclusive)): a new incarnation's manifest
+/// (already counting the record, its reservation taken), the record, then the entry, each a
+/// single-key compare-and-swap on absence, in that order. The entry names the incarnation
+/// only once its manifest and record are stored, and storage keeps a prefix of the writes,
+/// so a crash in between leaves orphans under an incarnation no entry names (`verify` counts
+/// them, `purge_orphans` removes them), never an entry without its manifest. The
+/// maintenance lock, held by the caller, keeps this handle's shreds (which move the
+/// entry-key marker) and removals out.
+///
+/// `Ok(None)`: take the general path (shared storage, a write that expects a record, or a
+/// namespace that exists after all).
+fn create(
+    engine: &Engine,
+    op: &Op<'_>,
+    rid: &[u8; 32],
+) -> Result<Option<Result<Committed, (usize, Conflict)>>> {
+    let Some(body) = &op.body else {
+        return Ok(None);
+    };
+    if matches!(op.expect, Expect::Exactly(Some(_))) || !engine.call(|b| Ok(b.exclusive()))? {
+        return Ok(None);
+    }
+    let handle = op.ns;
+    if handle.state()?.is_some() {
+        return Ok(None);
+    }
+    let (ns, entry, _marker, first) = handle.new_incarnation()?;
+    let exhausted = || handle.namespace_damage("write generation exhausted");
+    let generation = first.generation.checked_add(1).ok_or_else(exhausted)?;
+    let ceiling = generation
+        .checked_add(RESERVED_GENERATIONS)
+        .ok_or_else(exhausted)?;
+    let cipher = ns
+        .active_cipher()
+        .ok_or_else(|| handle.namespace_damage("the active key is missing"))?;
+    let manifest = handle.seal_manifest(
+        &handle.vault_id()?,
+        &ns,
+        cipher,
+        ns.active,
+        &Manifest {
+            count: 1,
+            generation: ceiling,
+        },
+    )?;
+    let record = seal_at(op, rid, &ns, generation, body)?;
+    let writes = [
+        (MANIFESTS_TREE, ns.prefix(), manifest.clone()),
+        (RECORDS_TREE, ns.record_key(rid), record),
+        (ENTRIES_TREE, ns.id.to_vec(), entry),
+    ];
+    for (tree, key, value) in writes {
+        let batch = Batch::new()
+            .expect(tree, &key, None)
+            .write(tree, &key, Some(value));
+        if !engine.call(|b| b.apply(&batch))? {
+            // Taken (an entry no read showed; a random incarnation's keys are never taken):
+            // what this wrote is an orphan; the general path decides.
+            return Ok(None);
+        }
+    }
+    ns.gens.last.store(generation, Ordering::SeqCst);
+    ns.gens.reserved.store(ceiling, Ordering::SeqCst);
+    ns.gens.set_manifest(&manifest);
+    engine.install_new(Arc::new(ns));
+    let written = Written {
+        version: Some(Version(generation)),
+        existed: false,
+    };
+    Ok(Some(Ok((vec![written], Some(engine.committed())))))
+}
+
+/// Seals a copy of `body` as the record `rid` of `ns` at `generation`, under the active key
+/// (the general path may still need the body).
+fn seal_at(
+    op: &Op<'_>,
+    rid: &[u8; 32],
+    ns: &NsState,
+    generation: u64,
+    body: &Zeroizing<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    let handle = op.ns;
+    let cipher = ns
+        .active_cipher()
+        .ok_or_else(|| handle.namespace_damage("the active key is missing"))?;
+    let vault_id = handle.vault_id()?;
+    // The same capacity, so that sealing never reallocates.
+    let mut copy = Zeroizing::new(Vec::with_capacity(body.capacity()));
+    copy.extend_from_slice(body);
+    seal_record(
+        cipher,
+        &RecordContext {
+            vault_id: &vault_id,
+            namespace: &handle.name,
+            record_id: rid,
+            incarnation: Some(&ns.incarnation),
+        },
+        &RecordPrefix {
+            record_type: op.record_type,
+            key_id: ns.active,
+            generation,
+        },
+        copy,
+    )
 }
 
 /// One namespace's part of a [`commit_locked`] batch.

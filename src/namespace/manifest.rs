@@ -5,15 +5,15 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::backend::Condition;
+use crate::backend::{Batch, Condition};
 use crate::crypto::{fill_random, random_u64, Key};
 use crate::engine::NsState;
 use crate::entry::Entry;
 use crate::error::Result;
-use crate::format::{INCARNATION_LEN, MANIFESTS_TREE};
+use crate::format::{INCARNATION_LEN, MANIFESTS_TREE, RECORDS_TREE};
 use crate::record::{
-    decode_manifest, encode_manifest, seal_record, Manifest, RecordContext, RecordPrefix,
-    RecordType,
+    decode_manifest, encode_manifest, parse_prefix, seal_record, Manifest, RecordContext,
+    RecordPrefix, RecordType,
 };
 
 use super::Namespace;
@@ -26,6 +26,9 @@ const MANIFEST_WENT_BACK: &str = "the manifest is older than one this process wr
 /// How many generations a manifest write reserves beyond the one it uses: single-record
 /// overwrites take them without writing the manifest (`docs/format.md`, section 6).
 pub(crate) const RESERVED_GENERATIONS: u64 = 4096;
+/// How often [`Namespace::count_insert`] tries again after another handle rewrote the
+/// manifest.
+const COUNT_RETRIES: usize = 8;
 
 impl Namespace {
     /// The namespace's manifest, authenticated; `None` when the namespace's entry changed
@@ -95,6 +98,89 @@ impl Namespace {
             },
             encode_manifest(manifest)?,
         )
+    }
+
+    /// Counts a record this handle has just stored by the single-key fast path
+    /// (`commit::insert`): a compare-and-swap of the manifest from `manifest` (the stored
+    /// manifest found unchanged before the record was written) to one with the count raised
+    /// by one and the generation ceiling renewed past the record's `generation`, as a batch
+    /// write would (so a manifest this handle replaced still reads as older than its own).
+    ///
+    /// The count may lag, never lead: a crash between the two writes leaves the record
+    /// uncounted, and so does any doubt. When another handle rewrote the manifest in
+    /// between, the record is counted only while it is still exactly the one written (a
+    /// removal elsewhere already took it off the count, and a re-creation counted itself);
+    /// a manifest write whose outcome is unknown is never repeated. When the namespace was
+    /// removed in between, the record is removed again, so that no orphan stays behind its
+    /// removal's sweep. Errors end the counting: the record itself is stored.
+    pub(super) fn count_insert(
+        &self,
+        ns: &NsState,
+        manifest: &[u8],
+        record_key: &[u8],
+        sealed: &[u8],
+        generation: u64,
+    ) {
+        let manifest_key = ns.prefix();
+        let mut expected = manifest.to_vec();
+        for _ in 0..COUNT_RETRIES {
+            let Ok(current) = self.open_manifest(ns, &expected) else {
+                return;
+            };
+            if parse_prefix(&expected).map_or(true, |p| p.key_id > ns.active) {
+                return;
+            }
+            let (Some(count), Some(cipher), Ok(vault_id)) = (
+                current.count.checked_add(1),
+                ns.active_cipher(),
+                self.engine.read_state().map(|s| s.vault_id().to_vec()),
+            ) else {
+                return;
+            };
+            let ceiling = generation
+                .saturating_add(RESERVED_GENERATIONS)
+                .max(current.generation);
+            let counted = Manifest {
+                count,
+                generation: ceiling,
+            };
+            let Ok(new) = self.seal_manifest(&vault_id, ns, cipher, ns.active, &counted) else {
+                return;
+            };
+            let batch = Batch::new()
+                .expect(MANIFESTS_TREE, &manifest_key, Some(&expected))
+                .write(MANIFESTS_TREE, &manifest_key, Some(new.clone()));
+            match self.engine.call(|b| b.apply(&batch)) {
+                Ok(true) => {
+                    ns.gens.reserved.store(ceiling, Ordering::SeqCst);
+                    ns.gens.set_manifest(&new);
+                    return;
+                }
+                Ok(false) => {}
+                // The outcome is unknown: counting again could count the record twice.
+                Err(_) => return,
+            }
+            let now = match self.engine.call(|b| b.get(MANIFESTS_TREE, &manifest_key)) {
+                Ok(Some(now)) => now,
+                Ok(None) => {
+                    // Removed under the write: its sweep may already have passed the record.
+                    let undo = Batch::new()
+                        .expect(RECORDS_TREE, record_key, Some(sealed))
+                        .write(RECORDS_TREE, record_key, None);
+                    let _ = self.engine.call(|b| b.apply(&undo));
+                    return;
+                }
+                Err(_) => return,
+            };
+            match self.engine.call(|b| b.get(RECORDS_TREE, record_key)) {
+                Ok(Some(stored)) if stored == sealed => {}
+                _ => return,
+            }
+            match self.open_manifest(ns, &now) {
+                Ok(newer) if self.adopt_manifest(ns, &now, &newer).is_ok() => expected = now,
+                _ => return,
+            }
+        }
     }
 
     /// Takes in a manifest just read and authenticated: every generation up to its own may

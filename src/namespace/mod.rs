@@ -286,7 +286,12 @@ impl Namespace {
     /// opened). The count includes the records tokenvault keeps for itself beside a token
     /// (an [`Authorizer`](crate::oauth::Authorizer)'s refresh lease or dead-grant mark), which
     /// [`keys`](Self::keys) leaves out: the manifest counts every stored record, and its
-    /// layout is part of format version 1.
+    /// layout is part of the format.
+    ///
+    /// A new record is counted by a second write after the record itself (`docs/format.md`,
+    /// section 6), so the count may lag behind the records stored, never exceed them: by the
+    /// records whose counting a crash interrupted, or that another handle sharing the storage
+    /// was storing at the same moment. Within one handle, with no crash, it is exact.
     ///
     /// # Errors
     /// [`Error::Damaged`] if the manifest fails authentication.
