@@ -28,7 +28,7 @@ use tokenvault::store::TokenStore;
 use tokenvault::test_hooks::bench::RecordParts;
 use tokenvault::{Durability, KdfParams, KeySource, Token, Vault, VaultOptions};
 use workload::{
-    bench_dir, filled_vault, id, once, per_op, per_op_n, raw_key, token, RawSled, KEY, NS,
+    bench_dir, filled_vault, id, once, paired, per_op, per_op_n, raw_key, token, RawSled, KEY, NS,
 };
 
 struct Row {
@@ -123,46 +123,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (k, v) = next();
         raw.tree.insert(k, v).unwrap();
     });
-    let sled_durable = per_op_n(samples, durable_calls, || {
-        let (k, v) = next();
-        raw.tree.insert(k, v).unwrap();
-        raw.durable_flush();
-    });
     raw.tree.insert(id(records + 1), sealed.as_slice())?;
     let mut current = sealed.clone();
-    let sled_cas_durable = per_op_n(samples, durable_calls, || {
-        let next = if current == sealed { &other } else { &sealed };
-        raw.tree
-            .compare_and_swap(
-                id(records + 1),
-                Some(current.as_slice()),
-                Some(next.as_slice()),
-            )
-            .unwrap()
-            .unwrap();
-        current = next.clone();
-        raw.durable_flush();
-    });
-    drop(raw);
-    for (name, d) in [
-        ("floor part: HMAC-SHA-256 of the names", hmac),
-        ("floor part: bincode encode (framed, padded)", encode),
-        ("floor part: XChaCha20-Poly1305 seal", seal),
-        ("floor part: XChaCha20-Poly1305 open", open),
-        ("floor part: bincode decode", decode),
-        ("floor part: sled get", sled_get),
-        ("floor part: sled insert", sled_insert),
-        ("floor part: sled insert + flush + fdatasync", sled_durable),
-        ("floor part: sled CAS + flush + fdatasync", sled_cas_durable),
-    ] {
-        rows.push(Row {
-            name: name.into(),
-            vault: d,
-            floor: None,
-            goal: None,
-            note: String::new(),
-        });
-    }
     let seal_bytes = sealed.len() as f64;
     println!(
         "AEAD: seal {:.2} ns/byte, open {:.2} ns/byte ({} bytes)",
@@ -186,26 +148,82 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         goal: Some(1.3),
         note: "floor: HMAC + sled get + open + decode".into(),
     });
-    let put_durable = per_op_n(samples, durable_calls, || {
-        ns.put(KEY, &t).unwrap();
-    });
+    // A durable write's time is mostly the disk's, which drifts during a run (the same
+    // fdatasync takes 50 µs or 250 µs minutes apart): each durable floor is measured in
+    // alternation with its vault operation, sample by sample, so that both see the same disk.
+    let (sled_durable, put_durable) = paired(
+        samples,
+        durable_calls,
+        || {
+            let (k, v) = next();
+            raw.tree.insert(k, v).unwrap();
+            raw.durable_flush();
+        },
+        || {
+            ns.put(KEY, &t).unwrap();
+        },
+    );
+    let mut v = ns.get_versioned::<Token>(KEY)?.unwrap().1;
+    let (sled_cas_durable, cas) = paired(
+        samples,
+        durable_calls,
+        || {
+            let next = if current == sealed { &other } else { &sealed };
+            raw.tree
+                .compare_and_swap(
+                    id(records + 1),
+                    Some(current.as_slice()),
+                    Some(next.as_slice()),
+                )
+                .unwrap()
+                .unwrap();
+            current = next.clone();
+            raw.durable_flush();
+        },
+        || {
+            v = ns.compare_and_swap(KEY, Some(v), &t).unwrap().unwrap();
+        },
+    );
+    drop(raw);
+    let mut floor_rows = Vec::new();
+    for (name, d) in [
+        ("floor part: HMAC-SHA-256 of the names", hmac),
+        ("floor part: bincode encode (framed, padded)", encode),
+        ("floor part: XChaCha20-Poly1305 seal", seal),
+        ("floor part: XChaCha20-Poly1305 open", open),
+        ("floor part: bincode decode", decode),
+        ("floor part: sled get", sled_get),
+        ("floor part: sled insert", sled_insert),
+        ("floor part: sled insert + flush + fdatasync", sled_durable),
+        ("floor part: sled CAS + flush + fdatasync", sled_cas_durable),
+    ] {
+        floor_rows.push(Row {
+            name: name.into(),
+            vault: d,
+            floor: None,
+            goal: None,
+            note: String::new(),
+        });
+    }
+    // The floor's parts head the table.
+    rows.splice(0..0, floor_rows);
     rows.push(Row {
         name: "vault put, durable".into(),
         vault: put_durable,
         floor: Some(hmac + encode + seal + sled_durable),
         goal: Some(1.1),
-        note: "floor: HMAC + encode + seal + sled insert + flush + fdatasync".into(),
-    });
-    let mut v = ns.get_versioned::<Token>(KEY)?.unwrap().1;
-    let cas = per_op_n(samples, durable_calls, || {
-        v = ns.compare_and_swap(KEY, Some(v), &t).unwrap().unwrap();
+        note: "floor: HMAC + encode + seal + sled insert + flush + fdatasync, measured in \
+               alternation"
+            .into(),
     });
     rows.push(Row {
         name: "vault compare-and-swap, durable".into(),
         vault: cas,
         floor: Some(hmac + encode + seal + sled_cas_durable),
         goal: None,
-        note: "floor: HMAC + encode + seal + sled CAS + flush + fdatasync".into(),
+        note: "floor: HMAC + encode + seal + sled CAS + flush + fdatasync, measured in \
+               alternation"
+            .into(),
     });
     vault.close()?;
     let buffered = VaultOptions::new()

@@ -84,6 +84,9 @@ struct Open {
     blobs_dir: PathBuf,
     /// When the last durable flush started: blob files modified since then are synced.
     last_flush: Mutex<SystemTime>,
+    /// The blob directory's modification time when it was last listed, and when that
+    /// listing started (see `sync_new_blobs`).
+    blobs_listed: Mutex<Option<(SystemTime, SystemTime)>>,
     /// Held across each multi-key batch and the log write that may follow it (see `apply`);
     /// counts the batches applied since the last log write.
     batch_gate: Mutex<usize>,
@@ -226,12 +229,32 @@ impl Open {
         // sled writes each blob file once, as a new file, which changes the directory's
         // modification time: an unchanged directory means no blob to sync (one `stat`
         // instead of a listing on every flush).
-        match fs::metadata(&self.blobs_dir).and_then(|m| m.modified()) {
+        let dir_modified = match fs::metadata(&self.blobs_dir).and_then(|m| m.modified()) {
             Ok(modified) if modified < threshold => return Ok(()),
-            Ok(_) => {}
+            Ok(modified) => modified,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e.into()),
+        };
+        // Within the margin the directory is listed again on every flush, unless it is
+        // unchanged since a listing that started a timestamp tick after its change: a file
+        // created after that listing started would have moved the directory's time past it.
+        // A tick is a jiffy (at most 10 ms) where times carry nanoseconds; up to 2 s where
+        // they are whole seconds (coarse file systems).
+        let tick = if dir_modified
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .is_ok_and(|d| d.subsec_nanos() == 0)
+        {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_millis(100)
+        };
+        let listed = *self.blobs_listed.lock().map_err(poisoned)?;
+        if let Some((modified, started)) = listed {
+            if modified == dir_modified && started >= dir_modified + tick {
+                return Ok(());
+            }
         }
+        let listing = SystemTime::now();
         let entries = match fs::read_dir(&self.blobs_dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -254,6 +277,7 @@ impl Open {
         if synced {
             sync_dir(&self.blobs_dir)?;
         }
+        *self.blobs_listed.lock().map_err(poisoned)? = Some((dir_modified, listing));
         Ok(())
     }
 }

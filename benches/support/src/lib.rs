@@ -177,6 +177,32 @@ pub fn per_op_n(samples: usize, calls: u32, mut f: impl FnMut()) -> Duration {
     times[times.len() / 2]
 }
 
+/// The median times per call of `floor` and of `f`, measured in alternation: `samples`
+/// batches of `calls` calls each, a batch of `floor` then one of `f`, so that both see the
+/// same state of a drifting resource (a disk's sync latency).
+pub fn paired(
+    samples: usize,
+    calls: u32,
+    mut floor: impl FnMut(),
+    mut f: impl FnMut(),
+) -> (Duration, Duration) {
+    floor();
+    f();
+    let batch = |g: &mut dyn FnMut()| {
+        let t = Instant::now();
+        for _ in 0..calls {
+            g();
+        }
+        t.elapsed() / calls
+    };
+    let (mut floors, mut times): (Vec<Duration>, Vec<Duration>) = (0..samples)
+        .map(|_| (batch(&mut floor), batch(&mut f)))
+        .unzip();
+    floors.sort_unstable();
+    times.sort_unstable();
+    (floors[floors.len() / 2], times[times.len() / 2])
+}
+
 /// Wall time of one run of `f`, the median of `runs`.
 pub fn once(runs: usize, mut f: impl FnMut()) -> Duration {
     let mut times: Vec<Duration> = (0..runs)

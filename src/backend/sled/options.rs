@@ -222,6 +222,7 @@ fn open_dir(dir: &Path, options: &SledOptions, mode: Mode) -> Result<SledBackend
             data_file,
             blobs_dir: data_dir.join(SLED_BLOBS_DIR),
             last_flush: Mutex::new(SystemTime::UNIX_EPOCH),
+            blobs_listed: Mutex::new(None),
             batch_gate: Mutex::new(0),
             trees: Mutex::new(HashMap::new()),
         })),
