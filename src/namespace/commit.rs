@@ -141,7 +141,11 @@ type Committed = (Vec<Written>, Option<u64>);
 ///   ([`Namespace::count_insert`]): the count may lag (a crash between the two writes),
 ///   never lead (`docs/format.md`, section 6).
 ///
-/// `Ok(None)`: take the general path (a removal, no reservation known or left, or a record
+/// With no generation reserved, the reservation is renewed first by a single-key write of
+/// the manifest ([`Namespace::renew_reservation`]), so that a write to a namespace this
+/// handle has only just loaded is no atomic batch either.
+///
+/// `Ok(None)`: take the general path (a removal, a manifest changed under us, or a record
 /// changed under us by a rotation step or another handle).
 fn single(
     engine: &Engine,
@@ -156,17 +160,33 @@ fn single(
         return Ok(None);
     };
     let gens = &ns.gens;
-    let reserved = gens.reserved.load(Ordering::SeqCst);
-    let last = gens.last.load(Ordering::SeqCst);
-    if reserved == 0 || last >= reserved {
-        return Ok(None);
-    }
-    // Storage must still hold the manifest this handle last authenticated (else the general
-    // path reads it again, and reports damage or a rollback).
-    let manifest = match engine.call(|b| b.get(MANIFESTS_TREE, &ns.prefix()))? {
-        Some(stored) if gens.manifest_is(&stored) => stored,
-        _ => return Ok(None),
+    let renew = {
+        let reserved = gens.reserved.load(Ordering::SeqCst);
+        reserved == 0 || gens.last.load(Ordering::SeqCst) >= reserved
     };
+    // With no generation reserved (a namespace this handle has not written since it loaded
+    // it, or the reservation used up), the manifest is read and taken in now, and renewed
+    // just before the record is written, once the record is known not to be newer than it.
+    let (manifest, to_renew) = if renew {
+        match handle.manifest_to_renew(&ns)? {
+            Some((stored, manifest)) => (stored, Some(manifest)),
+            None => return Ok(None),
+        }
+    } else {
+        // Storage must still hold the manifest this handle last authenticated (else the
+        // general path reads it again, and reports damage or a rollback).
+        match engine.call(|b| b.get(MANIFESTS_TREE, &ns.prefix()))? {
+            Some(stored) if gens.manifest_is(&stored) => (stored, None),
+            _ => return Ok(None),
+        }
+    };
+    let renewed = |manifest: Vec<u8>| -> Result<Option<Vec<u8>>> {
+        match &to_renew {
+            Some(decoded) => handle.renew_reservation(&ns, &manifest, decoded),
+            None => Ok(Some(manifest)),
+        }
+    };
+    let reserved = gens.reserved.load(Ordering::SeqCst);
     let record_key = ns.record_key(rid);
     let current = engine.call(|b| b.get(RECORDS_TREE, &record_key))?;
     let Some(current) = current else {
@@ -178,6 +198,9 @@ fn single(
             // The general path reports the conflict, or writes the batch.
             return Ok(None);
         }
+        let Some(manifest) = renewed(manifest)? else {
+            return Ok(None);
+        };
         return insert(engine, op, rid, &ns, &manifest, body);
     };
     if matches!(op.expect, Expect::Exactly(None)) {
@@ -209,6 +232,16 @@ fn single(
                 },
             ))));
         }
+    }
+    if renewed(manifest)?.is_none() {
+        return Ok(None);
+    }
+    let (reserved, last) = (
+        gens.reserved.load(Ordering::SeqCst),
+        gens.last.load(Ordering::SeqCst),
+    );
+    if last >= reserved {
+        return Ok(None);
     }
     let generation = last + 1;
     if generation <= current_generation {

@@ -183,6 +183,75 @@ impl Namespace {
         }
     }
 
+    /// The first half of a renewal of the reservation ([`renew_reservation`]
+    /// (Self::renew_reservation)): the namespace's manifest read, authenticated and taken in
+    /// (so the handle's reservation is the manifest's ceiling, which the caller checks the
+    /// record it replaces against before anything is written). `None` when the entry changed
+    /// under the caller's state or the manifest is sealed under a key the state lacks (the
+    /// general path reads them again).
+    ///
+    /// # Errors
+    /// [`Error::Damaged`](crate::Error::Damaged) for a manifest that is missing, does not
+    /// authenticate, or is older than one this handle wrote.
+    pub(super) fn manifest_to_renew(&self, ns: &NsState) -> Result<Option<(Vec<u8>, Manifest)>> {
+        let Some((stored, manifest)) = self.read_manifest(ns)? else {
+            return Ok(None);
+        };
+        if parse_prefix(&stored).map_or(true, |p| p.key_id > ns.active) {
+            return Ok(None);
+        }
+        self.adopt_manifest(ns, &stored, &manifest)?;
+        Ok(Some((stored, manifest)))
+    }
+
+    /// Reserves generations with a single-key compare-and-swap of the manifest `stored`
+    /// (`manifest`, from [`manifest_to_renew`](Self::manifest_to_renew)): the same count, and
+    /// the ceiling raised past every generation given out, as a batch write would raise it.
+    /// Returns the manifest now stored; `None` when it changed meanwhile.
+    ///
+    /// Safe on shared storage too: a manifest reserving generations that no record carries
+    /// yet is a state every crash can leave, and the record write that follows is a
+    /// compare-and-swap on the record's exact bytes.
+    pub(super) fn renew_reservation(
+        &self,
+        ns: &NsState,
+        stored: &[u8],
+        manifest: &Manifest,
+    ) -> Result<Option<Vec<u8>>> {
+        let exhausted = || self.namespace_damage("write generation exhausted");
+        let ceiling = ns
+            .gens
+            .last
+            .load(Ordering::SeqCst)
+            .checked_add(1 + RESERVED_GENERATIONS)
+            .ok_or_else(exhausted)?
+            .max(manifest.generation);
+        let Some(cipher) = ns.active_cipher() else {
+            return Ok(None);
+        };
+        let vault_id = self.engine.read_state()?.vault_id().to_vec();
+        let renewed = self.seal_manifest(
+            &vault_id,
+            ns,
+            cipher,
+            ns.active,
+            &Manifest {
+                count: manifest.count,
+                generation: ceiling,
+            },
+        )?;
+        let key = ns.prefix();
+        let batch = Batch::new()
+            .expect(MANIFESTS_TREE, &key, Some(stored))
+            .write(MANIFESTS_TREE, &key, Some(renewed.clone()));
+        if !self.engine.call(|b| b.apply(&batch))? {
+            return Ok(None);
+        }
+        ns.gens.reserved.store(ceiling, Ordering::SeqCst);
+        ns.gens.set_manifest(&renewed);
+        Ok(Some(renewed))
+    }
+
     /// Takes in a manifest just read and authenticated: every generation up to its own may
     /// have been given out. A manifest below what this handle reserved itself was replaced
     /// by an older copy under it.

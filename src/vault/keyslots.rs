@@ -42,7 +42,7 @@ impl Vault {
             if s.header.slots.len() >= MAX_KEYSLOTS {
                 return Err(Error::KeyslotLimit);
             }
-            if let Some(&(slot, _)) = s.slots_opened_by(key, None)?.first() {
+            if let Some(&(slot, _)) = s.slots_opened_by(key, |_| true)?.first() {
                 return Err(Error::KeyslotExists { slot });
             }
             let id = s.header.next_slot_id;
@@ -83,9 +83,10 @@ impl Vault {
     /// [`Error::KeyslotExists`], as in [`add_keyslot`](Self::add_keyslot): removing that
     /// slot later would otherwise not revoke the secret.
     ///
-    /// Finding the slots costs one key derivation per slot of `old`'s kind and one per slot
-    /// of `new`'s kind (an Argon2 run per passphrase slot), plus one per slot changed. To
-    /// change a single slot, use [`change_keyslot`](Self::change_keyslot).
+    /// Finding the slots costs one key derivation per slot of `old`'s kind, and one per
+    /// other slot of `new`'s kind (an Argon2 run per passphrase slot), plus one per slot
+    /// changed: two in all for a vault with one passphrase slot. To change a single slot,
+    /// use [`change_keyslot`](Self::change_keyslot).
     ///
     /// ```
     /// use tokenvault::{Error, KeySource, Vault};
@@ -108,7 +109,7 @@ impl Vault {
     pub fn change_passphrase(&self, old: &KeySource, new: &KeySource) -> Result<Vec<u32>> {
         let kdf = self.engine.options.kdf;
         self.engine.update_state(|s| {
-            let opened = s.slots_opened_by(old, None)?;
+            let opened = s.slots_opened_by(old, |_| true)?;
             if opened.is_empty() {
                 return Err(Error::WrongKey);
             }
@@ -143,7 +144,7 @@ impl Vault {
     pub fn keyslots_opened_by(&self, key: &KeySource) -> Result<Vec<u32>> {
         let state = self.engine.read_state()?;
         Ok(state
-            .slots_opened_by(key, None)?
+            .slots_opened_by(key, |_| true)?
             .into_iter()
             .map(|(id, _)| id)
             .collect())
@@ -173,15 +174,15 @@ impl Vault {
     ///
     /// # Errors
     /// [`Error::NoSuchKeyslot`]; [`Error::WrongKey`] if `old` does not open slot `id`;
-    /// [`Error::KeyslotExists`] if `new` already opens another slot (one derivation per slot
-    /// of its kind to find out); [`Error::KeySource`] if either key cannot be read.
+    /// [`Error::KeyslotExists`] if `new` already opens another slot (one derivation per other
+    /// slot of its kind to find out); [`Error::KeySource`] if either key cannot be read.
     pub fn change_keyslot(&self, id: u32, old: &KeySource, new: &KeySource) -> Result<()> {
         let kdf = self.engine.options.kdf;
         self.engine.update_state(|s| {
             if !s.header.slots.iter().any(|slot| slot.id == id) {
                 return Err(Error::NoSuchKeyslot { slot: id });
             }
-            if s.slots_opened_by(old, Some(id))?.is_empty() {
+            if s.slots_opened_by(old, |slot| slot == id)?.is_empty() {
                 return Err(Error::WrongKey);
             }
             s.refuse_duplicate(new, &[id])?;
@@ -212,10 +213,14 @@ impl Vault {
 }
 
 impl KeyState {
-    /// Every slot that `source` opens (only slot `only`, if given), with its KEK: one
+    /// Every slot that `source` opens among those `tried` accepts, with its KEK: one
     /// derivation per slot of the source's kind tried. A slot that opens to another master
     /// key is damage.
-    fn slots_opened_by(&self, source: &KeySource, only: Option<u32>) -> Result<Vec<(u32, Key)>> {
+    fn slots_opened_by(
+        &self,
+        source: &KeySource,
+        tried: impl Fn(u32) -> bool,
+    ) -> Result<Vec<(u32, Key)>> {
         let kind = source.kind();
         let material = source.material()?;
         let mut opened = Vec::new();
@@ -223,7 +228,7 @@ impl KeyState {
             .header
             .slots
             .iter()
-            .filter(|slot| slot.kind() == kind && only.is_none_or(|id| id == slot.id))
+            .filter(|slot| slot.kind() == kind && tried(slot.id))
         {
             // A slot above the cost limit is an error here, not skipped: a change must not
             // leave a slot of the old secret behind unnoticed.
@@ -238,12 +243,14 @@ impl KeyState {
         Ok(opened)
     }
 
-    /// [`Error::KeyslotExists`] if `new` opens a slot other than `changing`.
+    /// [`Error::KeyslotExists`] if `new` opens a slot other than `changing` (only those are
+    /// tried: a passphrase change costs one derivation per other passphrase slot, none for
+    /// a vault with one).
     fn refuse_duplicate(&self, new: &KeySource, changing: &[u32]) -> Result<()> {
         match self
-            .slots_opened_by(new, None)?
+            .slots_opened_by(new, |id| !changing.contains(&id))?
             .into_iter()
-            .find(|(id, _)| !changing.contains(id))
+            .next()
         {
             Some((slot, _)) => Err(Error::KeyslotExists { slot }),
             None => Ok(()),

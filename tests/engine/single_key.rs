@@ -342,3 +342,34 @@ fn a_creation_cut_short_leaves_orphans_never_an_entry_without_manifest() {
         assert!(report.is_clean(), "{report}");
     }
 }
+
+#[test]
+fn a_handle_with_no_reservation_renews_it_with_one_manifest_write() {
+    for exclusive in [true, false] {
+        let probe = Probe::new(exclusive);
+        let (vault, _) = vault_on(&probe);
+        vault.close().unwrap();
+        // A fresh handle knows no reservation: the overwrite raises the manifest's ceiling
+        // by itself, then writes the record, on shared storage too.
+        let vault = fast()
+            .open_with_backend(probe.clone(), &raw_key(1))
+            .unwrap();
+        let ns = vault.namespace("n").unwrap();
+        let before = ns.get_versioned::<Token>("a").unwrap().unwrap().1;
+        probe.take_log();
+        let after = ns.put("a", &small_token("a2")).unwrap();
+        assert!(after > before);
+        assert_eq!(
+            probe.take_log(),
+            vec![vec![b"m".to_vec()], vec![b"r".to_vec()]],
+            "exclusive: {exclusive}"
+        );
+        assert_eq!(access(&ns, "a").as_deref(), Some("a2"));
+        assert_eq!(ns.record_count().unwrap(), 1);
+        // The renewed reservation serves the next overwrites alone.
+        ns.put("a", &small_token("a3")).unwrap();
+        assert_eq!(probe.take_log(), vec![vec![b"r".to_vec()]]);
+        let report = vault.verify(|_| {}).unwrap();
+        assert!(report.is_clean(), "{report}");
+    }
+}
