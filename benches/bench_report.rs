@@ -28,7 +28,8 @@ use tokenvault::store::TokenStore;
 use tokenvault::test_hooks::bench::RecordParts;
 use tokenvault::{Durability, KdfParams, KeySource, Token, Vault, VaultOptions};
 use workload::{
-    bench_dir, filled_vault, id, once, paired, per_op, per_op_n, raw_key, token, RawSled, KEY, NS,
+    bench_dir, filled_vault, id, once, paired, per_op, per_op_n, raw_key, token, RawSled,
+    RawTenants, KEY, NS,
 };
 
 struct Row {
@@ -672,11 +673,13 @@ fn tenants_scale(quick: bool) -> Result<(), Box<dyn std::error::Error>> {
     let budget = Duration::from_millis(if quick { 300 } else { 1500 });
     let t = token(1);
     println!(
-        "| {:>9} | {:>12} | {:>11} | {:>9} | {:>10} | {:>10} | {:>10} | {:>10} | {:>12} |",
+        "| {:>9} | {:>12} | {:>11} | {:>11} | {:>9} | {:>9} | {:>10} | {:>10} | {:>10} | {:>10} | {:>12} |",
         "tenants",
         "onboard/s",
         "create",
+        "raw create",
         "open",
+        "raw open",
         "get",
         "get rand.",
         "put rand.",
@@ -731,24 +734,61 @@ fn tenants_scale(quick: bool) -> Result<(), Box<dyn std::error::Error>> {
         }
         let rss = workload::current_rss().saturating_sub(rss_before);
         vault.close()?;
-        let first_create = *first_create.get_or_insert(create);
-        let first_open = *first_open.get_or_insert(open);
+        drop(dir);
+        // The floors at this size: raw sled laid out the same way, the same random-key
+        // reads and inserts per creation, and sled's own open of it.
+        let raw_dir = bench_dir("tenants-raw");
+        let raw = RawTenants::open(raw_dir.path(), sealed_len(&t)?);
+        for i in 0..n {
+            raw.create(i);
+        }
+        let start = Instant::now();
+        for i in n..n + extra {
+            raw.create(i);
+        }
+        let raw_create = start.elapsed() / u32::try_from(extra)?;
+        raw.db.flush()?;
+        drop(raw);
+        let raw_open = once(5, || {
+            drop(RawTenants::open(raw_dir.path(), 0));
+        });
+        let first_create = *first_create.get_or_insert((create, raw_create));
+        let first_open = *first_open.get_or_insert((open, raw_open));
+        let growth = |now: (Duration, Duration), first: (Duration, Duration)| {
+            (
+                now.0.as_secs_f64() / first.0.as_secs_f64(),
+                now.1.as_secs_f64() / first.1.as_secs_f64(),
+            )
+        };
+        let (create_x, raw_create_x) = growth((create, raw_create), first_create);
+        let (open_x, raw_open_x) = growth((open, raw_open), first_open);
         println!(
-            "| {:>9} | {:>12.0} | {:>11} | {:>9} | {:>10} | {:>10} | {:>10} | {:>10} | {:>12} | create {:.2}x, open {:.2}x the first size",
+            "| {:>9} | {:>12.0} | {:>11} | {:>11} | {:>9} | {:>9} | {:>10} | {:>10} | {:>10} | {:>10} | {:>12} | create {:.2}x (raw sled {:.2}x), open {:.2}x (raw sled {:.2}x) the first size",
             n,
             onboard,
             fmt(create),
+            fmt(raw_create),
             fmt(open),
+            fmt(raw_open),
             fmt(get),
             fmt(get_random),
             fmt(put_random),
             format!("{} MiB", rss >> 20),
             disk / (n + extra),
-            create.as_secs_f64() / first_create.as_secs_f64(),
-            open.as_secs_f64() / first_open.as_secs_f64(),
+            create_x,
+            raw_create_x,
+            open_x,
+            raw_open_x,
         );
     }
     Ok(())
+}
+
+/// The stored size of token `t` sealed as a record.
+fn sealed_len(t: &Token) -> Result<usize, Box<dyn std::error::Error>> {
+    let parts = RecordParts::new();
+    let rid = parts.record_id(NS, KEY);
+    Ok(parts.seal(NS, &rid, parts.encode(KEY, t)?)?.len())
 }
 
 /// A fixed xorshift sequence of numbers below `n`.

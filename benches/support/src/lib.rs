@@ -127,6 +127,68 @@ impl RawSled {
     }
 }
 
+/// Raw sled laid out as a format-2 vault of one-token tenants: trees `e`, `m` and `r` with
+/// random 32-byte namespace ids, 48-byte manifest keys and 80-byte record keys, holding
+/// values of an entry's, a manifest's and a token record's sizes. The floor of a tenant's
+/// creation at scale: the same random-key reads and inserts, without the vault.
+pub struct RawTenants {
+    pub db: sled::Db,
+    e: sled::Tree,
+    m: sled::Tree,
+    r: sled::Tree,
+    values: [Vec<u8>; 3],
+}
+
+/// A pseudo-random 32-byte id for tenant `i` (namespace ids are HMACs: spread over the key
+/// space).
+fn tenant_id(i: u64) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut x = i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for chunk in out.chunks_mut(8) {
+        x ^= x >> 29;
+        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        chunk.copy_from_slice(&x.to_be_bytes());
+    }
+    out
+}
+
+impl RawTenants {
+    /// Opens (creating) raw sled in `dir` with the vault's settings.
+    pub fn open(dir: &Path, record_len: usize) -> Self {
+        let db = sled::Config::new()
+            .path(dir.join("data"))
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(Some(500))
+            .open()
+            .unwrap();
+        Self {
+            e: db.open_tree(b"e").unwrap(),
+            m: db.open_tree(b"m").unwrap(),
+            r: db.open_tree(b"r").unwrap(),
+            db,
+            values: [vec![0xE5; 170], vec![0x3D; 100], vec![0xA5; record_len]],
+        }
+    }
+
+    /// Tenant `i` created as the vault creates one: a read of its entry (absent), then its
+    /// manifest, its record and its entry inserted, each a single-key write.
+    pub fn create(&self, i: u64) {
+        let id = tenant_id(i);
+        assert!(self.e.get(id).unwrap().is_none());
+        let mut manifest_key = id.to_vec();
+        manifest_key.extend_from_slice(&tenant_id(!i)[..16]);
+        let mut record_key = manifest_key.clone();
+        record_key.extend_from_slice(&tenant_id(i ^ 0x5555)[..]);
+        self.m
+            .insert(manifest_key, self.values[1].as_slice())
+            .unwrap();
+        self.r
+            .insert(record_key, self.values[2].as_slice())
+            .unwrap();
+        self.e.insert(id, self.values[0].as_slice()).unwrap();
+    }
+}
+
 /// A 32-byte record id for record `i` (what the vault's HMAC produces).
 pub fn id(i: u64) -> [u8; 32] {
     let mut out = [0u8; 32];
