@@ -7,7 +7,7 @@
 //! cargo bench --bench sled_stress -- insert 200000   # raw sled plain inserts: completes
 //! cargo bench --bench sled_stress -- batch 200000    # raw sled apply_batch of the same two
 //! cargo bench --bench sled_stress -- vault 200000    # overwrites through the vault
-//! CHURN=1 cargo bench --bench sled_stress -- vault 200000   # creates and removals
+//! CHURN=1 cargo bench --bench sled_stress -- vault 200000   # batches of creates, of removals
 //! CREATE=1 cargo bench --bench sled_stress -- vault 100000  # creates only
 //! ```
 //!
@@ -106,19 +106,33 @@ fn vault_mode(total: u64, done: &AtomicU64, dir: &std::path::Path) {
         .unwrap();
     let ns = vault.namespace("tenant-0007").unwrap();
     let t = Instant::now();
-    // `CREATE=1`: every put creates a new record (an atomic batch with the manifest).
-    // `CHURN=1`: records created and removed in turn over 1,000 keys (every write an atomic
-    // batch, on a small, often rewritten tree: the pattern that stalled most reliably).
+    // `CREATE=1`: every put creates a new record (on sled, a compare-and-swap on absence,
+    // then one of the manifest for the count).
+    // `CHURN=1`: pairs of records created and removed in turn over 1,000 keys, each pair one
+    // atomic batch with the manifest (the vault's batch path, which a lone new record no
+    // longer takes on sled), on a small, often rewritten tree: the pattern that stalled most
+    // reliably.
     let create = std::env::var_os("CREATE").is_some();
     let churn = std::env::var_os("CHURN").is_some();
     for i in 0..total {
         if churn {
             let key = format!("churn-{}", i % 1000);
+            let pair = format!("{key}-pair");
+            let mut batch = vault.batch();
             if (i / 1000) % 2 == 0 {
-                ns.put(&key, &token).unwrap();
+                batch
+                    .put(&ns, key.as_str(), &token)
+                    .unwrap()
+                    .put(&ns, pair.as_str(), &token)
+                    .unwrap();
             } else {
-                ns.remove(&key).unwrap();
+                batch
+                    .remove(&ns, key.as_str())
+                    .unwrap()
+                    .remove(&ns, pair.as_str())
+                    .unwrap();
             }
+            batch.commit().unwrap().unwrap();
         } else {
             let key = if create {
                 format!("new-{i}")

@@ -3,17 +3,25 @@
 //! A backend stores opaque bytes: the vault hands it only ciphertext, HMAC'd names and the
 //! header file, so a backend never needs any cryptography. Two ship with the crate:
 //! [`SledBackend`] (the embedded default, one directory on disk, tuned with [`SledOptions`])
-//! and [`MemoryBackend`].
+//! and [`MemoryBackend`]; with the `postgres` feature, a third, `PostgresBackend`: one
+//! database that every process and machine of a service shares.
 
 mod dir;
 mod error;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sled;
 
 use std::fmt;
 
 pub use self::error::{BackendError, BackendErrorKind};
 pub use self::memory::MemoryBackend;
+#[cfg(feature = "postgres")]
+pub use self::postgres::{
+    postgres_url_has_password, PostgresBackend, PostgresOptions, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_POOL_SIZE,
+};
 pub(crate) use self::sled::HEADER_FILE;
 pub use self::sled::{SledBackend, SledOptions, DEFAULT_CACHE_CAPACITY, DEFAULT_LOCK_TIMEOUT};
 

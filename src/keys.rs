@@ -140,7 +140,7 @@ fn read_key_file(path: &Path) -> Result<Key> {
 /// would block until a writer comes). The open does not block either (`O_NONBLOCK`), in case
 /// the path was swapped for a FIFO in between; and the opened file must be the one checked
 /// (same device and inode), and pass the checks again.
-fn open_private_file(path: &Path) -> std::result::Result<std::fs::File, String> {
+pub(crate) fn open_private_file(path: &Path) -> std::result::Result<std::fs::File, String> {
     let before = std::fs::metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
     if !before.is_file() {
         return Err("not a regular file".into());

@@ -70,6 +70,10 @@ pub enum BackendErrorKind {
     NotFound,
     /// Anything else: an error inside the database, a poisoned lock, a timeout.
     Other,
+    /// The storage is of a version or kind this build does not support (a database schema
+    /// of another version), or is set up so that its promises do not hold (a database
+    /// server running without `fsync`).
+    Unsupported,
     /// A file or directory of the storage is unsafe to use: a directory that another user
     /// owns or that group or others can write, a link where a file belongs, a file that is
     /// not a regular file.

@@ -165,18 +165,32 @@ impl Engine {
         id: &[u8; NS_ID_LEN],
         entry: &Entry,
     ) -> Result<(Vec<u8>, Condition)> {
-        let stored = self
-            .call(|b| b.get(ENTRIES_TREE, ANCHOR_KEY))?
-            .ok_or_else(|| Error::header("the entry-key marker is missing"))?;
-        let ewk_id = match stored.as_slice() {
-            [FORMAT_VERSION, a, b, c, d] => u32::from_le_bytes([*a, *b, *c, *d]),
-            _ => return Err(Error::header("the entry-key marker is malformed")),
+        // A shred elsewhere may have drawn a key this handle has not seen yet: take in the
+        // header, and read the marker again (another shred may have finished in between,
+        // moving the marker on and dropping the key it named from the header).
+        let mut tries = 0;
+        let mut unchanged: Option<Vec<u8>> = None;
+        let (stored, state, ewk_id) = loop {
+            let stored = self
+                .call(|b| b.get(ENTRIES_TREE, ANCHOR_KEY))?
+                .ok_or_else(|| Error::header("the entry-key marker is missing"))?;
+            let ewk_id = match stored.as_slice() {
+                [FORMAT_VERSION, a, b, c, d] => u32::from_le_bytes([*a, *b, *c, *d]),
+                _ => return Err(Error::header("the entry-key marker is malformed")),
+            };
+            let state = self.read_state()?;
+            if state.ewk(ewk_id).is_some() {
+                break (stored, state, ewk_id);
+            }
+            drop(state);
+            // The marker naming a key the header lacks, twice over with the header unchanged
+            // in between, is damage.
+            if tries == MARKER_RETRIES || unchanged.as_ref() == Some(&stored) {
+                return Err(Error::header("the entry-key marker names an unknown key"));
+            }
+            tries += 1;
+            unchanged = (!self.refresh_header()?).then_some(stored);
         };
-        if self.read_state()?.ewk(ewk_id).is_none() {
-            // A shred elsewhere drew a key this handle has not seen yet.
-            self.refresh_header()?;
-        }
-        let state = self.read_state()?;
         let ewk = state
             .ewk(ewk_id)
             .ok_or_else(|| Error::header("the entry-key marker names an unknown key"))?;
@@ -196,6 +210,10 @@ impl Engine {
         self.entries.len()
     }
 }
+
+/// How often [`Engine::seal_entry`] takes in a changed header and reads the entry-key marker
+/// again before it gives up (each time, another handle finished a shred in between).
+const MARKER_RETRIES: usize = 16;
 
 /// The entry-key marker's value: `u8(2) || le32(active_ewk)`.
 pub(crate) fn marker(active_ewk: u32) -> Vec<u8> {

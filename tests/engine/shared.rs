@@ -6,8 +6,10 @@
 //! results must be those of one order of the two operations, every handle must read the
 //! model's state, and nothing may be reported damaged, lost or out of date.
 //!
-//! Runs over a `MemoryBackend` (256 cases by default, `PROPTEST_CASES` for more) and over a
-//! shared sled backend on disk (fewer cases: each opens a directory).
+//! Runs over a `MemoryBackend` (256 cases by default, `PROPTEST_CASES` for more), over a
+//! shared sled backend on disk (fewer cases: each opens a directory), and, with the
+//! `postgres` feature, over the PostgreSQL test server (`scripts/pg-test-server`), a fresh
+//! vault per case.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -733,5 +735,32 @@ proptest! {
             panic!("{e}");
         }
         sled.close().unwrap();
+    }
+}
+
+#[cfg(feature = "postgres")]
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(256) / 8))]
+
+    #[test]
+    fn handles_sharing_postgres_storage_behave_like_one_model(
+        handles in 2..=3usize,
+        steps in proptest::collection::vec(step(), 1..20),
+    ) {
+        let Some(url) = support::postgres_test_url() else { return Ok(()) };
+        let pg = tokenvault::backend::PostgresBackend::connect(&url, &support::unique_name("model"))
+            .unwrap();
+        let pg = Arc::new(pg);
+        let backend: Arc<dyn Backend> = pg.clone();
+        let mut world = World::new(backend, handles);
+        for step in &steps {
+            if let Err(e) = world.step(step) {
+                panic!("{e}");
+            }
+        }
+        if let Err(e) = world.finish() {
+            panic!("{e}");
+        }
+        pg.close().unwrap();
     }
 }

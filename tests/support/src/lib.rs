@@ -290,3 +290,35 @@ pub fn all_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// The URL of the PostgreSQL test server that `scripts/pg-test-server start` started (its
+/// `TOKENVAULT_TEST_PG_URL`), or `None` outside CI when none was started: the caller returns
+/// early, after a note. Under `CI=true` a missing server panics: tests that need the server
+/// never skip in CI.
+pub fn postgres_test_url() -> Option<String> {
+    match std::env::var("TOKENVAULT_TEST_PG_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
+            "TOKENVAULT_TEST_PG_URL is not set: start the test server with \
+             eval \"$(bash scripts/pg-test-server start)\""
+        ),
+        Err(_) => {
+            eprintln!("skipped: no PostgreSQL test server (scripts/pg-test-server start)");
+            None
+        }
+    }
+}
+
+/// A name no other test, process or earlier run uses (for vaults in a shared database).
+pub fn unique_name(what: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!(
+        "{what}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    )
+}
