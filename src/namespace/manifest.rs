@@ -183,8 +183,9 @@ impl Namespace {
         }
     }
 
-    /// The first half of a renewal of the reservation ([`renew_reservation`]
-    /// (Self::renew_reservation)): the namespace's manifest read, authenticated and taken in
+    /// The first half of a renewal of the reservation
+    /// ([`renew_reservation`](Self::renew_reservation)): the namespace's manifest read,
+    /// authenticated and taken in
     /// (so the handle's reservation is the manifest's ceiling, which the caller checks the
     /// record it replaces against before anything is written). `None` when the entry changed
     /// under the caller's state or the manifest is sealed under a key the state lacks (the
