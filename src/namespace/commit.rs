@@ -527,7 +527,15 @@ fn commit_locked(
             // record newer than the manifest means the manifest was rolled back: generations
             // (and so versions) would repeat, and a compare-and-swap could match a different
             // write.
-            if current_version.is_some_and(|v| v.0 > manifest.generation) {
+            // (A generation read from the prefix of a record that does not authenticate is
+            // no evidence: such a record is damaged itself, and this write replaces it.)
+            let forged = || match (&current, op.expect) {
+                (Some(stored), Expect::Anything) => {
+                    handle.open(ns, &rids[i], stored, Some(op.key)).is_err()
+                }
+                _ => false,
+            };
+            if current_version.is_some_and(|v| v.0 > manifest.generation) && !forged() {
                 // Unless another handle wrote the record and a newer manifest since this one
                 // read the manifest: then the batch would not apply anyway; read again.
                 let stored = engine.call(|b| b.get(MANIFESTS_TREE, &ns.prefix()))?;

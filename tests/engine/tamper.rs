@@ -948,3 +948,55 @@ fn one_flipped_bit_in_the_middle_of_sleds_log_is_not_silent() {
         trial.unreported
     );
 }
+
+/// Regression: a record replaced by another namespace's record whose (unauthenticated)
+/// generation is above this namespace's manifest read as a rolled-back manifest, and the
+/// namespace refused the very writes that repair it ("remove it and store it again").
+#[test]
+fn a_foreign_record_with_a_higher_generation_can_be_removed_and_written_over() {
+    let storage = MemoryBackend::new();
+    let vault = fast()
+        .create_with_backend(storage.clone(), &raw_key(1))
+        .unwrap();
+    let (a, b) = (vault.namespace("a").unwrap(), vault.namespace("b").unwrap());
+    let va = a.put("api", &small_token("a")).unwrap();
+    let vb = b.put("api", &small_token("b")).unwrap();
+    // Each namespace starts its generations at a random point: copy the record of the one
+    // that is ahead into the other, whose manifest is then below the copy's generation.
+    let (behind, ahead) = if va < vb { (&a, &b) } else { (&b, &a) };
+    let by_ns = support::records_by_namespace(&storage);
+    let record_of = |ns: &Namespace| {
+        let version = ns.get_versioned::<Token>("api").unwrap().unwrap().1;
+        by_ns
+            .iter()
+            .flat_map(|(_, list)| list)
+            .find(|(_, value)| {
+                value[..]
+                    .windows(8)
+                    .any(|w| w == version.as_u64().to_le_bytes())
+            })
+            .cloned()
+            .unwrap()
+    };
+    let (behind_key, _) = record_of(behind);
+    let (_, ahead_value) = record_of(ahead);
+    storage.put(b"r", &behind_key, ahead_value).unwrap();
+    assert!(matches!(
+        behind.get::<Token>("api"),
+        Err(Error::Damaged(Damage::Record { .. }))
+    ));
+    assert!(
+        behind.remove("api").unwrap(),
+        "a damaged record can be removed"
+    );
+    behind.put("api", &small_token("again")).unwrap();
+    let token: Token = behind.get("api").unwrap().unwrap();
+    assert_eq!(token.access_token().expose_secret(), "again");
+    // And written over directly, the same way.
+    storage.put(b"r", &behind_key, record_of(ahead).1).unwrap();
+    behind.put("api", &small_token("over")).unwrap();
+    let token: Token = behind.get("api").unwrap().unwrap();
+    assert_eq!(token.access_token().expose_secret(), "over");
+    let report = vault.verify(|_| {}).unwrap();
+    assert!(report.is_clean(), "{report}");
+}

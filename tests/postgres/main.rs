@@ -15,6 +15,7 @@
 
 mod contract;
 mod damage;
+mod lost_reply;
 mod tls;
 mod vaults;
 
