@@ -140,6 +140,25 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// The value of `key` in `tree` (`None` if either is missing).
     fn get(&self, tree: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, BackendError>;
 
+    /// The values of several `(tree, key)` pairs, in order (`None` for each one missing).
+    /// The default calls [`get`](Self::get) for each; a backend that pays a network round
+    /// trip per call answers them in one (the vault's write path reads a namespace's
+    /// manifest and a record together). It need not be a snapshot: each value is one that
+    /// key held at some moment during the call.
+    ///
+    /// ```
+    /// use tokenvault::backend::{Backend, Batch, MemoryBackend};
+    ///
+    /// let storage = MemoryBackend::new();
+    /// storage.apply(&Batch::new().write(b"t", b"a", Some(b"1".to_vec())))?;
+    /// let got = storage.get_many(&[(b"t", b"a"), (b"t", b"b")])?;
+    /// assert_eq!(got, vec![Some(b"1".to_vec()), None]);
+    /// # Ok::<(), tokenvault::backend::BackendError>(())
+    /// ```
+    fn get_many(&self, keys: &[(&[u8], &[u8])]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        keys.iter().map(|(tree, key)| self.get(tree, key)).collect()
+    }
+
     /// Up to `limit` entries of `tree` whose keys start with `prefix` (every key: an empty
     /// prefix), in key order, starting after `after` (from the first such key when `None`).
     /// An empty result means the scan is complete.

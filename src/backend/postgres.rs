@@ -353,6 +353,29 @@ impl Backend for PostgresBackend {
         })
     }
 
+    /// One round trip for all the keys.
+    fn get_many(&self, keys: &[(&[u8], &[u8])]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        if keys.len() < 2 {
+            return keys.iter().map(|(tree, key)| self.get(tree, key)).collect();
+        }
+        let vault = self.vault.as_str();
+        let trees: Vec<&[u8]> = keys.iter().map(|(tree, _)| *tree).collect();
+        let names: Vec<&[u8]> = keys.iter().map(|(_, key)| *key).collect();
+        self.read(|conn| {
+            let rows = conn
+                .client
+                .query(&conn.sql.get_many, &[&vault, &trees, &names])?;
+            let mut out = vec![None; keys.len()];
+            for row in rows {
+                let i: i64 = row.get(0);
+                if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| out.get_mut(i)) {
+                    *slot = row.get(1);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn scan(
         &self,
         tree: &[u8],

@@ -167,16 +167,25 @@ fn single(
     // With no generation reserved (a namespace this handle has not written since it loaded
     // it, or the reservation used up), the manifest is read and taken in now, and renewed
     // just before the record is written, once the record is known not to be newer than it.
-    let (manifest, to_renew) = if renew {
+    // The stored manifest; its decoded form when it is to be renewed; and the record when it
+    // was read with it.
+    let (manifest, to_renew, read) = if renew {
         match handle.manifest_to_renew(&ns)? {
-            Some((stored, manifest)) => (stored, Some(manifest)),
+            Some((stored, manifest)) => (stored, Some(manifest), None),
             None => return Ok(None),
         }
     } else {
         // Storage must still hold the manifest this handle last authenticated (else the
-        // general path reads it again, and reports damage or a rollback).
-        match engine.call(|b| b.get(MANIFESTS_TREE, &ns.prefix()))? {
-            Some(stored) if gens.manifest_is(&stored) => (stored, None),
+        // general path reads it again, and reports damage or a rollback). Read with the
+        // record (one round trip on a networked backend).
+        let prefix = ns.prefix();
+        let record_key = ns.record_key(rid);
+        let mut both = engine
+            .call(|b| b.get_many(&[(MANIFESTS_TREE, &prefix), (RECORDS_TREE, &record_key)]))?
+            .into_iter();
+        let (manifest, record) = (both.next().flatten(), both.next().flatten());
+        match manifest {
+            Some(stored) if gens.manifest_is(&stored) => (stored, None, Some(record)),
             _ => return Ok(None),
         }
     };
@@ -188,7 +197,10 @@ fn single(
     };
     let reserved = gens.reserved.load(Ordering::SeqCst);
     let record_key = ns.record_key(rid);
-    let current = engine.call(|b| b.get(RECORDS_TREE, &record_key))?;
+    let current = match read {
+        Some(record) => record,
+        None => engine.call(|b| b.get(RECORDS_TREE, &record_key))?,
+    };
     let Some(current) = current else {
         // Only the storage's sole writer stores a new record outside a batch with the
         // manifest: another handle's namespace-key rotation could otherwise finish between

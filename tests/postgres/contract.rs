@@ -54,6 +54,35 @@ fn single_key_writes_hold_their_conditions() {
 }
 
 #[test]
+fn several_keys_are_read_in_one_call_in_order() {
+    let Some(url) = server_url() else { return };
+    let b = fresh(&url, "many");
+    let batch = Batch::new()
+        .write(b"m", b"n", Some(b"manifest".to_vec()))
+        .write(b"r", b"n1", Some(b"record".to_vec()));
+    assert!(b.apply(&batch).unwrap());
+    let got = b
+        .get_many(&[
+            (b"r", b"n1"),
+            (b"r", b"absent"),
+            (b"m", b"n"),
+            (b"r", b"n1"),
+        ])
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Some(b"record".to_vec()),
+            None,
+            Some(b"manifest".to_vec()),
+            Some(b"record".to_vec())
+        ]
+    );
+    assert_eq!(b.get_many(&[]).unwrap(), Vec::<Option<Vec<u8>>>::new());
+    assert_eq!(b.get_many(&[(b"m", b"x")]).unwrap(), vec![None]);
+}
+
+#[test]
 fn a_batch_applies_whole_or_not_at_all() {
     let Some(url) = server_url() else { return };
     let b = fresh(&url, "batch");

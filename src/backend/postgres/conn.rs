@@ -22,6 +22,8 @@ pub(super) struct Statements {
     pub(super) insert_header: Statement,
     pub(super) update_header: Statement,
     pub(super) get: Statement,
+    /// `$2`, `$3`: arrays of trees and keys; rows of (1-based position, value or null).
+    pub(super) get_many: Statement,
     /// Scans: from a key (inclusive or exclusive), up to an exclusive end or the tree's end.
     pub(super) scan_from: Statement,
     pub(super) scan_after: Statement,
@@ -89,6 +91,13 @@ impl Statements {
                 "UPDATE tokenvault_vaults SET header = $3 WHERE vault = $1 AND header = $2",
             )?,
             get: p(&format!("SELECT value {ITEMS} AND key = $3"))?,
+            // A subquery per key: one primary-key lookup each, whatever the plan (a join
+            // lets a generic plan scan the whole vault).
+            get_many: p(
+                "SELECT w.i, (SELECT it.value FROM tokenvault_items it \
+                         WHERE it.vault = $1 AND it.tree = w.tree AND it.key = w.key) \
+                         FROM unnest($2::bytea[], $3::bytea[]) WITH ORDINALITY AS w(tree, key, i)",
+            )?,
             scan_from: p(&format!(
                 "SELECT key, value {ITEMS} AND key >= $3 ORDER BY key LIMIT $4"
             ))?,
