@@ -1431,3 +1431,48 @@ fn shred_re_seals_every_entry_and_the_vault_keeps_working() {
     let v = env.key(&["--json", "verify"]).ok().json();
     assert_eq!(v["clean"], true);
 }
+
+/// Issue 15: `--vault` (and `TOKENVAULT_VAULT`) take a `postgres://` URL, the vault's name in
+/// the database as its `vault` option; a URL holding a password is refused and never shown.
+#[test]
+fn a_postgres_url_is_a_vault_location_and_a_password_in_it_is_refused() {
+    let Some(url) = support::postgres_test_url() else {
+        return;
+    };
+    let mut env = Env::new();
+    let name = support::unique_name("cli");
+    env.vault = PathBuf::from(format!("{url}&vault={name}"));
+    env.key(&["init"]).ok();
+    env.key(&["init"]).code(EXIT_EXISTS);
+    let at = env.path("at.txt");
+    std::fs::write(&at, "at-SECRET-pg\n").unwrap();
+    env.key(&[
+        "put",
+        "tenant-1",
+        "api",
+        "--access-token-file",
+        at.to_str().unwrap(),
+    ])
+    .ok();
+    let ls = env.key(&["ls", "--json"]).ok().json();
+    assert!(ls.to_string().contains("tenant-1"), "{ls}");
+    let shown = env.key(&["get", "tenant-1", "api", "--reveal"]).ok();
+    assert!(shown.stdout.contains("at-SECRET-pg"), "{shown:#?}");
+    let info = env.key(&["info", "--json"]).ok().json();
+    assert!(info["vault"].as_str().unwrap().contains(&name), "{info}");
+    assert_eq!(info["size_bytes"], 0);
+    // Another vault name in the same database is another vault.
+    let mut other = Env::new();
+    other.vault = PathBuf::from(format!("{url}&vault={name}-other"));
+    other.key(&["ls"]).code(EXIT_NOT_FOUND);
+
+    // A password in the URL: refused before anything connects, and not repeated.
+    let with_password = url.replace("tokenvault@", "tokenvault:hunter2@");
+    let mut leaky = Env::new();
+    leaky.vault = PathBuf::from(format!("{with_password}&vault={name}"));
+    for args in [&["ls"][..], &["init"], &["info"]] {
+        let out = leaky.key(args).code(EXIT_USAGE);
+        assert!(!out.all().contains("hunter2"), "{out:#?}");
+        assert!(out.all().contains("password file"), "{out:#?}");
+    }
+}

@@ -43,7 +43,9 @@ const GLOBAL: &str = "Global options";
 /// Options every command takes, before or after the command name.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// The vault directory [default: <config dir>/tokenvault/vault]
+    /// The vault directory, or a vault in PostgreSQL: postgres://user@host/db?vault=NAME (no
+    /// password in it: the password file PGPASSFILE or ~/.pgpass holds it) [default: <config
+    /// dir>/tokenvault/vault]
     #[arg(
         long,
         global = true,

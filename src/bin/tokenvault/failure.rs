@@ -105,11 +105,19 @@ impl From<Error> for Failure {
                 Self::new(Exit::NotFound, format!("no vault at {}", path.display()))
                     .hint(NO_VAULT_HINT)
             }
+            // In a database: the URL's `vault` option names it.
+            Error::NotFound { path: None } => {
+                Self::new(Exit::NotFound, "no vault by that name in the database")
+                    .hint("create one with `tokenvault init`, or check the URL's vault= option")
+            }
             Error::AlreadyExists { path: Some(path) } => Self::new(
                 Exit::Exists,
                 format!("a vault already exists at {}", path.display()),
             )
             .hint("use it as it is, or choose another directory with --vault"),
+            // In a database: the URL's `vault` option names it.
+            Error::AlreadyExists { path: None } => Self::new(Exit::Exists, message)
+                .hint("use it as it is, or choose another name with the URL's vault= option"),
             Error::NotEmpty { .. } => Self::new(Exit::Exists, message)
                 .hint("choose a new or empty directory with --vault; nothing was changed"),
             Error::UnsafePath { .. } => Self::other(message).hint(

@@ -104,8 +104,8 @@ impl NewSecret {
 
 impl UnlockArgs {
     /// The key source that unlocks the vault at `vault`.
-    pub(crate) fn key_source(&self, vault: &Path) -> Outcome<KeySource> {
-        let label = format!("Passphrase for {}: ", vault.display());
+    pub(crate) fn key_source(&self, vault: &str) -> Outcome<KeySource> {
+        let label = format!("Passphrase for {vault}: ");
         Ok(self
             .resolve(None)?
             .into_secret(&label, false, UNLOCK_HINT)?
@@ -122,9 +122,9 @@ impl UnlockArgs {
     pub(crate) fn initial_secret(
         &self,
         generate: Option<&Path>,
-        vault: &Path,
+        vault: &str,
     ) -> Outcome<NewSecret> {
-        let label = format!("New passphrase for {}: ", vault.display());
+        let label = format!("New passphrase for {vault}: ");
         self.resolve(generate)?
             .into_secret(&label, true, UNLOCK_HINT)
     }

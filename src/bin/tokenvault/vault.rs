@@ -1,8 +1,10 @@
 //! The vault: where it is (`--vault`, else `$TOKENVAULT_VAULT`, else the platform
-//! configuration directory), opening and closing it, and the namespaces a command names.
+//! configuration directory; a directory, or a `postgres://` URL), opening and closing it,
+//! and the namespaces a command names.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use tokenvault::backend::{postgres_url_has_password, PostgresOptions};
 use tokenvault::{KdfParams, KeySource, Vault, VaultOptions};
 
 use crate::cli::Global;
@@ -10,7 +12,104 @@ use crate::failure::{Exit, Failure, Outcome, NO_VAULT_HINT};
 use crate::output;
 use crate::secrets::OpenArgs;
 
+/// Where the vault is: a directory, or a vault in a PostgreSQL database.
+pub(crate) enum Location {
+    Dir(PathBuf),
+    /// `postgres://user@host/database?vault=NAME` (the `vault` option is the vault's name in
+    /// the database, `default` when absent; the rest is the connection URL).
+    Postgres {
+        url: String,
+        name: String,
+    },
+}
+
+/// The vault name in a database when the URL names none.
+const DEFAULT_POSTGRES_VAULT: &str = "default";
+
+impl Location {
+    /// What to call the vault in messages: the directory, or the URL (which holds no
+    /// password: such a URL is refused before anything else) with the vault's name.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::Dir(path) => path.display().to_string(),
+            Self::Postgres { url, name } => format!("{url} (vault {name})"),
+        }
+    }
+
+    /// The directory, for a directory vault.
+    pub(crate) fn dir(&self) -> Option<&Path> {
+        match self {
+            Self::Dir(path) => Some(path),
+            Self::Postgres { .. } => None,
+        }
+    }
+
+    /// A PostgreSQL URL as a location: refused if it holds a password, whose value is never
+    /// repeated.
+    fn postgres(raw: &str) -> Outcome<Self> {
+        if postgres_url_has_password(raw) {
+            return Err(Failure::usage(
+                "the vault URL holds a password; it was not used and is not shown",
+            )
+            .hint("put the password in a password file (PGPASSFILE, or ~/.pgpass) instead"));
+        }
+        let (base, query) = raw.split_once('?').unwrap_or((raw, ""));
+        let mut name = DEFAULT_POSTGRES_VAULT.to_owned();
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .filter(|pair| match pair.split_once('=') {
+                Some(("vault", value)) => {
+                    name = value.to_owned();
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        let url = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        Ok(Self::Postgres { url, name })
+    }
+
+    fn backend(url: &str, name: &str) -> Outcome<tokenvault::backend::PostgresBackend> {
+        PostgresOptions::new().connect(url, name).map_err(|e| {
+            Failure::other(format!("cannot open the vault's database: {e}"))
+                .hint("check the URL, the server, and the password file (PGPASSFILE or ~/.pgpass)")
+        })
+    }
+}
+
 impl Global {
+    /// Where the vault is: a `postgres://` URL, or a directory.
+    pub(crate) fn location(&self) -> Outcome<Location> {
+        if let Some(raw) = self.vault.as_ref().and_then(|v| v.path()) {
+            if let Some(text) = raw.to_str() {
+                if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+                    return Location::postgres(text);
+                }
+            }
+        }
+        self.vault_path().map(Location::Dir)
+    }
+
+    /// Creates the vault at `location` with `options`.
+    pub(crate) fn create_at(
+        &self,
+        location: &Location,
+        options: VaultOptions,
+        key: &KeySource,
+    ) -> Outcome<Vault> {
+        Ok(match location {
+            Location::Dir(path) => options.create(path, key)?,
+            Location::Postgres { url, name } => {
+                options.create_with_backend(Location::backend(url, name)?, key)?
+            }
+        })
+    }
+
     /// The vault directory.
     pub(crate) fn vault_path(&self) -> Outcome<PathBuf> {
         // `--vault`, else the variable (clap's `env`; empty counts as unset).
@@ -45,15 +144,26 @@ impl Global {
         unlock: &OpenArgs,
         kdf: Option<KdfParams>,
     ) -> Outcome<(Vault, KeySource)> {
-        let path = self.vault_path()?;
+        let location = self.location()?;
         // Say so before asking for a passphrase that could not help.
-        if !path.is_dir() {
-            return Err(
-                Failure::new(Exit::NotFound, format!("no vault at {}", path.display()))
-                    .hint(NO_VAULT_HINT),
-            );
+        enum Target {
+            Dir(PathBuf),
+            Database(Box<tokenvault::backend::PostgresBackend>),
         }
-        let key = unlock.secret.key_source(&path)?;
+        let described = location.describe();
+        let target = match location {
+            Location::Dir(path) if !path.is_dir() => {
+                return Err(
+                    Failure::new(Exit::NotFound, format!("no vault at {}", path.display()))
+                        .hint(NO_VAULT_HINT),
+                )
+            }
+            Location::Dir(path) => Target::Dir(path),
+            Location::Postgres { url, name } => {
+                Target::Database(Box::new(Location::backend(&url, &name)?))
+            }
+        };
+        let key = unlock.secret.key_source(&described)?;
         let mut options = self.options();
         if let Some(slot) = unlock.slot {
             options = options.slot(slot);
@@ -61,7 +171,10 @@ impl Global {
         if let Some(kdf) = kdf {
             options = options.kdf(kdf);
         }
-        let vault = options.open(&path, &key)?;
+        let vault = match target {
+            Target::Dir(path) => options.open(&path, &key)?,
+            Target::Database(backend) => options.open_with_backend(*backend, &key)?,
+        };
         Ok((vault, key))
     }
 

@@ -41,10 +41,11 @@ struct InfoJson {
 /// Runs `tokenvault info`.
 pub(crate) fn run(global: &Global, args: &InfoArgs) -> Outcome {
     let vault = global.open(&args.open)?;
-    let path = vault
-        .path()
-        .map(Path::to_path_buf)
-        .unwrap_or(global.vault_path()?);
+    let location = global.location()?;
+    let path = vault.path().map(Path::to_path_buf);
+    let described = path
+        .as_ref()
+        .map_or_else(|| location.describe(), |p| p.display().to_string());
     let format_version = vault.format_version();
     let slots = vault.keyslots()?;
     let names = vault.namespaces()?;
@@ -57,12 +58,16 @@ pub(crate) fn run(global: &Global, args: &InfoArgs) -> Outcome {
     }
     // Measured after closing, when everything is flushed.
     close(vault)?;
-    let (size_bytes, files) = disk_usage(&path)
-        .map_err(|e| Failure::other(format!("cannot measure {}: {e}", path.display())))?;
+    // A vault in a database has no files to measure: 0 and 0.
+    let (size_bytes, files) = match path.as_deref().or(location.dir()) {
+        Some(path) => disk_usage(path)
+            .map_err(|e| Failure::other(format!("cannot measure {}: {e}", path.display())))?,
+        None => (0, 0),
+    };
     if global.json {
         return output::json(
             &InfoJson {
-                vault: path.display().to_string(),
+                vault: described.clone(),
                 format_version,
                 keyslots: slots.iter().map(SlotJson::from).collect(),
                 namespaces: names.len(),
@@ -74,7 +79,7 @@ pub(crate) fn run(global: &Global, args: &InfoArgs) -> Outcome {
             0,
         );
     }
-    let mut text = line("vault", output::escaped(&path.display().to_string()));
+    let mut text = line("vault", output::escaped(&described));
     text.push_str(&line("format_version", format_version));
     text.push_str(&line("keyslots", slots.len()));
     for slot in &slots {

@@ -50,7 +50,8 @@ struct InitJson<'a> {
 
 /// Runs `tokenvault init`.
 pub(crate) fn run(global: &Global, args: &InitArgs) -> Outcome {
-    let path = global.vault_path()?;
+    let location = global.location()?;
+    let described = location.describe();
     let kdf = args.kdf.params();
     if kdf.is_insecure() {
         output::note(
@@ -59,12 +60,12 @@ pub(crate) fn run(global: &Global, args: &InitArgs) -> Outcome {
     }
     let new = args
         .secret
-        .initial_secret(args.generate_key_file.as_deref(), &path)?;
-    let vault = match global.options().kdf(kdf).create(&path, &new.key) {
+        .initial_secret(args.generate_key_file.as_deref(), &described)?;
+    let vault = match global.create_at(&location, global.options().kdf(kdf), &new.key) {
         Ok(vault) => vault,
         Err(e) => {
             new.discard();
-            return Err(e.into());
+            return Err(e);
         }
     };
     let slot = vault.keyslots()?.into_iter().next();
@@ -74,7 +75,7 @@ pub(crate) fn run(global: &Global, args: &InitArgs) -> Outcome {
     if global.json {
         return output::json(
             &InitJson {
-                vault: path.display().to_string(),
+                vault: described.clone(),
                 format_version,
                 keyslot: slot.as_ref().map(SlotJson::from),
                 generated_key_file: generated.as_deref(),
@@ -82,10 +83,7 @@ pub(crate) fn run(global: &Global, args: &InitArgs) -> Outcome {
             0,
         );
     }
-    let mut text = format!(
-        "created a vault at {}\n",
-        output::escaped(&path.display().to_string())
-    );
+    let mut text = format!("created a vault at {}\n", output::escaped(&described));
     if let Some(slot) = &slot {
         text.push_str(&format!("{}\n", describe_slot(slot)));
     }
