@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use crate::backend::{Batch, Condition, Write};
+use crate::backend::{Batch, Condition};
 use crate::engine::{Engine, NsState};
 use crate::error::{Error, Result};
 use crate::format::{ENTRIES_TREE, MANIFESTS_TREE, NS_ID_LEN, RECORDS_TREE};
@@ -262,27 +262,27 @@ fn single(
         return Ok(None);
     }
     let sealed = seal_at(op, rid, &ns, generation, body)?;
-    let batch = Batch {
-        conditions: vec![Condition {
-            tree: RECORDS_TREE.to_vec(),
-            key: record_key.clone(),
-            expected: Some(current),
-        }],
-        writes: vec![Write {
-            tree: RECORDS_TREE.to_vec(),
-            key: record_key,
-            value: Some(sealed),
-        }],
-    };
+    let batch = Batch::new()
+        .expect(RECORDS_TREE, &record_key, Some(&current))
+        .write(RECORDS_TREE, &record_key, Some(sealed));
     if !engine.call(|b| b.apply(&batch))? {
         return Ok(None);
     }
     gens.last.store(generation, Ordering::SeqCst);
+    Ok(wrote_one(engine, generation, true))
+}
+
+/// A fast path's outcome: one record written at `generation`, durable once the ticket is.
+fn wrote_one(
+    engine: &Engine,
+    generation: u64,
+    existed: bool,
+) -> Option<Result<Committed, (usize, Conflict)>> {
     let written = Written {
         version: Some(Version(generation)),
-        existed: true,
+        existed,
     };
-    Ok(Some(Ok((vec![written], Some(engine.committed())))))
+    Some(Ok((vec![written], Some(engine.committed()))))
 }
 
 /// The fast path's new record: stored at the next reserved generation on condition that no
@@ -311,11 +311,7 @@ fn insert(
     ns.gens.last.store(generation, Ordering::SeqCst);
     op.ns
         .count_insert(ns, manifest, &record_key, &sealed, generation);
-    let written = Written {
-        version: Some(Version(generation)),
-        existed: false,
-    };
-    Ok(Some(Ok((vec![written], Some(engine.committed())))))
+    Ok(wrote_one(engine, generation, false))
 }
 
 /// The fast path of a namespace's first write, on storage this handle writes alone
@@ -384,11 +380,7 @@ fn create(
     ns.gens.reserved.store(ceiling, Ordering::SeqCst);
     ns.gens.set_manifest(&manifest);
     engine.install_new(Arc::new(ns));
-    let written = Written {
-        version: Some(Version(generation)),
-        existed: false,
-    };
-    Ok(Some(Ok((vec![written], Some(engine.committed())))))
+    Ok(wrote_one(engine, generation, false))
 }
 
 /// Seals a copy of `body` as the record `rid` of `ns` at `generation`, under the active key

@@ -693,6 +693,20 @@ fn cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
+/// Plays `steps` with `handles` handles over `backend`, panicking with the steps on the first
+/// departure from the model.
+fn play(backend: Arc<dyn Backend>, handles: usize, steps: &[Step]) {
+    let mut world = World::new(backend, handles);
+    for step in steps {
+        if let Err(e) = world.step(step) {
+            panic!("{e}");
+        }
+    }
+    if let Err(e) = world.finish() {
+        panic!("{e}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(256)))]
 
@@ -702,15 +716,7 @@ proptest! {
         steps in proptest::collection::vec(step(), 1..30),
     ) {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-        let mut world = World::new(backend, handles);
-        for step in &steps {
-            if let Err(e) = world.step(step) {
-                panic!("{e}");
-            }
-        }
-        if let Err(e) = world.finish() {
-            panic!("{e}");
-        }
+        play(backend, handles, &steps);
     }
 }
 
@@ -725,15 +731,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let sled = Arc::new(SledBackend::create(dir.path().join("v")).unwrap());
         let backend: Arc<dyn Backend> = sled.clone();
-        let mut world = World::new(backend, handles);
-        for step in &steps {
-            if let Err(e) = world.step(step) {
-                panic!("{e}");
-            }
-        }
-        if let Err(e) = world.finish() {
-            panic!("{e}");
-        }
+        play(backend, handles, &steps);
         sled.close().unwrap();
     }
 }
@@ -752,15 +750,7 @@ proptest! {
             .unwrap();
         let pg = Arc::new(pg);
         let backend: Arc<dyn Backend> = pg.clone();
-        let mut world = World::new(backend, handles);
-        for step in &steps {
-            if let Err(e) = world.step(step) {
-                panic!("{e}");
-            }
-        }
-        if let Err(e) = world.finish() {
-            panic!("{e}");
-        }
+        play(backend, handles, &steps);
         pg.close().unwrap();
     }
 }
