@@ -7,6 +7,7 @@
 
 mod batch;
 mod commit;
+mod fast;
 mod internal_key;
 mod manifest;
 mod names;
