@@ -19,8 +19,8 @@ pub use self::error::{BackendError, BackendErrorKind};
 pub use self::memory::MemoryBackend;
 #[cfg(feature = "postgres")]
 pub use self::postgres::{
-    postgres_url_has_password, PostgresBackend, PostgresOptions, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_POOL_SIZE,
+    postgres_url_has_password, PostgresBackend, PostgresOptions, Replication, Standby,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE,
 };
 pub(crate) use self::sled::HEADER_FILE;
 pub use self::sled::{SledBackend, SledOptions, DEFAULT_CACHE_CAPACITY, DEFAULT_LOCK_TIMEOUT};

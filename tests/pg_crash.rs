@@ -1,5 +1,7 @@
-//! The PostgreSQL server killed under load (issue 15): a cluster of its own (initdb in a
-//! temporary directory, as the `postgres` user when run as root), 4 writer processes
+//! PostgreSQL clusters of the tests' own (initdb in a temporary directory, as the
+//! `postgres` user when run as root), for what the shared test server must not go through:
+//! a standby (reported as asynchronous until it is made synchronous), and the server killed
+//! under load (issue 15): 4 writer processes
 //! writing acknowledged, increasing values to one vault, and the whole cluster killed with
 //! SIGKILL (every process of it, so that the restart does not trip over the old shared
 //! memory) at least 50 times, restarted each time. Afterwards: every write acknowledged
@@ -51,6 +53,11 @@ fn as_owner(program: &Path) -> Command {
 
 impl Cluster {
     fn create(bin: PathBuf) -> Self {
+        Self::create_with(bin, "")
+    }
+
+    /// A cluster whose `postgresql.conf` ends with `extra`.
+    fn create_with(bin: PathBuf, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -85,7 +92,7 @@ impl Cluster {
         );
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
-             fsync = on\nsynchronous_commit = on\n",
+             fsync = on\nsynchronous_commit = on\n{extra}",
             dir.path().display()
         );
         let mut file = std::fs::OpenOptions::new()
@@ -238,21 +245,132 @@ fn spawn_writer(n: usize, url: &str) -> Writer {
     Writer { child, acked }
 }
 
-#[test]
-fn every_acknowledged_write_survives_server_kills() {
-    if std::env::var(ENV_CHILD).is_ok() {
-        return;
-    }
-    let bin = match std::env::var("TOKENVAULT_TEST_PG_BIN") {
-        Ok(bin) => PathBuf::from(bin),
+/// The server programs (`TOKENVAULT_TEST_PG_BIN`), or `None` outside CI without them.
+fn server_programs() -> Option<PathBuf> {
+    match std::env::var("TOKENVAULT_TEST_PG_BIN") {
+        Ok(bin) => Some(PathBuf::from(bin)),
         Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
             panic!("TOKENVAULT_TEST_PG_BIN is not set: run scripts/pg-test-server start")
         }
         Err(_) => {
             eprintln!("skipped: no PostgreSQL server programs (scripts/pg-test-server start)");
-            return;
+            None
         }
+    }
+}
+
+#[test]
+fn an_asynchronous_standby_is_reported_until_it_is_synchronous() {
+    if std::env::var(ENV_CHILD).is_ok() {
+        return;
+    }
+    let Some(bin) = server_programs() else { return };
+    let primary = Cluster::create_with(bin.clone(), "wal_level = replica\n");
+    let backend = PostgresOptions::new()
+        .connect(&primary.url(), "standby")
+        .unwrap();
+    let none = backend.replication().unwrap();
+    assert!(none.standbys.is_empty(), "{none:?}");
+
+    // A streaming standby of it, in a directory of its own, on another port.
+    let standby_dir = tempfile::tempdir().unwrap();
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:"])
+            .arg(standby_dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let data = standby_dir.path().join("data");
+    let out = as_owner(&bin.join("pg_basebackup"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &primary.port.to_string(),
+            "-U",
+            "postgres",
+            "-R",
+            "-D",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_basebackup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
     };
+    let conf = format!(
+        "port = {port}\nunix_socket_directories = '{}'\ncluster_name = 'standby_one'\n",
+        standby_dir.path().display()
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("postgresql.conf"))
+        .unwrap();
+    std::io::Write::write_all(&mut file, conf.as_bytes()).unwrap();
+    let standby = Cluster {
+        bin: bin.clone(),
+        dir: standby_dir,
+        port,
+    };
+    standby.start();
+
+    // Asynchronous: a failover could lose acknowledged commits.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let report = backend.replication().unwrap();
+        if !report.standbys.is_empty() {
+            break report;
+        }
+        assert!(Instant::now() < deadline, "the standby never connected");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let flagged: Vec<_> = report.asynchronous_standbys().collect();
+    assert_eq!(flagged.len(), 1, "{report:?}");
+    assert_eq!(flagged[0].name, "standby_one");
+    assert_eq!(flagged[0].sync_state, "async");
+
+    // Made synchronous: nothing left to report.
+    let mut admin = postgres::Config::new();
+    admin
+        .host("127.0.0.1")
+        .port(primary.port)
+        .user("postgres")
+        .dbname("postgres");
+    let mut admin = admin.connect(postgres::NoTls).unwrap();
+    admin
+        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'standby_one'")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let report = backend.replication().unwrap();
+        if report.asynchronous_standbys().next().is_none() {
+            assert_eq!(report.synchronous_standby_names, "standby_one");
+            assert_eq!(report.standbys[0].sync_state, "sync");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby never became synchronous: {report:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_acknowledged_write_survives_server_kills() {
+    if std::env::var(ENV_CHILD).is_ok() {
+        return;
+    }
+    let Some(bin) = server_programs() else { return };
     let kills: usize = std::env::var("TOKENVAULT_PG_KILLS")
         .ok()
         .and_then(|k| k.parse().ok())

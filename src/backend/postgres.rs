@@ -22,6 +22,7 @@ mod conn;
 mod options;
 mod password;
 mod pool;
+mod replication;
 mod schema;
 mod tls;
 
@@ -36,6 +37,7 @@ use super::{Backend, BackendError, BackendErrorKind, Batch, Condition, ScanPage,
 pub use self::options::{
     postgres_url_has_password, PostgresOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE,
 };
+pub use self::replication::{Replication, Standby};
 
 /// How often a transaction is tried again after a serialization failure or a deadlock.
 const SERIALIZATION_RETRIES: usize = 32;
