@@ -41,6 +41,24 @@ fn is_root() -> bool {
     String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
 
+/// A TCP port free on 127.0.0.1 now.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Makes `dir` the `postgres` user's when running as root (its server programs refuse root).
+fn give_to_postgres(dir: &Path) {
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
 fn as_owner(program: &Path) -> Command {
     if is_root() {
         let mut c = Command::new("runuser");
@@ -59,18 +77,8 @@ impl Cluster {
     /// A cluster whose `postgresql.conf` ends with `extra`.
     fn create_with(bin: PathBuf, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
+        let port = free_port();
+        give_to_postgres(dir.path());
         let data = dir.path().join("data");
         let out = as_owner(&bin.join("initdb"))
             .arg("-D")
@@ -274,14 +282,7 @@ fn an_asynchronous_standby_is_reported_until_it_is_synchronous() {
 
     // A streaming standby of it, in a directory of its own, on another port.
     let standby_dir = tempfile::tempdir().unwrap();
-    if is_root() {
-        let status = Command::new("chown")
-            .args(["-R", "postgres:"])
-            .arg(standby_dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+    give_to_postgres(standby_dir.path());
     let data = standby_dir.path().join("data");
     let out = as_owner(&bin.join("pg_basebackup"))
         .args([
@@ -302,10 +303,7 @@ fn an_asynchronous_standby_is_reported_until_it_is_synchronous() {
         "pg_basebackup: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let conf = format!(
         "port = {port}\nunix_socket_directories = '{}'\ncluster_name = 'standby_one'\n",
         standby_dir.path().display()
