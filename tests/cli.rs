@@ -1476,3 +1476,21 @@ fn a_postgres_url_is_a_vault_location_and_a_password_in_it_is_refused() {
         assert!(out.all().contains("password file"), "{out:#?}");
     }
 }
+
+/// `tokenvault doctor`: what a vault's durability rests on, without unlocking it.
+#[test]
+fn doctor_reports_the_storage_without_unlocking() {
+    let env = Env::with_vault();
+    let out = env.run(&["doctor"]).ok();
+    assert!(out.stdout.contains("storage: directory"), "{out:#?}");
+    let Some(url) = support::postgres_test_url() else {
+        return;
+    };
+    let mut pg = Env::new();
+    pg.vault = PathBuf::from(format!("{url}&vault={}", support::unique_name("doctor")));
+    let json = pg.run(&["doctor", "--json"]).ok().json();
+    assert_eq!(json["storage"], "postgresql");
+    // The test server has no standby.
+    assert_eq!(json["standbys"].as_array().map(Vec::len), Some(0), "{json}");
+    assert_eq!(json["asynchronous_standbys"], 0);
+}

@@ -253,6 +253,23 @@ fn spawn_writer(n: usize, url: &str) -> Writer {
     Writer { child, acked }
 }
 
+/// `tokenvault doctor` on a vault of `cluster`: its output, after checking its exit code.
+#[cfg(feature = "cli")]
+fn doctor(cluster: &Cluster, expect: i32) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenvault"))
+        .args(["doctor", "--vault"])
+        .arg(format!("{}&vault=standby", cluster.url()))
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(expect), "{all}");
+    all
+}
+
 /// The server programs (`TOKENVAULT_TEST_PG_BIN`), or `None` outside CI without them.
 fn server_programs() -> Option<PathBuf> {
     match std::env::var("TOKENVAULT_TEST_PG_BIN") {
@@ -334,6 +351,9 @@ fn an_asynchronous_standby_is_reported_until_it_is_synchronous() {
     assert_eq!(flagged.len(), 1, "{report:?}");
     assert_eq!(flagged[0].name, "standby_one");
     assert_eq!(flagged[0].sync_state, "async");
+    // `tokenvault doctor` says so, with exit code 1.
+    #[cfg(feature = "cli")]
+    assert!(doctor(&primary, 1).contains("1 asynchronous standby"));
 
     // Made synchronous: nothing left to report.
     let mut admin = postgres::Config::new();
@@ -353,6 +373,8 @@ fn an_asynchronous_standby_is_reported_until_it_is_synchronous() {
         if report.asynchronous_standbys().next().is_none() {
             assert_eq!(report.synchronous_standby_names, "standby_one");
             assert_eq!(report.standbys[0].sync_state, "sync");
+            #[cfg(feature = "cli")]
+            assert!(doctor(&primary, 0).contains("standby_one (sync)"));
             break;
         }
         assert!(

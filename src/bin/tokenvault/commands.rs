@@ -1,6 +1,7 @@
 //! The commands: one file each, named after the command, with its flags (`...Args`) and its
 //! `run`.
 
+mod doctor;
 mod get;
 mod import;
 mod info;
@@ -52,6 +53,8 @@ pub(crate) enum Command {
     PurgeOrphans(purge_orphans::PurgeOrphansArgs),
     /// Re-seal every namespace entry under a new key, so removed namespaces' keys are gone
     Shred(shred::ShredArgs),
+    /// Check what the vault's durability rests on (a PostgreSQL server's standbys)
+    Doctor(doctor::DoctorArgs),
 }
 
 impl Command {
@@ -71,6 +74,7 @@ impl Command {
             Self::Info(args) => info::run(global, args),
             Self::PurgeOrphans(args) => purge_orphans::run(global, args),
             Self::Shred(args) => shred::run(global, args),
+            Self::Doctor(args) => doctor::run(global, args),
         }
     }
 }
