@@ -87,9 +87,11 @@ impl AuthorizerBuilder {
         self
     }
 
-    /// How long a lease is good for (default [`DEFAULT_LEASE_TIME`], 30 s). Must be longer
-    /// than any refresh takes: a lease that outlives its refresh is what marks a handle that
-    /// died, and other handles wait for it.
+    /// How long a lease is good for (default [`DEFAULT_LEASE_TIME`], 30 s), on the storage's
+    /// clock. Must be longer than any refresh takes (the HTTP refresher's timeout is 10 s by
+    /// default): other handles wait for a live lease, and take over one past its end, so a
+    /// holder that outlives its lease (a handle that died, or stalled) may see its refresh
+    /// token presented a second time by the taker.
     pub fn lease_time(mut self, lease_time: Duration) -> Self {
         self.config.lease_time = lease_time;
         self

@@ -14,9 +14,11 @@ use crate::token_error::{Result, TokenError as Error};
 /// key: stored under `"\0lease\0"` and the token's key (`docs/format.md` 5.6).
 pub(crate) const LEASE_LAYER: &str = "lease";
 
-/// Lease record layout version.
-const LEASE_VERSION: u8 = 1;
-const LEASE_LEN: usize = 1 + 1 + 16 + 8 + 1 + 8;
+/// Lease record layout version written (`docs/format.md` 5.6); version 1 (without the
+/// fencing counter) is still read, as fence 1.
+const LEASE_VERSION: u8 = 2;
+const LEASE_V1_LEN: usize = 1 + 1 + 16 + 8 + 1 + 8;
+const LEASE_LEN: usize = LEASE_V1_LEN + 8;
 
 /// A lease, as stored (sealed, as a `Secret` record at the reserved lease key).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -27,6 +29,10 @@ pub(super) struct Lease {
     /// The version of the token record the lease was taken on (`None`: no record).
     pub(super) token_version: Option<u64>,
     pub(super) state: LeaseState,
+    /// The fencing counter: 1 for the first lease taken on `token_version`, one more at each
+    /// takeover of an expired lease on the same record version (a mark keeps the fence of the
+    /// holder that wrote it).
+    pub(super) fence: u64,
 }
 
 /// What a lease says.
@@ -102,9 +108,29 @@ impl Shared {
     pub(super) fn remove_lease_if_ours(&self) -> Result<()> {
         if let Some((lease, version)) = self.read_lease()? {
             if lease.holder == self.holder {
-                self.remove_lease(version)?;
+                self.release_lease(&lease, version)?;
             }
         }
+        Ok(())
+    }
+
+    /// Gives up a lease (stored at `version`) whose refresh token was not spent by its holder.
+    /// A lease that was never taken over is removed. One that was (`fence > 1`) stays, expired
+    /// and without a holder, so that the next holder takes it over with the next fence: a
+    /// holder that stalled earlier may still come back with an answer, and it must find the
+    /// record's successor decided through the lease, never a lease counted from 1 again.
+    pub(super) fn release_lease(&self, lease: &Lease, version: Version) -> Result<()> {
+        if lease.fence <= 1 {
+            return self.remove_lease(version);
+        }
+        let released = Lease {
+            holder: [0; 16],
+            until_ms: 0,
+            state: LeaseState::Refreshing,
+            ..*lease
+        };
+        // A conflict means someone else already replaced or removed it.
+        let _ = self.put_lease(&released, Some(version))?;
         Ok(())
     }
 }
@@ -128,12 +154,14 @@ impl Lease {
         out.extend_from_slice(&self.until_ms.to_le_bytes());
         out.push(u8::from(self.token_version.is_some()));
         out.extend_from_slice(&self.token_version.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&self.fence.to_le_bytes());
         out
     }
 
     fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != LEASE_LEN || bytes.first() != Some(&LEASE_VERSION) {
-            return None;
+        match (bytes.first(), bytes.len()) {
+            (Some(&1), LEASE_V1_LEN) | (Some(&LEASE_VERSION), LEASE_LEN) => {}
+            _ => return None,
         }
         let mut r = Reader::new(&bytes[1..]);
         let state = match r.u8().ok()? {
@@ -151,11 +179,20 @@ impl Lease {
             1 => Some(version),
             _ => return None,
         };
+        let fence = if bytes.len() == LEASE_LEN {
+            r.u64().ok()?
+        } else {
+            1
+        };
+        if fence == 0 {
+            return None;
+        }
         Some(Self {
             holder,
             until_ms,
             token_version,
             state,
+            fence,
         })
     }
 }
@@ -178,18 +215,21 @@ mod tests {
                 until_ms: 1_700_000_000_123,
                 token_version: Some(42),
                 state: LeaseState::Refreshing,
+                fence: 1,
             },
             Lease {
                 holder: [0; 16],
                 until_ms: u64::MAX,
                 token_version: None,
                 state: LeaseState::Dead,
+                fence: 3,
             },
             Lease {
                 holder: [0; 16],
                 until_ms: u64::MAX,
                 token_version: Some(7),
                 state: LeaseState::PossiblySpent,
+                fence: u64::MAX,
             },
         ] {
             let bytes = lease.encode();
@@ -204,6 +244,14 @@ mod tests {
             let mut bad = bytes.clone();
             bad[1] = 9;
             assert!(Lease::decode(&bad).is_none());
+            let mut bad = bytes.clone();
+            bad[LEASE_V1_LEN..].fill(0);
+            assert!(Lease::decode(&bad).is_none(), "fence 0");
+            // Layout 1 (no fence) reads as fence 1; its length with version 2 does not.
+            let mut v1 = bytes[..LEASE_V1_LEN].to_vec();
+            assert!(Lease::decode(&v1).is_none());
+            v1[0] = 1;
+            assert!(Lease::decode(&v1) == Some(Lease { fence: 1, ..lease }));
         }
     }
 }

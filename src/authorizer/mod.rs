@@ -6,6 +6,7 @@ mod builder;
 mod lease;
 pub(crate) use self::lease::LEASE_LAYER;
 mod owed;
+mod takeover;
 mod transaction;
 
 use std::fmt;
@@ -39,16 +40,23 @@ use self::transaction::Flight;
 ///   once, one refresh runs, on a thread the authorizer owns, and all of them get its result
 ///   or its error. A caller that stops waiting ([`token_timeout`](Self::token_timeout), a
 ///   dropped future) does not stop the refresh: the new token is stored either way.
-/// - **A lease across handles and processes.** Before calling the [`Refresher`], the
-///   authorizer stores a lease next to the record ("being refreshed by this handle until T"),
-///   with compare-and-swap. Another handle (another `Authorizer`, a clone of the vault, the
-///   next process to open the vault) that finds a live lease waits for it and re-reads the
-///   record instead of refreshing, so a refresh token is never sent twice. The new token is
-///   committed with compare-and-swap against the version read under the lease, in the same
-///   atomic write that removes the lease. A lease whose holder died is found after its expiry:
-///   the answer is [`TokenError::ReauthenticationRequired`] (the refresh token may already have been
-///   spent), never a second use of the refresh token. Storing a new grant under the key (a new
-///   login) clears it.
+/// - **A lease across handles, processes and machines.** Before calling the [`Refresher`],
+///   the authorizer stores a lease next to the record ("being refreshed by this handle until
+///   T", T on the storage's clock: the database server's for a shared vault), with
+///   compare-and-swap. Another handle (another `Authorizer`, a clone of the vault, another
+///   process or machine) that finds a live lease waits for it and re-reads the record instead
+///   of refreshing. The new token is committed with compare-and-swap against the version read
+///   under the lease, in the same atomic write that removes the lease.
+/// - **A holder that outlives its lease** (killed, paused, partitioned) loses it to the next
+///   handle that needs the token after its end: that handle takes it over with the next
+///   fencing counter and refreshes. The stalled holder's commit is then refused, and it
+///   serves the stored winner; its commit goes through if nobody took the lease, and its
+///   answer is stored after all if the taker stored no successor (its presentation was
+///   refused as a reuse): a rotating server's only valid refresh token is never dropped. So a
+///   refresh token is presented once per holder of its lease: once, unless a holder stalled
+///   past the lease time, which must exceed any refresh (a server with refresh-token reuse
+///   detection may revoke the grant at the second presentation: `SECURITY.md`). Storing a new
+///   grant under the key (a new login) clears any lease.
 /// - **Failures.** A dead grant (`invalid_grant`) is handled by the [`DeadGrant`] policy and
 ///   returned as [`TokenError::Refresh`]; a transient failure keeps the stored token, and is retried
 ///   after a backoff that starts at the minimum retry gap and doubles up to the maximum (or the
@@ -437,10 +445,11 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether a token needs refreshing at `now`.
+    /// Whether a token needs refreshing at `now` (an expired one always does, even one that
+    /// another handle's refresh just left behind).
     fn needs_refresh(&self, token: &Token, now: SystemTime, fresh: bool) -> bool {
         match token.expires_at() {
-            Some(_) => now >= self.refresh_point(token, now, fresh),
+            Some(expiry) => now >= expiry || now >= self.refresh_point(token, now, fresh),
             None => false,
         }
     }

@@ -37,6 +37,21 @@ pub(super) struct Under {
     pub(super) token_version: Option<Version>,
     /// The lease's version.
     pub(super) lease_version: Version,
+    /// The lease's fencing counter.
+    pub(super) fence: u64,
+}
+
+impl Under {
+    /// The lease as taken (the holder is `holder`), for releasing it.
+    pub(super) fn lease(&self, holder: [u8; 16]) -> Lease {
+        Lease {
+            holder,
+            until_ms: 0,
+            token_version: self.token_version.map(Version::as_u64),
+            state: LeaseState::Refreshing,
+            fence: self.fence,
+        }
+    }
 }
 
 /// What becomes of the grant after a refresh that must not be repeated.
@@ -66,7 +81,7 @@ impl Shared {
                 event!(warn, key = %self.key, "the outcome of a refresh was lost before it was stored; its refresh token may have been spent");
                 match self.config.ambiguous {
                     super::AmbiguousFailure::Retry => {
-                        self.remove_lease(under.lease_version)?;
+                        self.release_lease(&under.lease(self.holder), under.lease_version)?;
                         self.owe(None);
                     }
                     super::AmbiguousFailure::RequireLogin => {
@@ -101,16 +116,15 @@ impl Shared {
                 event!(info, key = %self.key, "stored the refreshed token that an earlier write failed to store");
                 Ok(None)
             }
-            // The record or the lease was replaced meanwhile (a new login, a logout): that wins.
+            // The record or the lease was replaced meanwhile (a new login, a logout: that
+            // wins), or the lease was taken over (stored over it if no successor was stored).
+            // Either way the transaction goes on from what is stored now.
             Ok(Err(_)) => {
-                self.owe(None);
-                self.remove_lease_if_ours()?;
+                self.commit_refused(&token, under)?;
                 Ok(None)
             }
             Err(error) => {
-                if self.superseded(under)? {
-                    self.owe(None);
-                    self.remove_lease_if_ours()?;
+                if self.superseded(under)? && self.commit_refused(&token, under).is_ok() {
                     return Ok(None);
                 }
                 let now = self.clock.now();
@@ -130,7 +144,7 @@ impl Shared {
 
     /// Whether the grant a refresh was made under has been replaced since (the record or the
     /// lease is no longer the one the refresh was made under).
-    fn superseded(&self, under: Under) -> Result<bool> {
+    pub(super) fn superseded(&self, under: Under) -> Result<bool> {
         let token_version = self.ns.get_versioned::<Token>(&self.key)?.map(|(_, v)| v);
         let lease_version = self.read_lease()?.map(|(_, v)| v);
         Ok(token_version != under.token_version || lease_version != Some(under.lease_version))
@@ -163,6 +177,7 @@ impl Shared {
                     until_ms: u64::MAX,
                     token_version: under.token_version.map(Version::as_u64),
                     state,
+                    fence: under.fence,
                 };
                 let record = Self::lease_record(&mark);
                 batch.put_if(&self.ns, &self.lease, &record, Some(under.lease_version))?;

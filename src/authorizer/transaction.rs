@@ -115,16 +115,22 @@ impl Shared {
             let now = self.clock.now();
             let stored = self.ns.get_versioned::<Token>(&self.key)?;
             let token_version = stored.as_ref().map(|(_, v)| *v);
+            // The fence of the lease to take, and the expired lease it takes over.
+            let mut take = (1, None);
             if let Some((lease, lease_version)) = self.read_lease()? {
-                if lease.token_version != token_version.map(Version::as_u64)
-                    || lease.holder == self.holder
-                {
-                    // Taken on a record that has since been replaced (a new login), or our own
-                    // leftover: it guards nothing any more. Our own lease is a leftover here:
-                    // after a refresher call it stays only while something is owed, and what
-                    // is owed was settled above, or the transaction ended there.
+                if lease.token_version != token_version.map(Version::as_u64) {
+                    // Taken on a record that has since been replaced (a new login): it guards
+                    // nothing any more.
                     event!(debug, key = %self.key, "removing a stale lease");
                     self.remove_lease(lease_version)?;
+                    continue;
+                }
+                if lease.holder == self.holder {
+                    // Our own leftover: after a refresher call it stays only while something
+                    // is owed, and what is owed was settled above, or the transaction ended
+                    // there.
+                    event!(debug, key = %self.key, "releasing our own leftover lease");
+                    self.release_lease(&lease, lease_version)?;
                     continue;
                 }
                 match lease.state {
@@ -142,11 +148,7 @@ impl Shared {
                     adopted_from_peer = true;
                     continue;
                 }
-                event!(warn, key = %self.key, "found a lease left by a refresh that did not finish");
-                return Err(self.reauth(
-                    "a refresh by another handle did not finish before its lease expired; its \
-                     refresh token may have been spent, so it is not used again: log in again",
-                ));
+                take = (lease.fence.saturating_add(1), Some(lease_version));
             }
             if let Some((token, _)) = &stored {
                 let refused = rejected.is_some_and(|r| same_access(token, r));
@@ -158,14 +160,19 @@ impl Shared {
                     });
                 }
             }
-            // Take the lease: only if nobody holds one.
+            let (fence, expired) = take;
+            if expired.is_some() {
+                event!(warn, key = %self.key, fence, "taking over a lease whose holder did not finish in time");
+            }
+            // Take the lease: only if nobody holds one, or over the expired one just read.
             let lease = Lease {
                 holder: self.holder,
                 until_ms: millis(now + self.config.lease_time),
                 token_version: token_version.map(Version::as_u64),
                 state: LeaseState::Refreshing,
+                fence,
             };
-            let Ok(lease_version) = self.put_lease(&lease, None)? else {
+            let Ok(lease_version) = self.put_lease(&lease, expired)? else {
                 continue;
             };
             // The record may have changed between the read and the lease.
@@ -180,6 +187,7 @@ impl Shared {
             let under = Under {
                 token_version,
                 lease_version,
+                fence,
             };
             // From here on the refresh token may be spent: until the outcome is settled in the
             // store, the lease stays and the memory says why (an error or a panic on the way
@@ -214,11 +222,18 @@ impl Shared {
         let now = self.clock.now();
         let new = match answer {
             Ok(new) => new,
+            Err(e) if self.lease_taken(under) => {
+                return self.defer_to_taker(current, under, TokenError::Refresh(e))
+            }
             Err(e) => return Ok(self.failed(current, under, e, now)),
         };
         if let Some(reason) = current.and_then(|stored| answer::foreign(stored, &new)) {
             drop(new);
             event!(warn, key = %self.key, reason, "refusing the refresher's answer");
+            if self.lease_taken(under) {
+                let error = RefreshError::rejected(format!("{reason}; the answer is not stored"));
+                return self.defer_to_taker(current, under, TokenError::Refresh(error));
+            }
             return Ok(self.refuse(current, under, reason, now));
         }
         let merged = match current {
@@ -235,6 +250,11 @@ impl Shared {
             under,
         }));
         if !fitted.fits {
+            let under = self.pin(under);
+            self.owe(Some(Owed::Token {
+                token: token.clone(),
+                under,
+            }));
             return Ok(Outcome::Unstored {
                 token,
                 error: TokenError::Vault(crate::Error::TooLarge {
@@ -253,12 +273,12 @@ impl Shared {
                 Ok(Outcome::Token { token, fresh: true })
             }
             Ok(Err(_)) => {
-                // The record changed while we refreshed (a new grant was stored, or a logout):
-                // never overwrite it. Serve it if it is good.
-                self.owe(None);
+                // The record or the lease changed while we refreshed (a new grant was stored,
+                // a logout, or another holder took the lease over after ours expired).
+                if self.commit_refused(&token, under)?.is_some() {
+                    return Ok(Outcome::Token { token, fresh: true });
+                }
                 drop(token);
-                event!(warn, key = %self.key, "the record was replaced during the refresh; keeping the replacement");
-                self.remove_lease_if_ours()?;
                 match self.ns.get_versioned::<Token>(&self.key)? {
                     Some((t, _)) if !self.needs_refresh(&t, now, true) => Ok(Outcome::Token {
                         token: t,
@@ -283,9 +303,12 @@ impl Shared {
     ) -> Outcome {
         if e.is_invalid_grant() {
             event!(warn, key = %self.key, "the grant is dead (invalid_grant)");
+            // Under a lease taken over from a holder that stalled, the refusal may only mean
+            // that holder's request was exchanged first: it is marked, never removed, so that
+            // the holder, if it comes back with the answer, can store it over the mark.
             let verdict = match self.config.dead_grant {
-                DeadGrant::Remove => Verdict::Remove,
-                DeadGrant::Mark => Verdict::Mark(LeaseState::Dead),
+                DeadGrant::Remove if under.fence <= 1 => Verdict::Remove,
+                _ => Verdict::Mark(LeaseState::Dead),
             };
             self.give_verdict(verdict, under);
             return Outcome::Failed {
@@ -354,7 +377,7 @@ impl Shared {
     /// leftover.
     fn release(&self, under: Under) {
         self.owe(None);
-        if let Err(error) = self.remove_lease(under.lease_version) {
+        if let Err(error) = self.release_lease(&under.lease(self.holder), under.lease_version) {
             event!(warn, key = %self.key, error = %error, "could not release the lease; it is removed at the next call");
             drop(error);
         }
@@ -367,16 +390,12 @@ impl Shared {
         token: &Token,
         under: Under,
     ) -> Result<std::result::Result<Vec<Written>, BatchConflict>> {
-        let mut batch = self.ns.vault().batch();
-        batch
-            .put_if(&self.ns, &self.key, token, under.token_version)?
-            .remove_if(&self.ns, &self.lease, under.lease_version)?;
-        Ok(batch.commit()?)
+        self.store_over(token, under.token_version, Some(under.lease_version))
     }
 }
 
 /// `current` if it has not expired at `now`: served while a failure is reported.
-fn unexpired(current: Option<&Token>, now: SystemTime) -> Option<Token> {
+pub(super) fn unexpired(current: Option<&Token>, now: SystemTime) -> Option<Token> {
     current
         .filter(|t| t.expires_at().is_some_and(|exp| now < exp))
         .cloned()

@@ -15,4 +15,5 @@ mod guest_user;
 mod http_refresher;
 mod import;
 mod store;
+mod takeover;
 mod validators;
