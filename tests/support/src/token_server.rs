@@ -287,7 +287,22 @@ impl TokenServer {
         self.shared.changed.notify_all();
     }
 
-    /// How many requests are being held by [`pause`](Self::pause) now.
+    /// Holds the next request alone (after it has been read and counted, before it is
+    /// processed) until [`release_held`](Self::release_held); the requests after it go on.
+    pub fn hold_next(&self) {
+        let mut s = self.state();
+        s.hold_next = true;
+        s.release_one = false;
+    }
+
+    /// Lets the request held by [`hold_next`](Self::hold_next) be processed.
+    pub fn release_held(&self) {
+        self.state().release_one = true;
+        self.shared.changed.notify_all();
+    }
+
+    /// How many requests are being held by [`pause`](Self::pause) or
+    /// [`hold_next`](Self::hold_next) now.
     pub fn held(&self) -> usize {
         self.state().held
     }
@@ -464,6 +479,10 @@ struct State {
     failures: VecDeque<Failure>,
     paused: bool,
     held: usize,
+    /// Whether the next request is held alone (see [`TokenServer::hold_next`]).
+    hold_next: bool,
+    /// Whether the request held alone may go on.
+    release_one: bool,
     requests: Vec<SeenRequest>,
     request_count: usize,
     refresh_count: usize,
@@ -487,6 +506,8 @@ impl State {
             failures: VecDeque::new(),
             paused: false,
             held: 0,
+            hold_next: false,
+            release_one: false,
             requests: Vec::new(),
             request_count: 0,
             refresh_count: 0,
@@ -710,6 +731,21 @@ fn plan(shared: &Shared, raw: RawRequest) -> Option<Plan> {
     }
     s.requests.push(seen.clone());
 
+    // Held alone.
+    if std::mem::take(&mut s.hold_next) {
+        s.held += 1;
+        shared.changed.notify_all();
+        while !s.release_one && !shared.stopping() {
+            s = shared
+                .changed
+                .wait_timeout(s, Duration::from_millis(50))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        s.release_one = false;
+        s.held -= 1;
+        shared.changed.notify_all();
+    }
     // Held while paused.
     if s.paused {
         s.held += 1;
