@@ -2,16 +2,18 @@
 //! `postgres` user when run as root), for what the shared test server must not go through:
 //! a standby (reported as asynchronous until it is made synchronous), and the server killed
 //! under load (issue 15): 4 writer processes
-//! writing acknowledged, increasing values to one vault, and the whole cluster killed with
-//! SIGKILL (every process of it, so that the restart does not trip over the old shared
-//! memory) at least 50 times, restarted each time. Afterwards: every write acknowledged
-//! before a kill is there, nothing is reported damaged, and the writers recovered without
+//! writing acknowledged, increasing values to one vault and refreshing one shared grant
+//! (one-second tokens from the counting token endpoint on 127.0.0.1), and the whole cluster
+//! killed with SIGKILL (every process of it, so that the restart does not trip over the old
+//! shared memory) at least 50 times, restarted each time. Afterwards: every write acknowledged
+//! before a kill is there, no refresh token was presented twice and the stored one is the
+//! newest the endpoint issued, nothing is reported damaged, and the writers recovered without
 //! being restarted.
 //!
 //! Needs Debian's PostgreSQL 15 server programs, which `scripts/pg-test-server start` names
 //! in `TOKENVAULT_TEST_PG_BIN` (`.ci/run` starts it); without them the test fails under
 //! `CI=true` and is skipped otherwise. `TOKENVAULT_PG_KILLS` sets the number of kills.
-#![cfg(all(feature = "postgres", unix))]
+#![cfg(all(feature = "postgres", feature = "http", unix))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
@@ -20,13 +22,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::token_server::{Config, TokenServer};
 use support::{raw_key, small_token};
 use tokenvault::backend::PostgresOptions;
-use tokenvault::secrecy::ExposeSecret;
+use tokenvault::oauth::{Authorizer, ClientAuth, HttpRefresher, TokenError};
+use tokenvault::secrecy::{ExposeSecret, SecretString};
 use tokenvault::{Token, Vault};
 
 const ENV_CHILD: &str = "TOKENVAULT_PG_CRASH_CHILD";
 const ENV_URL: &str = "TOKENVAULT_PG_CRASH_URL";
+const ENV_TOKEN_URL: &str = "TOKENVAULT_PG_CRASH_TOKEN_URL";
 const WRITERS: usize = 4;
 
 /// A cluster of the test's own.
@@ -182,7 +187,8 @@ impl Drop for Cluster {
 
 /// A writer: writes records 1, 2, 3, ... (a new key each, holding its number), each until
 /// acknowledged, and prints each acknowledged number; errors while the server is down are
-/// retried with the same record.
+/// retried with the same record. After every fifth write it asks its authorizer for the shared
+/// grant's token and prints the access token it got.
 #[test]
 fn child_main() {
     let Ok(n) = std::env::var(ENV_CHILD) else {
@@ -199,11 +205,34 @@ fn child_main() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let ns = vault.namespace(&format!("writer-{n}")).unwrap();
+    let refresher =
+        HttpRefresher::refresh_token_grant(&std::env::var(ENV_TOKEN_URL).unwrap(), "client-1")
+            .unwrap()
+            .client_secret(SecretString::from("secret-1"), ClientAuth::Basic);
+    let auth = Authorizer::builder(&vault.namespace("shared").unwrap(), "api", refresher)
+        .margin(Duration::ZERO)
+        .jitter(Duration::ZERO)
+        .lease_poll(Duration::from_millis(5))
+        .retry_gap(Duration::from_millis(50), Duration::from_millis(200))
+        .build()
+        .unwrap();
     let mut value = 1u64;
     loop {
         match ns.put(&format!("k{value}"), &small_token(&value.to_string())) {
             Ok(_) => {
                 println!("ack {value}");
+                if value % 5 == 0 {
+                    match auth.token() {
+                        Ok(token) => println!("token {}", token.access_token().expose_secret()),
+                        Err(e @ TokenError::ReauthenticationRequired { .. }) => {
+                            panic!("writer {n}: {e}")
+                        }
+                        Err(TokenError::Vault(e @ tokenvault::Error::Damaged(_))) => {
+                            panic!("writer {n}: damage reported: {e}")
+                        }
+                        Err(_) => {}
+                    }
+                }
                 value += 1;
             }
             Err(e) => {
@@ -220,6 +249,8 @@ fn child_main() {
 struct Writer {
     child: Child,
     acked: Arc<Mutex<u64>>,
+    /// The access tokens its authorizer served, in order.
+    tokens: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Writer {
@@ -229,28 +260,36 @@ impl Drop for Writer {
     }
 }
 
-fn spawn_writer(n: usize, url: &str) -> Writer {
+fn spawn_writer(n: usize, url: &str, token_url: &str) -> Writer {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_main", "--nocapture", "--test-threads=1"])
         .env(ENV_CHILD, n.to_string())
         .env(ENV_URL, url)
+        .env(ENV_TOKEN_URL, token_url)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let acked = Arc::new(Mutex::new(0u64));
+    let tokens = Arc::new(Mutex::new(Vec::new()));
     let stdout = child.stdout.take().unwrap();
-    let seen = acked.clone();
+    let (seen, served) = (acked.clone(), tokens.clone());
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if let Some(v) = line.strip_prefix("ack ") {
                 *seen.lock().unwrap() = v.trim().parse().unwrap();
+            } else if let Some(t) = line.strip_prefix("token ") {
+                served.lock().unwrap().push(t.trim().to_owned());
             }
         }
     });
-    Writer { child, acked }
+    Writer {
+        child,
+        acked,
+        tokens,
+    }
 }
 
 /// `tokenvault doctor` on a vault of `cluster`: its output, after checking its exit code.
@@ -397,14 +436,28 @@ fn every_acknowledged_write_survives_server_kills() {
         .unwrap_or(50);
     let cluster = Cluster::create(bin);
     let url = cluster.url();
-    Vault::create_with_backend(
+    let server = TokenServer::start(Config {
+        expires_in: Some(1),
+        ..Config::default()
+    });
+    server.seed_refresh_token("rt-0");
+    let vault = Vault::create_with_backend(
         PostgresOptions::new().connect(&url, "crash").unwrap(),
         &raw_key(1),
     )
-    .unwrap()
-    .close()
     .unwrap();
-    let writers: Vec<Writer> = (0..WRITERS).map(|n| spawn_writer(n, &url)).collect();
+    let grant = Token::new("at-0".into())
+        .with_refresh_token("rt-0".into())
+        .with_expires_at(std::time::SystemTime::now() - Duration::from_secs(1));
+    vault
+        .namespace("shared")
+        .unwrap()
+        .put("api", &grant)
+        .unwrap();
+    vault.close().unwrap();
+    let writers: Vec<Writer> = (0..WRITERS)
+        .map(|n| spawn_writer(n, &url, &server.url()))
+        .collect();
     let total =
         |writers: &[Writer]| -> u64 { writers.iter().map(|w| *w.acked.lock().unwrap()).sum() };
     let mut x = 0x2545_F491_4F6C_DD1Du64;
@@ -436,8 +489,29 @@ fn every_acknowledged_write_survives_server_kills() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    let refreshed_before_the_end = server.issued_refresh_tokens().len();
+    // The last tokens live an hour: once every writer has been served the newest one, no
+    // refresh is in flight, and the writers can be stopped.
+    server.set_expires_in(Some(3600));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let newest = server.issued_access_tokens().last().cloned();
+        let settled = server.issued_refresh_tokens().len() > refreshed_before_the_end
+            && writers
+                .iter()
+                .all(|w| w.tokens.lock().unwrap().last() == newest.as_ref());
+        if settled {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the writers' refreshes did not recover from the last kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // Stop them, then read: every acknowledged record is there with its value (the one in
     // flight at the stop may have landed too, or not).
+    let served: usize = writers.iter().map(|w| w.tokens.lock().unwrap().len()).sum();
     let acked: Vec<u64> = writers
         .into_iter()
         .map(|mut w| {
@@ -467,9 +541,24 @@ fn every_acknowledged_write_survives_server_kills() {
             "writer {n}: {keys} records, {acked} acknowledged"
         );
     }
+    // No refresh token was presented twice, and the stored one is the newest issued.
+    server.assert_no_reuse();
+    let rotations = server.issued_refresh_tokens().len();
+    assert!(rotations >= 10, "only {rotations} refreshes");
+    let stored: Token = vault
+        .namespace("shared")
+        .unwrap()
+        .get("api")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.refresh_token().unwrap().expose_secret(),
+        server.issued_refresh_tokens().last().unwrap()
+    );
     let report = vault.verify(|_| {}).unwrap();
     assert!(report.is_clean(), "{report}");
     eprintln!(
-        "{kills} kills; acknowledged writes per writer: {acked:?}; all there, nothing damaged"
+        "{kills} kills; acknowledged writes per writer: {acked:?}; {rotations} refreshes, \
+         {served} tokens served, each refresh token presented once; all there, nothing damaged"
     );
 }

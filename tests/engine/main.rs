@@ -22,6 +22,7 @@ mod offline_attacker;
 mod orphans;
 mod sealing;
 mod shared;
+mod shared_remote;
 mod single_key;
 mod storage;
 mod tamper;

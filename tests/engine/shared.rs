@@ -9,7 +9,8 @@
 //! Runs over a `MemoryBackend` (256 cases by default, `PROPTEST_CASES` for more), over a
 //! shared sled backend on disk (fewer cases: each opens a directory), and, with the
 //! `postgres` feature, over the PostgreSQL test server (`scripts/pg-test-server`), a fresh
-//! vault per case.
+//! vault per case; `shared_remote.rs` runs the same model with every handle in a process of
+//! its own on that server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -31,19 +32,19 @@ const KEYS: [&str; 2] = ["api", "auth"];
 /// is never touched: every handle opens with it).
 const SLOT_KEYS: [u8; 3] = [2, 3, 4];
 
-fn raw(byte: u8) -> KeySource {
+pub(crate) fn raw(byte: u8) -> KeySource {
     KeySource::raw_key(SecretBox::new(Box::new([byte; 32])))
 }
 
 // ---------------------------------------------------------------------------------------
 // The wrapper backend
 
-type Injected = Box<dyn FnOnce() + Send>;
+pub(crate) type Injected = Box<dyn FnOnce() + Send>;
 
 /// One handle's view of the shared storage: counts its calls, runs an injected operation
 /// before call number `at`, and can report the `lose`-th write as failed after applying it.
 #[derive(Clone)]
-struct Hooked {
+pub(crate) struct Hooked {
     inner: Arc<dyn Backend>,
     calls: Arc<AtomicUsize>,
     writes: Arc<AtomicUsize>,
@@ -58,7 +59,7 @@ impl fmt::Debug for Hooked {
 }
 
 impl Hooked {
-    fn new(inner: Arc<dyn Backend>) -> Self {
+    pub(crate) fn new(inner: Arc<dyn Backend>) -> Self {
         Self {
             inner,
             calls: Arc::new(AtomicUsize::new(0)),
@@ -96,7 +97,7 @@ impl Hooked {
     }
 
     /// Arms the hooks for the next operation.
-    fn arm(&self, hook: Option<(usize, Injected)>, lose: Option<usize>) {
+    pub(crate) fn arm(&self, hook: Option<(usize, Injected)>, lose: Option<usize>) {
         self.calls.store(0, Ordering::SeqCst);
         self.writes.store(0, Ordering::SeqCst);
         *self.hook.lock().unwrap() = hook;
@@ -170,8 +171,8 @@ impl Backend for Hooked {
 // ---------------------------------------------------------------------------------------
 // Operations and the model
 
-#[derive(Clone, Debug)]
-enum Op {
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Op {
     Put {
         ns: usize,
         key: usize,
@@ -225,8 +226,8 @@ impl Op {
 }
 
 /// What an operation answered, as far as the model can tell.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Answer {
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Answer {
     Done,
     Existed(bool),
     Conflict,
@@ -351,7 +352,7 @@ fn token(value: u8) -> Token {
 }
 
 /// Runs the resolved operation `op` on `vault`.
-fn run(vault: &Vault, op: &Op) -> Result<Answer, String> {
+pub(crate) fn run(vault: &Vault, op: &Op) -> Result<Answer, String> {
     let answer = match *op {
         Op::Put { ns, key, value } => vault
             .namespace(NAMESPACES[ns])
@@ -434,9 +435,9 @@ fn slots_in(backend: &Arc<dyn Backend>, vault: &Vault) -> Result<BTreeMap<u32, u
 
 /// What a handle reads: every record of the universe, and the namespaces.
 /// Records by (namespace, key), and the namespaces that exist.
-type Seen = (BTreeMap<(usize, usize), u8>, BTreeSet<usize>);
+pub(crate) type Seen = (BTreeMap<(usize, usize), u8>, BTreeSet<usize>);
 
-fn observe(vault: &Vault) -> Result<Seen, String> {
+pub(crate) fn observe(vault: &Vault) -> Result<Seen, String> {
     let mut data = BTreeMap::new();
     for (n, ns) in NAMESPACES.iter().enumerate() {
         let handle = vault.namespace(ns).unwrap();
@@ -477,36 +478,138 @@ fn observe(vault: &Vault) -> Result<Seen, String> {
 /// One step: operation `op` on handle `a`, with `inject` (another handle's operation, before
 /// backend call number `at` of `op`) and possibly the reply of `op`'s first write lost.
 #[derive(Clone, Debug)]
-struct Step {
+pub(crate) struct Step {
     a: usize,
     op: Op,
     inject: Option<(usize, usize, Op)>,
     lose: bool,
 }
 
-struct World {
+/// The handles a world drives: in this process, or in processes of their own
+/// (`shared_remote.rs`).
+pub(crate) trait Handles {
+    fn len(&self) -> usize;
+    /// Closes handle `a` and opens it again.
+    fn reopen(&mut self, a: usize) -> Result<(), String>;
+    /// Runs `op_a` on handle `a`; `inject` runs another handle's operation before backend
+    /// call number `at` of `op_a` (or after `op_a`, if it never reaches that call); `lose`
+    /// loses the reply of `op_a`'s first write. The answers of both.
+    fn execute(
+        &mut self,
+        a: usize,
+        op_a: &Op,
+        inject: Option<(usize, usize, Op)>,
+        lose: bool,
+    ) -> (Result<Answer, String>, Option<Result<Answer, String>>);
+    /// What handle `i` reads.
+    fn observe(&mut self, i: usize) -> Result<Seen, String>;
+    /// Verifies the vault through handle `i`.
+    fn verify(&mut self, i: usize) -> Result<(), String>;
+    /// Closes every handle.
+    fn close_all(&mut self) -> Result<(), String>;
+}
+
+/// Handles in this process, each over its own [`Hooked`] view of the storage.
+struct Local {
     backend: Arc<dyn Backend>,
     hooks: Vec<Hooked>,
     vaults: Vec<Vault>,
+}
+
+impl Local {
+    /// Creates the vault through the first of `handles` handles.
+    fn new(backend: &Arc<dyn Backend>, handles: usize) -> Self {
+        let first = Hooked::new(Arc::clone(backend));
+        let vault = Vault::create_with_backend(first.clone(), &raw(1)).unwrap();
+        let mut hooks = vec![first];
+        let mut vaults = vec![vault];
+        for _ in 1..handles {
+            let hook = Hooked::new(Arc::clone(backend));
+            vaults.push(Vault::open_with_backend(hook.clone(), &raw(1)).unwrap());
+            hooks.push(hook);
+        }
+        Self {
+            backend: Arc::clone(backend),
+            hooks,
+            vaults,
+        }
+    }
+}
+
+impl Handles for Local {
+    fn len(&self) -> usize {
+        self.vaults.len()
+    }
+
+    fn reopen(&mut self, a: usize) -> Result<(), String> {
+        self.vaults[a]
+            .clone()
+            .close()
+            .map_err(|e| format!("close: {e}"))?;
+        let hook = Hooked::new(Arc::clone(&self.backend));
+        self.vaults[a] =
+            Vault::open_with_backend(hook.clone(), &raw(1)).map_err(|e| format!("reopen: {e}"))?;
+        self.hooks[a] = hook;
+        Ok(())
+    }
+
+    fn execute(
+        &mut self,
+        a: usize,
+        op_a: &Op,
+        inject: Option<(usize, usize, Op)>,
+        lose: bool,
+    ) -> (Result<Answer, String>, Option<Result<Answer, String>>) {
+        let injected: Arc<Mutex<Option<Result<Answer, String>>>> = Arc::new(Mutex::new(None));
+        let hook = inject.map(|(b, at, op)| {
+            let vault = self.vaults[b].clone();
+            let out = Arc::clone(&injected);
+            let f: Injected = Box::new(move || {
+                *out.lock().unwrap() = Some(run(&vault, &op));
+            });
+            (at, f)
+        });
+        self.hooks[a].arm(hook, lose.then_some(0));
+        let answer_a = run(&self.vaults[a], op_a);
+        self.hooks[a].fire_rest();
+        let answer_b = injected.lock().unwrap().take();
+        (answer_a, answer_b)
+    }
+
+    fn observe(&mut self, i: usize) -> Result<Seen, String> {
+        observe(&self.vaults[i])
+    }
+
+    fn verify(&mut self, i: usize) -> Result<(), String> {
+        let report = self.vaults[i].verify(|_| {}).map_err(|e| e.to_string())?;
+        if report.is_clean() {
+            Ok(())
+        } else {
+            Err(format!("verify: {report}"))
+        }
+    }
+
+    fn close_all(&mut self) -> Result<(), String> {
+        for vault in self.vaults.iter().cloned() {
+            vault.close().map_err(|e| format!("close: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct World {
+    backend: Arc<dyn Backend>,
+    handles: Box<dyn Handles>,
     model: Model,
     log: Vec<String>,
 }
 
 impl World {
-    fn new(backend: Arc<dyn Backend>, handles: usize) -> Self {
-        let first = Hooked::new(Arc::clone(&backend));
-        let vault = Vault::create_with_backend(first.clone(), &raw(1)).unwrap();
-        let mut hooks = vec![first];
-        let mut vaults = vec![vault];
-        for _ in 1..handles {
-            let hook = Hooked::new(Arc::clone(&backend));
-            vaults.push(Vault::open_with_backend(hook.clone(), &raw(1)).unwrap());
-            hooks.push(hook);
-        }
+    /// A world whose vault exists in `backend` already (unless `handles` created it).
+    pub(crate) fn new(backend: Arc<dyn Backend>, handles: Box<dyn Handles>) -> Self {
         Self {
             backend,
-            hooks,
-            vaults,
+            handles,
             model: Model::new(),
             log: Vec::new(),
         }
@@ -516,42 +619,29 @@ impl World {
         format!("{why}\nsteps:\n  {}", self.log.join("\n  "))
     }
 
-    fn step(&mut self, step: &Step) -> Result<(), String> {
-        let a = step.a % self.vaults.len();
+    pub(crate) fn step(&mut self, step: &Step) -> Result<(), String> {
+        let a = step.a % self.handles.len();
         self.log.push(format!("{step:?}"));
         if let Op::Reopen = step.op {
-            let old = self.vaults[a].clone();
-            old.close().map_err(|e| self.fail(format!("close: {e}")))?;
-            let hook = Hooked::new(Arc::clone(&self.backend));
-            self.vaults[a] = Vault::open_with_backend(hook.clone(), &raw(1))
-                .map_err(|e| self.fail(format!("reopen: {e}")))?;
-            self.hooks[a] = hook;
+            self.handles.reopen(a).map_err(|e| self.fail(e))?;
             return self.check_reads();
         }
         let before = self.model.clone();
         let op_a = before.resolve(&step.op);
-        let injected: Arc<Mutex<Option<Result<Answer, String>>>> = Arc::new(Mutex::new(None));
         let mut op_b = None;
-        let hook = step.inject.as_ref().and_then(|(b, at, op)| {
-            let b = b % self.vaults.len();
+        let inject = step.inject.as_ref().and_then(|(b, at, op)| {
+            let b = b % self.handles.len();
             if b == a || matches!(op, Op::Reopen) {
                 return None;
             }
             let op = before.resolve(op);
             op_b = Some(op.clone());
-            let vault = self.vaults[b].clone();
-            let out = Arc::clone(&injected);
-            let f: Injected = Box::new(move || {
-                *out.lock().unwrap() = Some(run(&vault, &op));
-            });
-            Some((*at, f))
+            Some((b, *at, op))
         });
-        let lose = (step.lose && op_a.single_write()).then_some(0);
-        self.hooks[a].arm(hook, lose);
-        let answer_a = run(&self.vaults[a], &op_a);
-        self.hooks[a].fire_rest();
+        let lose = step.lose && op_a.single_write();
+        let (answer_a, answer_b) = self.handles.execute(a, &op_a, inject, lose);
         let answer_a = answer_a.map_err(|e| self.fail(e))?;
-        let answer_b = match injected.lock().unwrap().take() {
+        let answer_b = match answer_b {
             Some(answer) => Some(answer.map_err(|e| self.fail(e))?),
             None => None,
         };
@@ -614,9 +704,12 @@ impl World {
     }
 
     /// Every handle reads the model's state.
-    fn check_reads(&self) -> Result<(), String> {
-        for (i, vault) in self.vaults.iter().enumerate() {
-            let seen = observe(vault).map_err(|e| self.fail(format!("handle {i}: {e}")))?;
+    fn check_reads(&mut self) -> Result<(), String> {
+        for i in 0..self.handles.len() {
+            let seen = self
+                .handles
+                .observe(i)
+                .map_err(|e| self.fail(format!("handle {i}: {e}")))?;
             if seen.0 != self.model.data || seen.1 != self.model.namespaces {
                 return Err(self.fail(format!(
                     "handle {i} reads {:?} in {:?}; the model has {:?} in {:?}",
@@ -627,16 +720,11 @@ impl World {
         Ok(())
     }
 
-    fn finish(self) -> Result<(), String> {
-        for vault in &self.vaults {
-            let report = vault.verify(|_| {}).map_err(|e| self.fail(e.to_string()))?;
-            if !report.is_clean() {
-                return Err(self.fail(format!("verify: {report}")));
-            }
+    pub(crate) fn finish(mut self) -> Result<(), String> {
+        for i in 0..self.handles.len() {
+            self.handles.verify(i).map_err(|e| self.fail(e))?;
         }
-        for vault in self.vaults.iter().cloned() {
-            vault.close().map_err(|e| format!("close: {e}"))?;
-        }
+        self.handles.close_all()?;
         let vault = Vault::open_with_backend(Hooked::new(Arc::clone(&self.backend)), &raw(1))
             .map_err(|e| format!("the final open: {e}"))?;
         let seen = observe(&vault)?;
@@ -671,7 +759,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn step() -> impl Strategy<Value = Step> {
+pub(crate) fn step() -> impl Strategy<Value = Step> {
     (
         0..4usize,
         op(),
@@ -686,7 +774,7 @@ fn step() -> impl Strategy<Value = Step> {
         })
 }
 
-fn cases(default: u32) -> u32 {
+pub(crate) fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -696,7 +784,8 @@ fn cases(default: u32) -> u32 {
 /// Plays `steps` with `handles` handles over `backend`, panicking with the steps on the first
 /// departure from the model.
 fn play(backend: Arc<dyn Backend>, handles: usize, steps: &[Step]) {
-    let mut world = World::new(backend, handles);
+    let local = Local::new(&backend, handles);
+    let mut world = World::new(backend, Box::new(local));
     for step in steps {
         if let Err(e) = world.step(step) {
             panic!("{e}");
