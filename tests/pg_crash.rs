@@ -221,7 +221,7 @@ fn child_main() {
         match ns.put(&format!("k{value}"), &small_token(&value.to_string())) {
             Ok(_) => {
                 println!("ack {value}");
-                if value % 5 == 0 {
+                if value.is_multiple_of(5) {
                     match auth.token() {
                         Ok(token) => println!("token {}", token.access_token().expose_secret()),
                         Err(e @ TokenError::ReauthenticationRequired { .. }) => {

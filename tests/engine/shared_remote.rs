@@ -45,12 +45,15 @@ enum Request {
     Close,
 }
 
+/// Records by (namespace, key), as a list (JSON maps want string keys).
+type Records = Vec<((usize, usize), u8)>;
+
 /// From a child to the parent.
 #[derive(Serialize, Deserialize)]
 enum Reply {
     Paused,
     Answer(Result<Answer, String>),
-    Seen(Result<Vec<((usize, usize), u8)>, String>, Vec<usize>),
+    Seen(Result<Records, String>, Vec<usize>),
     Done(Result<(), String>),
 }
 
