@@ -9,6 +9,7 @@
 //! reply is lost inside the child. The parent checks each step against the model exactly as
 //! for handles in one process.
 #![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
