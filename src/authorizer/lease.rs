@@ -238,9 +238,11 @@ mod tests {
             for cut in 0..bytes.len() {
                 assert!(Lease::decode(&bytes[..cut]).is_none());
             }
-            let mut bad = bytes.clone();
-            bad[0] = 2;
-            assert!(Lease::decode(&bad).is_none());
+            for version in [0, 1, 3] {
+                let mut bad = bytes.clone();
+                bad[0] = version;
+                assert!(Lease::decode(&bad).is_none(), "version {version}");
+            }
             let mut bad = bytes.clone();
             bad[1] = 9;
             assert!(Lease::decode(&bad).is_none());

@@ -138,9 +138,14 @@ impl PostgresBackend {
         let [write] = batch.writes.as_slice() else {
             return None;
         };
+        let on_write = |c: &Condition| c.tree == write.tree && c.key == write.key;
         let condition = match batch.conditions.as_slice() {
             [] => None,
-            [c] if c.tree == write.tree && c.key == write.key => Some(c),
+            [c] if on_write(c) => Some(c),
+            // An overwrite that also expects another key's exact bytes: one statement too.
+            [c, also] | [also, c] if on_write(c) && !on_write(also) => {
+                return self.update_if_also(write, c, also);
+            }
             _ => return None,
         };
         let vault = self.vault.as_str();
@@ -169,6 +174,39 @@ impl PostgresBackend {
                 }
             };
             Ok(expected.is_none() || rows == 1)
+        }))
+    }
+
+    /// A batch of one overwrite (`write`, on condition `c` that its key holds exactly some
+    /// bytes) that also expects another key to hold exactly some bytes (`also`), as one
+    /// `UPDATE` whose `WHERE` checks both. `None`: another shape (a removal, or a condition
+    /// on absence), for the transaction.
+    fn update_if_also(
+        &self,
+        write: &Write,
+        c: &Condition,
+        also: &Condition,
+    ) -> Option<Result<bool, Failure>> {
+        let (Some(value), Some(old), Some(expected)) = (&write.value, &c.expected, &also.expected)
+        else {
+            return None;
+        };
+        let vault = self.vault.as_str();
+        Some(self.pool.run(|conn| {
+            let rows = conn.client.execute(
+                &conn.sql.update_if_also,
+                &[
+                    &vault,
+                    &write.tree,
+                    &write.key,
+                    value,
+                    old,
+                    &also.tree,
+                    &also.key,
+                    expected,
+                ],
+            )?;
+            Ok(rows == 1)
         }))
     }
 

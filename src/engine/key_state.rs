@@ -90,6 +90,19 @@ pub(crate) struct Generations {
     /// skips the manifest first checks that storage still holds exactly these bytes, so a
     /// damaged, removed or replaced manifest still stops writes.
     pub(crate) manifest: Mutex<Vec<u8>>,
+    /// The record this handle last wrote in the namespace (on shared storage only): its id,
+    /// stored bytes and generation. An overwrite of it expects exactly these bytes, and the
+    /// manifest above, in its one conditional write instead of reading them first (one round
+    /// trip to a database server instead of two); a refused write forgets them and reads.
+    /// One record per namespace, so the memory it takes is bounded by the entry cache.
+    pub(crate) written: Mutex<Option<LastWrite>>,
+}
+
+/// A record as this handle last wrote it.
+pub(crate) struct LastWrite {
+    pub(crate) rid: [u8; 32],
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) generation: u64,
 }
 
 impl Generations {
@@ -100,6 +113,33 @@ impl Generations {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_slice()
             == stored
+    }
+
+    /// The stored manifest as this handle last authenticated or wrote it (empty: none yet).
+    pub(crate) fn manifest_bytes(&self) -> Vec<u8> {
+        self.manifest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Remembers the record this handle just wrote (`None`: forgets it).
+    pub(crate) fn remember(&self, written: Option<LastWrite>) {
+        *self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = written;
+    }
+
+    /// The bytes and generation of record `rid` as this handle last wrote it, if it was the
+    /// last record written.
+    pub(crate) fn last_write(&self, rid: &[u8; 32]) -> Option<(Vec<u8>, u64)> {
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .filter(|w| w.rid == *rid)
+            .map(|w| (w.bytes.clone(), w.generation))
     }
 
     /// Remembers the manifest this handle just authenticated or wrote.

@@ -27,7 +27,7 @@ pub(crate) use self::anchor::seal_anchor;
 pub(crate) use self::entries::marker;
 use self::entries::EntryCache;
 use self::group_commit::GroupCommit;
-pub(crate) use self::key_state::{anchor_prf, Ewk, KeyState, NsState};
+pub(crate) use self::key_state::{anchor_prf, Ewk, KeyState, LastWrite, NsState};
 pub(crate) use self::unlock::{new_slot, try_slot, unlock_slot};
 
 /// How often a header change is re-applied on a header another handle changed meanwhile.

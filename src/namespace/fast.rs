@@ -9,7 +9,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use crate::backend::Batch;
-use crate::engine::{Engine, NsState};
+use crate::engine::{Engine, LastWrite, NsState};
 use crate::error::Result;
 use crate::format::{ENTRIES_TREE, MANIFESTS_TREE, RECORDS_TREE};
 use crate::record::{parse_prefix, seal_record, Manifest, RecordContext, RecordPrefix};
@@ -58,6 +58,14 @@ pub(super) fn single(
     // just before the record is written, once the record is known not to be newer than it.
     // The stored manifest; its decoded form when it is to be renewed; and the record when it
     // was read with it.
+    // On shared storage, an overwrite of the record this handle wrote last is one
+    // conditional write, without reading first.
+    let shared = !engine.call(|b| Ok(b.exclusive()))?;
+    if shared && !renew {
+        if let Some(done) = overwrite_remembered(engine, op, rid, &ns, body)? {
+            return Ok(Some(done));
+        }
+    }
     let (manifest, to_renew, read) = if renew {
         match handle.manifest_to_renew(&ns)? {
             Some((stored, manifest)) => (stored, Some(manifest), None),
@@ -151,6 +159,7 @@ pub(super) fn single(
         return Ok(None);
     }
     let sealed = seal_at(op, rid, &ns, generation, body)?;
+    let remembered = shared.then(|| sealed.clone());
     let batch = Batch::new()
         .expect(RECORDS_TREE, &record_key, Some(&current))
         .write(RECORDS_TREE, &record_key, Some(sealed));
@@ -158,6 +167,70 @@ pub(super) fn single(
         return Ok(None);
     }
     gens.last.store(generation, Ordering::SeqCst);
+    gens.remember(remembered.map(|bytes| LastWrite {
+        rid: *rid,
+        bytes,
+        generation,
+    }));
+    Ok(wrote_one(engine, generation, true))
+}
+
+/// The overwrite of the record this handle wrote last, on shared storage: one atomic write
+/// whose conditions are that storage still holds exactly the record's bytes as this handle
+/// wrote them and the manifest this handle last authenticated (a database server checks both
+/// in the statement that writes, `docs/postgres.md`), at the next reserved generation.
+/// Everything the read-first path checks holds by construction: the record was sealed by this
+/// handle at a generation it reserved, under a key it knew then (a rotation since changed the
+/// bytes, so the write is refused). `Ok(None)`: nothing remembered for this record, no
+/// generation left, a conditional write that expects another version, or a refused write
+/// (forgotten, then the read-first path decides).
+fn overwrite_remembered(
+    engine: &Engine,
+    op: &Op<'_>,
+    rid: &[u8; 32],
+    ns: &NsState,
+    body: &Zeroizing<Vec<u8>>,
+) -> Result<Option<Result<Committed, (usize, Conflict)>>> {
+    let gens = &ns.gens;
+    let Some((current, current_generation)) = gens.last_write(rid) else {
+        return Ok(None);
+    };
+    match op.expect {
+        Expect::Anything => {}
+        Expect::Exactly(Some(v)) if v == Version(current_generation) => {}
+        Expect::Exactly(_) => return Ok(None),
+    }
+    let (reserved, last) = (
+        gens.reserved.load(Ordering::SeqCst),
+        gens.last.load(Ordering::SeqCst),
+    );
+    let manifest = gens.manifest_bytes();
+    if last >= reserved || last < current_generation || manifest.is_empty() {
+        return Ok(None);
+    }
+    let generation = last + 1;
+    let sealed = seal_at(op, rid, ns, generation, body)?;
+    let record_key = ns.record_key(rid);
+    let batch = Batch::new()
+        .expect(RECORDS_TREE, &record_key, Some(&current))
+        .expect(MANIFESTS_TREE, &ns.prefix(), Some(&manifest))
+        .write(RECORDS_TREE, &record_key, Some(sealed.clone()));
+    match engine.call(|b| b.apply(&batch)) {
+        Ok(true) => {}
+        other => {
+            // Refused (another handle wrote the record, or changed the manifest), or an
+            // error that may have applied it: what this handle remembers is stale.
+            gens.remember(None);
+            other?;
+            return Ok(None);
+        }
+    }
+    gens.last.store(generation, Ordering::SeqCst);
+    gens.remember(Some(LastWrite {
+        rid: *rid,
+        bytes: sealed,
+        generation,
+    }));
     Ok(wrote_one(engine, generation, true))
 }
 

@@ -40,6 +40,8 @@ struct Probe {
     next: Arc<Mutex<(Vec<u8>, Next)>>,
     /// Per applied batch: the trees it writes, in order.
     log: Arc<Mutex<Vec<Vec<Vec<u8>>>>>,
+    /// Keys read (`get`, and each key of a `get_many`).
+    reads: Arc<Mutex<usize>>,
 }
 
 impl Probe {
@@ -49,7 +51,12 @@ impl Probe {
             exclusive,
             next: Arc::new(Mutex::new((Vec::new(), Next::Apply))),
             log: Arc::new(Mutex::new(Vec::new())),
+            reads: Arc::new(Mutex::new(0)),
         }
+    }
+
+    fn take_reads(&self) -> usize {
+        std::mem::take(&mut *self.reads.lock().unwrap())
     }
 
     /// Arms a fault for the next batch that writes a manifest.
@@ -78,6 +85,7 @@ impl Backend for Probe {
         self.inner.write_header(expected, bytes)
     }
     fn get(&self, tree: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        *self.reads.lock().unwrap() += 1;
         self.inner.get(tree, key)
     }
     fn scan(
@@ -372,4 +380,60 @@ fn a_handle_with_no_reservation_renews_it_with_one_manifest_write() {
         let report = vault.verify(|_| {}).unwrap();
         assert!(report.is_clean(), "{report}");
     }
+}
+
+/// On shared storage, an overwrite of the record a handle wrote last is one conditional write
+/// (the record's bytes and the manifest checked by the write itself), with no read; another
+/// handle's write in between makes it read again and decide as usual.
+#[test]
+fn on_shared_storage_an_overwrite_of_the_last_record_written_reads_nothing() {
+    let probe = Probe::new(false);
+    let vault = Vault::create_with_backend(probe.clone(), &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    ns.put("a", &small_token("0")).unwrap();
+    ns.put("a", &small_token("1")).unwrap();
+    probe.take_reads();
+    probe.take_log();
+    let mut last = None;
+    for i in 2..12 {
+        last = Some(ns.put("a", &small_token(&i.to_string())).unwrap());
+    }
+    assert_eq!(probe.take_reads(), 0, "an overwrite read first");
+    assert_eq!(probe.take_log(), vec![vec![b"r".to_vec()]; 10]);
+    // A compare-and-swap on the version it wrote takes the same path.
+    let swapped = ns
+        .compare_and_swap("a", last, &small_token("cas"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(probe.take_reads(), 0);
+
+    // Another handle overwrites the record: the next write is refused as it stands, reads,
+    // and goes through; a compare-and-swap on the stale version is a conflict naming the
+    // current one.
+    let other = Vault::open_with_backend(probe.clone(), &raw_key(1)).unwrap();
+    let theirs = other
+        .namespace("n")
+        .unwrap()
+        .put("a", &small_token("theirs"))
+        .unwrap();
+    probe.take_reads();
+    let conflict = ns
+        .compare_and_swap("a", Some(swapped), &small_token("late"))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(conflict.current, Some(theirs));
+    assert!(probe.take_reads() > 0);
+    ns.put("a", &small_token("mine")).unwrap();
+    let token: Token = other.namespace("n").unwrap().get("a").unwrap().unwrap();
+    assert_eq!(token.access_token().expose_secret(), "mine");
+    // On exclusive storage (sled) the overwrite reads, and writes the record alone.
+    let probe = Probe::new(true);
+    let vault = Vault::create_with_backend(probe.clone(), &raw_key(1)).unwrap();
+    let ns = vault.namespace("n").unwrap();
+    ns.put("a", &small_token("0")).unwrap();
+    ns.put("a", &small_token("1")).unwrap();
+    probe.take_reads();
+    ns.put("a", &small_token("2")).unwrap();
+    assert!(probe.take_reads() > 0);
+    assert!(vault.verify(|_| {}).unwrap().is_clean());
 }

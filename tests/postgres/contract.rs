@@ -110,6 +110,45 @@ fn a_batch_applies_whole_or_not_at_all() {
     assert_eq!(b.get(b"r", b"n2").unwrap().as_deref(), Some(&b"new"[..]));
 }
 
+/// An overwrite that also expects another key's bytes (a record and its namespace's
+/// manifest: one statement) applies only if both hold, whichever order they are given in.
+#[test]
+fn an_overwrite_checking_another_key_applies_only_if_both_hold() {
+    let Some(url) = server_url() else { return };
+    let b = fresh(&url, "also");
+    let setup = Batch::new()
+        .write(b"m", b"n", Some(b"manifest".to_vec()))
+        .write(b"r", b"k", Some(b"v1".to_vec()));
+    assert!(b.apply(&setup).unwrap());
+    let overwrite = |old: &[u8], manifest: &[u8], new: &[u8], manifest_first: bool| {
+        let batch = if manifest_first {
+            Batch::new()
+                .expect(b"m", b"n", Some(manifest))
+                .expect(b"r", b"k", Some(old))
+        } else {
+            Batch::new()
+                .expect(b"r", b"k", Some(old))
+                .expect(b"m", b"n", Some(manifest))
+        };
+        b.apply(&batch.write(b"r", b"k", Some(new.to_vec())))
+            .unwrap()
+    };
+    assert!(!overwrite(b"v1", b"stale", b"x", false), "another manifest");
+    assert!(!overwrite(b"v0", b"manifest", b"x", true), "another record");
+    assert_eq!(b.get(b"r", b"k").unwrap().as_deref(), Some(&b"v1"[..]));
+    assert!(overwrite(b"v1", b"manifest", b"v2", false));
+    assert!(overwrite(b"v2", b"manifest", b"v3", true));
+    assert_eq!(b.get(b"r", b"k").unwrap().as_deref(), Some(&b"v3"[..]));
+    assert_eq!(
+        b.get(b"m", b"n").unwrap().as_deref(),
+        Some(&b"manifest"[..])
+    );
+    // A missing record or manifest refuses it too.
+    assert!(b.apply(&Batch::new().write(b"m", b"n", None)).unwrap());
+    assert!(!overwrite(b"v3", b"manifest", b"v4", false));
+    assert_eq!(b.get(b"r", b"k").unwrap().as_deref(), Some(&b"v3"[..]));
+}
+
 #[test]
 fn concurrent_conditional_writes_have_one_winner() {
     let Some(url) = server_url() else { return };

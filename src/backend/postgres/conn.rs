@@ -34,6 +34,9 @@ pub(super) struct Statements {
     /// Single-key conditional writes: insert if absent, update or delete if equal.
     pub(super) insert_absent: Statement,
     pub(super) update_if: Statement,
+    /// `update_if`, also on condition that another key (`$6`, `$7`) holds exactly `$8`, in
+    /// the same statement (a record overwrite checking its namespace's manifest).
+    pub(super) update_if_also: Statement,
     pub(super) delete_if: Statement,
     pub(super) trees: Statement,
     pub(super) drop_tree: Statement,
@@ -118,6 +121,10 @@ impl Statements {
                               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")?,
             update_if: p("UPDATE tokenvault_items SET value = $4 \
                  WHERE vault = $1 AND tree = $2 AND key = $3 AND value = $5")?,
+            update_if_also: p("UPDATE tokenvault_items SET value = $4 \
+                 WHERE vault = $1 AND tree = $2 AND key = $3 AND value = $5 \
+                 AND EXISTS (SELECT 1 FROM tokenvault_items c WHERE c.vault = $1 \
+                 AND c.tree = $6 AND c.key = $7 AND c.value = $8)")?,
             delete_if: p(&format!("DELETE {ITEMS} AND key = $3 AND value = $4"))?,
             trees: p("SELECT DISTINCT tree FROM tokenvault_items WHERE vault = $1 ORDER BY tree")?,
             drop_tree: p(&format!("DELETE {ITEMS}"))?,
