@@ -111,8 +111,9 @@ impl Cipher {
             .ok_or_else(|| Error::backend("internal: seal offset past buffer"))?;
         let tag = self
             .0
-            .encrypt_inout_detached(&XNonce::from(nonce), aad, InOutBuf::from(region))
-            .map_err(|_| Error::backend("internal: plaintext too long to seal"))?;
+            .encrypt_inout_detached(&XNonce::from(nonce), aad, InOutBuf::from(region));
+        scrub_stack();
+        let tag = tag.map_err(|_| Error::backend("internal: plaintext too long to seal"))?;
         buf.extend_from_slice(&tag);
         Ok(nonce)
     }
@@ -131,14 +132,14 @@ impl Cipher {
         let tag: [u8; TAG_LEN] = tag.try_into().ok()?;
         let mut buf = Zeroizing::new(Vec::with_capacity(ct_len));
         buf.extend_from_slice(ct);
-        self.0
-            .decrypt_inout_detached(
-                &XNonce::from(nonce),
-                aad,
-                InOutBuf::from(&mut buf[..]),
-                &Array::from(tag),
-            )
-            .ok()?;
+        let opened = self.0.decrypt_inout_detached(
+            &XNonce::from(nonce),
+            aad,
+            InOutBuf::from(&mut buf[..]),
+            &Array::from(tag),
+        );
+        scrub_stack();
+        opened.ok()?;
         Some(buf)
     }
 
@@ -163,6 +164,21 @@ impl Cipher {
         let plain = self.open(&wrapped[..NONCE_LEN], aad, &wrapped[NONCE_LEN..])?;
         Key::from_slice(&plain)
     }
+}
+
+/// Bytes of stack below the caller's frame that [`scrub_stack`] overwrites.
+const SCRUB_LEN: usize = 2048;
+
+/// Overwrites the stack just below the caller's frame, where the cipher's calls ran: the
+/// stream cipher handles a message's last partial blocks in a buffer on the stack, and that
+/// copy of the plaintext would otherwise stay there until some later frame overwrites it (a
+/// storage engine's structures built on the stack were seen carrying it into the heap as
+/// padding bytes). A fresh frame of its own, zero-filled and kept alive by `black_box`, lands
+/// on the same addresses.
+#[inline(never)]
+fn scrub_stack() {
+    let region = [0u8; SCRUB_LEN];
+    std::hint::black_box(&region);
 }
 
 /// Fills `buf` from the OS CSPRNG.

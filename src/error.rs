@@ -55,6 +55,14 @@ pub enum Error {
         /// Why the key could not be obtained (never the key itself).
         reason: String,
     },
+    /// A recovery key that is not one: a group of digits whose check fails (a typo), or not
+    /// 48 digits. Never [`Error::WrongKey`]: a well-formed recovery key that opens no keyslot
+    /// is that.
+    RecoveryKeyTypo {
+        /// The group (1 to 8) whose check fails; `None` when the number of digits is wrong or
+        /// a character is neither a digit, a dash nor white space.
+        group: Option<usize>,
+    },
     /// Argon2 parameters were refused: below the creation floor (OWASP: 19 MiB, t = 2) or
     /// above the bounds this library will run.
     KdfParams {
@@ -228,6 +236,15 @@ impl fmt::Display for Error {
                 crate::format::MAX_KEYSLOTS
             ),
             Self::KeySource { reason } => write!(f, "the key source is unusable: {reason}"),
+            Self::RecoveryKeyTypo { group: Some(g) } => write!(
+                f,
+                "the recovery key has a typo in group {g} (its digits fail their check); \
+                 compare it with what was written down"
+            ),
+            Self::RecoveryKeyTypo { group: None } => f.write_str(
+                "the recovery key must be 48 digits, in 8 groups of 6 (dashes and spaces \
+                 between them are ignored)",
+            ),
             Self::KdfParams { reason } => write!(f, "Argon2 parameters refused: {reason}"),
             Self::LastKeyslot => {
                 f.write_str("refusing to remove the last keyslot; add another keyslot first")
@@ -420,6 +437,7 @@ impl Error {
             Self::Reopen => ErrorKind::Reopen,
             Self::UpgradeRequired { .. } => ErrorKind::Refused,
             Self::KeySource { .. }
+            | Self::RecoveryKeyTypo { .. }
             | Self::KdfParams { .. }
             | Self::InvalidName { .. }
             | Self::TooLarge { .. }

@@ -32,6 +32,8 @@ pub const MAX_NAME_LEN: usize = 1024;
 pub(crate) const SLOT_AAD_LABEL: &[u8] = b"tokenvault/v1/keyslot";
 /// HKDF `info` of a raw-key slot's KEK (section 4.2).
 pub(crate) const RAW_KEY_KEK_LABEL: &[u8] = b"tokenvault/v1/keyslot/raw-key";
+/// HKDF `info` of a recovery-key slot's KEK (`docs/format.md`, section 4.2.1).
+pub(crate) const RECOVERY_KEY_KEK_LABEL: &[u8] = b"tokenvault/v2/keyslot/recovery-key";
 /// HKDF `info` of the header MAC key (section 4.4).
 pub(crate) const HEADER_MAC_LABEL: &[u8] = b"tokenvault/v1/header-mac";
 /// HKDF `info` of the VMK wrapping key (section 4.4).

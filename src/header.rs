@@ -38,6 +38,7 @@ const TRAILER_LEN: usize = 32 + 32;
 
 const KIND_PASSPHRASE: u8 = 1;
 const KIND_RAW_KEY: u8 = 2;
+const KIND_RECOVERY_KEY: u8 = 3;
 const ARGON2_VERSION: u32 = 0x13;
 /// Salt bytes for new slots.
 pub(crate) const SLOT_SALT_LEN: usize = 32;
@@ -79,6 +80,7 @@ pub(crate) struct Slot {
 pub(crate) enum SlotParams<'a> {
     Passphrase { kdf: KdfParams, salt: &'a [u8] },
     RawKey { salt: &'a [u8] },
+    RecoveryKey { salt: &'a [u8] },
     Unknown,
 }
 
@@ -104,6 +106,7 @@ impl Slot {
         match self.kind_code {
             KIND_PASSPHRASE => SlotKind::Passphrase,
             KIND_RAW_KEY => SlotKind::RawKey,
+            KIND_RECOVERY_KEY => SlotKind::RecoveryKey,
             other => SlotKind::Unknown(other),
         }
     }
@@ -133,6 +136,11 @@ impl Slot {
                 let salt = r.short_bytes().map_err(truncated)?;
                 check_salt(salt)?;
                 SlotParams::RawKey { salt }
+            }
+            KIND_RECOVERY_KEY => {
+                let salt = r.short_bytes().map_err(truncated)?;
+                check_salt(salt)?;
+                SlotParams::RecoveryKey { salt }
             }
             _ => return Ok(SlotParams::Unknown),
         };
@@ -164,6 +172,11 @@ impl Slot {
         let mut v = Vec::with_capacity(1 + salt.len());
         push_short(&mut v, salt);
         (KIND_RAW_KEY, v)
+    }
+
+    pub(crate) fn recovery_key_params(salt: &[u8]) -> (u8, Vec<u8>) {
+        let (_, v) = Self::raw_key_params(salt);
+        (KIND_RECOVERY_KEY, v)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Key sources (passphrase, raw key, key file) and the Argon2id policy.
+//! Key sources (passphrase, raw key, key file, recovery key) and the Argon2id policy.
 
 #[cfg(feature = "test-hooks")]
 use std::cell::Cell;
@@ -12,7 +12,8 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{derive_key, Key, KEY_LEN};
 use crate::error::{Error, Result};
-use crate::format::RAW_KEY_KEK_LABEL;
+use crate::format::{RAW_KEY_KEK_LABEL, RECOVERY_KEY_KEK_LABEL};
+use crate::recovery::{RecoveryKey, RECOVERY_KEY_LEN};
 
 /// A secret that unlocks a vault: a passphrase, a raw 32-byte key, or a key file.
 ///
@@ -36,6 +37,8 @@ enum Source {
     Passphrase(SecretString),
     RawKey(SecretBox<[u8; KEY_LEN]>),
     KeyFile(PathBuf),
+    Credential(String),
+    Recovery(RecoveryKey),
 }
 
 /// The kind of secret a keyslot accepts.
@@ -46,6 +49,8 @@ pub enum SlotKind {
     Passphrase,
     /// A 32-byte key (given directly or read from a key file), through HKDF-SHA-256.
     RawKey,
+    /// A [`RecoveryKey`] (128 random bits written for a human), through HKDF-SHA-256.
+    RecoveryKey,
     /// A kind written by a newer tokenvault; kept intact, but this version cannot use it.
     Unknown(u8),
 }
@@ -73,11 +78,46 @@ impl KeySource {
         Self(Source::KeyFile(path.into()))
     }
 
+    /// A systemd credential: the key file `$CREDENTIALS_DIRECTORY/NAME` that the service
+    /// manager provides to a service (`LoadCredential=NAME:/path/to/key`, or
+    /// `LoadCredentialEncrypted=` for one sealed with `systemd-creds encrypt`, which systemd
+    /// decrypts, with the host's TPM2 if it was sealed with it). It holds a raw key, as a
+    /// [key file](Self::key_file) does, with the same checks, and unlocks raw-key keyslots.
+    /// The variable and the file are read when the vault uses the key.
+    ///
+    /// ```
+    /// use tokenvault::{KeySource, SlotKind};
+    ///
+    /// let key = KeySource::systemd_credential("vault-key");
+    /// assert_eq!(key.kind(), SlotKind::RawKey);
+    /// ```
+    ///
+    /// A `NAME` that is empty, `.` or `..`, or holds a `/`, and a `CREDENTIALS_DIRECTORY`
+    /// that is unset or not an absolute path, are refused with [`Error::KeySource`] when the
+    /// key is used, as is a missing or badly protected file.
+    pub fn systemd_credential(name: impl Into<String>) -> Self {
+        Self(Source::Credential(name.into()))
+    }
+
+    /// A [`RecoveryKey`]: it unlocks keyslots of kind [`SlotKind::RecoveryKey`] only.
+    ///
+    /// ```
+    /// use tokenvault::{KeySource, RecoveryKey, SlotKind};
+    ///
+    /// let recovery = RecoveryKey::generate()?;
+    /// assert_eq!(KeySource::recovery_key(&recovery).kind(), SlotKind::RecoveryKey);
+    /// # Ok::<(), tokenvault::Error>(())
+    /// ```
+    pub fn recovery_key(key: &RecoveryKey) -> Self {
+        Self(Source::Recovery(key.clone()))
+    }
+
     /// The kind of keyslot this source unlocks.
     pub fn kind(&self) -> SlotKind {
         match self.0 {
             Source::Passphrase(_) => SlotKind::Passphrase,
-            Source::RawKey(_) | Source::KeyFile(_) => SlotKind::RawKey,
+            Source::RawKey(_) | Source::KeyFile(_) | Source::Credential(_) => SlotKind::RawKey,
+            Source::Recovery(_) => SlotKind::RecoveryKey,
         }
     }
 
@@ -96,6 +136,8 @@ impl KeySource {
                 Key::from_slice(&k.expose_secret()[..]).unwrap_or_else(Key::zero),
             )),
             Source::KeyFile(path) => read_key_file(path).map(Material::Raw),
+            Source::Credential(name) => read_credential(name).map(Material::Raw),
+            Source::Recovery(key) => Ok(Material::Recovery(key.bytes())),
         }
     }
 }
@@ -106,6 +148,8 @@ impl fmt::Debug for KeySource {
             Source::Passphrase(_) => f.write_str("KeySource::Passphrase([REDACTED])"),
             Source::RawKey(_) => f.write_str("KeySource::RawKey([REDACTED])"),
             Source::KeyFile(p) => write!(f, "KeySource::KeyFile({})", p.display()),
+            Source::Credential(name) => write!(f, "KeySource::SystemdCredential({name:?})"),
+            Source::Recovery(_) => f.write_str("KeySource::RecoveryKey([REDACTED])"),
         }
     }
 }
@@ -114,6 +158,7 @@ impl fmt::Debug for KeySource {
 pub(crate) enum Material<'a> {
     Passphrase(&'a [u8]),
     Raw(Key),
+    Recovery(&'a [u8; RECOVERY_KEY_LEN]),
 }
 
 /// Largest key file read; anything longer is not a valid key file.
@@ -130,6 +175,44 @@ fn read_key_file(path: &Path) -> Result<Key> {
         .map_err(|e| fail(format!("cannot read: {e}")))?;
     parse_key_file(&buf).ok_or_else(|| {
         fail("must hold exactly 32 raw bytes or 64 hex characters (and at most one newline)".into())
+    })
+}
+
+/// The environment variable systemd sets to the directory of a service's credentials.
+const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
+fn read_credential(name: &str) -> Result<Key> {
+    let fail = |what: String| Error::KeySource {
+        reason: format!("systemd credential {name:?}: {what}"),
+    };
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(fail(
+            "not a credential name (empty, `.`, `..`, or holding a `/`)".into(),
+        ));
+    }
+    let dir = std::env::var_os(CREDENTIALS_DIRECTORY).ok_or_else(|| {
+        fail(format!(
+            "{CREDENTIALS_DIRECTORY} is not set: this process was not started by systemd with \
+             credentials (LoadCredential= or LoadCredentialEncrypted= in its unit)"
+        ))
+    })?;
+    let dir = PathBuf::from(dir);
+    if !dir.is_absolute() {
+        return Err(fail(format!(
+            "{CREDENTIALS_DIRECTORY} is not an absolute path"
+        )));
+    }
+    let path = dir.join(name);
+    if matches!(std::fs::symlink_metadata(&path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    {
+        return Err(fail(format!(
+            "no such credential in {CREDENTIALS_DIRECTORY} (the unit needs \
+             LoadCredential={name}:PATH or LoadCredentialEncrypted={name}:PATH)"
+        )));
+    }
+    read_key_file(&path).map_err(|e| match e {
+        Error::KeySource { reason } => fail(reason),
+        other => other,
     })
 }
 
@@ -432,6 +515,11 @@ impl fmt::Debug for KdfParams {
 /// The KEK of a raw-key slot: `HKDF-SHA-256(salt = slot salt, ikm = key, info = label)`.
 pub(crate) fn raw_key_kek(key: &Key, salt: &[u8]) -> Result<Key> {
     derive_key(salt, key.bytes(), RAW_KEY_KEK_LABEL)
+}
+
+/// A recovery-key slot's KEK (`docs/format.md`, section 4.2.1).
+pub(crate) fn recovery_key_kek(key: &[u8; RECOVERY_KEY_LEN], salt: &[u8]) -> Result<Key> {
+    derive_key(salt, key, RECOVERY_KEY_KEK_LABEL)
 }
 
 #[cfg(feature = "test-hooks")]

@@ -94,6 +94,7 @@ pub mod oauth;
 mod options;
 mod orphans;
 mod record;
+mod recovery;
 mod refresh;
 mod response;
 mod session;
@@ -112,6 +113,7 @@ pub use crate::keys::{KdfParams, KeySource, SlotKind};
 pub use crate::namespace::{Conflict, Namespace, Version};
 pub use crate::options::{Durability, VaultOptions};
 pub use crate::record::Record;
+pub use crate::recovery::{RecoveryKey, RECOVERY_KEY_LEN};
 pub use crate::token::{Secret, Token};
 pub use crate::vault::{KeyslotInfo, NamespaceCursor, NamespacePage, Vault};
 

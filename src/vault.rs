@@ -453,6 +453,7 @@ impl VaultOptions {
             index: Prf::new(&index_key)?,
             index_key,
             keks: HashMap::from([(0, kek)]),
+            unlocked: 0,
             kdf_limit: self.kdf_limit,
             ewks: vec![ewk],
         };
@@ -538,6 +539,7 @@ impl VaultOptions {
             index: Prf::new(&index_key)?,
             index_key,
             keks: HashMap::from([(slot_id, kek)]),
+            unlocked: slot_id,
             kdf_limit: self.kdf_limit,
             ewks,
         };

@@ -1494,3 +1494,123 @@ fn doctor_reports_the_storage_without_unlocking() {
     assert_eq!(json["standbys"].as_array().map(Vec::len), Some(0), "{json}");
     assert_eq!(json["asynchronous_standbys"], 0);
 }
+
+// ---------------------------------------------------------------------------------------
+// Key sources from the system: recovery keys and systemd credentials.
+
+/// `init --with-recovery-key` and `keyslot add --new-recovery-key` print a recovery key once; it
+/// unlocks the vault from a file or the prompt's standard input, a typo is reported as a
+/// typo (not a wrong key), and `info` and `keyslot ls` name the kind and the slot used.
+#[test]
+fn recovery_keys_are_printed_once_and_unlock_their_keyslot() {
+    let env = Env::new();
+    let out = env
+        .run(&[
+            "init",
+            "--key-file",
+            env.key.to_str().unwrap(),
+            "--with-recovery-key",
+        ])
+        .ok();
+    let printed = out
+        .stdout
+        .lines()
+        .find(|l| l.trim().len() == 55 && l.trim().bytes().all(|b| b.is_ascii_digit() || b == b'-'))
+        .unwrap_or_else(|| panic!("no recovery key printed: {out:#?}"))
+        .trim()
+        .to_owned();
+    assert!(out.stdout.contains("keyslot 1: recovery-key"), "{out:#?}");
+    assert!(!out.stderr.contains(&printed));
+
+    let file = env.path("recovery.txt");
+    write_private(&file, format!("{printed}\n").as_bytes());
+    let info = env
+        .run(&[
+            "info",
+            "--json",
+            "--recovery-key-file",
+            file.to_str().unwrap(),
+        ])
+        .ok()
+        .json();
+    assert_eq!(info["unlocked_keyslot"], 1);
+    assert_eq!(info["keyslots"][1]["kind"], "recovery-key");
+    let text = env
+        .run(&["info", "--recovery-key-file", file.to_str().unwrap()])
+        .ok()
+        .stdout;
+    assert!(
+        text.contains("keyslot 1: recovery-key (opened it)"),
+        "{text}"
+    );
+
+    // A typo names its group; a well-formed other key is a wrong key.
+    let mut typo = printed.clone().into_bytes();
+    typo[14] = if typo[14] == b'0' { b'1' } else { b'0' };
+    write_private(&file, &typo);
+    let out = env.run(&["ls", "--recovery-key-file", file.to_str().unwrap()]);
+    assert_ne!(out.code, EXIT_WRONG_KEY, "{out:#?}");
+    assert!(!out.all().contains(std::str::from_utf8(&typo).unwrap()));
+    out.code(EXIT_USAGE).one_line_error("typo in group 3");
+
+    // `keyslot add --new-recovery-key` adds a second one, printed once in JSON too.
+    let v = env
+        .key(&["keyslot", "add", "--new-recovery-key", "--json"])
+        .ok()
+        .json();
+    assert_eq!(v["keyslot"]["kind"], "recovery-key");
+    let second = v["recovery_key"].as_str().unwrap().to_owned();
+    assert_ne!(second, printed);
+    write_private(&file, second.as_bytes());
+    env.run(&["ls", "--recovery-key-file", file.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        env.key(&["keyslot", "ls"]).ok().stdout,
+        "keyslot 0: raw-key\nkeyslot 1: recovery-key\nkeyslot 2: recovery-key\n"
+    );
+}
+
+/// `--credential NAME` reads a raw key from `$CREDENTIALS_DIRECTORY/NAME`, with a key file's
+/// checks; every failure is a clear key-source error.
+#[test]
+fn systemd_credentials_unlock_with_a_key_files_checks() {
+    let env = Env::with_vault();
+    let creds = env.path("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    write_private(&creds.join("vault-key"), "07".repeat(32).as_bytes());
+    let with_creds = |args: &[&str], dir: Option<&Path>| {
+        let mut cmd = env.cmd(args);
+        match dir {
+            Some(dir) => cmd.env("CREDENTIALS_DIRECTORY", dir),
+            None => cmd.env_remove("CREDENTIALS_DIRECTORY"),
+        };
+        run(cmd, None)
+    };
+    with_creds(&["ls", "--credential", "vault-key"], Some(&creds)).ok();
+    with_creds(&["ls", "--credential", "vault-key"], None)
+        .code(EXIT_USAGE)
+        .one_line_error("CREDENTIALS_DIRECTORY is not set");
+    with_creds(&["ls", "--credential", "missing"], Some(&creds))
+        .code(EXIT_USAGE)
+        .one_line_error("no such credential");
+    with_creds(&["ls", "--credential", "../vault.key"], Some(&creds))
+        .code(EXIT_USAGE)
+        .one_line_error("not a credential name");
+    write_private(&creds.join("short"), b"0707");
+    with_creds(&["ls", "--credential", "short"], Some(&creds))
+        .code(EXIT_USAGE)
+        .one_line_error("32 raw bytes");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let open = creds.join("open");
+        write_private(&open, "07".repeat(32).as_bytes());
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+        with_creds(&["ls", "--credential", "open"], Some(&creds))
+            .code(EXIT_USAGE)
+            .one_line_error("chmod 600");
+    }
+    // Another key in a credential is a wrong key, not a key-source error.
+    write_private(&creds.join("other"), "08".repeat(32).as_bytes());
+    with_creds(&["ls", "--credential", "other"], Some(&creds)).code(EXIT_WRONG_KEY);
+}

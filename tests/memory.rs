@@ -34,7 +34,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokenvault::backend::{Backend, Batch, MemoryBackend, SledBackend, SledOptions};
 use tokenvault::secrecy::{ExposeSecret, SecretBox, SecretSlice, SecretString};
-use tokenvault::{Conflict, Error, KdfParams, KeySource, Secret, Token, Vault, VaultOptions};
+use tokenvault::{
+    Conflict, Error, KdfParams, KeySource, RecoveryKey, Secret, Token, Vault, VaultOptions,
+};
 
 // ---------------------------------------------------------------------------------------
 // Canaries.
@@ -54,7 +56,9 @@ const NEW_PASSPHRASE: usize = 4;
 const SECRET: usize = 5;
 const RAW_KEY: usize = 6;
 const KEY_FILE: usize = 7;
-const N: usize = 8;
+/// A recovery key holds 16 bytes: the first half of its canary.
+const RECOVERY: usize = 8;
+const N: usize = 9;
 const NAMES: [&str; N] = [
     "access token",
     "refresh token",
@@ -64,6 +68,7 @@ const NAMES: [&str; N] = [
     "Secret value",
     "raw key",
     "key file contents",
+    "recovery key",
 ];
 
 static CANARIES: OnceLock<[[u8; CANARY_LEN]; N]> = OnceLock::new();
@@ -155,6 +160,25 @@ fn canary_raw_key() -> KeySource {
     KeySource::raw_key(SecretBox::init_with_mut(|k: &mut [u8; 32]| {
         k.copy_from_slice(canary(RAW_KEY));
     }))
+}
+
+/// A recovery key whose 16 bytes are the first half of its canary, parsed from its text (48
+/// digits, built in a buffer of exactly its final size).
+fn canary_recovery_key() -> RecoveryKey {
+    let bytes = &canary(RECOVERY)[..HALF];
+    let mut text = String::with_capacity(55);
+    for (g, pair) in bytes.chunks_exact(2).enumerate() {
+        if g > 0 {
+            text.push('-');
+        }
+        let value = u32::from(u16::from_le_bytes([pair[0], pair[1]])) * 11;
+        for place in (0..6).rev() {
+            text.push(char::from(b'0' + ((value / 10u32.pow(place)) % 10) as u8));
+        }
+    }
+    assert_eq!(text.capacity(), text.len());
+    let text = SecretString::from(text);
+    RecoveryKey::parse(text.expose_secret()).unwrap()
 }
 
 fn write_private(path: &std::path::Path, contents: &[u8]) {
@@ -572,6 +596,22 @@ fn round_trip(path: &std::path::Path) {
     let vault = fast().open(path, &key_file).unwrap();
     check(&vault);
     vault.remove_keyslot(file_slot).unwrap();
+    // A recovery key: added, its text shown once, then typed back in to open the vault.
+    let recovery = canary_recovery_key();
+    let recovery_slot = vault
+        .add_keyslot(&KeySource::recovery_key(&recovery))
+        .unwrap();
+    let shown = recovery.expose_text();
+    let typed = RecoveryKey::parse(shown.expose_secret()).unwrap();
+    drop(shown);
+    vault
+        .rotate_master_key_with(&[&new_pass, &KeySource::recovery_key(&typed)])
+        .unwrap();
+    vault.close().unwrap();
+    let vault = fast().open(path, &KeySource::recovery_key(&typed)).unwrap();
+    check(&vault);
+    vault.remove_keyslot(recovery_slot).unwrap();
+    drop((recovery, typed));
     vault.close().unwrap();
     // Opening with a stronger policy re-wraps the weak passphrase slot (a real Argon2 run
     // over 19 MiB of working memory, allocated and wiped by the library).
@@ -786,6 +826,12 @@ fn needles() -> Vec<(usize, String)> {
         out.push((which, text[MARK.len()..HALF].to_owned()));
         out.push((which, text[HALF + MARK.len()..].to_owned()));
     }
+    // The recovery key's digits, whole and group by group.
+    let digits = canary_recovery_key().expose_text();
+    for group in digits.expose_secret().split('-') {
+        out.push((RECOVERY, group.to_owned()));
+    }
+    out.push((RECOVERY, digits.expose_secret().to_owned()));
     out
 }
 
@@ -815,6 +861,16 @@ fn debug_and_display_never_show_a_secret() {
     check_debug("Secret", &canary_secret());
     check_debug("KeySource::passphrase", &passphrase(PASSPHRASE));
     check_debug("KeySource::raw_key", &canary_raw_key());
+    let recovery = canary_recovery_key();
+    check_debug("RecoveryKey", &recovery);
+    check_debug(
+        "KeySource::recovery_key",
+        &KeySource::recovery_key(&recovery),
+    );
+    check_debug(
+        "KeySource::systemd_credential",
+        &KeySource::systemd_credential("vault-key"),
+    );
     // A key file path is not a secret, its contents are.
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("vault.key");

@@ -29,6 +29,8 @@ pub(crate) struct KeyState {
     pub(crate) index: Prf,
     /// Key-encryption keys of the slots this handle knows the secret of.
     pub(crate) keks: HashMap<u32, Key>,
+    /// The keyslot whose secret opened this handle (0 for the handle that created the vault).
+    pub(crate) unlocked: u32,
     /// The costliest Argon2 derivation this handle runs ([`VaultOptions::kdf_limit`]).
     pub(crate) kdf_limit: KdfParams,
     /// The header's entry-wrapping keys, unwrapped, with their entry keys.
@@ -228,6 +230,7 @@ impl KeyState {
                 .iter()
                 .map(|(id, k)| (*id, k.duplicate()))
                 .collect(),
+            unlocked: self.unlocked,
             kdf_limit: self.kdf_limit,
             ewks: self
                 .ewks

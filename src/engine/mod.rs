@@ -210,6 +210,7 @@ impl Engine {
             vmk,
             vmk_keys,
             keks,
+            unlocked: current.unlocked,
             ewks,
         };
         drop(current);

@@ -4,7 +4,7 @@
 use crate::crypto::{fill_random, Key};
 use crate::error::{Error, Result};
 use crate::header::{Header, Slot, SlotParams, SLOT_SALT_LEN};
-use crate::keys::{raw_key_kek, KdfParams, KeySource, Material, SlotKind};
+use crate::keys::{raw_key_kek, recovery_key_kek, KdfParams, KeySource, Material, SlotKind};
 
 /// Unwraps the VMK with `source`: tries each slot of the source's kind (only `only`, if
 /// given), checking its stored parameters' bounds, and the caller's `limit`, before deriving
@@ -66,6 +66,7 @@ pub(crate) fn try_slot(
         }
         (SlotParams::Passphrase { kdf, salt }, Material::Passphrase(p)) => kdf.derive(p, salt)?,
         (SlotParams::RawKey { salt }, Material::Raw(k)) => raw_key_kek(k, salt)?,
+        (SlotParams::RecoveryKey { salt }, Material::Recovery(k)) => recovery_key_kek(k, salt)?,
         _ => return Ok(None),
     };
     let aad = Slot::aad(vault_id, slot.id, slot.kind_code, &slot.params);
@@ -97,6 +98,10 @@ pub(crate) fn new_slot(
     let ((kind_code, params), kek) = match &material {
         Material::Passphrase(p) => (Slot::passphrase_params(kdf, &salt), kdf.derive(p, &salt)?),
         Material::Raw(k) => (Slot::raw_key_params(&salt), raw_key_kek(k, &salt)?),
+        Material::Recovery(k) => (
+            Slot::recovery_key_params(&salt),
+            recovery_key_kek(k, &salt)?,
+        ),
     };
     let aad = Slot::aad(vault_id, id, kind_code, &params);
     let wrapped_vmk = kek.cipher().wrap_key(&aad, vmk)?;

@@ -190,6 +190,31 @@ impl Vault {
         })
     }
 
+    /// The keyslot whose secret opened this handle: the one [`Vault::open`] found the key
+    /// source's secret in (0 for the handle that created the vault).
+    ///
+    /// ```
+    /// use tokenvault::{KeySource, Vault};
+    /// use tokenvault::secrecy::SecretBox;
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let key = |b: u8| KeySource::raw_key(SecretBox::new(Box::new([b; 32])));
+    /// let vault = Vault::create(dir.path().join("v"), &key(1))?;
+    /// let second = vault.add_keyslot(&key(2))?;
+    /// assert_eq!(vault.unlocked_keyslot()?, 0);
+    /// vault.close()?;
+    /// let vault = Vault::open(dir.path().join("v"), &key(2))?;
+    /// assert_eq!(vault.unlocked_keyslot()?, second);
+    /// # vault.close()?;
+    /// # Ok::<(), tokenvault::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after [`close`](Vault::close).
+    pub fn unlocked_keyslot(&self) -> Result<u32> {
+        Ok(self.engine.read_state()?.unlocked)
+    }
+
     /// The keyslots, in order.
     ///
     /// # Errors

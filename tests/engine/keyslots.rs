@@ -829,3 +829,83 @@ fn a_change_to_a_secret_that_opens_another_slot_is_refused() {
         .is_empty());
     vault.close().unwrap();
 }
+
+/// A recovery key unlocks a keyslot of its own: only recovery keys open it, a different one
+/// is a wrong key, a typo is a typo (never a wrong key), and master-key rotation and slot
+/// removal treat it like any slot.
+#[test]
+fn a_recovery_key_unlocks_its_own_keyslot() {
+    use tokenvault::RecoveryKey;
+    let storage = MemoryBackend::new();
+    let vault = fast()
+        .create_with_backend(storage.clone(), &raw_key(1))
+        .unwrap();
+    vault
+        .namespace("n")
+        .unwrap()
+        .put("k", &small_token("v"))
+        .unwrap();
+    let recovery = RecoveryKey::generate().unwrap();
+    let slot = vault
+        .add_keyslot(&KeySource::recovery_key(&recovery))
+        .unwrap();
+    let kinds: Vec<SlotKind> = vault.keyslots().unwrap().iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, [SlotKind::RawKey, SlotKind::RecoveryKey]);
+    // The same key again is refused as already enrolled.
+    assert!(matches!(
+        vault.add_keyslot(&KeySource::recovery_key(&recovery)),
+        Err(Error::KeyslotExists { slot: s }) if s == slot
+    ));
+    vault.close().unwrap();
+
+    // The text a user wrote down, typed back in, opens the vault.
+    let text = recovery.expose_text();
+    let typed = RecoveryKey::parse(text.expose_secret()).unwrap();
+    let open = |key: &KeySource| fast().open_with_backend(storage.clone(), key);
+    let vault = open(&KeySource::recovery_key(&typed)).unwrap();
+    let token: Token = vault.namespace("n").unwrap().get("k").unwrap().unwrap();
+    assert_eq!(token.access_token().expose_secret(), "v");
+    assert_eq!(vault.unlocked_keyslot().unwrap(), slot);
+    vault.close().unwrap();
+
+    // Another recovery key is a wrong key; so is a raw key made of the same bits.
+    let other = RecoveryKey::generate().unwrap();
+    assert!(matches!(
+        open(&KeySource::recovery_key(&other)),
+        Err(Error::WrongKey)
+    ));
+    assert!(matches!(open(&raw_key(2)), Err(Error::WrongKey)));
+    // A typo is reported as a typo, before any vault is touched.
+    let mut digits = text.expose_secret().as_bytes().to_vec();
+    digits[8] = if digits[8] == b'0' { b'1' } else { b'0' };
+    let err = RecoveryKey::parse(std::str::from_utf8(&digits).unwrap()).unwrap_err();
+    assert!(matches!(err, Error::RecoveryKeyTypo { group: Some(2) }));
+    assert_eq!(err.kind(), tokenvault::ErrorKind::InvalidInput);
+    assert!(!err
+        .to_string()
+        .contains(std::str::from_utf8(&digits[..6]).unwrap()));
+
+    // A master-key rotation needs the recovery key too, and keeps its slot working.
+    let vault = open(&raw_key(1)).unwrap();
+    assert!(matches!(
+        vault.rotate_master_key_with(&[&raw_key(1)]),
+        Err(Error::SlotSecretsMissing { .. })
+    ));
+    vault
+        .rotate_master_key_with(&[&raw_key(1), &KeySource::recovery_key(&typed)])
+        .unwrap();
+    vault.close().unwrap();
+    open(&KeySource::recovery_key(&recovery))
+        .unwrap()
+        .close()
+        .unwrap();
+
+    // Removed, the recovery key opens nothing.
+    let vault = open(&raw_key(1)).unwrap();
+    vault.remove_keyslot(slot).unwrap();
+    vault.close().unwrap();
+    assert!(matches!(
+        open(&KeySource::recovery_key(&recovery)),
+        Err(Error::WrongKey)
+    ));
+}

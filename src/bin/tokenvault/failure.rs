@@ -144,6 +144,10 @@ impl From<Error> for Failure {
             Error::Damaged(_) => Self::new(Exit::Damaged, message).hint(DAMAGED_HINT),
             Error::InvalidName { .. } | Error::KdfParams { .. } => Self::usage(message),
             Error::KeySource { .. } => Self::usage(message).hint(KEY_SOURCE_HINT),
+            Error::RecoveryKeyTypo { .. } => Self::usage(message).hint(
+                "a recovery key is 48 digits in 8 groups of 6; each group carries a check, so \
+                 a mistyped digit is caught before any key is tried",
+            ),
             Error::UnsupportedVersion { .. } => {
                 Self::other(message).hint("upgrade tokenvault to a version that reads this vault")
             }

@@ -2,6 +2,7 @@
 //! that change or add keyslots (`passwd`, `keyslot add`).
 
 use serde::Serialize;
+use tokenvault::secrecy::ExposeSecret;
 use tokenvault::{KeyslotInfo, SlotKind};
 
 use crate::cli::Global;
@@ -33,6 +34,9 @@ struct SlotChangeJson<'a> {
     /// Every slot changed or added.
     keyslots: Vec<SlotJson>,
     generated_key_file: Option<&'a str>,
+    /// A generated recovery key, shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_key: Option<&'a str>,
 }
 
 /// One line about a keyslot: `keyslot 0: passphrase (Argon2id m=65536 KiB, t=3, p=4)`.
@@ -62,15 +66,28 @@ pub(crate) fn report_change(
     verb: &str,
 ) -> Outcome {
     let generated = new.generated().map(|p| p.display().to_string());
+    let recovery = new.recovery().map(tokenvault::RecoveryKey::expose_text);
+    let recovery = recovery.as_ref().map(ExposeSecret::expose_secret);
     if global.json {
         return output::json(
             &SlotChangeJson {
                 keyslot: slots.first().map(|s| SlotJson::from(*s)),
                 keyslots: slots.iter().map(|s| SlotJson::from(*s)).collect(),
                 generated_key_file: generated.as_deref(),
+                recovery_key: recovery,
             },
-            0,
+            recovery.map_or(0, str::len),
         );
+    }
+    if let Some(recovery) = recovery {
+        let mut text = output::SecretText::with_room(recovery.len());
+        for slot in slots {
+            text.push(&format!("{verb} {}\n", describe_slot(slot)));
+        }
+        text.push("recovery key (shown only now: write it down and keep it offline):\n  ");
+        text.push(recovery);
+        text.push("\n");
+        return text.print();
     }
     let mut text: String = slots
         .iter()
@@ -85,11 +102,12 @@ pub(crate) fn report_change(
     output::text(&text)
 }
 
-/// The `kind` of a keyslot in output: `passphrase`, `raw-key`, or `unknown-N`.
+/// The `kind` of a keyslot in output: `passphrase`, `raw-key`, `recovery-key`, or `unknown-N`.
 fn kind_name(kind: SlotKind) -> String {
     match kind {
         SlotKind::Passphrase => "passphrase".to_owned(),
         SlotKind::RawKey => "raw-key".to_owned(),
+        SlotKind::RecoveryKey => "recovery-key".to_owned(),
         SlotKind::Unknown(code) => format!("unknown-{code}"),
         _ => "unknown".to_owned(),
     }

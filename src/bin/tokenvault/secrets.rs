@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use tokenvault::KeySource;
+use tokenvault::secrecy::ExposeSecret;
+use tokenvault::{KeySource, RecoveryKey};
 
 use crate::environment::{PathArg, PathOrEnv, KEY_FILE_ENV, PASSPHRASE_FILE_ENV};
 use crate::failure::{Failure, Outcome};
@@ -40,6 +41,16 @@ pub(crate) struct UnlockArgs {
         value_parser = PathOrEnv
     )]
     key_file: Option<PathArg>,
+    /// Use the systemd credential NAME: a key file in $CREDENTIALS_DIRECTORY, which
+    /// LoadCredential= or LoadCredentialEncrypted= provide to a service
+    #[arg(long, value_name = "NAME")]
+    credential: Option<String>,
+    /// Use a recovery key, typed at a prompt (48 digits in groups of 6)
+    #[arg(long)]
+    recovery_key: bool,
+    /// Use the recovery key written in this file
+    #[arg(long, value_name = "PATH")]
+    recovery_key_file: Option<PathBuf>,
 }
 
 /// How to open an existing vault: the secret, and optionally the keyslot to try.
@@ -72,6 +83,9 @@ pub(crate) struct NewSecretArgs {
     /// Write a new random key file here (mode 0600, never replacing a file) and use it
     #[arg(long, value_name = "PATH")]
     generate_key_file: Option<PathBuf>,
+    /// Generate a recovery key (128 random bits) and print it once, to be written down
+    #[arg(long)]
+    new_recovery_key: bool,
 }
 
 /// A secret named by one flag of a family.
@@ -79,13 +93,19 @@ enum Spec {
     Passphrase(Input),
     KeyFile(PathBuf),
     Generate(PathBuf),
+    Credential(String),
+    /// A recovery key: from a file, or (`None`) typed at the prompt.
+    Recovery(Option<PathBuf>),
+    GenerateRecovery,
     Prompt,
 }
 
-/// A new secret, and the key file made for it, if any (removed again if the command fails).
+/// A new secret, and the key file made for it, if any (removed again if the command fails),
+/// or the recovery key generated for it (printed once the command succeeded).
 pub(crate) struct NewSecret {
     pub(crate) key: KeySource,
     generated: Option<PathBuf>,
+    recovery: Option<RecoveryKey>,
 }
 
 impl NewSecret {
@@ -99,6 +119,11 @@ impl NewSecret {
     /// The generated key file, if one was written.
     pub(crate) fn generated(&self) -> Option<&Path> {
         self.generated.as_deref()
+    }
+
+    /// The generated recovery key, if one was made.
+    pub(crate) fn recovery(&self) -> Option<&RecoveryKey> {
+        self.recovery.as_ref()
     }
 }
 
@@ -139,9 +164,15 @@ impl UnlockArgs {
                 .as_ref()
                 .map(|n| Spec::Passphrase(Input::Env(n.clone()))),
             flag(&self.key_file).map(Spec::KeyFile),
+            self.credential.clone().map(Spec::Credential),
+            self.recovery_key.then_some(Spec::Recovery(None)),
+            self.recovery_key_file
+                .as_ref()
+                .map(|p| Spec::Recovery(Some(p.clone()))),
             generate.map(|p| Spec::Generate(p.to_path_buf())),
         ];
-        let flags = "--passphrase-file, --passphrase-fd, --passphrase-env, --key-file";
+        let flags = "--passphrase-file, --passphrase-fd, --passphrase-env, --key-file, \
+                     --credential, --recovery-key, --recovery-key-file";
         match one_of(given, flags)? {
             Some(spec) => Ok(spec),
             None => self.environment_spec(),
@@ -183,9 +214,10 @@ impl NewSecretArgs {
             self.generate_key_file
                 .as_ref()
                 .map(|p| Spec::Generate(p.clone())),
+            self.new_recovery_key.then_some(Spec::GenerateRecovery),
         ];
         let flags = "--new-passphrase-file, --new-passphrase-fd, --new-passphrase-env, \
-                     --new-key-file, --generate-key-file";
+                     --new-key-file, --generate-key-file, --new-recovery-key";
         one_of(given, flags)?.unwrap_or(Spec::Prompt).into_secret(
             "New passphrase: ",
             true,
@@ -196,6 +228,7 @@ impl NewSecretArgs {
 
 impl Spec {
     fn into_secret(self, label: &str, confirm: bool, hint: &str) -> Outcome<NewSecret> {
+        let mut recovery = None;
         let (key, generated) = match self {
             Self::Passphrase(input) => {
                 let text = input.read_text(MAX_PASSPHRASE_LEN, "passphrase")?;
@@ -209,9 +242,30 @@ impl Spec {
                 generate_key_file(&path)?;
                 (KeySource::key_file(path.clone()), Some(path))
             }
+            Self::Credential(name) => (KeySource::systemd_credential(name), None),
+            Self::Recovery(file) => {
+                let text = match file {
+                    Some(path) => secret(
+                        &Input::PassphraseFile(path).read_text(MAX_RECOVERY_LEN, "recovery key")?,
+                    ),
+                    None => prompt("Recovery key: ", false, hint)?,
+                };
+                let key = RecoveryKey::parse(text.expose_secret())?;
+                (KeySource::recovery_key(&key), None)
+            }
+            Self::GenerateRecovery => {
+                let key = RecoveryKey::generate()?;
+                let source = KeySource::recovery_key(&key);
+                recovery = Some(key);
+                (source, None)
+            }
             Self::Prompt => (KeySource::passphrase(prompt(label, confirm, hint)?), None),
         };
-        Ok(NewSecret { key, generated })
+        Ok(NewSecret {
+            key,
+            generated,
+            recovery,
+        })
     }
 }
 
@@ -225,8 +279,10 @@ fn one_of<const N: usize>(given: [Option<Spec>; N], flags: &str) -> Outcome<Opti
     Ok(first)
 }
 
-const UNLOCK_HINT: &str = "pass --passphrase-file PATH, --passphrase-fd N, --passphrase-env NAME \
-                           or --key-file PATH, or set TOKENVAULT_KEY_FILE or \
-                           TOKENVAULT_PASSPHRASE_FILE";
+const UNLOCK_HINT: &str = "pass --passphrase-file PATH, --passphrase-fd N, --passphrase-env NAME, \
+                           --key-file PATH, --credential NAME or --recovery-key-file PATH, or \
+                           set TOKENVAULT_KEY_FILE or TOKENVAULT_PASSPHRASE_FILE";
+/// The longest recovery-key text read from a file: 48 digits with generous separators.
+const MAX_RECOVERY_LEN: usize = 256;
 const NEW_HINT: &str = "pass --new-passphrase-file PATH, --new-passphrase-fd N, \
                         --new-passphrase-env NAME, --new-key-file PATH or --generate-key-file PATH";

@@ -31,6 +31,8 @@ struct InfoJson {
     vault: String,
     format_version: u16,
     keyslots: Vec<SlotJson>,
+    /// The keyslot whose secret opened the vault for this command.
+    unlocked_keyslot: u32,
     namespaces: usize,
     namespaces_with_records: usize,
     records: u64,
@@ -48,6 +50,7 @@ pub(crate) fn run(global: &Global, args: &InfoArgs) -> Outcome {
         .map_or_else(|| location.describe(), |p| p.display().to_string());
     let format_version = vault.format_version();
     let slots = vault.keyslots()?;
+    let unlocked = vault.unlocked_keyslot()?;
     let names = vault.namespaces()?;
     let mut records = 0u64;
     let mut with_records = 0usize;
@@ -70,6 +73,7 @@ pub(crate) fn run(global: &Global, args: &InfoArgs) -> Outcome {
                 vault: described.clone(),
                 format_version,
                 keyslots: slots.iter().map(SlotJson::from).collect(),
+                unlocked_keyslot: unlocked,
                 namespaces: names.len(),
                 namespaces_with_records: with_records,
                 records,
@@ -83,7 +87,12 @@ pub(crate) fn run(global: &Global, args: &InfoArgs) -> Outcome {
     text.push_str(&line("format_version", format_version));
     text.push_str(&line("keyslots", slots.len()));
     for slot in &slots {
-        text.push_str(&format!("  {}\n", describe_slot(slot)));
+        let mark = if slot.id == unlocked {
+            " (opened it)"
+        } else {
+            ""
+        };
+        text.push_str(&format!("  {}{mark}\n", describe_slot(slot)));
     }
     text.push_str(&line(
         "namespaces",

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::Serialize;
+use tokenvault::secrecy::ExposeSecret;
+use tokenvault::{KeySource, RecoveryKey};
 
 use crate::cli::Global;
 use crate::failure::Outcome;
@@ -34,6 +36,10 @@ pub(crate) struct InitArgs {
         help_heading = "Unlocking the vault (give at most one; else a prompt)"
     )]
     generate_key_file: Option<PathBuf>,
+    /// Also add a recovery key (128 random bits in a keyslot of its own) and print it once,
+    /// to be written down and kept offline
+    #[arg(long)]
+    with_recovery_key: bool,
     #[command(flatten)]
     secret: UnlockArgs,
     #[command(flatten)]
@@ -46,6 +52,11 @@ struct InitJson<'a> {
     format_version: u16,
     keyslot: Option<SlotJson>,
     generated_key_file: Option<&'a str>,
+    /// The recovery key's keyslot and the key itself, shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_keyslot: Option<SlotJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_key: Option<&'a str>,
 }
 
 /// Runs `tokenvault init`.
@@ -68,10 +79,23 @@ pub(crate) fn run(global: &Global, args: &InitArgs) -> Outcome {
             return Err(e);
         }
     };
-    let slot = vault.keyslots()?.into_iter().next();
+    let recovery = if args.with_recovery_key {
+        let key = RecoveryKey::generate()?;
+        let id = vault.add_keyslot(&KeySource::recovery_key(&key))?;
+        Some((id, key))
+    } else {
+        None
+    };
+    let slots = vault.keyslots()?;
+    let slot = slots.first().cloned();
+    let recovery_slot = recovery
+        .as_ref()
+        .and_then(|(id, _)| slots.iter().find(|s| s.id == *id).cloned());
     let format_version = vault.format_version();
     close(vault)?;
     let generated = new.generated().map(|p| p.display().to_string());
+    let recovery_text = recovery.as_ref().map(|(_, key)| key.expose_text());
+    let recovery_text = recovery_text.as_ref().map(ExposeSecret::expose_secret);
     if global.json {
         return output::json(
             &InitJson {
@@ -79,8 +103,10 @@ pub(crate) fn run(global: &Global, args: &InitArgs) -> Outcome {
                 format_version,
                 keyslot: slot.as_ref().map(SlotJson::from),
                 generated_key_file: generated.as_deref(),
+                recovery_keyslot: recovery_slot.as_ref().map(SlotJson::from),
+                recovery_key: recovery_text,
             },
-            0,
+            recovery_text.map_or(0, str::len),
         );
     }
     let mut text = format!("created a vault at {}\n", output::escaped(&described));
@@ -93,5 +119,18 @@ pub(crate) fn run(global: &Global, args: &InitArgs) -> Outcome {
             output::escaped(file)
         ));
     }
-    output::text(&text)
+    let mut out = output::SecretText::with_room(recovery_text.map_or(0, str::len));
+    out.push(&text);
+    match (&recovery_slot, recovery_text) {
+        (Some(slot), Some(key)) => {
+            out.push(&format!("{}\n", describe_slot(slot)));
+            out.push("recovery key (shown only now: write it down and keep it offline):\n  ");
+            out.push(key);
+            out.push("\n");
+        }
+        _ => output::note(
+            "hint: `tokenvault keyslot add --new-recovery-key` adds a recovery key, to keep offline",
+        ),
+    }
+    out.print()
 }
