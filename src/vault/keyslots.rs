@@ -206,7 +206,7 @@ impl Vault {
     /// let vault = Vault::open(dir.path().join("v"), &key(2))?;
     /// assert_eq!(vault.unlocked_keyslot()?, second);
     /// # vault.close()?;
-    /// # Ok::<(), tokenvault::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
