@@ -659,7 +659,7 @@ fn keyslot_add_ls_rm() {
     .code(EXIT_EXISTS);
     assert_eq!(
         env.key(&["keyslot", "ls"]).ok().stdout,
-        "keyslot 0: raw-key\nkeyslot 1: raw-key\n"
+        "keyslot 0: raw-key (opened it)\nkeyslot 1: raw-key\n"
     );
 
     env.key(&["keyslot", "rm", "1"]).ok();
@@ -1176,7 +1176,7 @@ fn keyslot_add_refuses_a_secret_that_already_opens_a_slot() {
     out.one_line_error("keyslot 0 already opens with this secret");
     assert_eq!(
         env.key(&["keyslot", "ls"]).ok().stdout,
-        "keyslot 0: raw-key\n"
+        "keyslot 0: raw-key (opened it)\n"
     );
 }
 
@@ -1566,7 +1566,7 @@ fn recovery_keys_are_printed_once_and_unlock_their_keyslot() {
         .ok();
     assert_eq!(
         env.key(&["keyslot", "ls"]).ok().stdout,
-        "keyslot 0: raw-key\nkeyslot 1: recovery-key\nkeyslot 2: recovery-key\n"
+        "keyslot 0: raw-key (opened it)\nkeyslot 1: recovery-key\nkeyslot 2: recovery-key\n"
     );
 }
 

@@ -60,8 +60,9 @@ pub(crate) struct KeyslotRmArgs {
 /// `tokenvault keyslot ls`.
 #[derive(Debug, Args)]
 #[command(
-    long_about = "List the keyslots: id, kind (passphrase or raw key) and, for passphrase \
-                  keyslots, the Argon2id parameters.",
+    long_about = "List the keyslots: id, kind (passphrase, raw key or recovery key), for \
+                  passphrase keyslots the Argon2id parameters, and which keyslot's secret \
+                  opened the vault for this command.",
     after_help = "Example:\n  tokenvault keyslot ls --json"
 )]
 pub(crate) struct KeyslotLsArgs {
@@ -72,6 +73,8 @@ pub(crate) struct KeyslotLsArgs {
 #[derive(Serialize)]
 struct SlotsJson {
     keyslots: Vec<SlotJson>,
+    /// The keyslot whose secret opened the vault for this command.
+    unlocked_keyslot: u32,
 }
 
 #[derive(Serialize)]
@@ -122,11 +125,24 @@ fn rm(global: &Global, args: &KeyslotRmArgs) -> Outcome {
 fn ls(global: &Global, args: &KeyslotLsArgs) -> Outcome {
     let vault = global.open(&args.open)?;
     let slots = vault.keyslots()?;
+    let unlocked = vault.unlocked_keyslot()?;
     close(vault)?;
     if global.json {
-        let slots: Vec<SlotJson> = slots.iter().map(SlotJson::from).collect();
-        return output::json(&SlotsJson { keyslots: slots }, 0);
+        let keyslots: Vec<SlotJson> = slots.iter().map(SlotJson::from).collect();
+        return output::json(
+            &SlotsJson {
+                keyslots,
+                unlocked_keyslot: unlocked,
+            },
+            0,
+        );
     }
-    let text: String = slots.iter().map(|s| describe_slot(s) + "\n").collect();
+    let text: String = slots
+        .iter()
+        .map(|s| {
+            let mark = if s.id == unlocked { " (opened it)" } else { "" };
+            format!("{}{mark}\n", describe_slot(s))
+        })
+        .collect();
     output::text(&text)
 }
