@@ -20,11 +20,12 @@
 #![cfg(all(feature = "postgres", feature = "http", unix))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::io::Write;
+use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime};
 
+use support::child::Piped;
 use support::token_server::{Config, TokenServer};
 use support::{postgres_test_url, raw_key, unique_name};
 use tokenvault::backend::PostgresOptions;
@@ -97,70 +98,47 @@ fn child_main() {
     vault.close().unwrap();
 }
 
-/// A child process, and its pipes.
-struct Worker {
-    child: Child,
-    stdin: ChildStdin,
-    lines: std::io::Lines<BufReader<ChildStdout>>,
-}
+/// A child process: one vault handle and its authorizer, driven line by line.
+struct Worker(Piped);
 
 impl Worker {
     fn spawn(vault: &str, token_url: &str, threads: usize, lease: Duration) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
             .args(["--exact", "child_main", "--nocapture", "--test-threads=1"])
             .env(ENV_VAULT, vault)
             .env(ENV_TOKEN_URL, token_url)
             .env(ENV_THREADS, threads.to_string())
-            .env(ENV_LEASE_MS, lease.as_millis().to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut worker = Self {
-            child,
-            stdin,
-            lines,
-        };
-        worker.expect("READY");
+            .env(ENV_LEASE_MS, lease.as_millis().to_string());
+        let mut worker = Self(Piped::spawn(command));
+        worker.0.after("READY");
         worker
     }
 
-    /// The next line starting with `prefix` (the test harness prints lines of its own).
-    fn expect(&mut self, prefix: &str) -> String {
-        loop {
-            let line = self.lines.next().expect("the child ended early").unwrap();
-            if let Some(at) = line.find(prefix) {
-                return line[at + prefix.len()..].trim().to_owned();
-            }
-        }
-    }
-
     fn go(&mut self) {
-        writeln!(self.stdin, "GO").unwrap();
-        self.stdin.flush().unwrap();
+        self.0.send("GO");
     }
 
     /// The outcomes of the round started by [`go`](Self::go).
     fn round(&mut self) -> Vec<String> {
-        self.expect("ROUND").split('|').map(str::to_owned).collect()
+        self.0
+            .after("ROUND")
+            .split('|')
+            .map(str::to_owned)
+            .collect()
     }
 
     fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
+            .args([signal, &self.0.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
     }
 
     fn end(mut self) {
-        writeln!(self.stdin, "END").unwrap();
-        drop(self.stdin);
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "child failed: {status}");
+        self.0.send("END");
+        assert!(self.0.finish(), "the child failed");
     }
 }
 

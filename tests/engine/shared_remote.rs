@@ -11,12 +11,13 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::io::Write;
+use std::process::Command;
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
+use support::child::Piped;
 use tokenvault::backend::{Backend, PostgresBackend};
 use tokenvault::Vault;
 
@@ -56,12 +57,6 @@ enum Reply {
     Answer(Result<Answer, String>),
     Seen(Result<Records, String>, Vec<usize>),
     Done(Result<(), String>),
-}
-
-fn send(out: &mut impl Write, message: &impl Serialize) {
-    let line = serde_json::to_string(message).unwrap();
-    writeln!(out, "{line}").unwrap();
-    out.flush().unwrap();
 }
 
 fn reply(reply: &Reply) {
@@ -140,15 +135,12 @@ fn child_main() {
 }
 
 /// A handle in a child process.
-struct Remote {
-    child: Child,
-    stdin: ChildStdin,
-    lines: std::io::Lines<BufReader<ChildStdout>>,
-}
+struct Remote(Piped);
 
 impl Remote {
     fn spawn(url: &str, vault: &str) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
             .args([
                 "--exact",
                 "shared_remote::child_main",
@@ -156,36 +148,24 @@ impl Remote {
                 "--test-threads=1",
             ])
             .env(ENV_URL, url)
-            .env(ENV_VAULT, vault)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut remote = Self {
-            child,
-            stdin,
-            lines,
-        };
+            .env(ENV_VAULT, vault);
+        let mut remote = Self(Piped::spawn(command));
         match remote.recv() {
             Reply::Done(Ok(())) => remote,
             _ => panic!("the child did not open the vault"),
         }
     }
 
+    fn send(&mut self, request: &Request) {
+        self.0.send(&serde_json::to_string(request).unwrap());
+    }
+
     fn recv(&mut self) -> Reply {
-        loop {
-            let line = self.lines.next().expect("the child process ended").unwrap();
-            if let Some(at) = line.find(MARK) {
-                return serde_json::from_str(&line[at + MARK.len()..]).unwrap();
-            }
-        }
+        serde_json::from_str(&self.0.after(MARK)).unwrap()
     }
 
     fn request(&mut self, request: &Request) -> Reply {
-        send(&mut self.stdin, request);
+        self.send(request);
         self.recv()
     }
 
@@ -206,13 +186,6 @@ impl Remote {
             Reply::Done(done) => done,
             _ => Err("the child did not answer".to_owned()),
         }
-    }
-}
-
-impl Drop for Remote {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -239,14 +212,14 @@ impl Handles for Processes {
             at: inject.as_ref().map(|(_, at, _)| *at),
             lose,
         };
-        send(&mut self.0[a].stdin, &run);
+        self.0[a].send(&run);
         let mut answer_b = None;
         let answer_a = loop {
             match self.0[a].recv() {
                 Reply::Paused => {
                     let (b, _, op) = inject.as_ref().unwrap();
                     answer_b = Some(self.0[*b].run(op));
-                    send(&mut self.0[a].stdin, &Request::Continue);
+                    self.0[a].send(&Request::Continue);
                 }
                 Reply::Answer(answer) => break answer,
                 _ => break Err("the child answered out of turn".to_owned()),

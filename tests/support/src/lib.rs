@@ -3,6 +3,7 @@
 //! endpoint on 127.0.0.1; [`tls_front`], a TLS server and CONNECT proxy in front of it.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod child;
 pub mod tls_front;
 pub mod token_server;
 
