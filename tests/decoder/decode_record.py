@@ -7,7 +7,7 @@ The header's `format_version` decides which format the job is read in.
 
 Input (stdin): one JSON object
     {"header_hex": "...",
-     "passphrase": "..."  or  "raw_key_hex": "...",
+     "passphrase": "..."  or  "raw_key_hex": "..."  or  "recovery_key": "DDDDDD-...",
      "namespace": "...",
      "key": "...",                  # the record key (ignored when "manifest" is true)
      "record_hex": "...",
@@ -77,6 +77,7 @@ MAX_NAME_LEN = 1024
 
 KIND_PASSPHRASE = 1
 KIND_RAW_KEY = 2
+KIND_RECOVERY_KEY = 3
 ARGON2_VERSION = 0x13
 MAX_M_KIB = 4 * 1024 * 1024
 MAX_T = 64
@@ -107,6 +108,7 @@ MARKER_LEN = 1 + 4
 
 L_KEYSLOT = b"tokenvault/v1/keyslot"
 L_RAW_KEY = b"tokenvault/v1/keyslot/raw-key"
+L_RECOVERY_KEY = b"tokenvault/v2/keyslot/recovery-key"
 L_HEADER_MAC = b"tokenvault/v1/header-mac"
 L_WRAP = b"tokenvault/v1/wrap"
 L_INDEX_KEY = b"tokenvault/v1/index-key"
@@ -319,7 +321,7 @@ def parse_slot_params(slot):
         if not (1 <= t <= MAX_T and 1 <= p <= MAX_P and 8 * p <= m <= MAX_M_KIB):
             raise Fail("keyslot parameters: Argon2 bounds")
         out = {"m_kib": m, "t": t, "p": p, "salt": salt}
-    elif slot["kind"] == KIND_RAW_KEY:
+    elif slot["kind"] in (KIND_RAW_KEY, KIND_RECOVERY_KEY):
         out = {"salt": r.take(r.u8())}
     else:
         raise Fail("keyslot parameters: unknown kind")
@@ -330,9 +332,31 @@ def parse_slot_params(slot):
     return out
 
 
-def unlock(h, passphrase, raw_key):
+def parse_recovery_key(text):
+    """Section 4.2.1: 48 digits in 8 groups of 6, each 11 times a little-endian 16-bit share."""
+    digits = []
+    for c in text:
+        if c.isdigit() and c.isascii():
+            digits.append(c)
+        elif c not in "- \t\r\n":
+            raise Fail("recovery key: a character that is not a digit", "typo")
+    if len(digits) != 48:
+        raise Fail("recovery key: not 48 digits", "typo")
+    key = b""
+    for g in range(8):
+        value = int("".join(digits[6 * g:6 * g + 6]))
+        if value % 11 != 0 or value // 11 >= 65536:
+            raise Fail("recovery key: typo in group %d" % (g + 1), "typo")
+        key += (value // 11).to_bytes(2, "little")
+    return key
+
+
+def unlock(h, passphrase, raw_key, recovery_key=None):
     """Section 8.1 steps 8-10: returns (slot info, VMK)."""
-    kind = KIND_PASSPHRASE if passphrase is not None else KIND_RAW_KEY
+    if recovery_key is not None:
+        kind = KIND_RECOVERY_KEY
+    else:
+        kind = KIND_PASSPHRASE if passphrase is not None else KIND_RAW_KEY
     candidates = [s for s in h["slots"] if s["kind"] == kind]
     if not candidates:
         raise Fail("keyslot: no slot of this kind", "wrong_key")
@@ -349,6 +373,8 @@ def unlock(h, passphrase, raw_key):
                 type=Argon2Type.ID,
                 version=ARGON2_VERSION,
             )
+        elif kind == KIND_RECOVERY_KEY:
+            kek = hkdf_sha256(params["salt"], recovery_key, L_RECOVERY_KEY)
         else:
             kek = hkdf_sha256(params["salt"], raw_key, L_RAW_KEY)
         aad = (lp(L_KEYSLOT) + lp(h["vault_id"]) + le32(slot["id"]) + bytes([slot["kind"]])
@@ -746,8 +772,10 @@ def decode_v2(job, h, k_wrap, index_key):
 
 def run(job):
     header = bytes.fromhex(job["header_hex"])
-    passphrase = raw_key = None
-    if job.get("passphrase") is not None:
+    passphrase = raw_key = recovery_key = None
+    if job.get("recovery_key") is not None:
+        recovery_key = parse_recovery_key(job["recovery_key"])
+    elif job.get("passphrase") is not None:
         passphrase = job["passphrase"].encode("utf-8")
         if not passphrase:
             raise Fail("job: empty passphrase", "key_source")
@@ -756,10 +784,10 @@ def run(job):
         if len(raw_key) != 32:
             raise Fail("job: raw key must be 32 bytes", "key_source")
     else:
-        raise Fail("job: neither passphrase nor raw_key_hex", "bad_job")
+        raise Fail("job: no passphrase, raw_key_hex or recovery_key", "bad_job")
 
     h = parse_header(header)
-    slot, vmk = unlock(h, passphrase, raw_key)
+    slot, vmk = unlock(h, passphrase, raw_key, recovery_key)
     k_mac = hkdf_sha256(h["vault_id"], vmk, L_HEADER_MAC)
     k_wrap = hkdf_sha256(h["vault_id"], vmk, L_WRAP)
     macd = HEADER_FIXED + h["body_len"]

@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::BackendExt;
 use tokenvault::backend::{Backend, MemoryBackend};
-use tokenvault::secrecy::{SecretBox, SecretSlice, SecretString};
-use tokenvault::{Error, KdfParams, KeySource, Secret, Token, VaultOptions};
+use tokenvault::secrecy::{ExposeSecret, SecretBox, SecretSlice, SecretString};
+use tokenvault::{Error, KdfParams, KeySource, RecoveryKey, Secret, Token, VaultOptions};
 
 const DECODER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -131,6 +131,8 @@ fn hex(bytes: &[u8]) -> String {
 enum Unlock {
     Passphrase(&'static str),
     Raw([u8; 32]),
+    /// A recovery key's text form (`docs/format.md` 4.2.1).
+    Recovery(&'static str),
 }
 
 /// A job that checks the header only (and the anchor or marker, if [`with`] adds them).
@@ -139,6 +141,7 @@ fn header_job(header: &[u8], unlock: Unlock) -> Value {
     match unlock {
         Unlock::Passphrase(p) => job["passphrase"] = json!(p),
         Unlock::Raw(k) => job["raw_key_hex"] = json!(hex(&k)),
+        Unlock::Recovery(text) => job["recovery_key"] = json!(text),
     }
     job
 }
@@ -717,6 +720,63 @@ fn raw_key_slots_second_slot_and_rotated_keys() {
     // The finished rotation left no mark in `m`: the marker and one entry, two records, the
     // anchor and one manifest.
     assert_eq!(stored.items.len(), 2 + 2 + 2);
+}
+
+/// A recovery-key slot (kind 3): the decoder turns the text a user wrote down into the key
+/// as section 4.2.1 says, opens the slot with it, and reports a typo as a typo.
+#[test]
+fn a_recovery_key_slot_opens_from_its_text() {
+    if !decoder_ready() {
+        return;
+    }
+    let leak = |text: String| -> &'static str { Box::leak(text.into_boxed_str()) };
+    let storage = MemoryBackend::new();
+    let vault = fast()
+        .create_with_backend(storage.clone(), &raw_key())
+        .unwrap();
+    let recovery = RecoveryKey::generate().unwrap();
+    let slot = vault
+        .add_keyslot(&KeySource::recovery_key(&recovery))
+        .unwrap();
+    vault
+        .namespace("tenant")
+        .unwrap()
+        .put("api.example.org", &Token::new("at-rk".into()))
+        .unwrap();
+    vault.close().unwrap();
+
+    let text = leak(recovery.expose_text().expose_secret().to_owned());
+    let stored = Stored::read(&storage);
+    let found = stored.find(Unlock::Recovery(text), "tenant", "api.example.org");
+    assert_eq!(found.out["record"]["access_token"], "at-rk");
+    assert_eq!(
+        found.out["slot"],
+        json!({"id": slot, "kind": 3, "salt_len": 32})
+    );
+    // Spaces instead of dashes read the same.
+    let spaced = leak(text.replace('-', " "));
+    decode(&header_job(&stored.header, Unlock::Recovery(spaced))).unwrap();
+    // A typo is refused as one, naming its group; another key is a wrong key.
+    let mut typo = text.as_bytes().to_vec();
+    typo[9] = if typo[9] == b'9' { b'8' } else { b'9' };
+    let typo = leak(String::from_utf8(typo).unwrap());
+    refused(
+        &header_job(&stored.header, Unlock::Recovery(typo)),
+        "typo in group 2",
+        "typo",
+    );
+    let other = leak(
+        RecoveryKey::generate()
+            .unwrap()
+            .expose_text()
+            .expose_secret()
+            .to_owned(),
+    );
+    refused(
+        &header_job(&stored.header, Unlock::Recovery(other)),
+        "unwrap failed",
+        "wrong_key",
+    );
 }
 
 #[test]
