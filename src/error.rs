@@ -55,6 +55,19 @@ pub enum Error {
         /// Why the key could not be obtained (never the key itself).
         reason: String,
     },
+    /// The OS keyring could not supply a keyring keyslot's key, or store a new one
+    /// (feature `keyring`): [`KeyringFailure`] says what happened, `entry` names the keyring
+    /// entry (service and account, never a secret) when one is concerned. Never
+    /// [`Error::WrongKey`], and never followed by a fallback to another key source.
+    Keyring {
+        /// What happened.
+        failure: KeyringFailure,
+        /// The entry concerned, as `account@service`, if any.
+        entry: Option<String>,
+        /// The platform's own words (a D-Bus error, say), or what was expected; never a
+        /// secret.
+        detail: String,
+    },
     /// A recovery key that is not one: a group of digits whose check fails (a typo), or not
     /// 48 digits. Never [`Error::WrongKey`]: a well-formed recovery key that opens no keyslot
     /// is that.
@@ -236,6 +249,20 @@ impl fmt::Display for Error {
                 crate::format::MAX_KEYSLOTS
             ),
             Self::KeySource { reason } => write!(f, "the key source is unusable: {reason}"),
+            Self::Keyring {
+                failure,
+                entry,
+                detail,
+            } => {
+                f.write_str(failure.summary())?;
+                if let Some(entry) = entry {
+                    write!(f, " (entry {entry})")?;
+                }
+                if !detail.is_empty() {
+                    write!(f, ": {detail}")?;
+                }
+                write!(f, "; {}", failure.hint())
+            }
             Self::RecoveryKeyTypo { group: Some(g) } => write!(
                 f,
                 "the recovery key has a typo in group {g} (its digits fail their check); \
@@ -376,6 +403,98 @@ impl std::error::Error for Error {
     }
 }
 
+/// What went wrong with the OS keyring ([`Error::Keyring`]). Each has a hint in the error's
+/// message.
+///
+/// ```
+/// use tokenvault::{Error, ErrorKind, KeyringFailure};
+///
+/// let err = Error::Keyring { failure: KeyringFailure::NoEntry, entry: None, detail: String::new() };
+/// assert_eq!(err.kind(), ErrorKind::NotFound);
+/// assert_ne!(err.kind(), ErrorKind::WrongKey);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyringFailure {
+    /// No keyring to talk to: no D-Bus session bus (`DBUS_SESSION_BUS_ADDRESS` unset or
+    /// dead), no Secret Service provider on it, a platform without a supported store, or a
+    /// tokenvault built without the `keyring` feature.
+    Unavailable,
+    /// The keyring (its collection) is locked; unlocking it would need a prompt, which
+    /// tokenvault never triggers.
+    Locked,
+    /// The platform wants to show a prompt (to create a collection, or to confirm access):
+    /// refused rather than waited for.
+    Prompt,
+    /// The keyslot's entry is not in the keyring (deleted, or this is another user or
+    /// machine).
+    NoEntry,
+    /// The entry is there but does not open its keyslot: it was overwritten, or belongs to
+    /// another copy of the vault.
+    Mismatch,
+    /// The keyring did not answer within the time limit
+    /// ([`Keyring::timeout`](crate::Keyring::timeout), 10 s by default).
+    Timeout,
+    /// Any other failure the platform reported.
+    Failed,
+}
+
+impl KeyringFailure {
+    /// The kind of error this failure makes: [`ErrorKind::NotFound`] for a missing entry,
+    /// [`ErrorKind::InvalidInput`] for a mismatched one, [`ErrorKind::Transient`] for the
+    /// rest (a keyring that is locked, absent or slow may be fine later).
+    pub fn kind(self) -> ErrorKind {
+        match self {
+            Self::NoEntry => ErrorKind::NotFound,
+            Self::Mismatch => ErrorKind::InvalidInput,
+            Self::Unavailable | Self::Locked | Self::Prompt | Self::Timeout | Self::Failed => {
+                ErrorKind::Transient
+            }
+        }
+    }
+
+    fn summary(self) -> &'static str {
+        match self {
+            Self::Unavailable => "the OS keyring is unavailable",
+            Self::Locked => "the OS keyring is locked",
+            Self::Prompt => {
+                "the OS keyring wants to show a prompt, which tokenvault never waits for"
+            }
+            Self::NoEntry => "the keyring keyslot's entry is missing from the OS keyring",
+            Self::Mismatch => "the keyring entry does not open its keyslot",
+            Self::Timeout => "the OS keyring did not answer in time",
+            Self::Failed => "the OS keyring failed",
+        }
+    }
+
+    fn hint(self) -> &'static str {
+        match self {
+            Self::Unavailable => {
+                "start a Secret Service provider (gnome-keyring-daemon, KWallet) in a D-Bus \
+                 session, or unlock the vault with another keyslot"
+            }
+            Self::Locked => {
+                "unlock the keyring (log in to the desktop, or `gnome-keyring-daemon --unlock`), \
+                 then retry"
+            }
+            Self::Prompt => {
+                "prepare the keyring from the desktop (create or unlock its default \
+                 collection), then retry"
+            }
+            Self::NoEntry => {
+                "unlock the vault with another keyslot, remove this one and add a new keyring \
+                 keyslot"
+            }
+            Self::Mismatch => {
+                "the entry was changed by another program; unlock with another keyslot and \
+                 replace the keyring keyslot"
+            }
+            Self::Timeout => "check that the keyring daemon is responsive, then retry",
+            Self::Failed => "retry, or unlock the vault with another keyslot",
+        }
+    }
+}
+
 /// What kind of failure an error is: enough to decide what to do without matching every
 /// variant. [`Error::kind`] classifies a vault error, [`ErrorKind::of`] any error of this
 /// crate (an [`ImportError`](crate::import::ImportError), a
@@ -436,6 +555,7 @@ impl Error {
             Self::Backend(e) => backend_kind(e.kind()),
             Self::Reopen => ErrorKind::Reopen,
             Self::UpgradeRequired { .. } => ErrorKind::Refused,
+            Self::Keyring { failure, .. } => failure.kind(),
             Self::KeySource { .. }
             | Self::RecoveryKeyTypo { .. }
             | Self::KdfParams { .. }

@@ -34,6 +34,9 @@ pub(crate) const SLOT_AAD_LABEL: &[u8] = b"tokenvault/v1/keyslot";
 pub(crate) const RAW_KEY_KEK_LABEL: &[u8] = b"tokenvault/v1/keyslot/raw-key";
 /// HKDF `info` of a recovery-key slot's KEK (`docs/format.md`, section 4.2.1).
 pub(crate) const RECOVERY_KEY_KEK_LABEL: &[u8] = b"tokenvault/v2/keyslot/recovery-key";
+/// HKDF `info` of an OS keyring slot's KEK (`docs/format.md`, section 4.2.2).
+#[cfg(feature = "keyring")]
+pub(crate) const KEYRING_KEK_LABEL: &[u8] = b"tokenvault/v2/keyslot/keyring";
 /// HKDF `info` of the header MAC key (section 4.4).
 pub(crate) const HEADER_MAC_LABEL: &[u8] = b"tokenvault/v1/header-mac";
 /// HKDF `info` of the VMK wrapping key (section 4.4).

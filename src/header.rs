@@ -39,6 +39,7 @@ const TRAILER_LEN: usize = 32 + 32;
 const KIND_PASSPHRASE: u8 = 1;
 const KIND_RAW_KEY: u8 = 2;
 const KIND_RECOVERY_KEY: u8 = 3;
+const KIND_KEYRING: u8 = 4;
 const ARGON2_VERSION: u32 = 0x13;
 /// Salt bytes for new slots.
 pub(crate) const SLOT_SALT_LEN: usize = 32;
@@ -78,9 +79,23 @@ pub(crate) struct Slot {
 
 /// A keyslot's parsed parameters.
 pub(crate) enum SlotParams<'a> {
-    Passphrase { kdf: KdfParams, salt: &'a [u8] },
-    RawKey { salt: &'a [u8] },
-    RecoveryKey { salt: &'a [u8] },
+    Passphrase {
+        kdf: KdfParams,
+        salt: &'a [u8],
+    },
+    RawKey {
+        salt: &'a [u8],
+    },
+    RecoveryKey {
+        salt: &'a [u8],
+    },
+    /// An OS keyring slot: the entry that holds its 32-byte slot key, by service and account.
+    #[cfg_attr(not(feature = "keyring"), allow(dead_code))]
+    Keyring {
+        salt: &'a [u8],
+        service: &'a str,
+        account: &'a str,
+    },
     Unknown,
 }
 
@@ -107,6 +122,7 @@ impl Slot {
             KIND_PASSPHRASE => SlotKind::Passphrase,
             KIND_RAW_KEY => SlotKind::RawKey,
             KIND_RECOVERY_KEY => SlotKind::RecoveryKey,
+            KIND_KEYRING => SlotKind::Keyring,
             other => SlotKind::Unknown(other),
         }
     }
@@ -141,6 +157,17 @@ impl Slot {
                 let salt = r.short_bytes().map_err(truncated)?;
                 check_salt(salt)?;
                 SlotParams::RecoveryKey { salt }
+            }
+            KIND_KEYRING => {
+                let salt = r.short_bytes().map_err(truncated)?;
+                check_salt(salt)?;
+                let service = entry_name(r.short_bytes().map_err(truncated)?)?;
+                let account = entry_name(r.short_bytes().map_err(truncated)?)?;
+                SlotParams::Keyring {
+                    salt,
+                    service,
+                    account,
+                }
             }
             _ => return Ok(SlotParams::Unknown),
         };
@@ -177,6 +204,38 @@ impl Slot {
     pub(crate) fn recovery_key_params(salt: &[u8]) -> (u8, Vec<u8>) {
         let (_, v) = Self::raw_key_params(salt);
         (KIND_RECOVERY_KEY, v)
+    }
+
+    /// A keyring slot's parameters: the salt, then the entry's service and account names
+    /// (each 1 to 255 bytes of printable UTF-8; checked by the caller).
+    #[cfg_attr(not(feature = "keyring"), allow(dead_code))]
+    pub(crate) fn keyring_params(salt: &[u8], service: &str, account: &str) -> (u8, Vec<u8>) {
+        let mut v = Vec::with_capacity(3 + salt.len() + service.len() + account.len());
+        push_short(&mut v, salt);
+        push_short(&mut v, service.as_bytes());
+        push_short(&mut v, account.as_bytes());
+        (KIND_KEYRING, v)
+    }
+}
+
+/// A keyring entry's service or account name from a slot: 1 to 255 bytes of UTF-8 without
+/// control characters.
+pub(crate) fn entry_name(bytes: &[u8]) -> Result<&str> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .filter(|name| !name.is_empty() && !name.chars().any(char::is_control))
+        .ok_or_else(|| Error::header("a keyring keyslot names its entry badly"))
+}
+
+impl Slot {
+    /// The keyring entry a keyring slot names, as (service, account).
+    pub(crate) fn keyring_entry(&self) -> Option<(&str, &str)> {
+        match self.parse_params() {
+            Ok(SlotParams::Keyring {
+                service, account, ..
+            }) => Some((service, account)),
+            _ => None,
+        }
     }
 }
 

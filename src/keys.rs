@@ -12,7 +12,11 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{derive_key, Key, KEY_LEN};
 use crate::error::{Error, Result};
+#[cfg(feature = "keyring")]
+use crate::format::KEYRING_KEK_LABEL;
 use crate::format::{RAW_KEY_KEK_LABEL, RECOVERY_KEY_KEK_LABEL};
+#[cfg(feature = "keyring")]
+use crate::keyring::Keyring;
 use crate::recovery::{RecoveryKey, RECOVERY_KEY_LEN};
 
 /// A secret that unlocks a vault: a passphrase, a raw 32-byte key, or a key file.
@@ -39,6 +43,8 @@ enum Source {
     KeyFile(PathBuf),
     Credential(String),
     Recovery(RecoveryKey),
+    #[cfg(feature = "keyring")]
+    Keyring(Keyring),
 }
 
 /// The kind of secret a keyslot accepts.
@@ -51,6 +57,9 @@ pub enum SlotKind {
     RawKey,
     /// A [`RecoveryKey`] (128 random bits written for a human), through HKDF-SHA-256.
     RecoveryKey,
+    /// A random 32-byte key kept in the OS keyring (see [`Keyring`](crate::Keyring)),
+    /// through HKDF-SHA-256.
+    Keyring,
     /// A kind written by a newer tokenvault; kept intact, but this version cannot use it.
     Unknown(u8),
 }
@@ -112,12 +121,41 @@ impl KeySource {
         Self(Source::Recovery(key.clone()))
     }
 
+    /// The OS keyring (feature `keyring`): it unlocks keyslots of kind [`SlotKind::Keyring`],
+    /// each by the slot key in the keyring entry the slot names. Given to
+    /// [`Vault::create`](crate::Vault::create), [`Vault::add_keyslot`](crate::Vault::add_keyslot)
+    /// or as the new secret of a keyslot change, it makes a new random slot key and writes
+    /// it to a new entry, before the header that holds the slot is written (an entry whose
+    /// header write fails is deleted again).
+    ///
+    /// ```
+    /// use tokenvault::{KeySource, Keyring, SlotKind};
+    ///
+    /// let keyring = Keyring::platform();
+    /// assert_eq!(KeySource::keyring(&keyring).kind(), SlotKind::Keyring);
+    /// ```
+    #[cfg(feature = "keyring")]
+    pub fn keyring(keyring: &Keyring) -> Self {
+        Self(Source::Keyring(keyring.clone()))
+    }
+
+    /// The keyring of a keyring source.
+    #[cfg(feature = "keyring")]
+    pub(crate) fn as_keyring(&self) -> Option<&Keyring> {
+        match &self.0 {
+            Source::Keyring(keyring) => Some(keyring),
+            _ => None,
+        }
+    }
+
     /// The kind of keyslot this source unlocks.
     pub fn kind(&self) -> SlotKind {
         match self.0 {
             Source::Passphrase(_) => SlotKind::Passphrase,
             Source::RawKey(_) | Source::KeyFile(_) | Source::Credential(_) => SlotKind::RawKey,
             Source::Recovery(_) => SlotKind::RecoveryKey,
+            #[cfg(feature = "keyring")]
+            Source::Keyring(_) => SlotKind::Keyring,
         }
     }
 
@@ -138,6 +176,8 @@ impl KeySource {
             Source::KeyFile(path) => read_key_file(path).map(Material::Raw),
             Source::Credential(name) => read_credential(name).map(Material::Raw),
             Source::Recovery(key) => Ok(Material::Recovery(key.bytes())),
+            #[cfg(feature = "keyring")]
+            Source::Keyring(keyring) => Ok(Material::Keyring(keyring)),
         }
     }
 }
@@ -150,6 +190,8 @@ impl fmt::Debug for KeySource {
             Source::KeyFile(p) => write!(f, "KeySource::KeyFile({})", p.display()),
             Source::Credential(name) => write!(f, "KeySource::SystemdCredential({name:?})"),
             Source::Recovery(_) => f.write_str("KeySource::RecoveryKey([REDACTED])"),
+            #[cfg(feature = "keyring")]
+            Source::Keyring(keyring) => write!(f, "KeySource::Keyring({keyring:?})"),
         }
     }
 }
@@ -159,6 +201,9 @@ pub(crate) enum Material<'a> {
     Passphrase(&'a [u8]),
     Raw(Key),
     Recovery(&'a [u8; RECOVERY_KEY_LEN]),
+    /// The keyring: each keyring slot's key is read from the entry it names.
+    #[cfg(feature = "keyring")]
+    Keyring(&'a Keyring),
 }
 
 /// Largest key file read; anything longer is not a valid key file.
@@ -520,6 +565,12 @@ pub(crate) fn raw_key_kek(key: &Key, salt: &[u8]) -> Result<Key> {
 /// A recovery-key slot's KEK (`docs/format.md`, section 4.2.1).
 pub(crate) fn recovery_key_kek(key: &[u8; RECOVERY_KEY_LEN], salt: &[u8]) -> Result<Key> {
     derive_key(salt, key, RECOVERY_KEY_KEK_LABEL)
+}
+
+/// A keyring slot's KEK (`docs/format.md`, section 4.2.2).
+#[cfg(feature = "keyring")]
+pub(crate) fn keyring_kek(key: &Key, salt: &[u8]) -> Result<Key> {
+    derive_key(salt, key.bytes(), KEYRING_KEK_LABEL)
 }
 
 #[cfg(feature = "test-hooks")]

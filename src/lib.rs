@@ -86,6 +86,8 @@ mod header;
 #[cfg(feature = "http")]
 mod http;
 pub mod import;
+#[cfg(feature = "keyring")]
+mod keyring;
 mod keys;
 pub mod maintenance;
 mod merge;
@@ -108,16 +110,23 @@ mod validate;
 mod vault;
 
 // The common case: a vault, its namespaces, what they store, keys, errors.
-pub use crate::error::{Damage, Error, ErrorKind, Result};
+pub use crate::error::{Damage, Error, ErrorKind, KeyringFailure, Result};
+#[cfg(feature = "keyring")]
+pub use crate::keyring::Keyring;
 pub use crate::keys::{KdfParams, KeySource, SlotKind};
 pub use crate::namespace::{Conflict, Namespace, Version};
 pub use crate::options::{Durability, VaultOptions};
 pub use crate::record::Record;
 pub use crate::recovery::{RecoveryKey, RECOVERY_KEY_LEN};
 pub use crate::token::{Secret, Token};
+pub use crate::vault::KeyringEntry;
 pub use crate::vault::{KeyslotInfo, NamespaceCursor, NamespacePage, Vault};
 
 // Re-export crates used in our public API.
+/// The `keyring-core` crate (feature `keyring`), re-exported so that a store given to
+/// [`Keyring::with_store`] has the version this crate was built with.
+#[cfg(feature = "keyring")]
+pub use keyring_core;
 pub use secrecy;
 
 // The README's examples are tested with the crate's documentation.

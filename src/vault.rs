@@ -71,6 +71,26 @@ pub struct KeyslotInfo {
     pub kind: SlotKind,
     /// Its Argon2 parameters, for a passphrase slot.
     pub kdf: Option<KdfParams>,
+    /// The OS keyring entry that holds its key, for a keyring slot.
+    pub keyring_entry: Option<KeyringEntry>,
+}
+
+/// The keyring entry of a keyring keyslot, as [`KeyslotInfo`](crate::KeyslotInfo) reports
+/// it: what to look for in the platform's keyring tool (`secret-tool search service
+/// tokenvault`, Keychain Access, Credential Manager). Names only, never the secret.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct KeyringEntry {
+    /// The service name: `tokenvault`.
+    pub service: String,
+    /// The account (user) name: `vault-<vault id in hex>-<8 hex digits>`.
+    pub account: String,
+}
+
+impl fmt::Display for KeyringEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.account, self.service)
+    }
 }
 
 impl Vault {
@@ -426,6 +446,9 @@ impl VaultOptions {
         fill_random(&mut vault_id)?;
         let vmk = Key::random()?;
         let index_key = Key::random()?;
+        // A keyring source writes its entry here; `settle` keeps it once the header is
+        // written, and deletes it on every way out before that.
+        let settle = SettleOnDrop(key, vault_id);
         let (slot, kek) = new_slot(&vault_id, 0, key, &self.kdf, &self.kdf_limit, &vmk)?;
         let vmk_keys = VmkKeys::new(&vmk, &vault_id)?;
         let mut header = Header {
@@ -468,6 +491,7 @@ impl VaultOptions {
             return Err(Error::AlreadyExists { path });
         }
         state.header_bytes = bytes;
+        settle.keep(&state.header);
         let vault = Vault {
             engine: Arc::new(Engine::new(backend, state, self, path)),
         };
@@ -588,6 +612,31 @@ impl Vault {
             self.engine.call(|b| b.apply(&batch))?;
         }
         Ok(())
+    }
+}
+
+/// Settles a keyring source's new entries when a creation ends: kept if the header was
+/// written ([`keep`](Self::keep)), deleted if not (on drop).
+#[cfg_attr(not(feature = "keyring"), allow(dead_code))]
+struct SettleOnDrop<'a>(&'a KeySource, [u8; VAULT_ID_LEN]);
+
+impl SettleOnDrop<'_> {
+    fn keep(self, header: &Header) {
+        #[cfg(feature = "keyring")]
+        if let Some(keyring) = self.0.as_keyring() {
+            keyring.settle(&self.1, &keyslots::keyring_accounts(header));
+        }
+        #[cfg(not(feature = "keyring"))]
+        let _ = header;
+    }
+}
+
+impl Drop for SettleOnDrop<'_> {
+    fn drop(&mut self) {
+        #[cfg(feature = "keyring")]
+        if let Some(keyring) = self.0.as_keyring() {
+            keyring.settle(&self.1, &[]);
+        }
     }
 }
 

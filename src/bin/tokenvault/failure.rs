@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use tokenvault::import::{ImportError, ImportErrorKind};
 use tokenvault::oauth::TokenError;
-use tokenvault::{Damage, Error};
+use tokenvault::{Damage, Error, KeyringFailure};
 
 /// The exit codes (docs/cli.md, `tokenvault --help`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +144,11 @@ impl From<Error> for Failure {
             Error::Damaged(_) => Self::new(Exit::Damaged, message).hint(DAMAGED_HINT),
             Error::InvalidName { .. } | Error::KdfParams { .. } => Self::usage(message),
             Error::KeySource { .. } => Self::usage(message).hint(KEY_SOURCE_HINT),
+            Error::Keyring {
+                failure: KeyringFailure::NoEntry,
+                ..
+            } => Self::new(Exit::NotFound, message).hint(KEYRING_HINT),
+            Error::Keyring { .. } => Self::other(message).hint(KEYRING_HINT),
             Error::RecoveryKeyTypo { .. } => Self::usage(message).hint(
                 "a recovery key is 48 digits in 8 groups of 6; each group carries a check, so \
                  a mistyped digit is caught before any key is tried",
@@ -209,6 +214,9 @@ pub(crate) fn io_failure(what: impl Display, error: &std::io::Error) -> Failure 
     Failure::new(code, format!("{what}: {error}"))
 }
 
+const KEYRING_HINT: &str = "nothing falls back to another key source: to use another keyslot, \
+                            pass --passphrase-file, --key-file, --recovery-key or another secret \
+                            flag instead of --keyring";
 /// The message of [`Error::WrongKey`], which never says which secret was tried.
 const WRONG_KEY: &str = "wrong passphrase or key: no keyslot accepts it";
 const WRONG_KEY_HINT: &str = "a passphrase opens only passphrase keyslots and a key file only \

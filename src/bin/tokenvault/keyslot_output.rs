@@ -16,6 +16,9 @@ pub(crate) struct SlotJson {
     id: u32,
     kind: String,
     kdf: Option<KdfJson>,
+    /// A keyring slot's entry, as `account@service`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keyring_entry: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -54,6 +57,9 @@ pub(crate) fn describe_slot(slot: &KeyslotInfo) -> String {
                 ""
             }
         ));
+    }
+    if let Some(entry) = &slot.keyring_entry {
+        text.push_str(&format!(" (entry {})", output::escaped(&entry.to_string())));
     }
     text
 }
@@ -102,12 +108,14 @@ pub(crate) fn report_change(
     output::text(&text)
 }
 
-/// The `kind` of a keyslot in output: `passphrase`, `raw-key`, `recovery-key`, or `unknown-N`.
+/// The `kind` of a keyslot in output: `passphrase`, `raw-key`, `recovery-key`, `keyring`, or
+/// `unknown-N`.
 fn kind_name(kind: SlotKind) -> String {
     match kind {
         SlotKind::Passphrase => "passphrase".to_owned(),
         SlotKind::RawKey => "raw-key".to_owned(),
         SlotKind::RecoveryKey => "recovery-key".to_owned(),
+        SlotKind::Keyring => "keyring".to_owned(),
         SlotKind::Unknown(code) => format!("unknown-{code}"),
         _ => "unknown".to_owned(),
     }
@@ -125,6 +133,7 @@ impl From<&KeyslotInfo> for SlotJson {
                 p: kdf.p(),
                 insecure: kdf.is_insecure(),
             }),
+            keyring_entry: slot.keyring_entry.as_ref().map(ToString::to_string),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use tokenvault::secrecy::ExposeSecret;
-use tokenvault::{KeySource, RecoveryKey};
+use tokenvault::{KeySource, Keyring, RecoveryKey};
 
 use crate::environment::{PathArg, PathOrEnv, KEY_FILE_ENV, PASSPHRASE_FILE_ENV};
 use crate::failure::{Failure, Outcome};
@@ -51,6 +51,10 @@ pub(crate) struct UnlockArgs {
     /// Use the recovery key written in this file
     #[arg(long, value_name = "PATH")]
     recovery_key_file: Option<PathBuf>,
+    /// Use the OS keyring (the Secret Service on Linux): the keyring keyslot's key is read
+    /// from its entry, without a prompt
+    #[arg(long)]
+    keyring: bool,
 }
 
 /// How to open an existing vault: the secret, and optionally the keyslot to try.
@@ -86,6 +90,9 @@ pub(crate) struct NewSecretArgs {
     /// Generate a recovery key (128 random bits) and print it once, to be written down
     #[arg(long)]
     new_recovery_key: bool,
+    /// Generate a random key, store it in the OS keyring and use it (a keyring keyslot)
+    #[arg(long)]
+    new_keyring: bool,
 }
 
 /// A secret named by one flag of a family.
@@ -97,6 +104,8 @@ enum Spec {
     /// A recovery key: from a file, or (`None`) typed at the prompt.
     Recovery(Option<PathBuf>),
     GenerateRecovery,
+    /// The OS keyring: its entry for an existing slot, or a new entry for a new one.
+    Keyring,
     Prompt,
 }
 
@@ -169,10 +178,11 @@ impl UnlockArgs {
             self.recovery_key_file
                 .as_ref()
                 .map(|p| Spec::Recovery(Some(p.clone()))),
+            self.keyring.then_some(Spec::Keyring),
             generate.map(|p| Spec::Generate(p.to_path_buf())),
         ];
         let flags = "--passphrase-file, --passphrase-fd, --passphrase-env, --key-file, \
-                     --credential, --recovery-key, --recovery-key-file";
+                     --credential, --recovery-key, --recovery-key-file, --keyring";
         match one_of(given, flags)? {
             Some(spec) => Ok(spec),
             None => self.environment_spec(),
@@ -215,9 +225,10 @@ impl NewSecretArgs {
                 .as_ref()
                 .map(|p| Spec::Generate(p.clone())),
             self.new_recovery_key.then_some(Spec::GenerateRecovery),
+            self.new_keyring.then_some(Spec::Keyring),
         ];
         let flags = "--new-passphrase-file, --new-passphrase-fd, --new-passphrase-env, \
-                     --new-key-file, --generate-key-file, --new-recovery-key";
+                     --new-key-file, --generate-key-file, --new-recovery-key, --new-keyring";
         one_of(given, flags)?.unwrap_or(Spec::Prompt).into_secret(
             "New passphrase: ",
             true,
@@ -259,6 +270,7 @@ impl Spec {
                 recovery = Some(key);
                 (source, None)
             }
+            Self::Keyring => (KeySource::keyring(&keyring()), None),
             Self::Prompt => (KeySource::passphrase(prompt(label, confirm, hint)?), None),
         };
         Ok(NewSecret {
@@ -268,6 +280,21 @@ impl Spec {
         })
     }
 }
+
+/// The platform's keyring, with the time limit from `TOKENVAULT_KEYRING_TIMEOUT_MS` if set.
+pub(crate) fn keyring() -> Keyring {
+    let keyring = Keyring::platform();
+    match std::env::var(KEYRING_TIMEOUT_ENV)
+        .ok()
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+    {
+        Some(ms) => keyring.timeout(std::time::Duration::from_millis(ms)),
+        None => keyring,
+    }
+}
+
+/// The environment variable that sets the keyring's time limit per call, in milliseconds.
+pub(crate) const KEYRING_TIMEOUT_ENV: &str = "TOKENVAULT_KEYRING_TIMEOUT_MS";
 
 /// The one flag given, if any; more than one is a usage error.
 fn one_of<const N: usize>(given: [Option<Spec>; N], flags: &str) -> Outcome<Option<Spec>> {
@@ -280,9 +307,11 @@ fn one_of<const N: usize>(given: [Option<Spec>; N], flags: &str) -> Outcome<Opti
 }
 
 const UNLOCK_HINT: &str = "pass --passphrase-file PATH, --passphrase-fd N, --passphrase-env NAME, \
-                           --key-file PATH, --credential NAME or --recovery-key-file PATH, or \
+                           --key-file PATH, --credential NAME, --recovery-key-file PATH or \
+                           --keyring, or \
                            set TOKENVAULT_KEY_FILE or TOKENVAULT_PASSPHRASE_FILE";
 /// The longest recovery-key text read from a file: 48 digits with generous separators.
 const MAX_RECOVERY_LEN: usize = 256;
 const NEW_HINT: &str = "pass --new-passphrase-file PATH, --new-passphrase-fd N, \
-                        --new-passphrase-env NAME, --new-key-file PATH or --generate-key-file PATH";
+                        --new-passphrase-env NAME, --new-key-file PATH, --generate-key-file PATH, \
+                        --new-recovery-key or --new-keyring";

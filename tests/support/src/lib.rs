@@ -310,6 +310,27 @@ pub fn postgres_test_url() -> Option<String> {
     }
 }
 
+/// The password of the throwaway Secret Service that `scripts/keyring-test-session` started
+/// (its `TOKENVAULT_TEST_KEYRING_PASSWORD`), or `None` outside CI when there is none: the
+/// caller returns early, after a note. Under `CI=true` a missing keyring panics: tests that
+/// need it never skip in CI.
+pub fn keyring_test_password() -> Option<String> {
+    match std::env::var("TOKENVAULT_TEST_KEYRING_PASSWORD") {
+        Ok(password) => Some(password),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
+            "TOKENVAULT_TEST_KEYRING_PASSWORD is not set: run the tests with \
+             dbus-run-session -- bash scripts/keyring-test-session cargo test --all-features"
+        ),
+        Err(_) => {
+            eprintln!(
+                "skipped: no Secret Service test session \
+                 (dbus-run-session -- bash scripts/keyring-test-session cargo test ...)"
+            );
+            None
+        }
+    }
+}
+
 /// A name no other test, process or earlier run uses (for vaults in a shared database).
 pub fn unique_name(what: &str) -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -26,6 +26,7 @@ use crate::vault::close;
     after_help = "Examples:\n  \
                   tokenvault init                                   # asks for a passphrase\n  \
                   tokenvault init --generate-key-file vault.key     # a new random key file\n  \
+                  tokenvault init --keyring --with-recovery-key     # key in the OS keyring\n  \
                   tokenvault init --vault ./v --passphrase-file pass.txt --kdf strong"
 )]
 pub(crate) struct InitArgs {
@@ -127,6 +128,13 @@ pub(crate) fn run(global: &Global, args: &InitArgs) -> Outcome {
             out.push("recovery key (shown only now: write it down and keep it offline):\n  ");
             out.push(key);
             out.push("\n");
+        }
+        _ if slot.as_ref().is_some_and(|s| s.kind == tokenvault::SlotKind::Keyring) => {
+            output::note(
+                "warning: the OS keyring holds the only key to this vault; add a recovery key \
+                 (`tokenvault keyslot add --keyring --new-recovery-key`) or a passphrase, in \
+                 case the keyring is lost",
+            );
         }
         _ => output::note(
             "hint: `tokenvault keyslot add --new-recovery-key` adds a recovery key, to keep offline",

@@ -2,20 +2,20 @@
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use tokenvault::KeyslotInfo;
+use tokenvault::{Error, KeyslotInfo, SlotKind};
 
 use crate::cli::Global;
-use crate::failure::Outcome;
+use crate::failure::{Failure, Outcome};
 use crate::kdf::KdfArgs;
 use crate::keyslot_output::{describe_slot, report_change, SlotJson};
 use crate::output;
-use crate::secrets::{NewSecretArgs, OpenArgs};
+use crate::secrets::{keyring, NewSecretArgs, OpenArgs};
 use crate::vault::close;
 
 /// `tokenvault keyslot ...`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeyslotCommand {
-    /// Add a keyslot for another passphrase or key file
+    /// Add a keyslot for another passphrase, key file, recovery key or the OS keyring
     Add(KeyslotAddArgs),
     /// Remove a keyslot: its secret no longer opens the vault
     Rm(KeyslotRmArgs),
@@ -32,6 +32,7 @@ pub(crate) enum KeyslotCommand {
                   derivation per keyslot of its kind.",
     after_help = "Examples:\n  \
                   tokenvault keyslot add --generate-key-file recovery.key\n  \
+                  tokenvault keyslot add --new-keyring     # a key in the OS keyring\n  \
                   tokenvault keyslot add --key-file main.key --new-passphrase-env NEW_PASS"
 )]
 pub(crate) struct KeyslotAddArgs {
@@ -47,12 +48,18 @@ pub(crate) struct KeyslotAddArgs {
 #[derive(Debug, Args)]
 #[command(
     long_about = "Remove keyslot ID: its secret no longer opens this vault, nor any copy of \
-                  the vault directory made afterwards. The last keyslot cannot be removed.",
+                  the vault directory made afterwards. The last keyslot cannot be removed. \
+                  Removing a keyring keyslot also deletes its entry from the OS keyring, \
+                  unless --keep-keyring-entry is given.",
     after_help = "Example:\n  tokenvault keyslot ls && tokenvault keyslot rm 1"
 )]
 pub(crate) struct KeyslotRmArgs {
     /// The keyslot to remove (see `tokenvault keyslot ls`)
     id: u32,
+    /// For a keyring keyslot: remove the slot but leave its OS keyring entry (for a vault
+    /// copied away from the machine whose keyring holds it)
+    #[arg(long)]
+    keep_keyring_entry: bool,
     #[command(flatten)]
     open: OpenArgs,
 }
@@ -60,9 +67,10 @@ pub(crate) struct KeyslotRmArgs {
 /// `tokenvault keyslot ls`.
 #[derive(Debug, Args)]
 #[command(
-    long_about = "List the keyslots: id, kind (passphrase, raw key or recovery key), for \
-                  passphrase keyslots the Argon2id parameters, and which keyslot's secret \
-                  opened the vault for this command.",
+    long_about = "List the keyslots: id, kind (passphrase, raw key, recovery key or \
+                  keyring), for passphrase keyslots the Argon2id parameters, for keyring \
+                  keyslots their entry, and which keyslot's secret opened the vault for this \
+                  command.",
     after_help = "Example:\n  tokenvault keyslot ls --json"
 )]
 pub(crate) struct KeyslotLsArgs {
@@ -113,7 +121,33 @@ fn add(global: &Global, args: &KeyslotAddArgs) -> Outcome {
 /// Runs `tokenvault keyslot rm`.
 fn rm(global: &Global, args: &KeyslotRmArgs) -> Outcome {
     let vault = global.open(&args.open)?;
-    vault.remove_keyslot(args.id)?;
+    let slots = vault.keyslots()?;
+    let entry = slots
+        .iter()
+        .find(|s| s.id == args.id && s.kind == SlotKind::Keyring)
+        .and_then(|s| s.keyring_entry.clone());
+    match entry {
+        Some(entry) if !args.keep_keyring_entry => {
+            match vault.remove_keyring_keyslot(args.id, &keyring()) {
+                Ok(()) => {}
+                Err(e @ Error::Keyring { .. }) => {
+                    close(vault)?;
+                    return Err(Failure::other(format!(
+                        "removed keyslot {}, but its keyring entry {} remains: {e}",
+                        args.id,
+                        output::escaped(&entry.to_string())
+                    ))
+                    .hint(format!(
+                        "it opens nothing any more; delete it with `secret-tool clear service \
+                         {} username {}` (or the platform's keyring tool)",
+                        entry.service, entry.account
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        _ => vault.remove_keyslot(args.id)?,
+    }
     close(vault)?;
     if global.json {
         return output::json(&RemovedJson { removed: args.id }, 0);
