@@ -184,9 +184,13 @@ impl Keyring {
         let mut tag = [0u8; 4];
         fill_random(&mut tag)?;
         let account = format!("{}{}", account_prefix(vault_id), hex(&tag));
-        let key = Key::random()?;
+        let key = new_slot_key()?;
         let name = entry_label(Self::SERVICE, &account);
-        let secret = Zeroizing::new(*key.bytes());
+        // On the heap, so that moving the closure (boxed by the thread spawn) moves only a
+        // pointer: a value captured inline would be copied out of the box, and the box freed
+        // with the key still in it.
+        let mut secret = Zeroizing::new(Vec::with_capacity(KEY_LEN));
+        secret.extend_from_slice(key.bytes());
         let account_owned = account.clone();
         self.bounded(&name, platform::Op::Write, move |store| {
             let entry = Entry::new_in_store(store, Self::SERVICE, &account_owned)?;
@@ -292,6 +296,27 @@ impl fmt::Debug for Keyring {
             .field("timeout", &self.timeout)
             .finish()
     }
+}
+
+/// A new slot key: random (or, with `test-hooks`, the one set for this thread).
+fn new_slot_key() -> Result<Key> {
+    #[cfg(feature = "test-hooks")]
+    if let Some(key) = NEXT_SLOT_KEY.with(|next| next.borrow_mut().take()) {
+        return Key::from_slice(&key[..]).ok_or_else(|| Error::backend("internal: key length"));
+    }
+    Key::random()
+}
+
+#[cfg(feature = "test-hooks")]
+thread_local! {
+    static NEXT_SLOT_KEY: std::cell::RefCell<Option<Zeroizing<[u8; KEY_LEN]>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// See `test_hooks::set_next_keyring_slot_key`.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn set_next_slot_key(key: &[u8; KEY_LEN]) {
+    NEXT_SLOT_KEY.with(|next| *next.borrow_mut() = Some(Zeroizing::new(*key)));
 }
 
 /// The start of the accounts of vault `vault_id`'s entries: `vault-<id in hex>-`.

@@ -35,6 +35,13 @@ pub fn kdf_runs_on_this_thread() -> u64 {
     crate::keys::kdf_runs_on_this_thread()
 }
 
+/// Makes the next keyring slot key written on this thread `key` instead of a random one
+/// (feature `keyring`), for the memory-hygiene test's canary.
+#[cfg(feature = "keyring")]
+pub fn set_next_keyring_slot_key(key: &[u8; 32]) {
+    crate::keyring::set_next_slot_key(key);
+}
+
 /// The fixed key and context the record target opens under.
 const FUZZ_KEY: [u8; 32] = [0x42; 32];
 const FUZZ_VAULT_ID: [u8; 16] = [0x17; 16];

@@ -33,6 +33,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokenvault::backend::{Backend, Batch, MemoryBackend, SledBackend, SledOptions};
+#[cfg(feature = "keyring")]
+use tokenvault::keyring_core;
 use tokenvault::secrecy::{ExposeSecret, SecretBox, SecretSlice, SecretString};
 use tokenvault::{
     Conflict, Error, KdfParams, KeySource, RecoveryKey, Secret, Token, Vault, VaultOptions,
@@ -58,7 +60,9 @@ const RAW_KEY: usize = 6;
 const KEY_FILE: usize = 7;
 /// A recovery key holds 16 bytes: the first half of its canary.
 const RECOVERY: usize = 8;
-const N: usize = 9;
+/// A keyring keyslot's slot key (feature `keyring`).
+const KEYRING: usize = 9;
+const N: usize = 10;
 const NAMES: [&str; N] = [
     "access token",
     "refresh token",
@@ -69,6 +73,7 @@ const NAMES: [&str; N] = [
     "raw key",
     "key file contents",
     "recovery key",
+    "keyring slot key",
 ];
 
 static CANARIES: OnceLock<[[u8; CANARY_LEN]; N]> = OnceLock::new();
@@ -192,6 +197,96 @@ fn write_private(path: &std::path::Path, contents: &[u8]) {
 
 fn fast() -> VaultOptions {
     VaultOptions::new().kdf(KdfParams::insecure_for_tests())
+}
+
+/// A keyring-core store in memory that keeps each secret in a wiped buffer and hands out
+/// exact-size copies: whatever canary is left in freed memory after a keyring round trip is
+/// tokenvault's doing. (The real Secret Service is tested in tests/keyring.rs; its D-Bus
+/// client's buffers are outside tokenvault's reach, SECURITY.md section 12.1.)
+#[cfg(feature = "keyring")]
+mod wiping_store {
+    use std::any::Any;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use tokenvault::keyring_core::api::{CredentialApi, CredentialStoreApi};
+    use tokenvault::keyring_core::{Credential, CredentialStore, Entry, Error, Result};
+    use tokenvault::secrecy::zeroize::Zeroizing;
+
+    type Map = Arc<Mutex<HashMap<(String, String), Zeroizing<Vec<u8>>>>>;
+
+    pub(super) struct Store(Map);
+
+    impl Store {
+        pub(super) fn new() -> Arc<CredentialStore> {
+            Arc::new(Self(Arc::default()))
+        }
+    }
+
+    impl CredentialStoreApi for Store {
+        fn vendor(&self) -> String {
+            "tokenvault memory test".into()
+        }
+
+        fn id(&self) -> String {
+            "wiping".into()
+        }
+
+        fn build(
+            &self,
+            service: &str,
+            user: &str,
+            _modifiers: Option<&HashMap<&str, &str>>,
+        ) -> Result<Entry> {
+            Ok(Entry::new_with_credential(Arc::new(Cred {
+                map: Arc::clone(&self.0),
+                name: (service.to_owned(), user.to_owned()),
+            })))
+        }
+
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    struct Cred {
+        map: Map,
+        name: (String, String),
+    }
+
+    impl CredentialApi for Cred {
+        fn set_secret(&self, secret: &[u8]) -> Result<()> {
+            let mut held = Zeroizing::new(Vec::with_capacity(secret.len()));
+            held.extend_from_slice(secret);
+            self.map.lock().unwrap().insert(self.name.clone(), held);
+            Ok(())
+        }
+
+        fn get_secret(&self) -> Result<Vec<u8>> {
+            let map = self.map.lock().unwrap();
+            let held = map.get(&self.name).ok_or(Error::NoEntry)?;
+            let mut copy = Vec::with_capacity(held.len());
+            copy.extend_from_slice(held);
+            Ok(copy)
+        }
+
+        fn delete_credential(&self) -> Result<()> {
+            let removed = self.map.lock().unwrap().remove(&self.name);
+            removed.map(drop).ok_or(Error::NoEntry)
+        }
+
+        fn get_credential(&self) -> Result<Option<Arc<Credential>>> {
+            Ok(None)
+        }
+
+        fn get_specifiers(&self) -> Option<(String, String)> {
+            Some(self.name.clone())
+        }
+
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -613,6 +708,24 @@ fn round_trip(path: &std::path::Path) {
     vault.remove_keyslot(recovery_slot).unwrap();
     drop((recovery, typed));
     vault.close().unwrap();
+    #[cfg(feature = "keyring")]
+    {
+        // A keyring slot, its key in a keyring-core store that wipes what it holds: added,
+        // carried through a master-key rotation, opened, removed with its entry.
+        let keyring = tokenvault::Keyring::with_store(wiping_store::Store::new());
+        let vault = fast().open(path, &new_pass).unwrap();
+        tokenvault::test_hooks::set_next_keyring_slot_key(canary(KEYRING));
+        let slot = vault.add_keyslot(&KeySource::keyring(&keyring)).unwrap();
+        vault.close().unwrap();
+        let vault = fast().open(path, &KeySource::keyring(&keyring)).unwrap();
+        assert_eq!(vault.unlocked_keyslot().unwrap(), slot);
+        check(&vault);
+        vault.rotate_master_key_with(&[&new_pass]).unwrap();
+        vault.close().unwrap();
+        let vault = fast().open(path, &KeySource::keyring(&keyring)).unwrap();
+        vault.remove_keyring_keyslot(slot, &keyring).unwrap();
+        vault.close().unwrap();
+    }
     // Opening with a stronger policy re-wraps the weak passphrase slot (a real Argon2 run
     // over 19 MiB of working memory, allocated and wiped by the library).
     let vault = VaultOptions::new()
@@ -871,6 +984,34 @@ fn debug_and_display_never_show_a_secret() {
         "KeySource::systemd_credential",
         &KeySource::systemd_credential("vault-key"),
     );
+    #[cfg(feature = "keyring")]
+    {
+        // A keyring whose store holds the canary, and a vault whose keyring entry was
+        // overwritten with it (a mismatch, whose error must not show what it found).
+        let store = wiping_store::Store::new();
+        let keyring = tokenvault::Keyring::with_store(std::sync::Arc::clone(&store));
+        check_debug("Keyring", &keyring);
+        check_debug("KeySource::keyring", &KeySource::keyring(&keyring));
+        let storage = MemoryBackend::new();
+        let vault = fast()
+            .create_with_backend(storage.clone(), &KeySource::keyring(&keyring))
+            .unwrap();
+        let info = vault.keyslots().unwrap();
+        check_debug("KeyslotInfo (keyring)", &info);
+        let entry = info[0].keyring_entry.clone().unwrap();
+        let stored =
+            keyring_core::Entry::new_in_store(&store, &entry.service, &entry.account).unwrap();
+        for overwritten in [&canary(KEYRING)[..], &canary(KEYRING)[..HALF]] {
+            stored.set_secret(overwritten).unwrap();
+            let err = fast()
+                .open_with_backend(storage.clone(), &KeySource::keyring(&keyring))
+                .unwrap_err();
+            assert!(matches!(err, Error::Keyring { .. }), "{err}");
+            check_debug("Error::Keyring", &err);
+            assert_clean("Error::Keyring (Display)", &err.to_string(), &needles);
+        }
+        drop(vault);
+    }
     // A key file path is not a secret, its contents are.
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("vault.key");
