@@ -218,7 +218,7 @@ mod wiping_store {
     pub(super) struct Store(Map);
 
     impl Store {
-        pub(super) fn new() -> Arc<CredentialStore> {
+        pub(super) fn shared() -> Arc<CredentialStore> {
             Arc::new(Self(Arc::default()))
         }
     }
@@ -712,7 +712,7 @@ fn round_trip(path: &std::path::Path) {
     {
         // A keyring slot, its key in a keyring-core store that wipes what it holds: added,
         // carried through a master-key rotation, opened, removed with its entry.
-        let keyring = tokenvault::Keyring::with_store(wiping_store::Store::new());
+        let keyring = tokenvault::Keyring::with_store(wiping_store::Store::shared());
         let vault = fast().open(path, &new_pass).unwrap();
         tokenvault::test_hooks::set_next_keyring_slot_key(canary(KEYRING));
         let slot = vault.add_keyslot(&KeySource::keyring(&keyring)).unwrap();
@@ -988,7 +988,7 @@ fn debug_and_display_never_show_a_secret() {
     {
         // A keyring whose store holds the canary, and a vault whose keyring entry was
         // overwritten with it (a mismatch, whose error must not show what it found).
-        let store = wiping_store::Store::new();
+        let store = wiping_store::Store::shared();
         let keyring = tokenvault::Keyring::with_store(std::sync::Arc::clone(&store));
         check_debug("Keyring", &keyring);
         check_debug("KeySource::keyring", &KeySource::keyring(&keyring));
