@@ -7,7 +7,10 @@ The header's `format_version` decides which format the job is read in.
 
 Input (stdin): one JSON object
     {"header_hex": "...",
-     "passphrase": "..."  or  "raw_key_hex": "..."  or  "recovery_key": "DDDDDD-...",
+     "passphrase": "..."  or  "raw_key_hex": "..."  or  "recovery_key": "DDDDDD-..."
+       or  "keyring": {"service": "...", "account": "...", "key_hex": "..."},
+                                    # the last: the 32-byte slot key the OS keyring holds
+                                    # under those names (section 4.2.2)
      "namespace": "...",
      "key": "...",                  # the record key (ignored when "manifest" is true)
      "record_hex": "...",
@@ -78,6 +81,7 @@ MAX_NAME_LEN = 1024
 KIND_PASSPHRASE = 1
 KIND_RAW_KEY = 2
 KIND_RECOVERY_KEY = 3
+KIND_KEYRING = 4
 ARGON2_VERSION = 0x13
 MAX_M_KIB = 4 * 1024 * 1024
 MAX_T = 64
@@ -109,6 +113,7 @@ MARKER_LEN = 1 + 4
 L_KEYSLOT = b"tokenvault/v1/keyslot"
 L_RAW_KEY = b"tokenvault/v1/keyslot/raw-key"
 L_RECOVERY_KEY = b"tokenvault/v2/keyslot/recovery-key"
+L_KEYRING = b"tokenvault/v2/keyslot/keyring"
 L_HEADER_MAC = b"tokenvault/v1/header-mac"
 L_WRAP = b"tokenvault/v1/wrap"
 L_INDEX_KEY = b"tokenvault/v1/index-key"
@@ -323,6 +328,17 @@ def parse_slot_params(slot):
         out = {"m_kib": m, "t": t, "p": p, "salt": salt}
     elif slot["kind"] in (KIND_RAW_KEY, KIND_RECOVERY_KEY):
         out = {"salt": r.take(r.u8())}
+    elif slot["kind"] == KIND_KEYRING:
+        out = {"salt": r.take(r.u8())}
+        for name in ("service", "account"):
+            raw = r.take(r.u8())
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise Fail("keyslot parameters: keyring entry name is not UTF-8")
+            if not text or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text):
+                raise Fail("keyslot parameters: bad keyring entry name")
+            out[name] = text
     else:
         raise Fail("keyslot parameters: unknown kind")
     if not MIN_SALT <= len(out["salt"]) <= MAX_SALT:
@@ -351,9 +367,11 @@ def parse_recovery_key(text):
     return key
 
 
-def unlock(h, passphrase, raw_key, recovery_key=None):
+def unlock(h, passphrase, raw_key, recovery_key=None, keyring=None):
     """Section 8.1 steps 8-10: returns (slot info, VMK)."""
-    if recovery_key is not None:
+    if keyring is not None:
+        kind = KIND_KEYRING
+    elif recovery_key is not None:
         kind = KIND_RECOVERY_KEY
     else:
         kind = KIND_PASSPHRASE if passphrase is not None else KIND_RAW_KEY
@@ -375,6 +393,11 @@ def unlock(h, passphrase, raw_key, recovery_key=None):
             )
         elif kind == KIND_RECOVERY_KEY:
             kek = hkdf_sha256(params["salt"], recovery_key, L_RECOVERY_KEY)
+        elif kind == KIND_KEYRING:
+            # Section 4.2.2: the key held under this slot's own service and account.
+            if (params["service"], params["account"]) != (keyring["service"], keyring["account"]):
+                continue
+            kek = hkdf_sha256(params["salt"], keyring["key"], L_KEYRING)
         else:
             kek = hkdf_sha256(params["salt"], raw_key, L_RAW_KEY)
         aad = (lp(L_KEYSLOT) + lp(h["vault_id"]) + le32(slot["id"]) + bytes([slot["kind"]])
@@ -382,7 +405,7 @@ def unlock(h, passphrase, raw_key, recovery_key=None):
         vmk = unwrap(kek, aad, slot["wrapped_vmk"])
         if vmk is not None:
             info = {"id": slot["id"], "kind": slot["kind"], "salt_len": len(params["salt"])}
-            for k in ("m_kib", "t", "p"):
+            for k in ("m_kib", "t", "p", "service", "account"):
                 if k in params:
                     info[k] = params[k]
             return info, vmk
@@ -772,8 +795,13 @@ def decode_v2(job, h, k_wrap, index_key):
 
 def run(job):
     header = bytes.fromhex(job["header_hex"])
-    passphrase = raw_key = recovery_key = None
-    if job.get("recovery_key") is not None:
+    passphrase = raw_key = recovery_key = keyring = None
+    if job.get("keyring") is not None:
+        keyring = dict(job["keyring"])
+        keyring["key"] = bytes.fromhex(keyring.pop("key_hex"))
+        if len(keyring["key"]) != 32:
+            raise Fail("job: a keyring slot key must be 32 bytes", "key_source")
+    elif job.get("recovery_key") is not None:
         recovery_key = parse_recovery_key(job["recovery_key"])
     elif job.get("passphrase") is not None:
         passphrase = job["passphrase"].encode("utf-8")
@@ -784,10 +812,10 @@ def run(job):
         if len(raw_key) != 32:
             raise Fail("job: raw key must be 32 bytes", "key_source")
     else:
-        raise Fail("job: no passphrase, raw_key_hex or recovery_key", "bad_job")
+        raise Fail("job: no passphrase, raw_key_hex, recovery_key or keyring", "bad_job")
 
     h = parse_header(header)
-    slot, vmk = unlock(h, passphrase, raw_key, recovery_key)
+    slot, vmk = unlock(h, passphrase, raw_key, recovery_key, keyring)
     k_mac = hkdf_sha256(h["vault_id"], vmk, L_HEADER_MAC)
     k_wrap = hkdf_sha256(h["vault_id"], vmk, L_WRAP)
     macd = HEADER_FIXED + h["body_len"]

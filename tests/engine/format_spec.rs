@@ -133,6 +133,9 @@ enum Unlock {
     Raw([u8; 32]),
     /// A recovery key's text form (`docs/format.md` 4.2.1).
     Recovery(&'static str),
+    /// An OS keyring slot's entry names and the 32-byte key it holds (4.2.2).
+    #[cfg(feature = "keyring")]
+    Keyring(&'static str, &'static str, [u8; 32]),
 }
 
 /// A job that checks the header only (and the anchor or marker, if [`with`] adds them).
@@ -142,6 +145,10 @@ fn header_job(header: &[u8], unlock: Unlock) -> Value {
         Unlock::Passphrase(p) => job["passphrase"] = json!(p),
         Unlock::Raw(k) => job["raw_key_hex"] = json!(hex(&k)),
         Unlock::Recovery(text) => job["recovery_key"] = json!(text),
+        #[cfg(feature = "keyring")]
+        Unlock::Keyring(service, account, key) => {
+            job["keyring"] = json!({"service": service, "account": account, "key_hex": hex(&key)});
+        }
     }
     job
 }
@@ -774,6 +781,66 @@ fn a_recovery_key_slot_opens_from_its_text() {
     );
     refused(
         &header_job(&stored.header, Unlock::Recovery(other)),
+        "unwrap failed",
+        "wrong_key",
+    );
+}
+
+/// An OS keyring slot (kind 4), its key in keyring-core's in-memory store: the decoder finds
+/// the slot by its entry's names and opens it with the key that entry holds (4.2.2).
+#[cfg(feature = "keyring")]
+#[test]
+fn a_keyring_slot_opens_with_the_key_its_entry_holds() {
+    use std::sync::Arc;
+    use tokenvault::keyring_core::{mock, CredentialStore, Entry};
+    use tokenvault::Keyring;
+
+    if !decoder_ready() {
+        return;
+    }
+    let leak = |text: String| -> &'static str { Box::leak(text.into_boxed_str()) };
+    let store: Arc<CredentialStore> = mock::Store::new().unwrap();
+    let keyring = Keyring::with_store(Arc::clone(&store));
+    let storage = MemoryBackend::new();
+    let vault = fast()
+        .create_with_backend(storage.clone(), &raw_key())
+        .unwrap();
+    let slot = vault.add_keyslot(&KeySource::keyring(&keyring)).unwrap();
+    let entry = vault.keyslots().unwrap()[1].keyring_entry.clone().unwrap();
+    vault
+        .namespace("tenant")
+        .unwrap()
+        .put("api.example.org", &Token::new("at-kr".into()))
+        .unwrap();
+    vault.close().unwrap();
+
+    let held = Entry::new_in_store(&store, &entry.service, &entry.account)
+        .unwrap()
+        .get_secret()
+        .unwrap();
+    let key: [u8; 32] = held.as_slice().try_into().unwrap();
+    let (service, account) = (leak(entry.service.clone()), leak(entry.account.clone()));
+    let stored = Stored::read(&storage);
+    let found = stored.find(
+        Unlock::Keyring(service, account, key),
+        "tenant",
+        "api.example.org",
+    );
+    assert_eq!(found.out["record"]["access_token"], "at-kr");
+    assert_eq!(
+        found.out["slot"],
+        json!({"id": slot, "kind": 4, "salt_len": 32, "service": "tokenvault", "account": account})
+    );
+    // Another key under the same names is no key for the slot; other names find no slot.
+    let mut other = key;
+    other[0] ^= 1;
+    refused(
+        &header_job(&stored.header, Unlock::Keyring(service, account, other)),
+        "unwrap failed",
+        "wrong_key",
+    );
+    refused(
+        &header_job(&stored.header, Unlock::Keyring(service, "vault-other", key)),
         "unwrap failed",
         "wrong_key",
     );
