@@ -564,3 +564,46 @@ fn a_keyring_that_would_prompt_is_refused_at_once() {
     assert!(stderr(&out).contains("prompt"), "{}", stderr(&out));
     assert!(!dir.path().join("vault").join("tokenvault.header").exists());
 }
+
+#[test]
+fn a_session_bus_without_a_secret_service_is_unavailable_at_once() {
+    let Some(_session) = session() else { return };
+    // A session bus of its own that knows no service (no activation files), so nothing
+    // provides org.freedesktop.secrets.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bus.conf");
+    std::fs::write(
+        &config,
+        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:tmpdir=/tmp</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+    )
+    .unwrap();
+    let start = Instant::now();
+    let out = Command::new("dbus-run-session")
+        .arg(format!("--config-file={}", config.display()))
+        .args(["--", BIN, "--vault"])
+        .arg(dir.path().join("vault"))
+        .args(["init", "--keyring"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(start.elapsed() < QUICK);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("unavailable") && err.contains("org.freedesktop.secrets"),
+        "{err}"
+    );
+    assert!(!dir.path().join("vault").join("tokenvault.header").exists());
+}
