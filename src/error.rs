@@ -68,6 +68,14 @@ pub enum Error {
         /// secret.
         detail: String,
     },
+    /// An OAuth provider cannot be used (feature `http`): there is none of that name in the
+    /// namespace, or its stored settings are unusable.
+    Provider {
+        /// The provider's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A recovery key that is not one: a group of digits whose check fails (a typo), or not
     /// 48 digits. Never [`Error::WrongKey`]: a well-formed recovery key that opens no keyslot
     /// is that.
@@ -249,6 +257,7 @@ impl fmt::Display for Error {
                 crate::format::MAX_KEYSLOTS
             ),
             Self::KeySource { reason } => write!(f, "the key source is unusable: {reason}"),
+            Self::Provider { name, reason } => write!(f, "provider {name:?}: {reason}"),
             Self::Keyring {
                 failure,
                 entry,
@@ -556,6 +565,7 @@ impl Error {
             Self::Reopen => ErrorKind::Reopen,
             Self::UpgradeRequired { .. } => ErrorKind::Refused,
             Self::Keyring { failure, .. } => failure.kind(),
+            Self::Provider { .. } => ErrorKind::InvalidInput,
             Self::KeySource { .. }
             | Self::RecoveryKeyTypo { .. }
             | Self::KdfParams { .. }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use self::exchange::failure;
-use self::transport::check_url;
+pub(crate) use self::transport::check_url;
 use crate::clock::{Clock, SystemClock};
 use crate::refresh::RefreshError;
 #[cfg(doc)]

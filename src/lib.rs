@@ -95,6 +95,8 @@ mod namespace;
 pub mod oauth;
 mod options;
 mod orphans;
+#[cfg(feature = "http")]
+mod provider;
 mod record;
 mod recovery;
 mod refresh;

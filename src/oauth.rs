@@ -37,6 +37,9 @@ pub use crate::clock::{Clock, ManualClock, SystemClock};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use crate::http::{ClientAuth, GrantType, HttpRefresher};
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use crate::provider::{Provider, Providers};
 pub use crate::refresh::{RefreshError, RefreshErrorKind, Refresher};
 pub use crate::response::{TokenResponse, MAX_RESPONSE_LEN};
 pub use crate::token_error::{Result, TokenError};

@@ -173,7 +173,7 @@ impl<T: Transport> Transport for Recorded<T> {
 
 /// Checks a configured URL: absolute, `https` (or `http` to a literal loopback address), no
 /// user name or password. Messages name the scheme and host, never the whole URL.
-pub(super) fn check_url(url: &str, what: &str) -> Result<Uri, RefreshError> {
+pub(crate) fn check_url(url: &str, what: &str) -> Result<Uri, RefreshError> {
     let uri: Uri = url.parse().map_err(|_| {
         RefreshError::rejected(format!("the {what} URL is not a valid absolute URL"))
     })?;

@@ -470,6 +470,25 @@ impl Namespace {
             .map_err(|(_, c)| c))
     }
 
+    /// The caller's keys that have an internal record of `layer`, sorted (opens every
+    /// record, as [`keys`](Self::keys) does).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn internal_keys(&self, layer: &str) -> Result<Vec<String>> {
+        let Some(ns) = self.engine.load_entry(&self.id, &self.name)? else {
+            return Ok(Vec::new());
+        };
+        let prefix = format!("\0{layer}\0");
+        let mut keys = Vec::new();
+        self.visit_names(&ns, |name, _| {
+            if let Some(key) = name.strip_prefix(&prefix) {
+                keys.push(key.to_owned());
+            }
+            true
+        })?;
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
     /// The keys of the records of type `record_type` (of any type: `None`), sorted, leaving
     /// out the crate's reserved keys.
     fn keys_of(&self, record_type: Option<RecordType>) -> Result<Vec<String>> {

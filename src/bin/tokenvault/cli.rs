@@ -41,7 +41,7 @@ pub(crate) struct Cli {
 const GLOBAL: &str = "Global options";
 
 /// Options every command takes, before or after the command name.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub(crate) struct Global {
     /// The vault directory, or a vault in PostgreSQL: postgres://user@host/db?vault=NAME (no
     /// password in it: the password file PGPASSFILE or ~/.pgpass holds it) [default: <config
@@ -60,16 +60,15 @@ pub(crate) struct Global {
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub(crate) json: bool,
     /// How long to wait for another process that holds the vault before failing with exit
-    /// code 4
+    /// code 4 [default: 2, and 30 for `token`]
     #[arg(
         long,
         global = true,
         value_name = "SECONDS",
         help_heading = GLOBAL,
-        default_value = "2",
         value_parser = when::parse_seconds
     )]
-    pub(crate) lock_timeout: Duration,
+    pub(crate) lock_timeout: Option<Duration>,
     /// The most memory, in MiB, that unlocking a passphrase keyslot may take (default 2048),
     /// and the most work (that memory with t = 4); a keyslot asking for more is refused
     /// before anything is allocated
@@ -87,7 +86,8 @@ pub(crate) struct Global {
 }
 
 const AFTER_HELP: &str = "\
-Exit codes: 0 ok, 1 error, 2 usage, 3 wrong key, 4 locked, 5 not found, 6 damaged, 7 exists.
+Exit codes: 0 ok, 1 error, 2 usage, 3 wrong key, 4 locked, 5 not found, 6 damaged, 7 exists,
+8 log in again, 9 temporarily unavailable.
 Run `tokenvault COMMAND --help` for a command's flags; `tokenvault --help` for more.";
 
 const AFTER_LONG_HELP: &str = "\
@@ -109,6 +109,8 @@ Exit codes:
   5  not found: no vault, namespace, record, keyslot or input file
   6  damaged: the vault or some records failed authentication (verify)
   7  exists: a vault, record or key file is already there
+  8  log in again: the grant is dead or revoked (token, login)
+  9  temporarily unavailable: the provider or storage failed; retry later
 
 Environment:
   TOKENVAULT_VAULT            the vault directory when --vault is not given

@@ -7,13 +7,17 @@ mod import;
 mod info;
 mod init;
 mod keyslot;
+mod login;
+mod logout;
 mod ls;
 mod passwd;
+mod provider;
 mod purge_orphans;
 mod put;
 mod rm;
 mod rotate;
 mod shred;
+pub(crate) mod token;
 mod verify;
 
 use clap::Subcommand;
@@ -27,7 +31,7 @@ pub(crate) enum Command {
     /// Create a vault, unlocked by a passphrase or a key file
     Init(init::InitArgs),
     /// Store a token, from flags or from an OAuth token response
-    Put(put::PutArgs),
+    Put(Box<put::PutArgs>),
     /// Show a stored token (secrets redacted unless asked for)
     Get(get::GetArgs),
     /// List namespaces, or the keys in one namespace
@@ -55,6 +59,17 @@ pub(crate) enum Command {
     Shred(shred::ShredArgs),
     /// Check what the vault's durability rests on (a PostgreSQL server's standbys)
     Doctor(doctor::DoctorArgs),
+    /// Add, list or remove the OAuth providers of a namespace
+    Provider {
+        #[command(subcommand)]
+        command: provider::ProviderCommand,
+    },
+    /// Log in with a provider and store the token in the vault
+    Login(login::LoginArgs),
+    /// Print a valid access token, refreshed through its provider when due
+    Token(token::TokenArgs),
+    /// Remove a token locally, then revoke it at its provider
+    Logout(logout::LogoutArgs),
 }
 
 impl Command {
@@ -75,6 +90,10 @@ impl Command {
             Self::PurgeOrphans(args) => purge_orphans::run(global, args),
             Self::Shred(args) => shred::run(global, args),
             Self::Doctor(args) => doctor::run(global, args),
+            Self::Provider { command } => provider::run(global, command),
+            Self::Login(args) => login::run(global, args),
+            Self::Token(args) => token::run(global, args),
+            Self::Logout(args) => logout::run(global, args),
         }
     }
 }

@@ -28,6 +28,10 @@ pub(crate) enum Exit {
     Damaged = 6,
     /// A vault, record or file is already there.
     Exists = 7,
+    /// The user must log in again: the grant is dead or revoked (`token`, `login`).
+    Reauthenticate = 8,
+    /// The provider (or the storage) is temporarily unavailable: retry later.
+    Unavailable = 9,
 }
 
 /// Why a command failed: its exit code, a one-line message and a hint.
@@ -149,6 +153,8 @@ impl From<Error> for Failure {
                 ..
             } => Self::new(Exit::NotFound, message).hint(KEYRING_HINT),
             Error::Keyring { .. } => Self::other(message).hint(KEYRING_HINT),
+            Error::Provider { .. } => Self::other(message)
+                .hint("list the providers with `tokenvault provider ls NAMESPACE`"),
             Error::RecoveryKeyTypo { .. } => Self::usage(message).hint(
                 "a recovery key is 48 digits in 8 groups of 6; each group carries a check, so \
                  a mistyped digit is caught before any key is tried",

@@ -3,6 +3,7 @@
 //! and the namespaces a command names.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokenvault::backend::{postgres_url_has_password, PostgresOptions};
 use tokenvault::{KdfParams, KeySource, Vault, VaultOptions};
@@ -127,9 +128,17 @@ impl Global {
             })
     }
 
+    /// These options, waiting `wait` for the vault's lock unless `--lock-timeout` was given.
+    pub(crate) fn waiting_by_default(&self, wait: Duration) -> Self {
+        let mut global = self.clone();
+        global.lock_timeout.get_or_insert(wait);
+        global
+    }
+
     /// Options for opening or creating the vault.
     pub(crate) fn options(&self) -> VaultOptions {
-        let sled = tokenvault::backend::SledOptions::new().lock_timeout(self.lock_timeout);
+        let wait = self.lock_timeout.unwrap_or(DEFAULT_LOCK_WAIT);
+        let sled = tokenvault::backend::SledOptions::new().lock_timeout(wait);
         let options = VaultOptions::new().sled(sled);
         match self.kdf_limit {
             Some(limit) => options.kdf_limit(limit),
@@ -183,6 +192,9 @@ impl Global {
         Ok(self.open_keeping_key(unlock, None)?.0)
     }
 }
+
+/// How long a command waits for another process that holds the vault, by default.
+const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// Closes the vault (a final flush and checkpoint), reporting a failure.
 pub(crate) fn close(vault: Vault) -> Outcome {

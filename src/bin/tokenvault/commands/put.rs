@@ -110,6 +110,11 @@ pub(crate) struct PutArgs {
     )]
     requested_at: Option<SystemTime>,
 
+    /// Bind the stored token(s) to this provider of the namespace, so that `tokenvault
+    /// token` refreshes them there (the refresh-token grant)
+    #[arg(long, value_name = "NAME")]
+    provider: Option<String>,
+
     #[command(flatten)]
     open: OpenArgs,
 }
@@ -150,6 +155,7 @@ pub(crate) fn run(global: &Global, args: &PutArgs) -> Outcome {
         Some(input) => {
             let vault = global.open(&args.open)?;
             let ns = vault.namespace(&args.namespace)?;
+            require_provider(&ns, args.provider.as_deref())?;
             let bytes = input.read_bytes(MAX_RESPONSE_LEN, "token response")?;
             let sent = args.requested_at.unwrap_or_else(SystemTime::now);
             let mut response = TokenResponse::from_json(&bytes, sent)?;
@@ -163,6 +169,7 @@ pub(crate) fn run(global: &Global, args: &PutArgs) -> Outcome {
                 }
                 None => ns.store_response(&response)?,
             };
+            bind(&ns, &keys, args.provider.as_deref())?;
             close(vault)?;
             keys
         }
@@ -182,6 +189,7 @@ pub(crate) fn run(global: &Global, args: &PutArgs) -> Outcome {
                 })?;
             let vault = global.open(&args.open)?;
             let ns = vault.namespace(&args.namespace)?;
+            require_provider(&ns, args.provider.as_deref())?;
             let token = build(args, &access, refresh.as_ref())?;
             if args.if_absent {
                 if ns.compare_and_swap(&key, None, &token)?.is_err() {
@@ -198,6 +206,7 @@ pub(crate) fn run(global: &Global, args: &PutArgs) -> Outcome {
             } else {
                 ns.put(&key, &token)?;
             }
+            bind(&ns, std::slice::from_ref(&key), args.provider.as_deref())?;
             close(vault)?;
             vec![key]
         }
@@ -290,4 +299,33 @@ fn pick(
         )));
     }
     Ok(given.into_iter().next())
+}
+
+/// Binds `keys` to `provider`, if one was named.
+fn bind(ns: &tokenvault::Namespace, keys: &[String], provider: Option<&str>) -> Outcome {
+    if let Some(name) = provider {
+        let providers = tokenvault::oauth::Providers::new(ns);
+        for key in keys {
+            providers.bind(key, name, tokenvault::oauth::GrantType::RefreshToken)?;
+        }
+    }
+    Ok(())
+}
+
+/// Fails before anything is stored if `provider` names no provider of the namespace.
+fn require_provider(ns: &tokenvault::Namespace, provider: Option<&str>) -> Outcome {
+    match provider {
+        Some(name) if tokenvault::oauth::Providers::new(ns).get(name)?.is_none() => {
+            Err(Failure::new(
+                Exit::NotFound,
+                format!(
+                    "no provider {} in namespace {}",
+                    output::quoted(name),
+                    output::quoted(ns.name())
+                ),
+            )
+            .hint("add it first: tokenvault provider add NAMESPACE NAME --token-endpoint URL ..."))
+        }
+        _ => Ok(()),
+    }
 }

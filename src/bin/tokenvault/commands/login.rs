@@ -1,0 +1,122 @@
+//! `tokenvault login`: get a token from a provider straight into the vault.
+
+use clap::Args;
+use serde::Serialize;
+use tokenvault::oauth::{Authorizer, GrantType, Providers};
+
+use crate::cli::Global;
+use crate::commands::token::token_failure;
+use crate::failure::{Exit, Failure, Outcome};
+use crate::output;
+use crate::secrets::OpenArgs;
+use crate::vault::close;
+use crate::when;
+
+/// `tokenvault login`.
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Log in with the provider NAME of NAMESPACE and store the token it gives \
+                  under KEY (the provider's name unless --key says), bound to the provider, \
+                  so that `tokenvault token` refreshes it there. Nothing is written anywhere \
+                  but the vault.\n\n\
+                  --client-credentials: the client's own token (the client-credentials grant, \
+                  RFC 6749 section 4.4), for a service; it is minted again when it expires.",
+    after_help = "Example:\n  \
+                  tokenvault login svc --provider idp --client-credentials --scope reports:read"
+)]
+pub(crate) struct LoginArgs {
+    /// The namespace
+    namespace: String,
+    /// The provider (see `tokenvault provider ls`)
+    #[arg(long, value_name = "NAME")]
+    provider: String,
+    /// The key to store the token under [default: the provider's name]
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
+    /// The client-credentials grant: the client's own token
+    #[arg(long, required = true)]
+    client_credentials: bool,
+    /// A scope to ask for instead of the provider's default scopes (repeat for several)
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    #[command(flatten)]
+    open: OpenArgs,
+}
+
+#[derive(Serialize)]
+struct LoginJson<'a> {
+    namespace: &'a str,
+    key: &'a str,
+    provider: &'a str,
+    grant: &'static str,
+    expires_at: Option<String>,
+    scopes: Vec<&'a str>,
+}
+
+/// Runs `tokenvault login`.
+pub(crate) fn run(global: &Global, args: &LoginArgs) -> Outcome {
+    let key = args.key.as_deref().unwrap_or(&args.provider);
+    let vault = global.open(&args.open)?;
+    let result = login(&vault, args, key);
+    close(vault)?;
+    let token = result?;
+    let scopes: Vec<&str> = token.scopes().iter().map(String::as_str).collect();
+    if global.json {
+        return output::json(
+            &LoginJson {
+                namespace: &args.namespace,
+                key,
+                provider: &args.provider,
+                grant: "client_credentials",
+                expires_at: token.expires_at().map(when::rfc3339),
+                scopes,
+            },
+            0,
+        );
+    }
+    output::text(&format!(
+        "logged in with provider {}: stored token {} in namespace {}{}\n",
+        output::quoted(&args.provider),
+        output::quoted(key),
+        output::quoted(&args.namespace),
+        token
+            .expires_at()
+            .map(|t| format!(" (expires {})", when::rfc3339(t)))
+            .unwrap_or_default()
+    ))
+}
+
+fn login(vault: &tokenvault::Vault, args: &LoginArgs, key: &str) -> Outcome<tokenvault::Token> {
+    let ns = vault.namespace(&args.namespace)?;
+    let providers = Providers::new(&ns);
+    let provider = providers.get(&args.provider)?.ok_or_else(|| {
+        Failure::new(
+            Exit::NotFound,
+            format!(
+                "no provider {} in namespace {}",
+                output::quoted(&args.provider),
+                output::quoted(&args.namespace)
+            ),
+        )
+        .hint("add one: tokenvault provider add NAMESPACE NAME --token-endpoint URL --client-id ID")
+    })?;
+    if provider.client_auth().is_none() {
+        return Err(Failure::usage(format!(
+            "provider {} has no client secret: the client-credentials grant needs a \
+             confidential client",
+            output::quoted(&args.provider)
+        )));
+    }
+    let mut refresher = provider
+        .refresher(GrantType::ClientCredentials)
+        .map_err(|e| Failure::other(e.to_string()))?;
+    if !args.scopes.is_empty() {
+        refresher = refresher.scopes(args.scopes.iter().cloned());
+    }
+    // A new login replaces what was stored: the old token goes first, so that the
+    // authorizer mints a new one.
+    ns.remove(key)?;
+    providers.bind(key, &args.provider, GrantType::ClientCredentials)?;
+    let authorizer = Authorizer::builder(&ns, key, refresher).build()?;
+    authorizer.token().map_err(token_failure)
+}
