@@ -22,6 +22,12 @@ use std::time::{Duration, SystemTime};
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current time.
     fn now(&self) -> SystemTime;
+
+    /// Waits `duration` (a device login's polling interval). The default sleeps the thread;
+    /// [`ManualClock`] moves its time forward instead, so that tests do not wait.
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
 }
 
 /// The system's wall clock ([`SystemTime::now`]).
@@ -92,11 +98,19 @@ impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn sleep(&self, duration: Duration) {
+        self.advance(duration);
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for &C {
     fn now(&self) -> SystemTime {
         (**self).now()
+    }
+
+    fn sleep(&self, duration: Duration) {
+        (**self).sleep(duration);
     }
 }
 

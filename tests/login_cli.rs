@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use support::token_server::{Config, Failure, TokenServer};
+use support::token_server::{Config, DevicePoll, Failure, TokenServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tokenvault");
 const CLIENT_SECRET: &str = "secret-1";
@@ -402,4 +402,73 @@ fn logout_removes_locally_then_revokes() {
     assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
     let out = env.run(&["get", "alice", "api"], &[]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+}
+
+#[test]
+fn device_login_shows_the_code_polls_and_stores_the_grant() {
+    let server = TokenServer::start(Config::public("cli-app"));
+    let env = Env::new();
+    let (url, device) = (server.url(), server.device_url());
+    let out = env.run(
+        &[
+            "provider",
+            "add",
+            "alice",
+            "gh",
+            "--token-endpoint",
+            &url,
+            "--device-endpoint",
+            &device,
+            "--client-id",
+            "cli-app",
+            "--scope",
+            "repo",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Pending once, then approved: no terminal needed, the code on standard error.
+    server.script_device(&[DevicePoll::Pending, DevicePoll::Approve]);
+    let out = env.run(
+        &["--json", "login", "alice", "--provider", "gh", "--device"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("/activate") && said.contains("WDJB-"),
+        "{said}"
+    );
+    assert_eq!(server.device_polls(), 2);
+    let login: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(login["grant"], "device_code");
+    assert_eq!(login["key"], "gh");
+    let issued = server.issued_access_tokens();
+    let refresh = server.issued_refresh_tokens();
+    assert_no_secret(&out, &[issued[0].as_str(), refresh[0].as_str()]);
+    let request = server.requests()[0].clone();
+    assert_eq!(request.field("scope"), Some("repo"));
+
+    // The stored grant serves `token`, and is refreshed through the provider when due.
+    let out = env.run(&["token", "alice", "gh"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{}\n", issued[0]));
+
+    // A denial is "log in again".
+    server.script_device(&[DevicePoll::Deny]);
+    let out = env.run(
+        &[
+            "login",
+            "alice",
+            "--provider",
+            "gh",
+            "--device",
+            "--key",
+            "other",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    assert!(stderr(&out).contains("denied"), "{}", stderr(&out));
 }

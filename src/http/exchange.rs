@@ -196,7 +196,7 @@ pub(super) fn failure(
 
 /// Reads an answer into a wiped buffer, refusing more than [`MAX_RESPONSE_LEN`] bytes.
 /// The buffer grows by copying into a new wiped buffer, never by reallocating in place.
-fn read_body(body: ureq::Body) -> Result<Zeroizing<Vec<u8>>, RefreshError> {
+pub(super) fn read_body(body: ureq::Body) -> Result<Zeroizing<Vec<u8>>, RefreshError> {
     let too_large = || {
         RefreshError::rejected(format!(
             "the answer is larger than {MAX_RESPONSE_LEN} bytes"

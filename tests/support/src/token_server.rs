@@ -44,6 +44,9 @@
 //! released; their connections get no answer).
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+mod login;
+
+pub use self::login::DevicePoll;
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -214,6 +217,37 @@ impl TokenServer {
             addr,
             acceptor: Some(acceptor),
         }
+    }
+
+    /// The device authorization endpoint (RFC 8628): `http://127.0.0.1:PORT/device`.
+    pub fn device_url(&self) -> String {
+        format!("http://{}/device", self.addr)
+    }
+
+    /// What the next device authorization's polls get, in order (after the script, every
+    /// poll approves). The default is one approval.
+    pub fn script_device(&self, polls: &[DevicePoll]) {
+        self.state().logins.next_script = polls.to_vec();
+    }
+
+    /// The `interval` (seconds) of device authorization answers (default 1).
+    pub fn set_device_interval(&self, seconds: u64) {
+        self.state().logins.interval = seconds;
+    }
+
+    /// The `expires_in` (seconds) of device authorization answers (default 600).
+    pub fn set_device_expires_in(&self, seconds: u64) {
+        self.state().logins.expires_in = seconds;
+    }
+
+    /// How many device-code polls the token endpoint received.
+    pub fn device_polls(&self) -> usize {
+        self.state().logins.polls
+    }
+
+    /// How many device authorizations were started.
+    pub fn device_authorizations(&self) -> usize {
+        self.state().logins.started
     }
 
     /// The token endpoint: `http://127.0.0.1:PORT/token`.
@@ -492,6 +526,7 @@ struct State {
     issued_refresh: Vec<String>,
     revocations: Vec<String>,
     next_id: u64,
+    logins: login::Logins,
 }
 
 impl State {
@@ -517,6 +552,7 @@ impl State {
             issued_refresh: Vec::new(),
             revocations: Vec::new(),
             next_id: 0,
+            logins: login::Logins::default(),
         }
     }
 
@@ -596,7 +632,10 @@ fn serve(stream: TcpStream, shared: &Shared) {
             return;
         }
     };
-    match plan(shared, request) {
+    let local = stream
+        .local_addr()
+        .map_or_else(|_| "127.0.0.1".to_owned(), |a| a.to_string());
+    match plan(shared, request, &local) {
         Some(Plan::Answer(answer)) => write_answer(stream, &answer),
         Some(Plan::Slow(answer, delay)) => {
             let until = Instant::now() + delay;
@@ -686,7 +725,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Option<RawRequest>,
 }
 
 /// Counts the request, waits while paused, and decides the answer.
-fn plan(shared: &Shared, raw: RawRequest) -> Option<Plan> {
+fn plan(shared: &Shared, raw: RawRequest, local_addr: &str) -> Option<Plan> {
     let mut s = shared.state();
     s.request_count += 1;
     let form = parse_form(&raw.body);
@@ -852,6 +891,14 @@ fn plan(shared: &Shared, raw: RawRequest) -> Option<Plan> {
                 }
             }
         }
+    } else if raw.path == "/device" {
+        match client_check(&s.config, &seen, auth_conflict) {
+            Err(answer) => answer,
+            Ok(()) => {
+                let base = format!("http://{local_addr}");
+                login::device_authorization(&mut s, &base)
+            }
+        }
     } else if raw.path != "/token" {
         Answer::json(404, &serde_json::json!({ "message": "not found" }))
     } else {
@@ -860,6 +907,9 @@ fn plan(shared: &Shared, raw: RawRequest) -> Option<Plan> {
             Ok(()) => match grant.as_deref() {
                 Some("refresh_token") => refresh(&mut s, presented.as_deref()),
                 Some("client_credentials") => client_credentials(&mut s, field("scope")),
+                Some("urn:ietf:params:oauth:grant-type:device_code") => {
+                    login::device_poll(&mut s, field("device_code").as_deref())
+                }
                 Some(_) => Answer::oauth_error(400, "unsupported_grant_type", None),
                 None => Answer::oauth_error(400, "invalid_request", Some("grant_type is missing")),
             },

@@ -3,6 +3,7 @@
 use clap::Args;
 use serde::Serialize;
 use tokenvault::oauth::{Authorizer, GrantType, Providers};
+use tokenvault::store::TokenStore as _;
 
 use crate::cli::Global;
 use crate::commands::token::token_failure;
@@ -14,14 +15,21 @@ use crate::when;
 
 /// `tokenvault login`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("flow").required(true).args(["device", "client_credentials"])))]
 #[command(
     long_about = "Log in with the provider NAME of NAMESPACE and store the token it gives \
                   under KEY (the provider's name unless --key says), bound to the provider, \
                   so that `tokenvault token` refreshes it there. Nothing is written anywhere \
                   but the vault.\n\n\
+                  --device: the device authorization grant (RFC 8628), for a user: the URL to \
+                  open and the code to enter there are printed on standard error, and the \
+                  command polls the provider (at the interval it asks for, slower when it says \
+                  slow_down) until the user approves, denies (exit code 8) or the code expires \
+                  (exit code 8). No terminal is needed.\n\n\
                   --client-credentials: the client's own token (the client-credentials grant, \
                   RFC 6749 section 4.4), for a service; it is minted again when it expires.",
-    after_help = "Example:\n  \
+    after_help = "Examples:\n  \
+                  tokenvault login alice --provider github --device\n  \
                   tokenvault login svc --provider idp --client-credentials --scope reports:read"
 )]
 pub(crate) struct LoginArgs {
@@ -33,8 +41,12 @@ pub(crate) struct LoginArgs {
     /// The key to store the token under [default: the provider's name]
     #[arg(long, value_name = "KEY")]
     key: Option<String>,
+    /// The device authorization grant (RFC 8628): shows a URL and a code to enter there
+    /// from any browser, and waits for the approval
+    #[arg(long, group = "flow")]
+    device: bool,
     /// The client-credentials grant: the client's own token
-    #[arg(long, required = true)]
+    #[arg(long, group = "flow")]
     client_credentials: bool,
     /// A scope to ask for instead of the provider's default scopes (repeat for several)
     #[arg(long = "scope", value_name = "SCOPE")]
@@ -60,6 +72,11 @@ pub(crate) fn run(global: &Global, args: &LoginArgs) -> Outcome {
     let result = login(&vault, args, key);
     close(vault)?;
     let token = result?;
+    let grant = if args.device {
+        "device_code"
+    } else {
+        "client_credentials"
+    };
     let scopes: Vec<&str> = token.scopes().iter().map(String::as_str).collect();
     if global.json {
         return output::json(
@@ -67,7 +84,7 @@ pub(crate) fn run(global: &Global, args: &LoginArgs) -> Outcome {
                 namespace: &args.namespace,
                 key,
                 provider: &args.provider,
-                grant: "client_credentials",
+                grant,
                 expires_at: token.expires_at().map(when::rfc3339),
                 scopes,
             },
@@ -100,6 +117,9 @@ fn login(vault: &tokenvault::Vault, args: &LoginArgs, key: &str) -> Outcome<toke
         )
         .hint("add one: tokenvault provider add NAMESPACE NAME --token-endpoint URL --client-id ID")
     })?;
+    if args.device {
+        return device_login(&ns, &providers, &provider, args, key);
+    }
     if provider.client_auth().is_none() {
         return Err(Failure::usage(format!(
             "provider {} has no client secret: the client-credentials grant needs a \
@@ -119,4 +139,64 @@ fn login(vault: &tokenvault::Vault, args: &LoginArgs, key: &str) -> Outcome<toke
     providers.bind(key, &args.provider, GrantType::ClientCredentials)?;
     let authorizer = Authorizer::builder(&ns, key, refresher).build()?;
     authorizer.token().map_err(token_failure)
+}
+
+/// The device authorization grant: show the URL and code, poll, store the answer under `key`
+/// bound to the provider.
+fn device_login(
+    ns: &tokenvault::Namespace,
+    providers: &Providers,
+    provider: &tokenvault::oauth::Provider,
+    args: &LoginArgs,
+    key: &str,
+) -> Outcome<tokenvault::Token> {
+    let url = provider.device_authorization_url().ok_or_else(|| {
+        Failure::usage(format!(
+            "provider {} has no device authorization endpoint",
+            output::quoted(&args.provider)
+        ))
+        .hint("add it: tokenvault provider add NAMESPACE NAME ... --device-endpoint URL")
+    })?;
+    let mut refresher = provider
+        .refresher(GrantType::RefreshToken)
+        .map_err(|e| Failure::other(e.to_string()))?;
+    let scopes: Vec<String> = if args.scopes.is_empty() {
+        provider.scope_list().to_vec()
+    } else {
+        args.scopes.clone()
+    };
+    refresher = refresher.scopes(scopes);
+    let mut authorization = refresher.device_authorization(url).map_err(login_failure)?;
+    let mut shown = format!(
+        "To log in, open {} and enter the code {}",
+        output::escaped(authorization.verification_uri()),
+        output::escaped(authorization.user_code())
+    );
+    if let Some(complete) = authorization.verification_uri_complete() {
+        shown.push_str(&format!(" (or open {})", output::escaped(complete)));
+    }
+    output::note(&shown);
+    output::note("Waiting for the approval...");
+    let response = refresher
+        .poll_device(&mut authorization)
+        .map_err(login_failure)?;
+    ns.store_response_as(key, &response)?;
+    providers.bind(key, &args.provider, GrantType::RefreshToken)?;
+    ns.get::<tokenvault::Token>(key)?
+        .ok_or_else(|| Failure::other("the token stored by the login is gone"))
+}
+
+/// A login flow's failure: a denial or an expired code means "log in again" (8), a
+/// transient failure "temporarily unavailable" (9).
+fn login_failure(error: tokenvault::oauth::RefreshError) -> Failure {
+    use tokenvault::oauth::RefreshErrorKind;
+    match (error.oauth_error(), error.kind()) {
+        (Some("access_denied" | "expired_token"), _) => {
+            Failure::new(Exit::Reauthenticate, error.to_string())
+                .hint("run the login again, and approve it in the browser in time")
+        }
+        (_, RefreshErrorKind::Transient) => Failure::new(Exit::Unavailable, error.to_string())
+            .hint("the provider is temporarily unavailable: retry later"),
+        _ => Failure::other(error.to_string()),
+    }
 }
