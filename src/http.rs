@@ -2,6 +2,7 @@
 //! OAuth 2.0 token endpoint (RFC 6749 sections 4.4 and 6), and token revocation (RFC 7009),
 //! on the blocking `ureq` client with rustls.
 
+mod browser;
 mod device;
 mod exchange;
 mod form;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use self::browser::BrowserLogin;
 pub use self::device::DeviceAuthorization;
 use self::exchange::failure;
 pub(crate) use self::transport::check_url;

@@ -36,7 +36,7 @@ pub use crate::authorizer::{
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use crate::http::{ClientAuth, DeviceAuthorization, GrantType, HttpRefresher};
+pub use crate::http::{BrowserLogin, ClientAuth, DeviceAuthorization, GrantType, HttpRefresher};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use crate::provider::{Provider, Providers};

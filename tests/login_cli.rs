@@ -472,3 +472,166 @@ fn device_login_shows_the_code_polls_and_stores_the_grant() {
     assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
     assert!(stderr(&out).contains("denied"), "{}", stderr(&out));
 }
+
+/// A plain HTTP GET of an absolute `http://host:port/path` URL: the status and `Location`.
+fn http_get(url: &str) -> (u16, Option<String>) {
+    use std::io::Read as _;
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let location = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: ").map(str::to_owned));
+    (status, location)
+}
+
+/// Runs `login --browser --no-browser`, reads the URL it prints, and plays the browser
+/// (the redirect's `state` replaced when `forge`). Returns the command's output.
+///
+/// With `browser_argv`, the command starts a "browser" (`$BROWSER`, a script that records
+/// its argument list in that file) and the URL is taken from there: what any process could
+/// see with `ps`.
+fn browser_login(
+    env: &Env,
+    key: &str,
+    forge: bool,
+    browser_argv: Option<&Path>,
+) -> (Output, String) {
+    use std::io::BufRead as _;
+    let mut args = vec![
+        "login",
+        "alice",
+        "--provider",
+        "web",
+        "--browser",
+        "--key",
+        key,
+        "--wait",
+        "20",
+        "--key-file",
+        env.key_str(),
+    ];
+    let script = env.dir.path().join("browser.sh");
+    let script_path = script.to_str().unwrap().to_owned();
+    let mut envs = Vec::new();
+    match browser_argv {
+        Some(file) => {
+            let text = format!("#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\n", file.display());
+            std::fs::write(&script, text).unwrap();
+            std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .unwrap();
+            envs.push(("BROWSER", script_path.as_str()));
+        }
+        None => args.push("--no-browser"),
+    }
+    let mut child = env.command(&args, &envs).spawn().unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    let mut url = loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "no URL printed: {said}"
+        );
+        said.push_str(&line);
+        if let Some(at) = line.find("http://") {
+            break line[at..].trim().to_owned();
+        }
+    };
+    if let Some(file) = browser_argv {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let argv = std::fs::read_to_string(file).unwrap_or_default();
+            if let Some(line) = argv.lines().next() {
+                url = line.to_owned();
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the browser was not started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let (status, location) = http_get(&url);
+    assert_eq!(status, 302);
+    let mut location = location.unwrap();
+    if forge {
+        let at = location.find("state=").unwrap() + 6;
+        location = format!("{}forged", &location[..at]);
+    }
+    http_get(&location);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    said.push_str(&rest);
+    let out = child.wait_with_output().unwrap();
+    (out, said)
+}
+
+#[test]
+fn browser_login_with_pkce_and_a_loopback_redirect() {
+    let server = TokenServer::start(Config::public("cli-app"));
+    let env = Env::new();
+    let (url, authorize) = (server.url(), server.authorize_url());
+    let out = env.run(
+        &[
+            "provider",
+            "add",
+            "alice",
+            "web",
+            "--token-endpoint",
+            &url,
+            "--authorization-endpoint",
+            &authorize,
+            "--client-id",
+            "cli-app",
+            "--scope",
+            "openid",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let argv = env.dir.path().join("browser-argv.txt");
+    let (out, said) = browser_login(&env, "web", false, Some(&argv));
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("A browser was started"), "{said}");
+    let argv = std::fs::read_to_string(&argv).unwrap();
+    assert!(said.contains("code_challenge_method=S256"), "{said}");
+    let exchange = server.last_request().unwrap();
+    assert_eq!(exchange.grant_type.as_deref(), Some("authorization_code"));
+    let code = exchange.field("code").unwrap().to_owned();
+    let verifier = exchange.field("code_verifier").unwrap().to_owned();
+    let issued = server.issued_access_tokens();
+    for secret in [code.as_str(), verifier.as_str(), issued[0].as_str()] {
+        assert!(!said.contains(secret) && !stdout(&out).contains(secret));
+        assert!(
+            !argv.contains(secret),
+            "the browser's argument list shows a secret"
+        );
+    }
+    let out = env.run(&["token", "alice", "web"], &[]);
+    assert_eq!(stdout(&out), format!("{}\n", issued[0]));
+
+    // A forged redirect (another state) is refused; nothing is stored.
+    let (out, said) = browser_login(&env, "forged", true, None);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("state"), "{said}");
+    let out = env.run(&["get", "alice", "forged"], &[]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+}

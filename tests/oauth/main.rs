@@ -11,6 +11,7 @@ mod authorizer;
 mod authorizer_async;
 mod authorizer_http;
 mod authorizer_owed;
+mod browser;
 mod device;
 mod guest_user;
 mod http_refresher;

@@ -240,6 +240,29 @@ impl TokenServer {
         self.state().logins.expires_in = seconds;
     }
 
+    /// The authorization endpoint (authorization code grant with PKCE):
+    /// `http://127.0.0.1:PORT/authorize`. A `GET` there redirects (302) to the request's
+    /// loopback `redirect_uri` with a code and the `state`.
+    pub fn authorize_url(&self) -> String {
+        format!("http://{}/authorize", self.addr)
+    }
+
+    /// Makes the next authorization request end in `error=access_denied`.
+    pub fn deny_next_authorization(&self) {
+        self.state().logins.deny_next = true;
+    }
+
+    /// Stores the next authorization request's PKCE challenge altered, so that the
+    /// client's verifier does not match it at the token endpoint.
+    pub fn corrupt_next_challenge(&self) {
+        self.state().logins.corrupt_next_challenge = true;
+    }
+
+    /// How many authorization requests were received.
+    pub fn authorize_requests(&self) -> usize {
+        self.state().logins.authorize_requests
+    }
+
     /// How many device-code polls the token endpoint received.
     pub fn device_polls(&self) -> usize {
         self.state().logins.polls
@@ -876,7 +899,10 @@ fn plan(shared: &Shared, raw: RawRequest, local_addr: &str) -> Option<Plan> {
         Some(f @ (Failure::Slow(_) | Failure::LostResponse)) => Some(f),
     };
 
-    let answer = if raw.method != "POST" {
+    let answer = if raw.method == "GET" && raw.path.split('?').next() == Some("/authorize") {
+        let query = raw.path.split_once('?').map_or("", |(_, q)| q);
+        login::authorize(&mut s, query)
+    } else if raw.method != "POST" {
         Answer::oauth_error(405, "invalid_request", Some("use POST"))
     } else if raw.path == "/revoke" {
         match client_check(&s.config, &seen, auth_conflict) {
@@ -907,6 +933,13 @@ fn plan(shared: &Shared, raw: RawRequest, local_addr: &str) -> Option<Plan> {
             Ok(()) => match grant.as_deref() {
                 Some("refresh_token") => refresh(&mut s, presented.as_deref()),
                 Some("client_credentials") => client_credentials(&mut s, field("scope")),
+                Some("authorization_code") => login::authorization_code(
+                    &mut s,
+                    field("code").as_deref(),
+                    field("redirect_uri").as_deref(),
+                    field("code_verifier").as_deref(),
+                    seen.client_id.as_deref(),
+                ),
                 Some("urn:ietf:params:oauth:grant-type:device_code") => {
                     login::device_poll(&mut s, field("device_code").as_deref())
                 }

@@ -15,7 +15,7 @@ use crate::when;
 
 /// `tokenvault login`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("flow").required(true).args(["device", "client_credentials"])))]
+#[command(group(clap::ArgGroup::new("flow").required(true).args(["device", "browser", "client_credentials"])))]
 #[command(
     long_about = "Log in with the provider NAME of NAMESPACE and store the token it gives \
                   under KEY (the provider's name unless --key says), bound to the provider, \
@@ -26,10 +26,17 @@ use crate::when;
                   command polls the provider (at the interval it asks for, slower when it says \
                   slow_down) until the user approves, denies (exit code 8) or the code expires \
                   (exit code 8). No terminal is needed.\n\n\
+                  --browser: the authorization code grant with PKCE (S256) and a loopback \
+                  redirect (RFC 8252): a listener on 127.0.0.1 with a port the system picks \
+                  serves one redirect, checks its state, and the code is exchanged with the \
+                  PKCE verifier. The browser is started when one is available ($BROWSER, \
+                  xdg-open with a display, open on macOS); the URL is printed on standard \
+                  error in any case.\n\n\
                   --client-credentials: the client's own token (the client-credentials grant, \
                   RFC 6749 section 4.4), for a service; it is minted again when it expires.",
     after_help = "Examples:\n  \
                   tokenvault login alice --provider github --device\n  \
+                  tokenvault login alice --provider google --browser\n  \
                   tokenvault login svc --provider idp --client-credentials --scope reports:read"
 )]
 pub(crate) struct LoginArgs {
@@ -45,6 +52,17 @@ pub(crate) struct LoginArgs {
     /// from any browser, and waits for the approval
     #[arg(long, group = "flow")]
     device: bool,
+    /// The authorization code grant with PKCE: opens the provider's login page in a browser
+    /// (or prints its URL) and receives the redirect on 127.0.0.1
+    #[arg(long, group = "flow")]
+    browser: bool,
+    /// With --browser: only print the URL, never start a browser
+    #[arg(long, requires = "browser")]
+    no_browser: bool,
+    /// With --browser: how long to wait for the browser's redirect
+    #[arg(long, value_name = "SECONDS", requires = "browser", default_value = "300",
+          value_parser = crate::when::parse_seconds)]
+    wait: std::time::Duration,
     /// The client-credentials grant: the client's own token
     #[arg(long, group = "flow")]
     client_credentials: bool,
@@ -74,6 +92,8 @@ pub(crate) fn run(global: &Global, args: &LoginArgs) -> Outcome {
     let token = result?;
     let grant = if args.device {
         "device_code"
+    } else if args.browser {
+        "authorization_code"
     } else {
         "client_credentials"
     };
@@ -119,6 +139,9 @@ fn login(vault: &tokenvault::Vault, args: &LoginArgs, key: &str) -> Outcome<toke
     })?;
     if args.device {
         return device_login(&ns, &providers, &provider, args, key);
+    }
+    if args.browser {
+        return browser_login(&ns, &providers, &provider, args, key);
     }
     if provider.client_auth().is_none() {
         return Err(Failure::usage(format!(
@@ -184,6 +207,76 @@ fn device_login(
     providers.bind(key, &args.provider, GrantType::RefreshToken)?;
     ns.get::<tokenvault::Token>(key)?
         .ok_or_else(|| Failure::other("the token stored by the login is gone"))
+}
+
+/// The authorization code grant with PKCE: open (or print) the URL, serve the redirect,
+/// exchange the code, store the answer under `key` bound to the provider.
+fn browser_login(
+    ns: &tokenvault::Namespace,
+    providers: &Providers,
+    provider: &tokenvault::oauth::Provider,
+    args: &LoginArgs,
+    key: &str,
+) -> Outcome<tokenvault::Token> {
+    let url = provider.authorization_url().ok_or_else(|| {
+        Failure::usage(format!(
+            "provider {} has no authorization endpoint",
+            output::quoted(&args.provider)
+        ))
+        .hint("add it: tokenvault provider add NAMESPACE NAME ... --authorization-endpoint URL")
+    })?;
+    let scopes: Vec<String> = if args.scopes.is_empty() {
+        provider.scope_list().to_vec()
+    } else {
+        args.scopes.clone()
+    };
+    let refresher = provider
+        .refresher(GrantType::RefreshToken)
+        .map_err(|e| Failure::other(e.to_string()))?
+        .scopes(scopes);
+    let login = refresher.browser_login(url).map_err(login_failure)?;
+    let opened = !args.no_browser && open_browser(login.authorization_url());
+    output::note(&format!(
+        "{} {}",
+        if opened {
+            "A browser was started; if it did not open, open this URL:"
+        } else {
+            "Open this URL in a browser to log in:"
+        },
+        output::escaped(login.authorization_url())
+    ));
+    output::note("Waiting for the redirect to 127.0.0.1...");
+    let response = login.finish(&refresher, args.wait).map_err(login_failure)?;
+    ns.store_response_as(key, &response)?;
+    providers.bind(key, &args.provider, GrantType::RefreshToken)?;
+    ns.get::<tokenvault::Token>(key)?
+        .ok_or_else(|| Failure::other("the token stored by the login is gone"))
+}
+
+/// Starts a browser on `url` if one is available: `$BROWSER`, else `open` on macOS, else
+/// `xdg-open` when there is a display. The URL holds no secret (the state and the PKCE
+/// challenge, not the verifier).
+fn open_browser(url: &str) -> bool {
+    use std::process::{Command, Stdio};
+    let program = if let Some(browser) = std::env::var_os("BROWSER").filter(|b| !b.is_empty()) {
+        Some(browser)
+    } else if cfg!(target_os = "macos") {
+        Some("open".into())
+    } else if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
+    {
+        Some("xdg-open".into())
+    } else {
+        None
+    };
+    program.is_some_and(|program| {
+        Command::new(program)
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .is_ok()
+    })
 }
 
 /// A login flow's failure: a denial or an expired code means "log in again" (8), a
