@@ -635,3 +635,136 @@ fn browser_login_with_pkce_and_a_loopback_redirect() {
     let out = env.run(&["get", "alice", "forged"], &[]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
 }
+
+#[test]
+fn imported_tokens_are_bound_with_provider() {
+    let server = TokenServer::start(Config::default());
+    let env = Env::new();
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/peer-token-files/sharetribe-file-store-token.json"
+    );
+    let import = [
+        "import",
+        file,
+        "--format",
+        "sharetribe",
+        "--namespace",
+        "mk",
+        "--key",
+        "integration",
+        "--provider",
+        "idp",
+    ];
+    // No provider "idp" in "mk" yet: refused before anything is written.
+    let out = env.run(&import, &[]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let out = env.run(&["ls", "mk"], &[]);
+    assert_eq!(stdout(&out).trim(), "", "{}", stdout(&out));
+
+    env.add_provider(&server, "mk", "idp");
+    let out = env.run(&import, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Bound: `token` serves it (a token bound to no provider is exit code 5).
+    let out = env.run(&["token", "mk", "integration"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).trim().is_empty());
+    let out = env.run(
+        &["put", "mk", "unbound", "--access-token-env", "AT"],
+        &[("AT", "at")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&["token", "mk", "unbound"], &[]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+}
+
+/// The same on PostgreSQL: 16 processes open the one vault at once (no directory lock to
+/// queue on), and the authorizer's lease in the database lets one of them refresh.
+#[test]
+fn sixteen_parallel_token_processes_refresh_once_on_postgres() {
+    let Some(url) = support::postgres_test_url() else {
+        return;
+    };
+    let server = TokenServer::start(Config::default());
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("vault.key");
+    write_private(&key, &[6u8; 32]);
+    let vault = format!("{url}&vault={}", support::unique_name("token-herd"));
+    let cli = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--vault")
+            .arg(&vault)
+            .args(args)
+            .arg("--key-file")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("TOKENVAULT_KEY_FILE")
+            .env_remove("TOKENVAULT_PASSPHRASE_FILE");
+        for (name, value) in envs {
+            cmd.env(name, value);
+        }
+        cmd
+    };
+    let ok = |mut cmd: Command| {
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        out
+    };
+    ok(cli(&["init"], &[]));
+    let (token_url, revoke) = (server.url(), server.revocation_url());
+    ok(cli(
+        &[
+            "provider",
+            "add",
+            "alice",
+            "idp",
+            "--token-endpoint",
+            &token_url,
+            "--revocation-endpoint",
+            &revoke,
+            "--client-id",
+            "client-1",
+            "--client-auth",
+            "basic",
+            "--client-secret-env",
+            "IDP_SECRET",
+        ],
+        &[("IDP_SECRET", CLIENT_SECRET)],
+    ));
+    server.seed_refresh_token("rt-pg-0");
+    ok(cli(
+        &[
+            "put",
+            "alice",
+            "api",
+            "--access-token-env",
+            "AT",
+            "--refresh-token-env",
+            "RT",
+            "--expires-at",
+            "2020-01-01T00:00:00Z",
+            "--provider",
+            "idp",
+        ],
+        &[("AT", "expired"), ("RT", "rt-pg-0")],
+    ));
+
+    let children: Vec<_> = (0..16)
+        .map(|_| cli(&["token", "alice", "api"], &[]).spawn().unwrap())
+        .collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for out in &outputs {
+        assert!(out.status.success(), "{}", stderr(out));
+    }
+    assert_eq!(server.refresh_count(), 1);
+    server.assert_no_reuse();
+    let issued = server.issued_access_tokens();
+    for out in &outputs {
+        assert_eq!(stdout(out), format!("{}\n", issued[0]));
+    }
+}

@@ -57,6 +57,10 @@ pub(crate) struct ImportArgs {
     /// Unlink the file once its records are stored and read back (not a secure erase)
     #[arg(long, conflicts_with = "dry_run")]
     remove_source: bool,
+    /// Bind the imported tokens to this provider (it must exist in every namespace the file
+    /// writes to), so that `tokenvault token` refreshes them there
+    #[arg(long, value_name = "NAME", conflicts_with = "dry_run")]
+    provider: Option<String>,
     #[command(flatten)]
     open: OpenArgs,
 }
@@ -142,6 +146,32 @@ pub(crate) fn run(global: &Global, args: &ImportArgs) -> Outcome {
         .overwrite(args.overwrite)
         .remove_source(args.remove_source);
     let vault = global.open(&args.open)?;
+    if let Some(name) = &args.provider {
+        // A dry run says which namespaces the import writes to: each needs the provider,
+        // checked before anything is written.
+        let planned = import.clone().dry_run(true).run(&vault);
+        let missing = match planned {
+            Ok(report) => first_without_provider(&vault, &report, name)?,
+            Err(e) => {
+                close(vault)?;
+                return Err(e.into());
+            }
+        };
+        if let Some(namespace) = missing {
+            close(vault)?;
+            return Err(Failure::new(
+                Exit::NotFound,
+                format!(
+                    "no provider {} in namespace {}, where the file's tokens go",
+                    output::quoted(name),
+                    output::quoted(&namespace)
+                ),
+            )
+            .hint(
+                "add it first: tokenvault provider add NAMESPACE NAME --token-endpoint URL ...",
+            ));
+        }
+    }
     let bar = Bar::spinner(
         global,
         &format!(
@@ -151,6 +181,15 @@ pub(crate) fn run(global: &Global, args: &ImportArgs) -> Outcome {
     );
     let report = import.run(&vault);
     bar.finish();
+    if let (Ok(report), Some(name)) = (&report, &args.provider) {
+        for record in &report.imported {
+            tokenvault::oauth::Providers::new(&vault.namespace(&record.namespace)?).bind(
+                &record.key,
+                name,
+                tokenvault::oauth::GrantType::RefreshToken,
+            )?;
+        }
+    }
     close(vault)?;
     let report = report?;
     if global.json {
@@ -230,4 +269,24 @@ fn report_json(report: &ImportReport) -> ReportJson<'_> {
             .collect(),
         erasure_notice: any_removal.then_some(ImportReport::ERASURE_NOTICE),
     }
+}
+
+/// The first namespace `report` writes to that has no provider `name`.
+fn first_without_provider(
+    vault: &tokenvault::Vault,
+    report: &ImportReport,
+    name: &str,
+) -> Outcome<Option<String>> {
+    let mut checked: Vec<&str> = Vec::new();
+    for record in &report.imported {
+        if checked.contains(&record.namespace.as_str()) {
+            continue;
+        }
+        let ns = vault.namespace(&record.namespace)?;
+        if tokenvault::oauth::Providers::new(&ns).get(name)?.is_none() {
+            return Ok(Some(record.namespace.clone()));
+        }
+        checked.push(&record.namespace);
+    }
+    Ok(None)
 }
