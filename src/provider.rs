@@ -368,6 +368,24 @@ impl Providers {
 
     /// The provider `name`, if there is one.
     ///
+    /// ```
+    /// use tokenvault::oauth::{GrantType, Provider, Providers};
+    /// use tokenvault::{KeySource, Token, Vault};
+    /// use tokenvault::secrecy::SecretBox;
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let vault = Vault::create(dir.path().join("v"), &KeySource::raw_key(SecretBox::new(Box::new([1; 32]))))?;
+    /// let providers = Providers::new(&vault.namespace("alice")?);
+    /// providers.put("idp", &Provider::new("https://idp.example.org/token", "cli")?)?;
+    /// assert_eq!(providers.get("idp")?.unwrap().client_id(), "cli");
+    /// providers.bind("api", "idp", GrantType::RefreshToken)?;
+    /// providers.unbind("api")?;
+    /// assert_eq!(providers.bound("api")?, None);
+    /// assert!(providers.remove("idp")?);
+    /// assert!(providers.get("idp")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Provider`] if its stored settings are unusable; storage errors.
     pub fn get(&self, name: &str) -> Result<Option<Provider>> {

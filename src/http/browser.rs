@@ -69,6 +69,22 @@ impl HttpRefresher {
     /// `http://127.0.0.1:PORT/callback`, the refresher's scopes, a random `state` and the
     /// S256 challenge of a random 43-character verifier.
     ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tokenvault::oauth::{GrantType, Provider};
+    /// use tokenvault::store::TokenStore as _;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let vault: tokenvault::Vault = unimplemented!();
+    /// let provider = Provider::new("https://oauth2.googleapis.com/token", "1234.apps.googleusercontent.com")?
+    ///     .authorization_endpoint("https://accounts.google.com/o/oauth2/v2/auth")?;
+    /// let refresher = provider.refresher(GrantType::RefreshToken)?.scopes(["openid", "email"]);
+    /// let login = refresher.browser_login("https://accounts.google.com/o/oauth2/v2/auth")?;
+    /// eprintln!("Open {}", login.authorization_url()); // or start a browser on it
+    /// let response = login.finish(&refresher, Duration::from_secs(300))?;
+    /// vault.namespace("alice")?.store_response_as("google", &response)?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// `Rejected` for an authorization URL that is not `https` (or loopback `http`);
     /// `Transient` if no loopback port can be bound.

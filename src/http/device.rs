@@ -107,6 +107,22 @@ impl HttpRefresher {
     /// (and its authentication, for a confidential client) and the refresher's scopes, and
     /// returns what the user must see.
     ///
+    /// ```no_run
+    /// use tokenvault::oauth::{GrantType, Provider};
+    /// use tokenvault::store::TokenStore as _;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let vault: tokenvault::Vault = unimplemented!();
+    /// let provider = Provider::new("https://github.com/login/oauth/access_token", "Iv1.abc")?
+    ///     .device_authorization_endpoint("https://github.com/login/device/code")?
+    ///     .scopes(["repo"]);
+    /// let refresher = provider.refresher(GrantType::RefreshToken)?.scopes(["repo"]);
+    /// let mut login = refresher.device_authorization("https://github.com/login/device/code")?;
+    /// eprintln!("Open {} and enter {}", login.verification_uri(), login.user_code());
+    /// let response = refresher.poll_device(&mut login)?; // waits for the approval
+    /// vault.namespace("alice")?.store_response_as("github", &response)?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// As a refresh: [`RefreshErrorKind::Transient`](crate::oauth::RefreshErrorKind) for a
     /// server or network failure, `Rejected` for a refusal or an answer that is not a device
