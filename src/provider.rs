@@ -7,15 +7,20 @@
 //! secret), and, for each token bound to it, the binding (`provider-of`, beside the token).
 
 use std::fmt;
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::authorizer::Authorizer;
 use crate::error::{Error, Result};
-use crate::http::{check_url, ClientAuth, GrantType, HttpRefresher};
+use crate::http::{check_url, ClientAuth, DeviceAuthorization, GrantType, HttpRefresher};
 use crate::namespace::{InternalKey, Namespace};
 use crate::refresh::RefreshError;
-use crate::token::Secret;
+use crate::response::TokenResponse;
+use crate::token::{Secret, Token};
+use crate::token_error::{Result as TokenResult, TokenError};
+use crate::token_store::TokenStore as _;
 
 /// The layer of a provider's settings.
 const SETTINGS: &str = "provider";
@@ -488,6 +493,122 @@ impl Providers {
         Ok(Some((name, grant)))
     }
 
+    /// Logs in with provider `name` by the device authorization grant (RFC 8628) and stores
+    /// the answer under `key`, bound to the provider: `show` gets the user code and
+    /// verification URI to show the user, then this polls until the user approves. `scopes`
+    /// replace the provider's default scopes when given. Nothing is written anywhere but the
+    /// vault.
+    ///
+    /// # Errors
+    /// [`TokenError::Refresh`] for the flow's failures (`access_denied`, `expired_token`,
+    /// a transient failure); [`Error::Provider`] for no such provider or one without a device
+    /// authorization endpoint; storage errors.
+    pub fn login_device(
+        &self,
+        key: &str,
+        name: &str,
+        scopes: Option<&[String]>,
+        show: impl FnOnce(&DeviceAuthorization),
+    ) -> TokenResult<Token> {
+        let (provider, refresher) = self.login_refresher(name, scopes, GrantType::RefreshToken)?;
+        let url = provider
+            .device_authorization_url()
+            .ok_or_else(|| missing_endpoint(name, "device authorization"))?;
+        let mut authorization = refresher.device_authorization(url)?;
+        show(&authorization);
+        let response = refresher.poll_device(&mut authorization)?;
+        self.store_login(key, name, &response, GrantType::RefreshToken)
+    }
+
+    /// Logs in with provider `name` by the authorization code grant with PKCE and a loopback
+    /// redirect, and stores the answer under `key`, bound to the provider: `open` gets the
+    /// URL to open in a browser (start one, or show it), then this waits at most `wait` for
+    /// the redirect.
+    ///
+    /// # Errors
+    /// As [`login_device`](Self::login_device); a forged redirect (`state` mismatch) is
+    /// refused as [`TokenError::Refresh`].
+    pub fn login_browser(
+        &self,
+        key: &str,
+        name: &str,
+        scopes: Option<&[String]>,
+        wait: Duration,
+        open: impl FnOnce(&str),
+    ) -> TokenResult<Token> {
+        let (provider, refresher) = self.login_refresher(name, scopes, GrantType::RefreshToken)?;
+        let url = provider
+            .authorization_url()
+            .ok_or_else(|| missing_endpoint(name, "authorization"))?;
+        let login = refresher.browser_login(url)?;
+        open(login.authorization_url());
+        let response = login.finish(&refresher, wait)?;
+        self.store_login(key, name, &response, GrantType::RefreshToken)
+    }
+
+    /// Gets the client's own token from provider `name` (the client-credentials grant) and
+    /// stores it under `key`, bound to the provider, which mints a new one when it expires.
+    ///
+    /// # Errors
+    /// [`Error::Provider`] for no such provider or one without a client secret; the grant's
+    /// failures as [`TokenError::Refresh`]; storage errors.
+    pub fn login_client_credentials(
+        &self,
+        key: &str,
+        name: &str,
+        scopes: Option<&[String]>,
+    ) -> TokenResult<Token> {
+        let (provider, refresher) =
+            self.login_refresher(name, scopes, GrantType::ClientCredentials)?;
+        if provider.client_auth().is_none() {
+            return Err(Error::Provider {
+                name: name.to_owned(),
+                reason: "it has no client secret: the client-credentials grant needs a \
+                         confidential client"
+                    .into(),
+            }
+            .into());
+        }
+        // A new login replaces what was stored: the old token goes, so that the authorizer
+        // mints a new one.
+        self.ns.remove(key)?;
+        self.bind(key, name, GrantType::ClientCredentials)?;
+        Authorizer::builder(&self.ns, key, refresher)
+            .build()?
+            .token()
+    }
+
+    /// The provider `name` and a refresher for `grant` with `scopes` (else its own).
+    fn login_refresher(
+        &self,
+        name: &str,
+        scopes: Option<&[String]>,
+        grant: GrantType,
+    ) -> TokenResult<(Provider, HttpRefresher)> {
+        let provider = self.get(name)?.ok_or_else(|| Error::Provider {
+            name: name.to_owned(),
+            reason: "there is no such provider in this namespace".into(),
+        })?;
+        let scopes = scopes.map_or_else(|| provider.scope_list().to_vec(), <[String]>::to_vec);
+        let refresher = provider.refresher(grant)?.scopes(scopes);
+        Ok((provider, refresher))
+    }
+
+    /// Stores a login's answer under `key` and binds it.
+    fn store_login(
+        &self,
+        key: &str,
+        name: &str,
+        response: &TokenResponse,
+        grant: GrantType,
+    ) -> TokenResult<Token> {
+        self.ns.store_response_as(key, response)?;
+        self.bind(key, name, grant)?;
+        self.ns.get::<Token>(key)?.ok_or_else(|| {
+            TokenError::Vault(Error::backend("the token stored by the login is gone"))
+        })
+    }
+
     /// Removes the token `key`'s binding (with the token, when logging out).
     ///
     /// # Errors
@@ -500,4 +621,13 @@ impl Providers {
             .map(drop)
             .map_err(|_| Error::backend("internal: an unconditional batch conflicted"))
     }
+}
+
+/// A provider without the endpoint a flow needs.
+fn missing_endpoint(name: &str, what: &str) -> TokenError {
+    Error::Provider {
+        name: name.to_owned(),
+        reason: format!("it has no {what} endpoint"),
+    }
+    .into()
 }

@@ -768,3 +768,87 @@ fn sixteen_parallel_token_processes_refresh_once_on_postgres() {
         assert_eq!(stdout(out), format!("{}\n", issued[0]));
     }
 }
+
+/// With a passphrase at the default Argon2id cost, each `token` holds the vault's directory
+/// lock for a key derivation: 16 of them take longer than the usual 2 s lock wait, which
+/// `token` raises to 30 s, so that none fails with "locked" (exit code 4).
+#[test]
+fn sixteen_parallel_token_processes_with_a_passphrase_queue_on_the_lock() {
+    let server = TokenServer::start(Config::default());
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("pass.txt");
+    write_private(&pass, b"a passphrase for sixteen processes");
+    let pass = pass.to_str().unwrap().to_owned();
+    let cli = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--vault")
+            .arg(dir.path().join("vault"))
+            .args(args)
+            .args(["--passphrase-file", pass.as_str()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("TOKENVAULT_KEY_FILE")
+            .env_remove("TOKENVAULT_PASSPHRASE_FILE")
+            .env_remove("TOKENVAULT_VAULT");
+        for (name, value) in envs {
+            cmd.env(name, value);
+        }
+        cmd
+    };
+    let ok = |mut cmd: Command| {
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    ok(cli(&["init"], &[]));
+    let token_url = server.url();
+    ok(cli(
+        &[
+            "provider",
+            "add",
+            "alice",
+            "idp",
+            "--token-endpoint",
+            &token_url,
+            "--client-id",
+            "client-1",
+            "--client-auth",
+            "post",
+            "--client-secret-env",
+            "IDP_SECRET",
+        ],
+        &[("IDP_SECRET", CLIENT_SECRET)],
+    ));
+    server.seed_refresh_token("rt-pass-0");
+    ok(cli(
+        &[
+            "put",
+            "alice",
+            "api",
+            "--access-token-env",
+            "AT",
+            "--refresh-token-env",
+            "RT",
+            "--expires-at",
+            "2020-01-01T00:00:00Z",
+            "--provider",
+            "idp",
+        ],
+        &[("AT", "expired"), ("RT", "rt-pass-0")],
+    ));
+    let children: Vec<_> = (0..16)
+        .map(|_| cli(&["token", "alice", "api"], &[]).spawn().unwrap())
+        .collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for out in &outputs {
+        assert!(out.status.success(), "{}", stderr(out));
+    }
+    assert_eq!(server.refresh_count(), 1);
+    let issued = server.issued_access_tokens();
+    for out in &outputs {
+        assert_eq!(stdout(out), format!("{}\n", issued[0]));
+    }
+}

@@ -2,8 +2,7 @@
 
 use clap::Args;
 use serde::Serialize;
-use tokenvault::oauth::{Authorizer, GrantType, Providers};
-use tokenvault::store::TokenStore as _;
+use tokenvault::oauth::Providers;
 
 use crate::cli::Global;
 use crate::commands::token::token_failure;
@@ -126,8 +125,8 @@ pub(crate) fn run(global: &Global, args: &LoginArgs) -> Outcome {
 fn login(vault: &tokenvault::Vault, args: &LoginArgs, key: &str) -> Outcome<tokenvault::Token> {
     let ns = vault.namespace(&args.namespace)?;
     let providers = Providers::new(&ns);
-    let provider = providers.get(&args.provider)?.ok_or_else(|| {
-        Failure::new(
+    if providers.get(&args.provider)?.is_none() {
+        return Err(Failure::new(
             Exit::NotFound,
             format!(
                 "no provider {} in namespace {}",
@@ -135,122 +134,42 @@ fn login(vault: &tokenvault::Vault, args: &LoginArgs, key: &str) -> Outcome<toke
                 output::quoted(&args.namespace)
             ),
         )
-        .hint("add one: tokenvault provider add NAMESPACE NAME --token-endpoint URL --client-id ID")
-    })?;
-    if args.device {
-        return device_login(&ns, &providers, &provider, args, key);
+        .hint(
+            "add one: tokenvault provider add NAMESPACE NAME --token-endpoint URL --client-id ID",
+        ));
     }
-    if args.browser {
-        return browser_login(&ns, &providers, &provider, args, key);
-    }
-    if provider.client_auth().is_none() {
-        return Err(Failure::usage(format!(
-            "provider {} has no client secret: the client-credentials grant needs a \
-             confidential client",
-            output::quoted(&args.provider)
-        )));
-    }
-    let mut refresher = provider
-        .refresher(GrantType::ClientCredentials)
-        .map_err(|e| Failure::other(e.to_string()))?;
-    if !args.scopes.is_empty() {
-        refresher = refresher.scopes(args.scopes.iter().cloned());
-    }
-    // A new login replaces what was stored: the old token goes first, so that the
-    // authorizer mints a new one.
-    ns.remove(key)?;
-    providers.bind(key, &args.provider, GrantType::ClientCredentials)?;
-    let authorizer = Authorizer::builder(&ns, key, refresher).build()?;
-    authorizer.token().map_err(token_failure)
-}
-
-/// The device authorization grant: show the URL and code, poll, store the answer under `key`
-/// bound to the provider.
-fn device_login(
-    ns: &tokenvault::Namespace,
-    providers: &Providers,
-    provider: &tokenvault::oauth::Provider,
-    args: &LoginArgs,
-    key: &str,
-) -> Outcome<tokenvault::Token> {
-    let url = provider.device_authorization_url().ok_or_else(|| {
-        Failure::usage(format!(
-            "provider {} has no device authorization endpoint",
-            output::quoted(&args.provider)
-        ))
-        .hint("add it: tokenvault provider add NAMESPACE NAME ... --device-endpoint URL")
-    })?;
-    let mut refresher = provider
-        .refresher(GrantType::RefreshToken)
-        .map_err(|e| Failure::other(e.to_string()))?;
-    let scopes: Vec<String> = if args.scopes.is_empty() {
-        provider.scope_list().to_vec()
+    let scopes = (!args.scopes.is_empty()).then_some(args.scopes.as_slice());
+    let result = if args.device {
+        providers.login_device(key, &args.provider, scopes, |authorization| {
+            let mut shown = format!(
+                "To log in, open {} and enter the code {}",
+                output::escaped(authorization.verification_uri()),
+                output::escaped(authorization.user_code())
+            );
+            if let Some(complete) = authorization.verification_uri_complete() {
+                shown.push_str(&format!(" (or open {})", output::escaped(complete)));
+            }
+            output::note(&shown);
+            output::note("Waiting for the approval...");
+        })
+    } else if args.browser {
+        providers.login_browser(key, &args.provider, scopes, args.wait, |url| {
+            let opened = !args.no_browser && open_browser(url);
+            output::note(&format!(
+                "{} {}",
+                if opened {
+                    "A browser was started; if it did not open, open this URL:"
+                } else {
+                    "Open this URL in a browser to log in:"
+                },
+                output::escaped(url)
+            ));
+            output::note("Waiting for the redirect to 127.0.0.1...");
+        })
     } else {
-        args.scopes.clone()
+        providers.login_client_credentials(key, &args.provider, scopes)
     };
-    refresher = refresher.scopes(scopes);
-    let mut authorization = refresher.device_authorization(url).map_err(login_failure)?;
-    let mut shown = format!(
-        "To log in, open {} and enter the code {}",
-        output::escaped(authorization.verification_uri()),
-        output::escaped(authorization.user_code())
-    );
-    if let Some(complete) = authorization.verification_uri_complete() {
-        shown.push_str(&format!(" (or open {})", output::escaped(complete)));
-    }
-    output::note(&shown);
-    output::note("Waiting for the approval...");
-    let response = refresher
-        .poll_device(&mut authorization)
-        .map_err(login_failure)?;
-    ns.store_response_as(key, &response)?;
-    providers.bind(key, &args.provider, GrantType::RefreshToken)?;
-    ns.get::<tokenvault::Token>(key)?
-        .ok_or_else(|| Failure::other("the token stored by the login is gone"))
-}
-
-/// The authorization code grant with PKCE: open (or print) the URL, serve the redirect,
-/// exchange the code, store the answer under `key` bound to the provider.
-fn browser_login(
-    ns: &tokenvault::Namespace,
-    providers: &Providers,
-    provider: &tokenvault::oauth::Provider,
-    args: &LoginArgs,
-    key: &str,
-) -> Outcome<tokenvault::Token> {
-    let url = provider.authorization_url().ok_or_else(|| {
-        Failure::usage(format!(
-            "provider {} has no authorization endpoint",
-            output::quoted(&args.provider)
-        ))
-        .hint("add it: tokenvault provider add NAMESPACE NAME ... --authorization-endpoint URL")
-    })?;
-    let scopes: Vec<String> = if args.scopes.is_empty() {
-        provider.scope_list().to_vec()
-    } else {
-        args.scopes.clone()
-    };
-    let refresher = provider
-        .refresher(GrantType::RefreshToken)
-        .map_err(|e| Failure::other(e.to_string()))?
-        .scopes(scopes);
-    let login = refresher.browser_login(url).map_err(login_failure)?;
-    let opened = !args.no_browser && open_browser(login.authorization_url());
-    output::note(&format!(
-        "{} {}",
-        if opened {
-            "A browser was started; if it did not open, open this URL:"
-        } else {
-            "Open this URL in a browser to log in:"
-        },
-        output::escaped(login.authorization_url())
-    ));
-    output::note("Waiting for the redirect to 127.0.0.1...");
-    let response = login.finish(&refresher, args.wait).map_err(login_failure)?;
-    ns.store_response_as(key, &response)?;
-    providers.bind(key, &args.provider, GrantType::RefreshToken)?;
-    ns.get::<tokenvault::Token>(key)?
-        .ok_or_else(|| Failure::other("the token stored by the login is gone"))
+    result.map_err(login_failure)
 }
 
 /// Starts a browser on `url` if one is available: `$BROWSER`, else `open` on macOS, else
@@ -279,17 +198,23 @@ fn open_browser(url: &str) -> bool {
     })
 }
 
-/// A login flow's failure: a denial or an expired code means "log in again" (8), a
-/// transient failure "temporarily unavailable" (9).
-fn login_failure(error: tokenvault::oauth::RefreshError) -> Failure {
-    use tokenvault::oauth::RefreshErrorKind;
-    match (error.oauth_error(), error.kind()) {
-        (Some("access_denied" | "expired_token"), _) => {
-            Failure::new(Exit::Reauthenticate, error.to_string())
-                .hint("run the login again, and approve it in the browser in time")
-        }
-        (_, RefreshErrorKind::Transient) => Failure::new(Exit::Unavailable, error.to_string())
-            .hint("the provider is temporarily unavailable: retry later"),
-        _ => Failure::other(error.to_string()),
+/// A login's failure: a denial or an expired code means "log in again" (8), a transient
+/// failure "temporarily unavailable" (9); a provider that lacks what the flow needs is a
+/// usage error.
+fn login_failure(error: tokenvault::oauth::TokenError) -> Failure {
+    use tokenvault::oauth::{RefreshErrorKind, TokenError};
+    match &error {
+        TokenError::Refresh(e) => match (e.oauth_error(), e.kind()) {
+            (Some("access_denied" | "expired_token"), _) => {
+                Failure::new(Exit::Reauthenticate, error.to_string())
+                    .hint("run the login again, and approve it in time")
+            }
+            (_, RefreshErrorKind::Transient) => Failure::new(Exit::Unavailable, error.to_string())
+                .hint("the provider is temporarily unavailable: retry later"),
+            _ => Failure::other(error.to_string()),
+        },
+        TokenError::Vault(tokenvault::Error::Provider { .. }) => Failure::usage(error.to_string())
+            .hint("add what the flow needs: tokenvault provider add NAMESPACE NAME ..."),
+        _ => token_failure(error),
     }
 }
