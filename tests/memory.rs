@@ -844,6 +844,21 @@ fn responses_round_trip(path: &std::path::Path) {
         assert!(store.remove_token("transfer.example.org").unwrap());
     }
     drop((ns, memory));
+    #[cfg(feature = "http")]
+    {
+        // A provider whose client secret is a canary: stored, read back, made a refresher.
+        use tokenvault::oauth::{ClientAuth, GrantType, Provider, Providers};
+        let providers = Providers::new(&vault.namespace("providers").unwrap());
+        let provider = Provider::new("https://idp.example.org/token", "cli")
+            .unwrap()
+            .client_secret(canary_secret_string(SECRET), ClientAuth::Post);
+        providers.put("idp", &provider).unwrap();
+        drop(provider);
+        let read = providers.get("idp").unwrap().unwrap();
+        let refresher = read.refresher(GrantType::ClientCredentials).unwrap();
+        drop((read, refresher));
+        assert!(providers.remove("idp").unwrap());
+    }
     vault.close().unwrap();
     drop((login, refresh));
 }
@@ -1022,6 +1037,27 @@ fn debug_and_display_never_show_a_secret() {
     check_debug("VaultOptions", &options);
     check_debug("KdfParams", &KdfParams::insecure_for_tests());
     check_debug("KdfParams", &KdfParams::default());
+    #[cfg(feature = "http")]
+    {
+        // A provider whose client secret is a canary, as built and as read back.
+        use tokenvault::oauth::{ClientAuth, Provider, Providers};
+        let provider = Provider::new("https://idp.example.org/token", "cli")
+            .unwrap()
+            .client_secret(canary_secret_string(SECRET), ClientAuth::Basic);
+        check_debug("Provider", &provider);
+        let vault = fast()
+            .create_with_backend(MemoryBackend::new(), &canary_raw_key())
+            .unwrap();
+        let providers = Providers::new(&vault.namespace("p").unwrap());
+        providers.put("idp", &provider).unwrap();
+        check_debug("Providers", &providers);
+        check_debug("Provider (stored)", &providers.get("idp").unwrap().unwrap());
+        let refresher = provider
+            .refresher(tokenvault::oauth::GrantType::RefreshToken)
+            .unwrap();
+        check_debug("HttpRefresher (provider)", &refresher);
+        drop(vault);
+    }
 
     // A vault on memory, with canary secrets stored, and everything it reports.
     let storage = MemoryBackend::new();
