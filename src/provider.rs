@@ -497,7 +497,9 @@ impl Providers {
     /// the answer under `key`, bound to the provider: `show` gets the user code and
     /// verification URI to show the user, then this polls until the user approves. `scopes`
     /// replace the provider's default scopes when given. Nothing is written anywhere but the
-    /// vault.
+    /// vault. The vault stays open meanwhile: on sled, its directory stays locked for the
+    /// whole login (`tokenvault login` closes it during the flow and stores with
+    /// [`store_login`](Self::store_login)).
     ///
     /// # Errors
     /// [`TokenError::Refresh`] for the flow's failures (`access_denied`, `expired_token`,
@@ -594,8 +596,14 @@ impl Providers {
         Ok((provider, refresher))
     }
 
-    /// Stores a login's answer under `key` and binds it.
-    fn store_login(
+    /// Stores a login's answer under `key` and binds it to provider `name` for `grant`: what
+    /// the `login_*` flows do once they have the answer (for a caller that ran a flow's steps
+    /// itself, for example with the vault closed meanwhile so that it holds no lock).
+    ///
+    /// # Errors
+    /// [`TokenError::InvalidResponse`] unless the answer holds exactly one token;
+    /// [`Error::Provider`] if there is no provider `name`; storage errors.
+    pub fn store_login(
         &self,
         key: &str,
         name: &str,

@@ -455,6 +455,40 @@ fn device_login_shows_the_code_polls_and_stores_the_grant() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), format!("{}\n", issued[0]));
 
+    // While a login waits for the user, the vault is not held: another command opens it.
+    server.script_device(&[
+        DevicePoll::Pending,
+        DevicePoll::Pending,
+        DevicePoll::Approve,
+    ]);
+    let started = server.device_authorizations();
+    let login = env
+        .command(
+            &[
+                "login",
+                "alice",
+                "--provider",
+                "gh",
+                "--device",
+                "--key",
+                "second",
+                "--key-file",
+                env.key_str(),
+            ],
+            &[],
+        )
+        .spawn()
+        .unwrap();
+    while server.device_authorizations() == started {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = env.run(&["ls", "alice", "--lock-timeout", "0.5"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = login.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&["ls", "alice"], &[]);
+    assert!(stdout(&out).contains("second"), "{}", stdout(&out));
+
     // A denial is "log in again".
     server.script_device(&[DevicePoll::Deny]);
     let out = env.run(

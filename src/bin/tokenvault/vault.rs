@@ -155,10 +155,6 @@ impl Global {
     ) -> Outcome<(Vault, KeySource)> {
         let location = self.location()?;
         // Say so before asking for a passphrase that could not help.
-        enum Target {
-            Dir(PathBuf),
-            Database(Box<tokenvault::backend::PostgresBackend>),
-        }
         let described = location.describe();
         let target = match location {
             Location::Dir(path) if !path.is_dir() => {
@@ -173,24 +169,52 @@ impl Global {
             }
         };
         let key = unlock.secret.key_source(&described)?;
+        let vault = self.open_target(target, &key, unlock.slot, kdf)?;
+        Ok((vault, key))
+    }
+
+    /// Opens the vault again with `key`, the secret an earlier [`open_keeping_key`] resolved
+    /// (no second prompt).
+    pub(crate) fn reopen(&self, unlock: &OpenArgs, key: &KeySource) -> Outcome<Vault> {
+        let target = match self.location()? {
+            Location::Dir(path) => Target::Dir(path),
+            Location::Postgres { url, name } => {
+                Target::Database(Box::new(Location::backend(&url, &name)?))
+            }
+        };
+        self.open_target(target, key, unlock.slot, None)
+    }
+
+    fn open_target(
+        &self,
+        target: Target,
+        key: &KeySource,
+        slot: Option<u32>,
+        kdf: Option<KdfParams>,
+    ) -> Outcome<Vault> {
         let mut options = self.options();
-        if let Some(slot) = unlock.slot {
+        if let Some(slot) = slot {
             options = options.slot(slot);
         }
         if let Some(kdf) = kdf {
             options = options.kdf(kdf);
         }
-        let vault = match target {
-            Target::Dir(path) => options.open(&path, &key)?,
-            Target::Database(backend) => options.open_with_backend(*backend, &key)?,
-        };
-        Ok((vault, key))
+        Ok(match target {
+            Target::Dir(path) => options.open(&path, key)?,
+            Target::Database(backend) => options.open_with_backend(*backend, key)?,
+        })
     }
 
     /// Opens the vault with the secret `unlock` names.
     pub(crate) fn open(&self, unlock: &OpenArgs) -> Outcome<Vault> {
         Ok(self.open_keeping_key(unlock, None)?.0)
     }
+}
+
+/// Where a vault is opened.
+enum Target {
+    Dir(PathBuf),
+    Database(Box<tokenvault::backend::PostgresBackend>),
 }
 
 /// How long a command waits for another process that holds the vault, by default.

@@ -85,10 +85,14 @@ struct LoginJson<'a> {
 /// Runs `tokenvault login`.
 pub(crate) fn run(global: &Global, args: &LoginArgs) -> Outcome {
     let key = args.key.as_deref().unwrap_or(&args.provider);
-    let vault = global.open(&args.open)?;
-    let result = login(&vault, args, key);
-    close(vault)?;
-    let token = result?;
+    let token = if args.client_credentials {
+        let vault = global.open(&args.open)?;
+        let result = login(&vault, args, key);
+        close(vault)?;
+        result?
+    } else {
+        interactive_login(global, args, key)?
+    };
     let grant = if args.device {
         "device_code"
     } else if args.browser {
@@ -122,54 +126,106 @@ pub(crate) fn run(global: &Global, args: &LoginArgs) -> Outcome {
     ))
 }
 
+/// The device and browser flows, with the vault closed while the user logs in (a directory
+/// vault would stay locked for minutes otherwise): read the provider, close, run the flow,
+/// open again with the same secret and store.
+fn interactive_login(global: &Global, args: &LoginArgs, key: &str) -> Outcome<tokenvault::Token> {
+    use tokenvault::oauth::GrantType;
+    let (vault, secret) = global.open_keeping_key(&args.open, None)?;
+    let provider = {
+        let ns = vault.namespace(&args.namespace)?;
+        let found = Providers::new(&ns).get(&args.provider);
+        close(vault)?;
+        found?.ok_or_else(|| no_provider(args))?
+    };
+    let scopes = if args.scopes.is_empty() {
+        provider.scope_list().to_vec()
+    } else {
+        args.scopes.clone()
+    };
+    let refresher = provider
+        .refresher(GrantType::RefreshToken)
+        .map_err(|e| Failure::other(e.to_string()))?
+        .scopes(scopes);
+    let flow = |e: tokenvault::oauth::RefreshError| login_failure(e.into());
+    let response = if args.device {
+        let url = provider
+            .device_authorization_url()
+            .ok_or_else(|| missing(args, "device authorization", "--device-endpoint"))?;
+        let mut authorization = refresher.device_authorization(url).map_err(flow)?;
+        let mut shown = format!(
+            "To log in, open {} and enter the code {}",
+            output::escaped(authorization.verification_uri()),
+            output::escaped(authorization.user_code())
+        );
+        if let Some(complete) = authorization.verification_uri_complete() {
+            shown.push_str(&format!(" (or open {})", output::escaped(complete)));
+        }
+        output::note(&shown);
+        output::note("Waiting for the approval...");
+        refresher.poll_device(&mut authorization).map_err(flow)?
+    } else {
+        let url = provider
+            .authorization_url()
+            .ok_or_else(|| missing(args, "authorization", "--authorization-endpoint"))?;
+        let login = refresher.browser_login(url).map_err(flow)?;
+        let opened = !args.no_browser && open_browser(login.authorization_url());
+        output::note(&format!(
+            "{} {}",
+            if opened {
+                "A browser was started; if it did not open, open this URL:"
+            } else {
+                "Open this URL in a browser to log in:"
+            },
+            output::escaped(login.authorization_url())
+        ));
+        output::note("Waiting for the redirect to 127.0.0.1...");
+        login.finish(&refresher, args.wait).map_err(flow)?
+    };
+    let vault = global.reopen(&args.open, &secret)?;
+    let stored = Providers::new(&vault.namespace(&args.namespace)?).store_login(
+        key,
+        &args.provider,
+        &response,
+        GrantType::RefreshToken,
+    );
+    close(vault)?;
+    stored.map_err(login_failure)
+}
+
+fn no_provider(args: &LoginArgs) -> Failure {
+    Failure::new(
+        Exit::NotFound,
+        format!(
+            "no provider {} in namespace {}",
+            output::quoted(&args.provider),
+            output::quoted(&args.namespace)
+        ),
+    )
+    .hint("add one: tokenvault provider add NAMESPACE NAME --token-endpoint URL --client-id ID")
+}
+
+fn missing(args: &LoginArgs, what: &str, flag: &str) -> Failure {
+    Failure::usage(format!(
+        "provider {} has no {what} endpoint",
+        output::quoted(&args.provider)
+    ))
+    .hint(format!(
+        "add it: tokenvault provider add NAMESPACE NAME ... {flag} URL"
+    ))
+}
+
+/// The client-credentials grant, with the vault open (it takes one request).
 fn login(vault: &tokenvault::Vault, args: &LoginArgs, key: &str) -> Outcome<tokenvault::Token> {
     let ns = vault.namespace(&args.namespace)?;
     let providers = Providers::new(&ns);
     if providers.get(&args.provider)?.is_none() {
-        return Err(Failure::new(
-            Exit::NotFound,
-            format!(
-                "no provider {} in namespace {}",
-                output::quoted(&args.provider),
-                output::quoted(&args.namespace)
-            ),
-        )
-        .hint(
-            "add one: tokenvault provider add NAMESPACE NAME --token-endpoint URL --client-id ID",
-        ));
+        return Err(no_provider(args));
     }
     let scopes = (!args.scopes.is_empty()).then_some(args.scopes.as_slice());
-    let result = if args.device {
-        providers.login_device(key, &args.provider, scopes, |authorization| {
-            let mut shown = format!(
-                "To log in, open {} and enter the code {}",
-                output::escaped(authorization.verification_uri()),
-                output::escaped(authorization.user_code())
-            );
-            if let Some(complete) = authorization.verification_uri_complete() {
-                shown.push_str(&format!(" (or open {})", output::escaped(complete)));
-            }
-            output::note(&shown);
-            output::note("Waiting for the approval...");
-        })
-    } else if args.browser {
-        providers.login_browser(key, &args.provider, scopes, args.wait, |url| {
-            let opened = !args.no_browser && open_browser(url);
-            output::note(&format!(
-                "{} {}",
-                if opened {
-                    "A browser was started; if it did not open, open this URL:"
-                } else {
-                    "Open this URL in a browser to log in:"
-                },
-                output::escaped(url)
-            ));
-            output::note("Waiting for the redirect to 127.0.0.1...");
-        })
-    } else {
-        providers.login_client_credentials(key, &args.provider, scopes)
-    };
-    result.map_err(login_failure)
+    providers
+        .login_client_credentials(key, &args.provider, scopes)
+        .map_err(login_failure)
 }
 
 /// Starts a browser on `url` if one is available: `$BROWSER`, else `open` on macOS, else
