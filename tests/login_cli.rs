@@ -325,31 +325,15 @@ fn expired_bound_token(env: &Env, server: &TokenServer, refresh: &str) {
 #[test]
 fn sixteen_parallel_token_processes_refresh_once() {
     let server = TokenServer::start(Config::default());
-    let env = Env::new();
-    env.add_provider(&server, "alice", "idp");
-    expired_bound_token(&env, &server, "rt-parallel-0");
-
-    let children: Vec<_> = (0..16)
-        .map(|_| {
-            env.command(&["token", "alice", "api", "--key-file", env.key_str()], &[])
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let outputs: Vec<Output> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    for out in &outputs {
-        assert!(out.status.success(), "{}", stderr(out));
-    }
-    assert_eq!(server.refresh_count(), 1);
-    server.assert_no_reuse();
-    let issued = server.issued_access_tokens();
-    assert_eq!(issued.len(), 1);
-    for out in &outputs {
-        assert_eq!(stdout(out), format!("{}\n", issued[0]));
-    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("vault.key");
+    write_private(&key, &[5u8; 32]);
+    let cli = cli_for(
+        dir.path().join("vault").to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+    );
+    token_herd(&server, &cli, "rt-parallel-0");
 }
 
 #[test]
@@ -507,33 +491,6 @@ fn device_login_shows_the_code_polls_and_stores_the_grant() {
     assert!(stderr(&out).contains("denied"), "{}", stderr(&out));
 }
 
-/// A plain HTTP GET of an absolute `http://host:port/path` URL: the status and `Location`.
-fn http_get(url: &str) -> (u16, Option<String>) {
-    use std::io::Read as _;
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap();
-    let location = answer
-        .lines()
-        .find_map(|l| l.strip_prefix("Location: ").map(str::to_owned));
-    (status, location)
-}
-
 /// Runs `login --browser --no-browser`, reads the URL it prints, and plays the browser
 /// (the redirect's `state` replaced when `forge`). Returns the command's output.
 ///
@@ -602,14 +559,14 @@ fn browser_login(
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
-    let (status, location) = http_get(&url);
+    let (status, location) = support::http_get(&url);
     assert_eq!(status, 302);
     let mut location = location.unwrap();
     if forge {
         let at = location.find("state=").unwrap() + 6;
         location = format!("{}forged", &location[..at]);
     }
-    http_get(&location);
+    support::http_get(&location);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
     said.push_str(&rest);
@@ -724,83 +681,8 @@ fn sixteen_parallel_token_processes_refresh_once_on_postgres() {
     let key = dir.path().join("vault.key");
     write_private(&key, &[6u8; 32]);
     let vault = format!("{url}&vault={}", support::unique_name("token-herd"));
-    let cli = |args: &[&str], envs: &[(&str, &str)]| {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--vault")
-            .arg(&vault)
-            .args(args)
-            .arg("--key-file")
-            .arg(&key)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_remove("TOKENVAULT_KEY_FILE")
-            .env_remove("TOKENVAULT_PASSPHRASE_FILE");
-        for (name, value) in envs {
-            cmd.env(name, value);
-        }
-        cmd
-    };
-    let ok = |mut cmd: Command| {
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        out
-    };
-    ok(cli(&["init"], &[]));
-    let (token_url, revoke) = (server.url(), server.revocation_url());
-    ok(cli(
-        &[
-            "provider",
-            "add",
-            "alice",
-            "idp",
-            "--token-endpoint",
-            &token_url,
-            "--revocation-endpoint",
-            &revoke,
-            "--client-id",
-            "client-1",
-            "--client-auth",
-            "basic",
-            "--client-secret-env",
-            "IDP_SECRET",
-        ],
-        &[("IDP_SECRET", CLIENT_SECRET)],
-    ));
-    server.seed_refresh_token("rt-pg-0");
-    ok(cli(
-        &[
-            "put",
-            "alice",
-            "api",
-            "--access-token-env",
-            "AT",
-            "--refresh-token-env",
-            "RT",
-            "--expires-at",
-            "2020-01-01T00:00:00Z",
-            "--provider",
-            "idp",
-        ],
-        &[("AT", "expired"), ("RT", "rt-pg-0")],
-    ));
-
-    let children: Vec<_> = (0..16)
-        .map(|_| cli(&["token", "alice", "api"], &[]).spawn().unwrap())
-        .collect();
-    let outputs: Vec<Output> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    for out in &outputs {
-        assert!(out.status.success(), "{}", stderr(out));
-    }
-    assert_eq!(server.refresh_count(), 1);
-    server.assert_no_reuse();
-    let issued = server.issued_access_tokens();
-    for out in &outputs {
-        assert_eq!(stdout(out), format!("{}\n", issued[0]));
-    }
+    let cli = cli_for(&vault, "--key-file", key.to_str().unwrap());
+    token_herd(&server, &cli, "rt-pg-0");
 }
 
 /// With a passphrase at the default Argon2id cost, each `token` holds the vault's directory
@@ -813,23 +695,25 @@ fn sixteen_parallel_token_processes_with_a_passphrase_queue_on_the_lock() {
     let pass = dir.path().join("pass.txt");
     write_private(&pass, b"a passphrase for sixteen processes");
     let pass = pass.to_str().unwrap().to_owned();
-    let cli = |args: &[&str], envs: &[(&str, &str)]| {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--vault")
-            .arg(dir.path().join("vault"))
-            .args(args)
-            .args(["--passphrase-file", pass.as_str()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_remove("TOKENVAULT_KEY_FILE")
-            .env_remove("TOKENVAULT_PASSPHRASE_FILE")
-            .env_remove("TOKENVAULT_VAULT");
-        for (name, value) in envs {
-            cmd.env(name, value);
-        }
-        cmd
-    };
+    let cli = cli_for(
+        dir.path().join("vault").to_str().unwrap(),
+        "--passphrase-file",
+        &pass,
+    );
+    token_herd(&server, &cli, "rt-pass-0");
+}
+
+/// Builds a command line from its arguments and extra environment variables.
+type CommandFor = dyn Fn(&[&str], &[(&str, &str)]) -> Command;
+
+/// On a fresh vault that `cli` reaches: a provider, an expired token bound to it with the
+/// live refresh token `refresh`, then 16 parallel `token` processes: all succeed, with the one
+/// token issued by the one refresh.
+fn token_herd(
+    server: &TokenServer,
+    cli: &CommandFor,
+    refresh: &str,
+) {
     let ok = |mut cmd: Command| {
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
@@ -847,13 +731,13 @@ fn sixteen_parallel_token_processes_with_a_passphrase_queue_on_the_lock() {
             "--client-id",
             "client-1",
             "--client-auth",
-            "post",
+            "basic",
             "--client-secret-env",
             "IDP_SECRET",
         ],
         &[("IDP_SECRET", CLIENT_SECRET)],
     ));
-    server.seed_refresh_token("rt-pass-0");
+    server.seed_refresh_token(refresh);
     ok(cli(
         &[
             "put",
@@ -868,7 +752,7 @@ fn sixteen_parallel_token_processes_with_a_passphrase_queue_on_the_lock() {
             "--provider",
             "idp",
         ],
-        &[("AT", "expired"), ("RT", "rt-pass-0")],
+        &[("AT", "expired"), ("RT", refresh)],
     ));
     let children: Vec<_> = (0..16)
         .map(|_| cli(&["token", "alice", "api"], &[]).spawn().unwrap())
@@ -881,8 +765,32 @@ fn sixteen_parallel_token_processes_with_a_passphrase_queue_on_the_lock() {
         assert!(out.status.success(), "{}", stderr(out));
     }
     assert_eq!(server.refresh_count(), 1);
+    server.assert_no_reuse();
     let issued = server.issued_access_tokens();
+    assert_eq!(issued.len(), 1);
     for out in &outputs {
         assert_eq!(stdout(out), format!("{}\n", issued[0]));
+    }
+}
+
+/// Command lines for the vault `vault`, unlocked with `flag value` (appended last).
+fn cli_for(vault: &str, flag: &str, value: &str) -> impl Fn(&[&str], &[(&str, &str)]) -> Command {
+    let (vault, flag, value) = (vault.to_owned(), flag.to_owned(), value.to_owned());
+    move |args: &[&str], envs: &[(&str, &str)]| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--vault")
+            .arg(&vault)
+            .args(args)
+            .args([&flag, &value])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("TOKENVAULT_KEY_FILE")
+            .env_remove("TOKENVAULT_PASSPHRASE_FILE")
+            .env_remove("TOKENVAULT_VAULT");
+        for (name, value) in envs {
+            cmd.env(name, value);
+        }
+        cmd
     }
 }

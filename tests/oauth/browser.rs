@@ -5,7 +5,6 @@
 #![cfg(feature = "http")]
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -24,42 +23,13 @@ fn refresher(server: &TokenServer) -> HttpRefresher {
         .timeout(Duration::from_secs(5))
 }
 
-/// A plain HTTP GET of an absolute `http://host:port/path` URL: the status and the
-/// `Location` header.
-fn get(url: &str) -> (u16, Option<String>) {
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let mut stream = TcpStream::connect(host).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap();
-    let location = answer.lines().find_map(|line| {
-        line.strip_prefix("Location: ")
-            .or_else(|| line.strip_prefix("location: "))
-            .map(str::to_owned)
-    });
-    (status, location)
-}
-
 /// Plays the browser on another thread: opens the authorization URL, then follows the
 /// redirect after `edit` changed it. Returns the loopback's status.
 fn browse(url: String, edit: fn(String) -> String) -> std::thread::JoinHandle<u16> {
     std::thread::spawn(move || {
-        let (status, location) = get(&url);
+        let (status, location) = support::http_get(&url);
         assert_eq!(status, 302);
-        get(&edit(location.unwrap())).0
+        support::http_get(&edit(location.unwrap())).0
     })
 }
 
@@ -85,10 +55,10 @@ fn a_code_exchanged_with_its_verifier_logs_in_and_the_listener_closes() {
         .to_owned();
     let stray = format!("http://{port}/favicon.ico");
     let browser = std::thread::spawn(move || {
-        let stray = get(&stray).0;
-        let (status, location) = get(&url);
+        let stray = support::http_get(&stray).0;
+        let (status, location) = support::http_get(&url);
         assert_eq!(status, 302);
-        (stray, get(&location.unwrap()).0)
+        (stray, support::http_get(&location.unwrap()).0)
     });
     let response = login.finish(&refresher, Duration::from_secs(10)).unwrap();
     assert_eq!(browser.join().unwrap(), (404, 200));

@@ -344,3 +344,36 @@ pub fn unique_name(what: &str) -> String {
         NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     )
 }
+
+/// A plain HTTP/1.1 `GET` of an absolute `http://host:port/path` URL, as a browser would send
+/// it (the test playing the browser in a login): the status and the `Location` header.
+///
+/// # Panics
+/// On a URL of another form, or a connection that fails or says nothing in 10 s.
+pub fn http_get(url: &str) -> (u16, Option<String>) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let location = answer.lines().find_map(|line| {
+        line.strip_prefix("Location: ")
+            .or_else(|| line.strip_prefix("location: "))
+            .map(str::to_owned)
+    });
+    (status, location)
+}
