@@ -709,11 +709,7 @@ type CommandFor = dyn Fn(&[&str], &[(&str, &str)]) -> Command;
 /// On a fresh vault that `cli` reaches: a provider, an expired token bound to it with the
 /// live refresh token `refresh`, then 16 parallel `token` processes: all succeed, with the one
 /// token issued by the one refresh.
-fn token_herd(
-    server: &TokenServer,
-    cli: &CommandFor,
-    refresh: &str,
-) {
+fn token_herd(server: &TokenServer, cli: &CommandFor, refresh: &str) {
     let ok = |mut cmd: Command| {
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
